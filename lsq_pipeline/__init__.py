@@ -1,0 +1,1 @@
+"""lsq_pipeline: keep LeadSquared opportunities in step with source records."""

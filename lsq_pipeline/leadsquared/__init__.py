@@ -1,0 +1,1 @@
+"""The LeadSquared opportunity API as Python: models, client, rate limit, typed errors. No Dagster."""
