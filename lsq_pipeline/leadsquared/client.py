@@ -1,0 +1,566 @@
+"""`LeadSquaredClient`: the five opportunity endpoints as methods, run at the account's limit.
+
+Each method takes any number of items, splits them into calls of the API's maximum, sends the
+calls concurrently (at most `max_in_flight` in the air, every start taken from one sliding
+window shared by all endpoints and threads), retries what is safe to retry, and returns one
+`RowResult` per item in input order.
+
+Retry rules:
+- a 429, or a 200 with `MXAPIRateLimitExceededException`: nothing was written; every call of
+  the process pauses one window, then the call is sent again (counted as `rate_limited`);
+- 401, 400, 404, a 500 with an `MX...` body: permanent, raised as a typed error, never retried;
+- timeouts, dropped connections, a 500 without an MX body, 502/503/504: transient, retried with
+  exponential backoff and full jitter, up to `max_retries` times. Reads and updates are re-sent
+  as they are. A create (Bulk Add, Capture) whose outcome is unknown is re-sent only with
+  `OverwriteFields: true`: if the first send landed, the type's duplicate rule answers with
+  the existing opportunity, returned as `ok` with `already_existed`. An activity call whose
+  outcome is unknown is not re-sent (activities have no duplicate detection): its rows come
+  back with `outcome_unknown`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from lsq_pipeline.leadsquared.errors import (
+    AuthenticationError,
+    BadRequestError,
+    LeadSquaredAPIError,
+    LeadSquaredError,
+    NotFoundError,
+    RateLimitedError,
+    TransientError,
+)
+from lsq_pipeline.leadsquared.models import (
+    BULK_ACTIVITIES,
+    BULK_ADD,
+    BULK_UPDATE,
+    CAPTURE,
+    DUPLICATE_EXCEPTION,
+    ENDPOINTS,
+    GET_BY_IDS,
+    RATE_LIMIT_EXCEPTION,
+    ActivityAdd,
+    BulkActivitiesResponse,
+    BulkAddResponse,
+    BulkUpdateResponse,
+    CaptureRequest,
+    CaptureResponse,
+    ClientStats,
+    Columns,
+    Endpoint,
+    EndpointStats,
+    ErrorBody,
+    GetOpportunitiesRequest,
+    OpportunityAdd,
+    OpportunityGroup,
+    OpportunityRecord,
+    OpportunityUpdate,
+    RowFailure,
+    RowResult,
+    SearchParameter,
+)
+from lsq_pipeline.leadsquared.rate_limit import SlidingWindow
+
+logger = logging.getLogger(__name__)
+
+OUTCOME_UNKNOWN = "OutcomeUnknown"
+"""`exception_type` of a row whose call was sent but never answered, and not re-sent."""
+MISSING_ROW = "MissingRow"
+"""`exception_type` of an item the answer had no row for."""
+
+_TRANSIENT_STATUSES = {500, 502, 503, 504}
+_NOT_CARRIED_OUT_STATUSES = {503}
+"""Transient answers after which the server surely wrote nothing (service unavailable)."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A usable answer: the parsed JSON body and how many attempts it took."""
+
+    body: Any
+    resent_after_unknown: bool
+
+
+class _Transient(Exception):
+    """A failed attempt worth retrying; `unknown`: the server may have carried it out."""
+
+    def __init__(self, reason: str, *, unknown: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.unknown = unknown
+
+
+class _RateLimited(Exception):
+    pass
+
+
+class LeadSquaredClient:
+    """A thread-safe client for one LeadSquared account (one host, one key pair)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        access_key: str,
+        secret_key: str,
+        *,
+        rate_limit_calls: int = 25,
+        rate_limit_seconds: float = 5.0,
+        max_in_flight: int = 8,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        max_rate_limited_retries: int = 20,
+        rate_limit_db: str | None = None,
+    ) -> None:
+        """`rate_limit_calls=0` turns the client-side window off. `rate_limit_db`: path of a
+        SQLite file shared by every process of the account, so they share one budget."""
+        if not access_key or not secret_key:
+            raise ValueError("LeadSquaredClient needs both an access key and a secret key")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.base_url = base_url.rstrip("/")
+        self._secrets = (access_key, secret_key)
+        self.max_in_flight = max_in_flight
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_rate_limited_retries = max_rate_limited_retries
+        self.rate_limit_seconds = rate_limit_seconds
+        self.window = (
+            SlidingWindow(rate_limit_calls, rate_limit_seconds, db_path=rate_limit_db or None)
+            if rate_limit_calls > 0
+            else None
+        )
+
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_in_flight, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update(
+            {
+                "x-LSQ-AccessKey": access_key,
+                "x-LSQ-SecretKey": secret_key,
+                "Content-Type": "application/json; charset=utf-8",
+                "Accept": "application/json",
+            }
+        )
+        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="lsq-call")
+        self._stats_lock = threading.Lock()
+        self._endpoint_stats = {endpoint.name: EndpointStats() for endpoint in ENDPOINTS}
+        self._seconds_waiting = 0.0
+
+    # --- the five endpoints -------------------------------------------------------------------
+
+    def add_opportunities(self, search_by: str, items: Sequence[OpportunityAdd]) -> list[RowResult]:
+        """Add opportunities to leads found by `search_by` (e.g. "EmailAddress"), 25 a call.
+
+        A row refused as a duplicate under the type's rule is `ok` with `already_existed` and
+        the existing opportunity's id.
+        """
+
+        def run(batch: Sequence[OpportunityAdd]) -> list[RowResult]:
+            answer = self._call_create(BULK_ADD, batch, lambda b: [i.to_api() for i in b], {"SearchBy": search_by})
+            rows = _rows_by_number(BulkAddResponse.model_validate(answer.body).rows, len(batch))
+            return [_add_result(row) for row in rows]
+
+        return self._run_batches(BULK_ADD, list(items), run)
+
+    def update_opportunities(self, items: Sequence[OpportunityUpdate]) -> list[RowResult]:
+        """Update opportunities by id, 25 a call. Safe to retry."""
+
+        def run(batch: Sequence[OpportunityUpdate]) -> list[RowResult]:
+            answer = self._call(BULK_UPDATE, [i.to_api() for i in batch], {}, len(batch), resend_unknown=True)
+            rows = _rows_by_number(BulkUpdateResponse.model_validate(answer.body).rows, len(batch))
+            return [
+                RowResult(ok=row.updated, opportunity_id=item.opportunity_id, **_failure(row, row.updated))
+                for item, row in zip(batch, rows)
+            ]
+
+        return self._run_batches(BULK_UPDATE, list(items), run)
+
+    def capture_opportunities(self, items: Sequence[CaptureRequest]) -> list[RowResult]:
+        """Create or update each lead and create its opportunity (Capture), one call per item.
+
+        A capture refused with a business error (500 with an MX body, e.g. a mandatory field
+        missing) is that item's failed result, since the call carries only that item; a
+        duplicate under the type's rule is `ok` with `already_existed`.
+        """
+
+        def run(batch: Sequence[CaptureRequest]) -> list[RowResult]:
+            try:
+                answer = self._call_create(CAPTURE, batch, lambda b: b[0].to_api(), {})
+            except LeadSquaredAPIError as error:
+                return [RowResult(ok=False, exception_type=error.exception_type, exception_message=error.exception_message)]
+            return [_capture_result(CaptureResponse.model_validate(answer.body))]
+
+        return self._run_batches(CAPTURE, list(items), run)
+
+    def get_opportunities(self, event_code: int | str, ids: Sequence[str], columns: Iterable[str] | str) -> list[OpportunityRecord]:
+        """Read opportunities of one type by id, 2,000 a call; returns those found, in `ids` order."""
+        include_csv = columns if isinstance(columns, str) else ",".join(columns)
+        unique_ids = list(dict.fromkeys(ids))
+
+        def run(batch: Sequence[str]) -> list[OpportunityRecord]:
+            request = GetOpportunitiesRequest(
+                search_parameters=[
+                    SearchParameter(event_code=str(event_code), opportunity_ids=list(batch), columns=Columns(include_csv=include_csv))
+                ]
+            )
+            answer = self._call(GET_BY_IDS, request.to_api(), {}, len(batch), resend_unknown=True)
+            groups = [OpportunityGroup.model_validate(group) for group in (answer.body or [])]
+            found = {record.opportunity_id: record for group in groups for record in group.opportunities}
+            return [found.get(opportunity_id) for opportunity_id in batch]
+
+        return [record for record in self._run_batches(GET_BY_IDS, unique_ids, run) if record is not None]
+
+    def add_activities(self, opportunity_id: str, items: Sequence[ActivityAdd]) -> list[RowResult]:
+        """Post activities on one opportunity, 25 a call.
+
+        A call whose answer was lost is not re-sent (LeadSquared would post the activities
+        twice): its rows come back with `outcome_unknown`.
+        """
+
+        def run(batch: Sequence[ActivityAdd]) -> list[RowResult]:
+            try:
+                answer = self._call(
+                    BULK_ACTIVITIES, [i.to_api() for i in batch], {"opportunityId": opportunity_id}, len(batch), resend_unknown=False
+                )
+            except _OutcomeUnknown as unknown:
+                return [
+                    RowResult(
+                        ok=False,
+                        opportunity_id=opportunity_id,
+                        outcome_unknown=True,
+                        exception_type=OUTCOME_UNKNOWN,
+                        exception_message=f"the call was sent but not answered ({unknown}); not re-sent",
+                    )
+                    for _ in batch
+                ]
+            rows = _rows_by_number(BulkActivitiesResponse.model_validate(answer.body).rows, len(batch))
+            return [
+                RowResult(ok=row.created, opportunity_id=opportunity_id, activity_id=row.activity_id, **_failure(row, row.created))
+                for row in rows
+            ]
+
+        return self._run_batches(BULK_ACTIVITIES, list(items), run)
+
+    # --- observability ------------------------------------------------------------------------
+
+    def stats(self) -> ClientStats:
+        """A snapshot of the counters since the client was made (for asset metadata)."""
+        with self._stats_lock:
+            per_endpoint = {name: stats.model_copy() for name, stats in self._endpoint_stats.items()}
+            waiting = self._seconds_waiting
+        totals = {
+            field: sum(getattr(stats, field) for stats in per_endpoint.values())
+            for field in ("calls", "items", "retries", "rate_limited", "transient_failures", "permanent_failures", "seconds_in_calls")
+        }
+        return ClientStats(**totals, seconds_waiting_for_window=waiting, per_endpoint=per_endpoint)
+
+    def close(self) -> None:
+        """Stop the call threads and close the connection pool."""
+        self._pool.shutdown(wait=True)
+        self._session.close()
+        if self.window is not None:
+            self.window.close()
+
+    def __enter__(self) -> "LeadSquaredClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LeadSquaredClient(base_url={self.base_url!r}, keys=<hidden>, max_in_flight={self.max_in_flight}, window={self.window!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("LeadSquaredClient holds credentials and a connection pool; it is not picklable")
+
+    # --- batching -----------------------------------------------------------------------------
+
+    def _run_batches(self, endpoint: Endpoint, items: list[Any], run: Callable[[Sequence[Any]], list[T]]) -> list[T]:
+        """Split `items` into calls of `endpoint.max_items`, run them concurrently, keep order.
+
+        If a call fails permanently, the others still finish; the first error is raised with
+        `error.results` holding what the other calls answered (`None` for the failed ones).
+        """
+        if not items:
+            return []
+        size = endpoint.max_items
+        batches = [items[start : start + size] for start in range(0, len(items), size)]
+        if len(batches) == 1:
+            return run(batches[0])
+        futures: list[Future[list[T]]] = [self._pool.submit(run, batch) for batch in batches]
+        results: list[T | None] = []
+        first_error: BaseException | None = None
+        for batch, future in zip(batches, futures):
+            try:
+                results.extend(future.result())
+            except BaseException as error:  # noqa: BLE001 - re-raised below, after the others finish
+                first_error = first_error or error
+                results.extend([None] * len(batch))
+        if first_error is not None:
+            if isinstance(first_error, LeadSquaredError):
+                first_error.results = results
+            raise first_error
+        return results  # type: ignore[return-value]
+
+    # --- one call, with its retries -----------------------------------------------------------
+
+    def _call_create(
+        self, endpoint: Endpoint, batch: Sequence[Any], encode: Callable[[Sequence[Any]], Any], params: dict[str, str]
+    ) -> _Answer:
+        """Send a create; if its outcome is unknown, re-send it only with OverwriteFields true."""
+        try:
+            return self._call(endpoint, encode(batch), params, len(batch), resend_unknown=False)
+        except _OutcomeUnknown as unknown:
+            safe_batch = [_with_overwrite(item) for item in batch]
+            logger.debug(
+                "leadsquared %s: outcome unknown (%s), re-sending %d items with OverwriteFields true",
+                endpoint.name,
+                unknown,
+                len(batch),
+            )
+            self._count(endpoint, retries=1)
+            time.sleep(self._backoff(1))
+            return self._call(endpoint, encode(safe_batch), params, len(batch), resend_unknown=True, attempts_used=1)
+
+    def _call(
+        self,
+        endpoint: Endpoint,
+        body: Any,
+        params: dict[str, str],
+        item_count: int,
+        *,
+        resend_unknown: bool,
+        attempts_used: int = 0,
+    ) -> _Answer:
+        """POST one call until it gets a usable answer, a permanent error, or runs out of retries.
+
+        `resend_unknown=False`: a transient failure after which the server may have carried the
+        call out raises `_OutcomeUnknown` instead of re-sending.
+        """
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        url = self.base_url + endpoint.path
+        attempt = attempts_used
+        rate_limited = 0
+        while True:
+            attempt += 1
+            if self.window is not None:
+                waited = self.window.acquire()
+                if waited:
+                    with self._stats_lock:
+                        self._seconds_waiting += waited
+            try:
+                body_out = self._attempt(endpoint, url, data, params, item_count, attempt)
+                return _Answer(body_out, attempts_used > 0)
+            except _RateLimited:
+                rate_limited += 1
+                attempt -= 1  # a refused call is not a failed attempt
+                if rate_limited > self.max_rate_limited_retries:
+                    raise RateLimitedError.for_call(
+                        endpoint.name,
+                        exception_type=RATE_LIMIT_EXCEPTION,
+                        detail=f"still refused after {rate_limited} pauses",
+                    ) from None
+                if self.window is not None:
+                    self.window.pause(self.rate_limit_seconds)
+                else:
+                    time.sleep(self._backoff(rate_limited))
+                self._count(endpoint, retries=1)
+            except _Transient as failure:
+                if failure.unknown and not resend_unknown:
+                    raise _OutcomeUnknown(failure.reason) from None
+                if attempt > self.max_retries:
+                    raise TransientError.for_call(
+                        endpoint.name, detail=f"{failure.reason}; gave up after {attempt} attempts"
+                    ) from None
+                self._count(endpoint, retries=1)
+                time.sleep(self._backoff(attempt))
+
+    def _attempt(self, endpoint: Endpoint, url: str, data: bytes, params: dict[str, str], item_count: int, attempt: int) -> Any:
+        """One HTTP POST: the parsed body of a usable answer, or a classified exception."""
+        started = time.monotonic()
+        status: int | str = "-"
+        try:
+            response = self._session.post(url, params=params, data=data, timeout=self.timeout)
+            status = response.status_code
+            return self._classify(endpoint, response, item_count)
+        except requests.RequestException as error:
+            status = type(error).__name__
+            raise _Transient(_describe_network_error(error), unknown=not _surely_not_sent(error)) from None
+        finally:
+            duration = time.monotonic() - started
+            self._count(endpoint, calls=1, seconds_in_calls=duration)
+            logger.debug(
+                "leadsquared call endpoint=%s items=%d status=%s duration=%.3fs attempt=%d",
+                endpoint.name,
+                item_count,
+                status,
+                duration,
+                attempt,
+            )
+
+    def _classify(self, endpoint: Endpoint, response: requests.Response, item_count: int) -> Any:
+        status = response.status_code
+        body = _json_or_none(response)
+        error = ErrorBody.model_validate(body) if isinstance(body, dict) else ErrorBody()
+        if error.exception_type == RATE_LIMIT_EXCEPTION or status == 429:
+            self._count(endpoint, rate_limited=1)
+            logger.debug("leadsquared rate limited endpoint=%s status=%d", endpoint.name, status)
+            raise _RateLimited()
+        if status == 200:
+            if body is None:
+                self._count(endpoint, transient_failures=1)
+                raise _Transient("HTTP 200 with a body that is not JSON", unknown=True)
+            self._count(endpoint, items=item_count)
+            return body
+        text = self._redact(error.exception_message or (response.text or "")[:300])
+        kind: type[LeadSquaredError] | None = {
+            401: AuthenticationError,
+            400: BadRequestError,
+            404: NotFoundError,
+        }.get(status)
+        if kind is None and status == 500 and error.is_mx_error:
+            kind = LeadSquaredAPIError
+        if kind is None and (status in _TRANSIENT_STATUSES or status > 500):
+            self._count(endpoint, transient_failures=1)
+            raise _Transient(f"HTTP {status}", unknown=status not in _NOT_CARRIED_OUT_STATUSES)
+        self._count(endpoint, permanent_failures=1)
+        raise (kind or LeadSquaredError).for_call(
+            endpoint.name,
+            status_code=status,
+            exception_type=self._redact(error.exception_type) if error.exception_type else None,
+            exception_message=text or None,
+        )
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**(attempt-1))]."""
+        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** max(0, attempt - 1)))
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "<hidden>")
+        return text
+
+    def _count(self, endpoint: Endpoint, **increments: float) -> None:
+        with self._stats_lock:
+            stats = self._endpoint_stats[endpoint.name]
+            for field, increment in increments.items():
+                setattr(stats, field, getattr(stats, field) + increment)
+
+
+class _OutcomeUnknown(Exception):
+    """A write was sent and not answered; the caller decides how to resolve it."""
+
+
+def _surely_not_sent(error: requests.RequestException) -> bool:
+    """True when the request never reached the server (no connection could be made)."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    if isinstance(error, requests.ConnectionError):
+        reason = error.args[0] if error.args else None
+        inner = getattr(reason, "reason", None)
+        return isinstance(inner, NewConnectionError) or isinstance(reason, NewConnectionError)
+    return False
+
+
+def _describe_network_error(error: requests.RequestException) -> str:
+    """A short description without URLs (they carry no keys, but they are noise)."""
+    if isinstance(error, requests.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(error, requests.ReadTimeout):
+        return "read timeout"
+    if _surely_not_sent(error):
+        return "connection refused or unreachable"
+    if isinstance(error, requests.ConnectionError):
+        return "connection dropped"
+    return type(error).__name__
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _with_overwrite(item: Any) -> Any:
+    """The same create with OverwriteFields true (and UpdateEmptyFields unset: both true is refused)."""
+    if isinstance(item, CaptureRequest):
+        details = item.opportunity.model_copy(update={"overwrite_fields": True, "update_empty_fields": None})
+        return item.model_copy(update={"opportunity": details})
+    return item.model_copy(update={"overwrite_fields": True, "update_empty_fields": None})
+
+
+def _rows_by_number(rows: Sequence[RowFailure], count: int) -> list[Any]:
+    """Align answer rows with the items sent, by `RowNumber` (1-based) or else by position."""
+    aligned: list[Any] = [None] * count
+    for position, row in enumerate(rows):
+        index = (row.row_number - 1) if row.row_number else position
+        if 0 <= index < count and aligned[index] is None:
+            aligned[index] = row
+    return [row if row is not None else _MissingRow() for row in aligned]
+
+
+class _MissingRow(RowFailure):
+    """Stands in for a row the answer left out."""
+
+    opportunity_id: str | None = None
+    activity_id: str | None = None
+    created: bool = False
+    updated: bool = False
+    exception_type: str | None = MISSING_ROW
+    exception_message: str | None = "the answer had no row for this item"
+
+
+def _failure(row: RowFailure, ok: bool) -> dict[str, str | None]:
+    if ok:
+        return {}
+    return {
+        "exception_type": row.exception_type or "RowFailed",
+        "exception_message": row.exception_message,
+    }
+
+
+def _add_result(row: Any) -> RowResult:
+    if row.created:
+        return RowResult(ok=True, opportunity_id=row.opportunity_id)
+    if row.exception_type == DUPLICATE_EXCEPTION and row.opportunity_id:
+        return RowResult(ok=True, opportunity_id=row.opportunity_id, already_existed=True)
+    return RowResult(ok=False, opportunity_id=row.opportunity_id, **_failure(row, False))
+
+
+def _capture_result(answer: CaptureResponse) -> RowResult:
+    if answer.is_unique is False and answer.conflicted_opportunity_id:
+        return RowResult(ok=True, opportunity_id=answer.conflicted_opportunity_id, lead_id=answer.lead_id, already_existed=True)
+    if answer.created_opportunity_id and answer.status != 1:
+        return RowResult(ok=True, opportunity_id=answer.created_opportunity_id, lead_id=answer.lead_id)
+    return RowResult(
+        ok=False,
+        lead_id=answer.lead_id,
+        exception_type=answer.exception_type or "CaptureFailed",
+        exception_message=answer.exception_message or f"Capture answered Status {answer.status}",
+    )

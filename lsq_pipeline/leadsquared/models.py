@@ -1,0 +1,320 @@
+"""Pydantic models for the five LeadSquared opportunity endpoints, the API's limits and paths.
+
+API field names are aliases (`SearchByValue`), Python names are used in code (`search_by_value`).
+Requests serialize with `to_api()` (aliases, no `None`); answers parse tolerantly: unknown keys
+are ignored, and the per-row failure keys (`ExceptionType`, `ExceptionMessage`) are read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Limits from the API reference (../shared/leadsquared-api/).
+MAX_ITEMS_PER_WRITE = 25
+"""Bulk Add, Bulk Update and Bulk Activities take at most 25 items a call."""
+MAX_IDS_PER_READ = 2000
+"""GetOpportunitiesById returns at most 2,000 opportunities a call."""
+
+# Endpoint paths (all POST, JSON body).
+BULK_ADD_PATH = "/v2/OpportunityManagement.svc/Bulk/Add/ByLeadField"
+BULK_UPDATE_PATH = "/v2/OpportunityManagement.svc/Bulk/Update/ByOpportunityId"
+CAPTURE_PATH = "/v2/OpportunityManagement.svc/Capture"
+GET_BY_IDS_PATH = "/v2/OpportunityManagement.svc/GetOpportunitiesById"
+BULK_ACTIVITIES_PATH = "/v2/ProspectActivity.svc/Bulk/CustomActivity/Add/ByOpportunityId"
+
+RATE_LIMIT_EXCEPTION = "MXAPIRateLimitExceededException"
+DUPLICATE_EXCEPTION = "MXDuplicateEntryException"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API endpoint: a short name (for logs and counters), its path and items per call."""
+
+    name: str
+    path: str
+    max_items: int
+
+
+BULK_ADD = Endpoint("bulk_add", BULK_ADD_PATH, MAX_ITEMS_PER_WRITE)
+BULK_UPDATE = Endpoint("bulk_update", BULK_UPDATE_PATH, MAX_ITEMS_PER_WRITE)
+CAPTURE = Endpoint("capture", CAPTURE_PATH, 1)
+GET_BY_IDS = Endpoint("get_by_ids", GET_BY_IDS_PATH, MAX_IDS_PER_READ)
+BULK_ACTIVITIES = Endpoint("bulk_activities", BULK_ACTIVITIES_PATH, MAX_ITEMS_PER_WRITE)
+ENDPOINTS = (BULK_ADD, BULK_UPDATE, CAPTURE, GET_BY_IDS, BULK_ACTIVITIES)
+
+
+class ApiModel(BaseModel):
+    """Base of every model: aliases are the API's names, Python names work too, extra keys ignored."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    def to_api(self) -> dict[str, Any]:
+        """The JSON-ready dict LeadSquared expects (API names, `None` left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def _as_api_string(value: Any) -> Any:
+    """All field values travel as strings; booleans are written as "true"/"false"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+class FieldValue(ApiModel):
+    """One opportunity or activity field: `{"SchemaName": "mx_Custom_1", "Value": "..."}`."""
+
+    schema_name: str = Field(alias="SchemaName")
+    value: str | None = Field(default=None, alias="Value")
+
+    _coerce = field_validator("value", mode="before")(_as_api_string)
+
+
+def fields_from_dict(values: dict[str, Any]) -> list[FieldValue]:
+    """`{"mx_Custom_1": "A-1", "Status": "Open"}` -> the API's list of SchemaName/Value pairs."""
+    return [FieldValue(schema_name=name, value=value) for name, value in values.items()]
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+class OpportunityAdd(ApiModel):
+    """One item of Add Opportunities in Bulk (`?SearchBy=<lead field>`)."""
+
+    search_by_value: str = Field(alias="SearchByValue")
+    event_code: int = Field(alias="OpportunityEventCode")
+    note: str | None = Field(default=None, alias="OpportunityNote")
+    owner_email: str | None = Field(default=None, alias="OpportunityOwnerEmail")
+    fields: list[FieldValue] = Field(default_factory=list, alias="Fields")
+    overwrite_fields: bool | None = Field(default=None, alias="OverwriteFields")
+    update_empty_fields: bool | None = Field(default=None, alias="UpdateEmptyFields")
+    do_not_post_duplicate_activity: bool | None = Field(default=None, alias="DoNotPostDuplicateActivity")
+    do_not_change_owner: bool | None = Field(default=None, alias="DoNotChangeOwner")
+
+
+class OpportunityUpdate(ApiModel):
+    """One item of Bulk Update Opportunities (by opportunity id)."""
+
+    opportunity_id: str = Field(alias="ProspectOpportunityId")
+    event_code: int = Field(alias="OpportunityEventCode")
+    fields: list[FieldValue] = Field(default_factory=list, alias="Fields")
+
+
+class LeadAttribute(ApiModel):
+    """One lead field of a Capture: `{"Attribute": "EmailAddress", "Value": "..."}`."""
+
+    attribute: str = Field(alias="Attribute")
+    value: str | None = Field(default=None, alias="Value")
+
+    _coerce = field_validator("value", mode="before")(_as_api_string)
+
+
+class CaptureOpportunityDetails(ApiModel):
+    """The `Opportunity` object of a Capture."""
+
+    event_code: int = Field(alias="OpportunityEventCode")
+    note: str | None = Field(default=None, alias="OpportunityNote")
+    date_time: str | None = Field(default=None, alias="OpportunityDateTime")
+    fields: list[FieldValue] = Field(default_factory=list, alias="Fields")
+    overwrite_fields: bool | None = Field(default=None, alias="OverwriteFields")
+    update_empty_fields: bool | None = Field(default=None, alias="UpdateEmptyFields")
+    do_not_post_duplicate_activity: bool | None = Field(default=None, alias="DoNotPostDuplicateActivity")
+    do_not_change_owner: bool | None = Field(default=None, alias="DoNotChangeOwner")
+
+
+class CaptureRequest(ApiModel):
+    """One Capture call: a lead (created or updated) and an opportunity on it."""
+
+    lead_details: list[LeadAttribute] = Field(alias="LeadDetails")
+    opportunity: CaptureOpportunityDetails = Field(alias="Opportunity")
+
+
+class Columns(ApiModel):
+    include_csv: str = Field(alias="Include_CSV")
+
+
+class SearchParameter(ApiModel):
+    """One group of GetOpportunitiesById: an event code, up to 2,000 ids and the columns wanted."""
+
+    event_code: str = Field(alias="EventCode")
+    opportunity_ids: list[str] = Field(alias="ProspectActivityId")
+    columns: Columns = Field(alias="Columns")
+
+    _code_as_text = field_validator("event_code", mode="before")(_as_api_string)
+
+
+class GetOpportunitiesRequest(ApiModel):
+    search_parameters: list[SearchParameter] = Field(alias="SearchParameters")
+
+
+class ActivityAdd(ApiModel):
+    """One item of Post Bulk Activities on an Opportunity."""
+
+    activity_event: int = Field(alias="ActivityEvent")
+    owner_email: str = Field(alias="ActivityOwnerEmail")
+    note: str | None = Field(default=None, alias="ActivityNote")
+    fields: list[FieldValue] | None = Field(default=None, alias="Fields")
+    validate_dropdown_options: bool | None = Field(default=None, alias="ValidateDropDownOptions")
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+class ErrorBody(ApiModel):
+    """`{"Status":"Error","ExceptionType":"MX...","ExceptionMessage":"..."}`."""
+
+    status: str | None = Field(default=None, alias="Status")
+    exception_type: str | None = Field(default=None, alias="ExceptionType")
+    exception_message: str | None = Field(default=None, alias="ExceptionMessage")
+
+    @property
+    def is_mx_error(self) -> bool:
+        return self.status == "Error" and (self.exception_type or "").startswith("MX")
+
+
+class RowFailure(ApiModel):
+    """The keys every bulk row may carry: its 1-based number and, when it failed, why."""
+
+    row_number: int | None = Field(default=None, alias="RowNumber")
+    exception_type: str | None = Field(default=None, alias="ExceptionType")
+    exception_message: str | None = Field(default=None, alias="ExceptionMessage")
+
+
+class BulkAddRow(RowFailure):
+    opportunity_id: str | None = Field(default=None, alias="ProspectOpportunityId")
+    created: bool = Field(default=False, alias="OpportunityCreated")
+
+
+class BulkUpdateRow(RowFailure):
+    updated: bool = Field(default=False, alias="OpportunityUpdated")
+
+
+class ActivityRow(RowFailure):
+    activity_id: str | None = Field(default=None, alias="ProspectActivityId")
+    created: bool = Field(default=False, alias="ActivityCreated")
+
+
+class BulkAddResponse(ApiModel):
+    rows: list[BulkAddRow] = Field(default_factory=list, alias="Response")
+
+
+class BulkUpdateResponse(ApiModel):
+    rows: list[BulkUpdateRow] = Field(default_factory=list, alias="Response")
+
+
+class BulkActivitiesResponse(ApiModel):
+    rows: list[ActivityRow] = Field(default_factory=list, alias="Response")
+
+
+class CaptureActivityDetail(ApiModel):
+    activity_id: str | None = Field(default=None, alias="ActivityId")
+    post_dedup_action: int | None = Field(default=None, alias="PostDeDupActionPerformed")
+
+
+class CaptureResponse(ApiModel):
+    """Capture's answer. `status`: 0 success, 1 failure, 2 partial success."""
+
+    status: int | None = Field(default=None, alias="Status")
+    primary_action: int | None = Field(default=None, alias="PrimaryAction")
+    secondary_action: int | None = Field(default=None, alias="SecondaryAction")
+    created_opportunity_id: str | None = Field(default=None, alias="CreatedOpportunityId")
+    conflicted_opportunity_id: str | None = Field(default=None, alias="ConflictedOpportunityId")
+    is_unique: bool | None = Field(default=None, alias="IsUnique")
+    lead_id: str | None = Field(default=None, alias="RelatedProspectId")
+    request_id: str | None = Field(default=None, alias="RequestId")
+    additional_details: list[CaptureActivityDetail] = Field(default_factory=list, alias="AdditionalDetails")
+    exception_type: str | None = Field(default=None, alias="ExceptionType")
+    exception_message: str | None = Field(default=None, alias="ExceptionMessage")
+
+
+class OpportunityRecord(BaseModel):
+    """One opportunity read back by GetOpportunitiesById: the fixed keys plus every column asked for.
+
+    Columns are kept as extra attributes; `record.columns` gives them all by API name.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    opportunity_id: str = Field(alias="ProspectActivityId")
+    lead_id: str | None = Field(default=None, alias="ProspectId")
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        """Every key of the answer except the opportunity id, by API name."""
+        values = {"ProspectId": self.lead_id} if self.lead_id is not None else {}
+        values.update(self.model_extra or {})
+        return values
+
+
+class OpportunityGroup(ApiModel):
+    event_code: str | None = Field(default=None, alias="EventCode")
+    record_count: int = Field(default=0, alias="RecordCount")
+    opportunities: list[OpportunityRecord] = Field(default_factory=list, alias="Opportunities")
+
+    _code_as_text = field_validator("event_code", mode="before")(_as_api_string)
+
+
+# --- client results ---------------------------------------------------------------------------
+
+
+class RowResult(ApiModel):
+    """The outcome of one item sent through the client, in the order the items were given.
+
+    `ok` is true when the record exists as asked: created, updated, or (for creates) found
+    already existing under the type's duplicate rule (`already_existed`, with its id).
+    `outcome_unknown` marks an activity call whose answer was lost: it may or may not have
+    been posted, and it was not re-sent (activities have no duplicate detection).
+    """
+
+    ok: bool
+    opportunity_id: str | None = None
+    activity_id: str | None = None
+    lead_id: str | None = None
+    already_existed: bool = False
+    outcome_unknown: bool = False
+    exception_type: str | None = None
+    exception_message: str | None = None
+
+
+class EndpointStats(ApiModel):
+    calls: int = 0
+    """HTTP calls sent, retries included."""
+    items: int = 0
+    """Items carried by the calls that got an answer the client could use."""
+    retries: int = 0
+    rate_limited: int = 0
+    """Calls refused by the server's rate limit (429, or 200 with the rate-limit body)."""
+    transient_failures: int = 0
+    permanent_failures: int = 0
+    seconds_in_calls: float = 0.0
+
+
+class ClientStats(ApiModel):
+    """A snapshot of the client's counters, ready for Dagster asset metadata."""
+
+    calls: int = 0
+    items: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    transient_failures: int = 0
+    permanent_failures: int = 0
+    seconds_waiting_for_window: float = 0.0
+    seconds_in_calls: float = 0.0
+    per_endpoint: dict[str, EndpointStats] = Field(default_factory=dict)
+
+    def as_metadata(self) -> dict[str, int | float]:
+        """Flat numbers (no keys, no URLs) for `MaterializeResult(metadata=...)`."""
+        flat: dict[str, int | float] = {
+            "lsq_calls": self.calls,
+            "lsq_items": self.items,
+            "lsq_retries": self.retries,
+            "lsq_rate_limited": self.rate_limited,
+            "lsq_transient_failures": self.transient_failures,
+            "lsq_permanent_failures": self.permanent_failures,
+            "lsq_seconds_waiting_for_window": round(self.seconds_waiting_for_window, 3),
+        }
+        return flat
