@@ -1,0 +1,96 @@
+"""Dagster resources: the only doors from the assets to the outside world."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from lsq_pipeline.leadsquared import LeadSquaredClient
+
+_SECRET_FIELDS = {"access_key", "secret_key"}
+_clients: dict[str, LeadSquaredClient] = {}
+_clients_lock = threading.Lock()
+
+
+def normalize_api_host(api_host: str) -> str:
+    """`api-in21.leadsquared.com` or `https://api-in21.leadsquared.com/` -> `https://api-in21.leadsquared.com`."""
+    host = api_host.strip().rstrip("/")
+    if "://" not in host:
+        host = "https://" + host
+    return host
+
+
+class LeadSquaredResource(dg.ConfigurableResource):
+    """The LeadSquared account: a rate-limited, concurrent, retrying client that never doubles a record.
+
+    `api_host` empty means the embedded sandbox (one local process shared by every process of
+    this machine, state under `sandbox_dir`). Keys come from `dg.EnvVar`; they are sent in
+    headers only and never appear in logs, errors or metadata.
+    """
+
+    api_host: str = Field(default="", description="e.g. https://api-in21.leadsquared.com; empty = embedded sandbox")
+    access_key: str = Field(description="LeadSquared access key (use dg.EnvVar('LSQ_ACCESS_KEY'))")
+    secret_key: str = Field(description="LeadSquared secret key (use dg.EnvVar('LSQ_SECRET_KEY'))")
+    sandbox_dir: str = Field(default="data/sandbox", description="state folder of the embedded sandbox")
+    rate_limit_calls: int = Field(default=25, description="the account's limit: calls per window (0 = off)")
+    rate_limit_seconds: float = Field(default=5.0, description="the account's limit: window in seconds")
+    rate_limit_db: str = Field(
+        default="", description="SQLite file shared by every process of the account, so they share one budget"
+    )
+    max_in_flight: int = Field(default=8, description="calls in the air at once")
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_retries: int = Field(default=5, description="re-sends of a transiently failed call")
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+
+    def base_url(self) -> str:
+        """The API's base URL; starts (or joins) the embedded sandbox when `api_host` is empty."""
+        if self.api_host.strip():
+            return normalize_api_host(self.api_host)
+        from lsq_pipeline.sandbox.embedded import ensure_sandbox
+
+        return ensure_sandbox(
+            Path(self.sandbox_dir),
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            rate_limit_calls=self.rate_limit_calls,
+            rate_limit_seconds=self.rate_limit_seconds,
+        )
+
+    def get_client(self) -> LeadSquaredClient:
+        """The client for this configuration, one per process (so one rate-limit window per process)."""
+        cache_key = self._cache_key()
+        with _clients_lock:
+            client = _clients.get(cache_key)
+            if client is None:
+                client = LeadSquaredClient(
+                    self.base_url(),
+                    self.access_key,
+                    self.secret_key,
+                    rate_limit_calls=self.rate_limit_calls,
+                    rate_limit_seconds=self.rate_limit_seconds,
+                    max_in_flight=self.max_in_flight,
+                    connect_timeout=self.connect_timeout,
+                    read_timeout=self.read_timeout,
+                    max_retries=self.max_retries,
+                    backoff_base=self.backoff_base,
+                    backoff_max=self.backoff_max,
+                    rate_limit_db=self.rate_limit_db or None,
+                )
+                _clients[cache_key] = client
+            return client
+
+    def __repr_args__(self):  # used by pydantic for both repr() and str()
+        for name, value in super().__repr_args__():
+            yield name, ("<hidden>" if name in _SECRET_FIELDS and value else value)
+
+    def _cache_key(self) -> str:
+        """A digest of the configuration (keys included, hashed: the key never sits in a dict)."""
+        parts = [str(os.getpid())] + [f"{name}={getattr(self, name)}" for name in sorted(type(self).model_fields)]
+        return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
