@@ -1,0 +1,92 @@
+"""One class per LeadSquared `MX...` exception type: its exact ExceptionType, message and HTTP status."""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """An error LeadSquared answers with `{"Status":"Error","ExceptionType":...,"ExceptionMessage":...}`."""
+
+    exception_type = "MXException"
+    http_status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict:
+        return {"Status": "Error", "ExceptionType": self.exception_type, "ExceptionMessage": self.message}
+
+    def row_fields(self) -> dict:
+        """The keys a failed bulk row carries (see README: per-row failure shape)."""
+        return {"ExceptionType": self.exception_type, "ExceptionMessage": self.message}
+
+
+class MXInvalidInputException(SandboxError):
+    exception_type = "MXInvalidInputException"
+
+
+class MXMandatoryAttributeMissingException(SandboxError):
+    exception_type = "MXMandatoryAttributeMissingException"
+
+
+class MXInvalidActivityFieldsException(SandboxError):
+    exception_type = "MXInvalidActivityFieldsException"
+
+
+class MXInvalidFieldValueException(SandboxError):
+    exception_type = "MXInvalidFieldValueException"
+
+
+class MXDuplicateEntryException(SandboxError):
+    exception_type = "MXDuplicateEntryException"
+
+    def __init__(self, message: str, existing_id: str | None = None):
+        super().__init__(message)
+        self.existing_id = existing_id
+
+
+class MXRecordNotFoundException(SandboxError):
+    exception_type = "MXRecordNotFoundException"
+
+
+class MXSystemFieldUpdateException(SandboxError):
+    exception_type = "MXSystemFieldUpdateException"
+
+
+class MXUnAuthorizedAccessException(SandboxError):
+    exception_type = "MXUnAuthorizedAccessException"
+    http_status = 401
+
+    def __init__(self, message: str = "Invalid or missing access key / secret key."):
+        super().__init__(message)
+
+
+class MXInvalidJsonException(SandboxError):
+    """A body that is not UTF-8 JSON of the right shape."""
+
+    exception_type = "MXInvalidJsonException"
+    http_status = 400
+
+
+class MXAPINotFoundException(SandboxError):
+    exception_type = "MXAPINotFoundException"
+    http_status = 404
+
+    def __init__(self, message: str = "The API could not be found. Please check the API signature."):
+        super().__init__(message)
+
+
+class MXAPIRateLimitExceededException(SandboxError):
+    exception_type = "MXAPIRateLimitExceededException"
+    http_status = 429
+
+    def __init__(self, calls: int, seconds: float):
+        shown = int(seconds) if float(seconds).is_integer() else seconds
+        super().__init__(f"API calls exceeded the limit of {calls} in {shown} second(s)")
+
+
+def status_comment_missing(field: str = "mx_Custom_19") -> MXInvalidActivityFieldsException:
+    """The documented error when status comments are on and `Status` comes without a comment."""
+    return MXInvalidActivityFieldsException(
+        f"Field name : '{field}' of datatype : 'String' is mandatory."
+    )
