@@ -53,6 +53,7 @@ from lsq_pipeline.leadsquared.models import (
     GET_BY_IDS,
     RATE_LIMIT_EXCEPTION,
     ActivityAdd,
+    ApiModel,
     BulkActivitiesResponse,
     BulkAddResponse,
     BulkUpdateResponse,
@@ -86,6 +87,7 @@ _NOT_CARRIED_OUT_STATUSES = {503}
 """Transient answers after which the server surely wrote nothing (service unavailable)."""
 
 T = TypeVar("T")
+M = TypeVar("M", bound=ApiModel)
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class LeadSquaredClient:
 
     # --- the five endpoints -------------------------------------------------------------------
 
-    def add_opportunities(self, search_by: str, items: Sequence[OpportunityAdd]) -> list[RowResult]:
+    def add_opportunities(self, search_by: str, items: Sequence[OpportunityAdd | dict[str, Any]]) -> list[RowResult]:
         """Add opportunities to leads found by `search_by` (e.g. "EmailAddress"), 25 a call.
 
         A row refused as a duplicate under the type's rule is `ok` with `already_existed` and
@@ -181,9 +183,9 @@ class LeadSquaredClient:
             rows = _rows_by_number(BulkAddResponse.model_validate(answer.body).rows, len(batch))
             return [_add_result(row) for row in rows]
 
-        return self._run_batches(BULK_ADD, list(items), run)
+        return self._run_batches(BULK_ADD, _as_models(OpportunityAdd, items), run)
 
-    def update_opportunities(self, items: Sequence[OpportunityUpdate]) -> list[RowResult]:
+    def update_opportunities(self, items: Sequence[OpportunityUpdate | dict[str, Any]]) -> list[RowResult]:
         """Update opportunities by id, 25 a call. Safe to retry."""
 
         def run(batch: Sequence[OpportunityUpdate]) -> list[RowResult]:
@@ -194,9 +196,9 @@ class LeadSquaredClient:
                 for item, row in zip(batch, rows)
             ]
 
-        return self._run_batches(BULK_UPDATE, list(items), run)
+        return self._run_batches(BULK_UPDATE, _as_models(OpportunityUpdate, items), run)
 
-    def capture_opportunities(self, items: Sequence[CaptureRequest]) -> list[RowResult]:
+    def capture_opportunities(self, items: Sequence[CaptureRequest | dict[str, Any]]) -> list[RowResult]:
         """Create or update each lead and create its opportunity (Capture), one call per item.
 
         A capture refused with a business error (500 with an MX body, e.g. a mandatory field
@@ -211,7 +213,7 @@ class LeadSquaredClient:
                 return [RowResult(ok=False, exception_type=error.exception_type, exception_message=error.exception_message)]
             return [_capture_result(CaptureResponse.model_validate(answer.body))]
 
-        return self._run_batches(CAPTURE, list(items), run)
+        return self._run_batches(CAPTURE, _as_models(CaptureRequest, items), run)
 
     def get_opportunities(self, event_code: int | str, ids: Sequence[str], columns: Iterable[str] | str) -> list[OpportunityRecord]:
         """Read opportunities of one type by id, 2,000 a call; returns those found, in `ids` order."""
@@ -231,7 +233,7 @@ class LeadSquaredClient:
 
         return [record for record in self._run_batches(GET_BY_IDS, unique_ids, run) if record is not None]
 
-    def add_activities(self, opportunity_id: str, items: Sequence[ActivityAdd]) -> list[RowResult]:
+    def add_activities(self, opportunity_id: str, items: Sequence[ActivityAdd | dict[str, Any]]) -> list[RowResult]:
         """Post activities on one opportunity, 25 a call.
 
         A call whose answer was lost is not re-sent (LeadSquared would post the activities
@@ -260,7 +262,7 @@ class LeadSquaredClient:
                 for row in rows
             ]
 
-        return self._run_batches(BULK_ACTIVITIES, list(items), run)
+        return self._run_batches(BULK_ACTIVITIES, _as_models(ActivityAdd, items), run)
 
     # --- observability ------------------------------------------------------------------------
 
@@ -273,7 +275,7 @@ class LeadSquaredClient:
             field: sum(getattr(stats, field) for stats in per_endpoint.values())
             for field in ("calls", "items", "retries", "rate_limited", "transient_failures", "permanent_failures", "seconds_in_calls")
         }
-        return ClientStats(**totals, seconds_waiting_for_window=waiting, per_endpoint=per_endpoint)
+        return ClientStats(**totals, window_wait_seconds=waiting, per_endpoint=per_endpoint)
 
     def close(self) -> None:
         """Stop the call threads and close the connection pool."""
@@ -474,6 +476,11 @@ class LeadSquaredClient:
 
 class _OutcomeUnknown(Exception):
     """A write was sent and not answered; the caller decides how to resolve it."""
+
+
+def _as_models(model: type[M], items: Iterable[M | dict[str, Any]]) -> list[M]:
+    """Items may be given as models or as dicts (API names or Python names)."""
+    return [item if isinstance(item, model) else model.model_validate(item) for item in items]
 
 
 def _surely_not_sent(error: requests.RequestException) -> bool:

@@ -234,7 +234,7 @@ class CaptureResponse(ApiModel):
 class OpportunityRecord(BaseModel):
     """One opportunity read back by GetOpportunitiesById: the fixed keys plus every column asked for.
 
-    Columns are kept as extra attributes; `record.columns` gives them all by API name.
+    Columns are kept as extra attributes; the record also reads like a dict of API names.
     """
 
     model_config = ConfigDict(populate_by_name=True, extra="allow")
@@ -242,12 +242,26 @@ class OpportunityRecord(BaseModel):
     opportunity_id: str = Field(alias="ProspectActivityId")
     lead_id: str | None = Field(default=None, alias="ProspectId")
 
-    @property
-    def columns(self) -> dict[str, Any]:
-        """Every key of the answer except the opportunity id, by API name."""
-        values = {"ProspectId": self.lead_id} if self.lead_id is not None else {}
+    def as_dict(self) -> dict[str, Any]:
+        """Every key of the answer by API name (`ProspectActivityId`, `ModifiedOn`, `mx_Custom_1`...)."""
+        values: dict[str, Any] = {"ProspectActivityId": self.opportunity_id}
+        if self.lead_id is not None:
+            values["ProspectId"] = self.lead_id
         values.update(self.model_extra or {})
         return values
+
+    # Read like a dict of API names: record["mx_Custom_1"], record.get("Status").
+    def __getitem__(self, name: str) -> Any:
+        return self.as_dict()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.as_dict()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.as_dict().get(name, default)
+
+    def keys(self) -> Any:
+        return self.as_dict().keys()
 
 
 class OpportunityGroup(ApiModel):
@@ -302,7 +316,7 @@ class ClientStats(ApiModel):
     rate_limited: int = 0
     transient_failures: int = 0
     permanent_failures: int = 0
-    seconds_waiting_for_window: float = 0.0
+    window_wait_seconds: float = 0.0
     seconds_in_calls: float = 0.0
     per_endpoint: dict[str, EndpointStats] = Field(default_factory=dict)
 
@@ -315,6 +329,6 @@ class ClientStats(ApiModel):
             "lsq_rate_limited": self.rate_limited,
             "lsq_transient_failures": self.transient_failures,
             "lsq_permanent_failures": self.permanent_failures,
-            "lsq_seconds_waiting_for_window": round(self.seconds_waiting_for_window, 3),
+            "lsq_window_wait_seconds": round(self.window_wait_seconds, 3),
         }
         return flat

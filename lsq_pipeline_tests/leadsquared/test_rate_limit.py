@@ -1,0 +1,70 @@
+"""The client-side sliding window: never more than N starts in any window, shared by threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from lsq_pipeline.leadsquared.rate_limit import SlidingWindow, window_with_margin
+
+
+def _max_in_any_window(starts: list[float], seconds: float) -> int:
+    starts = sorted(starts)
+    best = 0
+    first = 0
+    for last, start in enumerate(starts):
+        while starts[first] <= start - seconds:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def test_margin_keeps_at_least_095_of_the_ceiling() -> None:
+    assert window_with_margin(5.0) == 5.1
+    for seconds in (0.5, 1, 5, 60):
+        assert seconds < window_with_margin(seconds) <= seconds / 0.95
+
+
+def test_many_threads_never_exceed_the_window() -> None:
+    window = SlidingWindow(10, 0.5)
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(3):
+            window.acquire()
+            with lock:
+                starts.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(10)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+    assert len(starts) == 30
+    assert _max_in_any_window(starts, 0.5) <= 10
+    assert elapsed < 2 * window.window_seconds + 0.5  # 30 starts = 3 windows: waits about two
+
+
+def test_pause_holds_back_every_caller() -> None:
+    window = SlidingWindow(100, 1.0)
+    window.pause(0.3)
+    waited = window.acquire()
+    assert 0.25 <= waited < 0.6
+
+
+def test_sqlite_window_is_shared_between_instances(tmp_path) -> None:
+    db = str(tmp_path / "rate.sqlite")
+    first, second = SlidingWindow(4, 0.5, db_path=db), SlidingWindow(4, 0.5, db_path=db)
+    try:
+        for _ in range(2):
+            first.acquire()
+            second.acquire()
+        began = time.monotonic()
+        first.acquire()  # the shared budget of 4 is spent: waits for the window
+        assert time.monotonic() - began >= 0.4
+    finally:
+        first.close()
+        second.close()
