@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from datetime import date
+from pathlib import Path
 
 
 def _add_sandbox_command(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +21,152 @@ def _add_generate_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=lambda args: parser.error("not implemented yet"))
 
 
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
+
+
+def _source_days(source_dir: Path) -> list[date]:
+    days = []
+    for child in sorted(source_dir.iterdir()) if source_dir.is_dir() else []:
+        try:
+            days.append(date.fromisoformat(child.name))
+        except ValueError:
+            continue
+    return days
+
+
+def _print_day(label: str, summary) -> None:
+    planned = summary.planned
+    print(
+        f"{label}  created {summary.created:4d}  updated {summary.updated:4d}  "
+        f"unchanged {planned.get('unchanged', 0):4d}  rejected {summary.rejected:3d}  "
+        f"failed {summary.failed:3d}  activities {summary.activities:3d}  API calls {summary.api_calls:3d}"
+        + ("" if summary.success else "  RUN FAILED (see the run in the UI)")
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from lsq_pipeline.settings import SettingsError, load_settings
+
+    os.environ.pop("LSQ_API_HOST", None)  # the demo always talks to the embedded sandbox
+    try:
+        settings = load_settings()
+        settings.check_paths()
+    except SettingsError as error:
+        print(f"lsq-pipeline demo: {error}", file=sys.stderr)
+        return 2
+    from lsq_pipeline.defs.runs import launch, summarize
+
+    days = _source_days(settings.source_dir)
+    if not days:
+        print(f"lsq-pipeline demo: no YYYY-MM-DD folders under {settings.source_dir}", file=sys.stderr)
+        return 2
+    print(f"Syncing {len(days)} days from {settings.source_dir} to the embedded LeadSquared sandbox "
+          f"(state in {settings.sandbox_dir}/)")
+    writes = 0
+    ok = True
+    for day in days:
+        run = launch(day, day, in_process=True)
+        summary = summarize(settings.warehouse, run, day, day)
+        writes += summary.write_calls
+        ok = ok and summary.success
+        _print_day(day.isoformat(), summary)
+    _print_state(settings.warehouse)
+    if writes == 0 and ok:
+        print("Nothing to send: LeadSquared already matches the source (0 write calls).")
+    print(f"Warehouse (DuckDB): {settings.warehouse.resolve()}  -- state table: opportunity_state")
+    print("Open the UI to see the runs and lineage: lsq-pipeline ui")
+    return 0 if ok else 1
+
+
+def _print_state(warehouse: Path) -> None:
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        states = conn.execute(
+            "SELECT status, count(*) FROM opportunity_state GROUP BY status ORDER BY status"
+        ).fetchall()
+    total = sum(count for _, count in states)
+    print("Overall: " + ", ".join(f"{status} {count}" for status, count in states) + f" (of {total} source records)")
+
+
+def _add_demo_command(subparsers: argparse._SubParsersAction) -> None:
+    """`lsq-pipeline demo`: the main job on the embedded sandbox, every demo day in order."""
+    parser = subparsers.add_parser(
+        "demo", help="sync every source day in order against the embedded sandbox and print a summary"
+    )
+    parser.set_defaults(handler=_run_demo)
+
+
+def _run_sync(args: argparse.Namespace) -> int:
+    from lsq_pipeline.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+        settings.check_paths()
+    except SettingsError as error:
+        print(f"lsq-pipeline sync: {error}", file=sys.stderr)
+        return 2
+    from lsq_pipeline.defs.runs import launch, summarize
+
+    if args.partition:
+        first = last = args.partition
+    elif args.from_day and args.to_day:
+        first, last = args.from_day, args.to_day
+    else:
+        print("lsq-pipeline sync: give --partition DAY, or --from DAY --to DAY", file=sys.stderr)
+        return 2
+    if last < first:
+        print(f"lsq-pipeline sync: --to {last} is before --from {first}", file=sys.stderr)
+        return 2
+    run = launch(first, last, dry_run=args.dry_run, full_reconcile=args.full_reconcile)
+    summary = summarize(settings.warehouse, run, first, last)
+    label = f"{first}" if first == last else f"{first}..{last}"
+    if args.dry_run:
+        planned = summary.planned
+        print(
+            f"{label} (dry run, nothing sent): create {planned.get('create', 0)}, update "
+            f"{planned.get('update', 0)}, unchanged {planned.get('unchanged', 0)}, stale "
+            f"{planned.get('stale', 0)}, rejected {summary.rejected}"
+        )
+    else:
+        _print_day(label, summary)
+    print(f"Run {run.run_id} {'succeeded' if run.is_success else 'FAILED'}; see it in the UI (lsq-pipeline ui).")
+    return 0 if run.is_success else 1
+
+
+def _add_sync_command(subparsers: argparse._SubParsersAction) -> None:
+    """`lsq-pipeline sync`: one run on the persistent Dagster instance (it shows in the UI)."""
+    parser = subparsers.add_parser("sync", help="run the sync job for a day or a range of days")
+    parser.add_argument("--partition", type=_day, metavar="DAY", help="one day, YYYY-MM-DD")
+    parser.add_argument("--from", dest="from_day", type=_day, metavar="DAY", help="first day of a range")
+    parser.add_argument("--to", dest="to_day", type=_day, metavar="DAY", help="last day of a range")
+    parser.add_argument("--dry-run", action="store_true", help="plan and report the batches; send nothing")
+    parser.add_argument(
+        "--full-reconcile", action="store_true", help="read back every known opportunity, not only the touched ones"
+    )
+    parser.set_defaults(handler=_run_sync)
+
+
+def _run_ui(args: argparse.Namespace) -> int:
+    from lsq_pipeline.defs.runs import use_project_instance
+
+    use_project_instance()
+    command = ["dagster", "dev", "-w", "workspace.yaml", "--port", str(args.port)]
+    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} " + " ".join(command))
+    os.execvp(command[0], command)
+
+
+def _add_ui_command(subparsers: argparse._SubParsersAction) -> None:
+    """`lsq-pipeline ui`: `dagster dev` on the project's instance (webserver and daemon)."""
+    parser = subparsers.add_parser("ui", help="open the Dagster UI (dagster dev) on the project's instance")
+    parser.add_argument("--port", type=int, default=3000)
+    parser.set_defaults(handler=_run_ui)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lsq-pipeline",
@@ -26,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_sandbox_command(subparsers)
     _add_generate_command(subparsers)
+    _add_demo_command(subparsers)
+    _add_sync_command(subparsers)
+    _add_ui_command(subparsers)
     return parser
 
 

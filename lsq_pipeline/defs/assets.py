@@ -1,0 +1,352 @@
+"""The sync as daily-partitioned assets: extract -> transform -> plan -> push -> reconcile.
+
+Every asset processes the days of its run in order (a backfill over a range is one run), and
+every step is safe to re-run: each replaces its own days, and the push resolves creates that
+may already have landed through LeadSquared's duplicate rule."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from lsq_pipeline.defs.metadata import api_metadata, preview, table_metadata
+from lsq_pipeline.defs.partitions import daily_partitions
+from lsq_pipeline.defs.resources import LeadSquaredResource
+from lsq_pipeline.defs.source import SourceResource
+from lsq_pipeline.sync import extract as extract_rules
+from lsq_pipeline.sync import plan as plan_rules
+from lsq_pipeline.sync import validate
+from lsq_pipeline.sync.push import Pusher
+from lsq_pipeline.sync.reconcile import reconcile
+from lsq_pipeline.sync.warehouse import ensure_schema
+
+WAREHOUSE_POOL = "lsq_warehouse"
+API_POOL = "leadsquared_api"
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+
+def run_days(context: dg.AssetExecutionContext) -> list[date]:
+    """The run's partition days, oldest first."""
+    return sorted(date.fromisoformat(key) for key in context.partition_keys)
+
+
+def _days_sql(days: list[date]) -> str:
+    return "day IN (SELECT unnest($1::DATE[]))"
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "raw_applications",
+            description="Each day's applications.csv, every column as text, as exported.",
+            kinds={"duckdb"},
+            group_name="extract",
+        ),
+        dg.AssetSpec(
+            "raw_events",
+            description="Each day's events.csv, every column as text, as exported.",
+            kinds={"duckdb"},
+            group_name="extract",
+        ),
+    ],
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    pool=WAREHOUSE_POOL,
+)
+def extract(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source: SourceResource):
+    """Load the day's export files into DuckDB. Re-running a day replaces that day's rows."""
+    days = run_days(context)
+    counts: dict[str, int] = {"applications": 0, "events": 0}
+    warnings: list[str] = []
+    with warehouse.get_connection() as conn:
+        ensure_schema(conn)
+        for day in days:
+            loaded = extract_rules.extract_day(conn, source.source_path(), day)
+            counts["applications"] += loaded["applications"]
+            counts["events"] += loaded["events"]
+            warnings.extend(loaded.get("warnings", []))
+            context.log.info(f"{day}: {loaded['applications']} applications, {loaded['events']} events")
+        for warning in warnings:
+            context.log.warning(warning)
+        yield dg.MaterializeResult(
+            asset_key="raw_applications",
+            metadata={
+                "days": ", ".join(str(d) for d in days),
+                "warnings": "\n".join(warnings) or "none",
+                **table_metadata(conn, "raw_applications", _days_sql(days), [days]),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key="raw_events",
+            metadata=table_metadata(conn, "raw_events", _days_sql(days), [days]),
+        )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "opportunity_records",
+            deps=["raw_applications"],
+            description="Accepted applications, normalised and mapped to LeadSquared fields; "
+            "the latest version of a record in a day wins.",
+            kinds={"duckdb"},
+            group_name="transform",
+        ),
+        dg.AssetSpec(
+            "activity_records",
+            deps=["raw_events", "raw_applications"],
+            description="Accepted application events mapped to LeadSquared activities.",
+            kinds={"duckdb"},
+            group_name="transform",
+        ),
+        dg.AssetSpec(
+            "rejects",
+            deps=["raw_applications", "raw_events"],
+            description="Every rejected source row with the field and the reason: nothing is dropped silently.",
+            kinds={"duckdb"},
+            group_name="transform",
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "reject_rate_below_threshold",
+            asset="rejects",
+            description="The share of rejected application rows stays under the configured threshold.",
+        )
+    ],
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    pool=WAREHOUSE_POOL,
+)
+def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source: SourceResource):
+    """Normalise and validate the days' rows against the mapping; re-running replaces the days."""
+    days = run_days(context)
+    mapping = source.load_mapping()
+    with warehouse.get_connection() as conn:
+        ensure_schema(conn)
+        counts = validate.transform_days(conn, days, mapping)
+        context.log.info(f"transform {days[0]}..{days[-1]}: {counts}")
+        accepted = conn.execute(
+            f"SELECT count(*) FROM opportunity_records WHERE {_days_sql(days)}", [days]
+        ).fetchone()[0]
+        raw = conn.execute(f"SELECT count(*) FROM raw_applications WHERE {_days_sql(days)}", [days]).fetchone()[0]
+        rejected_rows = conn.execute(
+            f"""SELECT count(DISTINCT row_number::VARCHAR || source_file || day::VARCHAR) FROM rejects
+                WHERE {_days_sql(days)} AND source_file LIKE '%applications%'""",
+            [days],
+        ).fetchone()[0]
+        yield dg.MaterializeResult(
+            asset_key="opportunity_records",
+            metadata=table_metadata(conn, "opportunity_records", _days_sql(days), [days]),
+        )
+        yield dg.MaterializeResult(
+            asset_key="activity_records",
+            metadata=table_metadata(conn, "activity_records", _days_sql(days), [days]),
+        )
+        by_field = conn.execute(
+            f"""SELECT field, count(*) AS rows FROM rejects WHERE {_days_sql(days)}
+                GROUP BY field ORDER BY rows DESC, field""",
+            [days],
+        ).fetchall()
+        yield dg.MaterializeResult(
+            asset_key="rejects",
+            metadata={
+                "accepted_applications": dg.MetadataValue.int(accepted),
+                "rejected_by_field": dg.MetadataValue.md(
+                    preview(["field", "rows"], by_field) if by_field else "no rejects"
+                ),
+                **table_metadata(conn, "rejects", _days_sql(days), [days]),
+            },
+        )
+    rate = rejected_rows / raw if raw else 0.0
+    yield dg.AssetCheckResult(
+        asset_key="rejects",
+        check_name="reject_rate_below_threshold",
+        passed=rate <= source.max_reject_rate,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "reject_rate": dg.MetadataValue.float(round(rate, 4)),
+            "threshold": dg.MetadataValue.float(source.max_reject_rate),
+            "rejected_rows": dg.MetadataValue.int(rejected_rows),
+            "raw_rows": dg.MetadataValue.int(raw),
+        },
+    )
+
+
+@dg.asset(
+    deps=["opportunity_records", "activity_records"],
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb"},
+    group_name="transform",
+)
+def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source: SourceResource):
+    """What to send: creates, updates with only the changed fields, activities; unchanged and
+    stale records send nothing. Computed against the state table, so re-planning is harmless."""
+    days = run_days(context)
+    mapping = source.load_mapping()
+    with warehouse.get_connection() as conn:
+        ensure_schema(conn)
+        counts = plan_rules.plan_days(conn, days, mapping)
+        activities = conn.execute(
+            f"SELECT count(*) FROM activity_plan WHERE {_days_sql(days)}", [days]
+        ).fetchone()[0]
+        batches = {
+            action: -(-counts.get(action, 0) // 25) for action in ("create", "update")
+        }
+        context.log.info(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
+        return dg.MaterializeResult(
+            metadata={
+                **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0))
+                   for action in ("create", "update", "unchanged", "stale")},
+                "planned_activities": dg.MetadataValue.int(activities),
+                "create_batches": dg.MetadataValue.int(batches["create"]),
+                "update_batches": dg.MetadataValue.int(batches["update"]),
+                **table_metadata(conn, "sync_plan", _days_sql(days), [days]),
+            }
+        )
+
+
+@dg.asset(
+    deps=["sync_plan"],
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    pool=API_POOL,
+    kinds={"duckdb"},
+    group_name="push",
+)
+def push_journal(
+    context: dg.AssetExecutionContext,
+    warehouse: DuckDBResource,
+    leadsquared: LeadSquaredResource,
+    source: SourceResource,
+):
+    """Send the plan to LeadSquared and journal every batch before it goes and every row's
+    answer after. A crashed run is resumed by simply running it again: creates that landed come
+    back as the existing opportunity, and activities whose answer was lost are never re-sent."""
+    days = run_days(context)
+    mapping = source.load_mapping()
+    client = leadsquared.get_client()
+    before = client.stats()
+    with warehouse.get_connection() as conn:
+        ensure_schema(conn)
+    summary = Pusher(warehouse.get_connection, client, mapping, context.run_id, context.log.info).push(days)
+    for error in summary.errors:
+        context.log.warning(f"refused: {error}")
+    if summary.interrupted_before:
+        context.log.warning(f"resolved rows left unanswered by an earlier run: {summary.interrupted_before}")
+    with warehouse.get_connection() as conn:
+        journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [context.run_id])
+    return dg.MaterializeResult(
+        metadata={
+            "created": dg.MetadataValue.int(summary.created),
+            "already_existed": dg.MetadataValue.int(summary.already_existed),
+            "captured_with_new_lead": dg.MetadataValue.int(summary.captured),
+            "updated": dg.MetadataValue.int(summary.updated),
+            "failed": dg.MetadataValue.int(summary.failed),
+            "activities_created": dg.MetadataValue.int(summary.activities_created),
+            "activities_failed": dg.MetadataValue.int(summary.activities_failed),
+            "activities_unknown": dg.MetadataValue.int(summary.activities_unknown),
+            "items_per_second": dg.MetadataValue.float(
+                round(summary.writes / summary.seconds, 1) if summary.seconds else 0.0
+            ),
+            **api_metadata(before, client.stats()),
+            **journal_meta,
+        }
+    )
+
+
+class ReconcileConfig(dg.Config):
+    full: bool = False
+    """Read back every known opportunity, not only those this run touched (finds drift made
+    behind the pipeline's back)."""
+
+
+@dg.asset(
+    deps=["push_journal"],
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    pool=API_POOL,
+    kinds={"duckdb"},
+    group_name="reconcile",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "one_opportunity_per_record",
+            asset="opportunity_state",
+            description="No source record holds two opportunities, and no opportunity serves two records.",
+        ),
+        dg.AssetCheckSpec(
+            "pushed_records_in_sync",
+            asset="opportunity_state",
+            description="Every record read back agrees with what was sent; drift is reported with its fields.",
+        ),
+    ],
+)
+def opportunity_state(
+    context: dg.AssetExecutionContext,
+    config: ReconcileConfig,
+    warehouse: DuckDBResource,
+    leadsquared: LeadSquaredResource,
+    source: SourceResource,
+):
+    """The state table: one row per source record with its opportunity id, what was sent, what
+    LeadSquared holds (read back with GetOpportunitiesById) and whether they agree."""
+    days = run_days(context)
+    mapping = source.load_mapping()
+    client = leadsquared.get_client()
+    before = client.stats()
+    summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full)
+    with warehouse.get_connection() as conn:
+        statuses = dict(conn.execute("SELECT status, count(*) FROM opportunity_state GROUP BY status").fetchall())
+        doubled = conn.execute(
+            """
+            SELECT 'opportunity ' || opportunity_id || ' serves ' || string_agg(source_id, ', ')
+            FROM opportunity_state WHERE opportunity_id IS NOT NULL
+            GROUP BY opportunity_id HAVING count(*) > 1
+            UNION ALL
+            SELECT 'record ' || source_id || ' got ' || string_agg(DISTINCT opportunity_id, ', ')
+            FROM push_journal WHERE status = 'ok' AND kind IN ('create', 'capture')
+            GROUP BY source_id HAVING count(DISTINCT opportunity_id) > 1
+            """
+        ).fetchall()
+        drifted = conn.execute(
+            """SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
+               WHERE status = 'drifted' ORDER BY source_id LIMIT 20"""
+        ).fetchall()
+        state_meta = table_metadata(conn, "opportunity_state", "TRUE", [])
+    yield dg.MaterializeResult(
+        metadata={
+            "checked": dg.MetadataValue.int(summary.checked),
+            "in_sync": dg.MetadataValue.int(summary.in_sync),
+            "drifted": dg.MetadataValue.int(summary.drifted),
+            "missing_in_leadsquared": dg.MetadataValue.int(summary.missing),
+            "newly_rejected": dg.MetadataValue.int(summary.rejected),
+            "full_reconcile": dg.MetadataValue.bool(config.full),
+            "states": dg.MetadataValue.json(statuses),
+            **api_metadata(before, client.stats()),
+            **state_meta,
+        }
+    )
+    yield dg.AssetCheckResult(
+        asset_key="opportunity_state",
+        check_name="one_opportunity_per_record",
+        passed=not doubled,
+        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {row[0]}" for row in doubled) or "none")},
+    )
+    yield dg.AssetCheckResult(
+        asset_key="opportunity_state",
+        check_name="pushed_records_in_sync",
+        passed=summary.drifted == 0 and summary.missing == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "checked": dg.MetadataValue.int(summary.checked),
+            "drifted": dg.MetadataValue.int(summary.drifted),
+            "missing": dg.MetadataValue.int(summary.missing),
+            "drift": dg.MetadataValue.md(
+                preview(["source_id", "opportunity_id", "fields"], drifted) if drifted else "none"
+            ),
+        },
+    )

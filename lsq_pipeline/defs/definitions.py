@@ -1,0 +1,54 @@
+"""The code location: assets, checks, jobs, schedule and resources, configured from `LSQ_*` settings."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from lsq_pipeline.defs import assets
+from lsq_pipeline.defs.jobs import daily_sync_schedule, dry_run_job, sync_job
+from lsq_pipeline.defs.resources import LeadSquaredResource
+from lsq_pipeline.defs.source import SourceResource
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings, load_settings
+
+
+def _secret(variable: str, sandbox_default: str) -> str | dg.EnvVar:
+    """Keys stay `EnvVar`s (never shown in the UI); the embedded sandbox's keys are public."""
+    return dg.EnvVar(variable) if os.environ.get(variable) else sandbox_default
+
+
+def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "warehouse": DuckDBResource(database=str(settings.warehouse)),
+        "leadsquared": LeadSquaredResource(
+            api_host=settings.api_host,
+            access_key=_secret("LSQ_ACCESS_KEY", SANDBOX_ACCESS_KEY),
+            secret_key=_secret("LSQ_SECRET_KEY", SANDBOX_SECRET_KEY),
+            sandbox_dir=str(settings.sandbox_dir),
+            rate_limit_calls=settings.rate_limit_calls,
+            rate_limit_seconds=settings.rate_limit_seconds,
+            rate_limit_db=settings.rate_limit_db,
+            max_in_flight=settings.max_in_flight,
+        ),
+        "source": SourceResource(
+            source_dir=str(settings.source_dir),
+            mapping_path=str(settings.mapping),
+            max_reject_rate=settings.max_reject_rate,
+        ),
+    }
+
+
+def build_definitions(settings: PipelineSettings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    settings.check_paths()
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([assets]),
+        jobs=[sync_job, dry_run_job],
+        schedules=[daily_sync_schedule],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,61 @@
+"""Asset metadata a person reads in the UI: row counts, the column schema, a small preview, API figures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+import duckdb
+
+from lsq_pipeline.leadsquared import ClientStats
+
+PREVIEW_ROWS = 5
+PREVIEW_CELL_CHARS = 60
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= PREVIEW_CELL_CHARS else text[: PREVIEW_CELL_CHARS - 1] + "…"
+
+
+def preview(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A markdown table of a few rows."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def table_metadata(
+    conn: duckdb.DuckDBPyConnection, table: str, where: str, params: Sequence[object]
+) -> dict[str, object]:
+    """Row count of the slice this run wrote, the table's column schema and a preview of the slice."""
+    count = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", list(params)).fetchone()[0]
+    cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} LIMIT {PREVIEW_ROWS}", list(params))
+    columns = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+    schema = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return {
+        **dg.TableMetadataSet(
+            row_count=count,
+            column_schema=dg.TableSchema(columns=[dg.TableColumn(name, type_) for name, type_ in schema]),
+        ),
+        "table": dg.MetadataValue.text(table),
+        "preview": dg.MetadataValue.md(preview(columns, rows) if rows else "no rows"),
+    }
+
+
+def api_metadata(before: ClientStats, after: ClientStats) -> dict[str, dg.MetadataValue]:
+    """What this step spent of the account's API budget."""
+    return {
+        "api_calls": dg.MetadataValue.int(after.calls - before.calls),
+        "api_items": dg.MetadataValue.int(after.items - before.items),
+        "api_retries": dg.MetadataValue.int(after.retries - before.retries),
+        "api_rate_limited_429": dg.MetadataValue.int(after.rate_limited - before.rate_limited),
+        "api_seconds_waiting_for_window": dg.MetadataValue.float(
+            round(after.window_wait_seconds - before.window_wait_seconds, 2)
+        ),
+    }

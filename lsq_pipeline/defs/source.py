@@ -1,0 +1,25 @@
+"""The source side as a resource: where the daily exports are and how they map to LeadSquared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from lsq_pipeline.sync.mapping import Mapping, load_mapping
+
+
+class SourceResource(dg.ConfigurableResource):
+    """The daily export folder and the declarative mapping file."""
+
+    source_dir: str = Field(description="folder of YYYY-MM-DD/ day folders (LSQ_SOURCE_DIR)")
+    mapping_path: str = Field(description="the mapping YAML (LSQ_MAPPING)")
+    max_reject_rate: float = Field(default=0.10, description="reject share above which the check warns")
+
+    def source_path(self) -> Path:
+        return Path(self.source_dir)
+
+    def load_mapping(self) -> Mapping:
+        """Load and validate the mapping; a mistake fails here, naming the key."""
+        return load_mapping(Path(self.mapping_path))
