@@ -17,8 +17,33 @@ def _add_sandbox_command(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_generate_command(subparsers: argparse._SubParsersAction) -> None:
     """`lsq-pipeline generate`: deterministic demo source files at any scale (issue 4)."""
+    from datetime import date
+
     parser = subparsers.add_parser("generate", help="generate daily source export files")
-    parser.set_defaults(handler=lambda args: parser.error("not implemented yet"))
+    parser.add_argument("--rows", type=int, required=True, help="application rows in all")
+    parser.add_argument("--days", type=int, required=True, help="number of day folders")
+    parser.add_argument("--seed", type=int, required=True, help="same seed, same bytes")
+    parser.add_argument("--out", required=True, help="folder that receives <YYYY-MM-DD>/ folders")
+    parser.add_argument("--start-day", type=date.fromisoformat, default=date(2026, 11, 1))
+    parser.add_argument("--dirty-rate", type=float, default=0.04, help="share of spoilt rows")
+    parser.add_argument("--events", type=int, default=None, help="event rows in all (default rows/2)")
+
+    def handle(args: argparse.Namespace) -> int:
+        from lsq_pipeline.sync.generate import generate
+
+        counts = generate(
+            args.out, args.rows, args.days, args.seed, start_day=args.start_day,
+            dirty_rate=args.dirty_rate, events=args.events,
+        )
+        last_day = args.start_day.fromordinal(args.start_day.toordinal() + args.days - 1)
+        print(
+            f"wrote {counts['applications']} application rows ({counts['distinct_applications']} "
+            f"applications, {counts['duplicates']} duplicate ids, {counts['dirty']} dirty rows) and "
+            f"{counts['events']} event rows into {args.out}/{args.start_day}..{last_day}"
+        )
+        return 0
+
+    parser.set_defaults(handler=handle)
 
 
 def _day(text: str) -> date:

@@ -1,0 +1,262 @@
+"""The declarative mapping from source columns to the opportunity type and activities, validated at load."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lsq_pipeline.sync.warehouse import APPLICATION_COLUMNS, EVENT_COLUMNS
+
+FieldType = Literal["string", "number", "date", "datetime", "dropdown", "email", "phone"]
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+class MappingError(ValueError):
+    """A mistake in the mapping file; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def template_columns(template: str) -> list[str]:
+    """The `{column}` placeholders of a template, in order."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+class FieldSpec(_Strict):
+    """One value taken from a source column (or a template over columns), converted to its type."""
+
+    column: str | None = None
+    template: str | None = None
+    type: FieldType = "string"
+    required: bool = False
+    max_length: int | None = Field(default=None, gt=0)
+    options: list[str] | None = None
+    value_map: dict[str, str] | None = None
+    greater_than: float | None = None
+    part: Literal["first", "rest"] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FieldSpec:
+        if (self.column is None) == (self.template is None):
+            raise ValueError("give exactly one of 'column' or 'template'")
+        if self.template is not None and self.type != "string":
+            raise ValueError("a template makes a string; 'type' must be string")
+        if self.type == "dropdown" and not self.options:
+            raise ValueError("a dropdown needs 'options'")
+        if self.options is not None and self.type != "dropdown":
+            raise ValueError(f"'options' only apply to a dropdown, not to type {self.type}")
+        if self.options is not None and len({o.lower() for o in self.options}) != len(self.options):
+            raise ValueError("'options' has the same value twice")
+        if self.max_length is not None and self.type != "string":
+            raise ValueError(f"'max_length' only applies to a string, not to type {self.type}")
+        if self.greater_than is not None and self.type != "number":
+            raise ValueError(f"'greater_than' only applies to a number, not to type {self.type}")
+        if self.part is not None and self.type != "string":
+            raise ValueError("'part' (first / rest word of a name) only applies to a string")
+        if self.value_map is not None:
+            if self.options is None:
+                raise ValueError("a 'value_map' maps onto a dropdown: give its 'options'")
+            wrong = [f"{k!r} -> {v!r}" for k, v in self.value_map.items() if v not in self.options]
+            if wrong:
+                raise ValueError(f"value_map maps onto values not in options {self.options}: {', '.join(wrong)}")
+            if len({k.lower() for k in self.value_map}) != len(self.value_map):
+                raise ValueError("'value_map' has the same source value twice")
+        return self
+
+
+class SourceId(_Strict):
+    """The column holding the source record's id and the opportunity field that carries it."""
+
+    column: str
+    field: str
+    max_length: int = Field(default=50, gt=0)
+
+
+class SearchBy(_Strict):
+    """The lead field the opportunity is attached by (`SearchBy`) and its source column."""
+
+    field: Literal["EmailAddress", "Phone", "Mobile"]
+    column: str
+    type: Literal["email", "phone"] = "email"
+
+
+class LeadSpec(_Strict):
+    search_by: SearchBy
+    capture_fields: dict[str, FieldSpec] = {}
+
+
+class UserSpec(_Strict):
+    """The owner: a column of user emails, sent as the user id in `field`."""
+
+    column: str
+    field: str = "Owner"
+    required: bool = False
+    users: dict[str, str]
+
+    @model_validator(mode="after")
+    def _users_are_ids(self) -> UserSpec:
+        for email, user_id in self.users.items():
+            if email != email.lower() or "@" not in email:
+                raise ValueError(f"users: {email!r} must be a lowercase email address")
+            if not GUID.match(user_id):
+                raise ValueError(f"users.{email}: {user_id!r} is not a user id (GUID)")
+        return self
+
+
+class StatusComment(_Strict):
+    field: str
+    template: str
+    max_length: int = Field(default=200, gt=0)
+
+
+class OpportunitySpec(_Strict):
+    event_code: int = Field(gt=0)
+    source_id: SourceId
+    updated_at_column: str
+    lead: LeadSpec
+    fields: dict[str, FieldSpec]
+    owner: UserSpec
+    note: FieldSpec | None = None
+    status_field: str = "Status"
+    status_comment: StatusComment | None = None
+
+
+class ActivitySpec(_Strict):
+    activity_event: int = Field(gt=0)
+    fields: dict[str, FieldSpec] = {}
+
+
+class EventsSpec(_Strict):
+    id_column: str
+    source_id_column: str
+    type_column: str
+    occurred_at_column: str
+    owner_column: str
+    note: FieldSpec | None = None
+    types: dict[str, ActivitySpec]
+
+
+class Mapping(_Strict):
+    """The whole mapping file."""
+
+    opportunity: OpportunitySpec
+    events: EventsSpec
+
+    def opportunity_field_names(self) -> list[str]:
+        """Every schema name the opportunity sends, in the order of `fields` JSON."""
+        opp = self.opportunity
+        names = [opp.source_id.field, *opp.fields, opp.owner.field]
+        if opp.status_comment:
+            names.append(opp.status_comment.field)
+        return names
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise MappingError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _check_cross_references(mapping: Mapping) -> list[str]:
+    """Checks across sections: columns exist, schema names are unique, templates name columns."""
+    problems: list[str] = []
+    opp = mapping.opportunity
+
+    def column_ok(path: str, column: str | None, columns: tuple[str, ...], file: str) -> None:
+        if column is not None and column not in columns:
+            problems.append(f"{path}: column {column!r} is not in {file} ({', '.join(columns)})")
+
+    def spec_ok(path: str, spec: FieldSpec, columns: tuple[str, ...], file: str) -> None:
+        column_ok(f"{path}.column", spec.column, columns, file)
+        for name in template_columns(spec.template or ""):
+            column_ok(f"{path}.template", name, columns, file)
+
+    apps = "applications.csv"
+    column_ok("opportunity.source_id.column", opp.source_id.column, APPLICATION_COLUMNS, apps)
+    column_ok("opportunity.updated_at_column", opp.updated_at_column, APPLICATION_COLUMNS, apps)
+    column_ok("opportunity.lead.search_by.column", opp.lead.search_by.column, APPLICATION_COLUMNS, apps)
+    column_ok("opportunity.owner.column", opp.owner.column, APPLICATION_COLUMNS, apps)
+    for name, spec in opp.lead.capture_fields.items():
+        spec_ok(f"opportunity.lead.capture_fields.{name}", spec, APPLICATION_COLUMNS, apps)
+    if opp.lead.search_by.field in opp.lead.capture_fields:
+        problems.append(
+            f"opportunity.lead.capture_fields.{opp.lead.search_by.field}: duplicate lead field "
+            "(the search_by field is sent already)"
+        )
+    for name, spec in opp.fields.items():
+        spec_ok(f"opportunity.fields.{name}", spec, APPLICATION_COLUMNS, apps)
+    if opp.note:
+        spec_ok("opportunity.note", opp.note, APPLICATION_COLUMNS, apps)
+    if opp.status_comment:
+        for name in template_columns(opp.status_comment.template):
+            column_ok("opportunity.status_comment.template", name, APPLICATION_COLUMNS, apps)
+        if opp.status_field not in opp.fields:
+            problems.append(f"opportunity.status_field: {opp.status_field!r} is not in opportunity.fields")
+    declared = [
+        ("opportunity.source_id.field", opp.source_id.field),
+        ("opportunity.owner.field", opp.owner.field),
+    ]
+    if opp.status_comment:
+        declared.append(("opportunity.status_comment.field", opp.status_comment.field))
+    for path, name in declared:
+        if name in opp.fields:
+            problems.append(f"{path}: duplicate schema name {name!r} (also in opportunity.fields)")
+    if len({name for _, name in declared}) != len(declared):
+        problems.append(f"opportunity: duplicate schema name among {[name for _, name in declared]}")
+
+    events = mapping.events
+    evs = "events.csv"
+    for key in ("id_column", "source_id_column", "type_column", "occurred_at_column", "owner_column"):
+        column_ok(f"events.{key}", getattr(events, key), EVENT_COLUMNS, evs)
+    if events.note:
+        spec_ok("events.note", events.note, EVENT_COLUMNS, evs)
+    for type_name, activity in events.types.items():
+        for name, spec in activity.fields.items():
+            spec_ok(f"events.types.{type_name}.fields.{name}", spec, EVENT_COLUMNS, evs)
+    return problems
+
+
+def parse_mapping(data: object, name: str = "mapping.yaml") -> Mapping:
+    """Validate already-parsed YAML; every problem is reported as `name: dotted.key: message`."""
+    try:
+        mapping = Mapping.model_validate(data)
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            key = ".".join(str(part) for part in problem["loc"]) or "(top)"
+            lines.append(f"{name}: {key}: {problem['msg']}")
+        raise MappingError("\n".join(lines)) from None
+    problems = _check_cross_references(mapping)
+    if problems:
+        raise MappingError("\n".join(f"{name}: {problem}" for problem in problems))
+    return mapping
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """Read and validate a mapping YAML file; raises `MappingError` naming the file and key."""
+    path = Path(path)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except MappingError as error:
+        raise MappingError(f"{path.name}: {error}") from None
+    except (OSError, yaml.YAMLError) as error:
+        raise MappingError(f"{path.name}: cannot read: {error}") from None
+    return parse_mapping(data, path.name)
