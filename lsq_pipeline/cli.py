@@ -11,14 +11,20 @@ from pathlib import Path
 
 def _add_sandbox_command(subparsers: argparse._SubParsersAction) -> None:
     """`lsq-pipeline sandbox`: run the LeadSquared sandbox until Ctrl-C (issue 2)."""
-    parser = subparsers.add_parser("sandbox", help="run the local LeadSquared sandbox server")
-    parser.set_defaults(handler=lambda args: parser.error("not implemented yet"))
+    from lsq_pipeline.sandbox.__main__ import add_server_arguments, serve
+
+    parser = subparsers.add_parser(
+        "sandbox",
+        help="run the local LeadSquared sandbox server",
+        description="Run a local server that behaves like LeadSquared's opportunity API, until Ctrl-C. "
+        "Keys default to $LSQ_ACCESS_KEY / $LSQ_SECRET_KEY, else sandbox-access-key / sandbox-secret-key.",
+    )
+    add_server_arguments(parser)
+    parser.set_defaults(handler=serve)
 
 
 def _add_generate_command(subparsers: argparse._SubParsersAction) -> None:
     """`lsq-pipeline generate`: deterministic demo source files at any scale (issue 4)."""
-    from datetime import date
-
     parser = subparsers.add_parser("generate", help="generate daily source export files")
     parser.add_argument("--rows", type=int, required=True, help="application rows in all")
     parser.add_argument("--days", type=int, required=True, help="number of day folders")

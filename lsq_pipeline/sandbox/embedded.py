@@ -1,0 +1,158 @@
+"""One sandbox server process per state folder, shared by every process that uses that folder.
+
+Dagster runs each step in its own process; a sandbox per process would split the state and the
+rate window, so the first caller spawns a detached server and the others find it in `server.json`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+SERVER_FILE = "server.json"
+LOCK_FILE = "server.lock"
+LOG_FILE = "server.log"
+STATE_FILE = "state.jsonl"
+DEFAULT_IDLE_TIMEOUT = 15 * 60
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+_children: list[subprocess.Popen] = []  # kept so Python does not warn about a running child
+
+
+@contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    with (state_dir / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_server_file(state_dir: Path) -> dict:
+    try:
+        return json.loads((state_dir / SERVER_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _healthy(url: str | None) -> bool:
+    if not url:
+        return False
+    try:
+        with urllib.request.urlopen(f"{url}/sandbox/health", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def _is_sandbox_process(pid: int | None) -> bool:
+    """True if `pid` is a live (not zombie) `lsq_pipeline.sandbox` process."""
+    if not pid:
+        return False
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our exited child
+    except ChildProcessError:
+        pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return b"lsq_pipeline.sandbox" in cmdline and state not in ("Z", "X")
+
+
+def _terminate(pid: int | None) -> None:
+    if not _is_sandbox_process(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while _is_sandbox_process(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + STOP_TIMEOUT
+        time.sleep(0.05)
+
+
+def _options_fingerprint(access_key: str, secret_key: str, calls: int, seconds: float, idle: float) -> dict:
+    """What the server was started with; keys only as a hash, never in clear in a file."""
+    digest = hashlib.sha256(f"{access_key}\0{secret_key}".encode()).hexdigest()
+    return {"keys_sha256": digest, "rate_limit_calls": calls, "rate_limit_seconds": float(seconds),
+            "idle_timeout": float(idle)}
+
+
+def ensure_sandbox(
+    state_dir: Path,
+    *,
+    access_key: str,
+    secret_key: str,
+    rate_limit_calls: int = 25,
+    rate_limit_seconds: float = 5.0,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+) -> str:
+    """The base URL of the one sandbox serving `state_dir`, started detached if none is alive.
+
+    The server keeps its state in `state_dir/state.jsonl`, logs to `state_dir/server.log` and exits
+    by itself after `idle_timeout` seconds without calls.
+    """
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    wanted = _options_fingerprint(access_key, secret_key, rate_limit_calls, rate_limit_seconds, idle_timeout)
+    with _locked(state_dir):
+        info = _read_server_file(state_dir)
+        alive = _is_sandbox_process(info.get("pid")) and _healthy(info.get("url"))
+        if alive and info.get("options") == wanted:
+            return info["url"]
+        _terminate(info.get("pid"))
+        return _spawn(state_dir, wanted, access_key, secret_key, rate_limit_calls, rate_limit_seconds,
+                      idle_timeout)
+
+
+def _spawn(state_dir: Path, options: dict, access_key: str, secret_key: str, calls: int, seconds: float,
+           idle_timeout: float) -> str:
+    server_file = state_dir / SERVER_FILE
+    server_file.write_text(json.dumps({"options": options, "url": None, "pid": None}))
+    rate_limit = "0" if calls == 0 else f"{calls}/{seconds}"
+    command = [sys.executable, "-m", "lsq_pipeline.sandbox", "--host", "127.0.0.1", "--port", "0",
+               "--state", str(state_dir / STATE_FILE), "--rate-limit", rate_limit,
+               "--idle-timeout", str(idle_timeout), "--server-file", str(server_file)]
+    env = {**os.environ, "LSQ_ACCESS_KEY": access_key, "LSQ_SECRET_KEY": secret_key}  # not in argv: ps shows argv
+    with (state_dir / LOG_FILE).open("ab") as log:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                 start_new_session=True, close_fds=True)
+    _children.append(child)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        info = _read_server_file(state_dir)
+        if info.get("pid") == child.pid and _healthy(info.get("url")):
+            return info["url"]
+        if child.poll() is not None:
+            break
+        time.sleep(0.05)
+    child.kill()
+    tail = (state_dir / LOG_FILE).read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"the sandbox server did not start; end of {state_dir / LOG_FILE}:\n{tail}")
+
+
+def stop_sandbox(state_dir: Path) -> bool:
+    """Stop the sandbox serving `state_dir`, if one runs; True if one was stopped."""
+    state_dir = Path(state_dir)
+    if not state_dir.exists():
+        return False
+    with _locked(state_dir):
+        info = _read_server_file(state_dir)
+        was_running = _is_sandbox_process(info.get("pid"))
+        _terminate(info.get("pid"))
+        (state_dir / SERVER_FILE).unlink(missing_ok=True)
+        return was_running

@@ -1,0 +1,368 @@
+"""The sandbox's HTTP layer: parse requests, call the backend, serialize answers; keys, rate limit, faults, /sandbox/."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import sys
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from hmac import compare_digest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lsq_pipeline.sandbox.account import Account
+from lsq_pipeline.sandbox.backend import SandboxBackend
+from lsq_pipeline.sandbox.exceptions import (
+    MXAPINotFoundException,
+    MXAPIRateLimitExceededException,
+    MXInvalidJsonException,
+    MXUnAuthorizedAccessException,
+    SandboxError,
+)
+from lsq_pipeline.sandbox.rate_limit import SlidingWindowLimiter
+
+DEFAULT_ACCESS_KEY = "sandbox-access-key"
+DEFAULT_SECRET_KEY = "sandbox-secret-key"
+DEFAULT_RATE_LIMIT_CALLS = 25
+DEFAULT_RATE_LIMIT_SECONDS = 5.0
+KEEP_ALIVE_SECONDS = 60
+
+# path (lower case) -> (endpoint name, is a write)
+API_ROUTES = {
+    "/v2/opportunitymanagement.svc/bulk/add/byleadfield": ("BulkAdd", True),
+    "/v2/opportunitymanagement.svc/bulk/update/byopportunityid": ("BulkUpdate", True),
+    "/v2/opportunitymanagement.svc/capture": ("Capture", True),
+    "/v2/opportunitymanagement.svc/getopportunitiesbyid": ("GetOpportunitiesById", False),
+    "/v2/prospectactivity.svc/bulk/customactivity/add/byopportunityid": ("BulkActivities", True),
+}
+FAULT_KINDS = ("500", "503", "drop")
+
+
+class SandboxOptions(BaseModel):
+    """How the server behaves: keys, rate limit, latency and injected faults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access_key: str = DEFAULT_ACCESS_KEY
+    secret_key: str = DEFAULT_SECRET_KEY
+    rate_limit_calls: int = Field(DEFAULT_RATE_LIMIT_CALLS, ge=0)
+    rate_limit_seconds: float = Field(DEFAULT_RATE_LIMIT_SECONDS, gt=0)
+    rate_limit_status: Literal[429, 200] = 429
+    latency_ms: float = Field(0, ge=0)
+    fault_rate: float = Field(0.0, ge=0, le=1)
+    lost_response_rate: float = Field(0.0, ge=0, le=1)
+    seed: int | None = None
+    idle_timeout: float | None = Field(None, gt=0)
+    verbose: bool = False
+
+
+class _Dropped(Exception):
+    """Close the connection without an answer (an injected fault or a lost response)."""
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP/1.1 server bound to one backend (one account)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], backend: SandboxBackend, options: SandboxOptions):
+        self.backend = backend
+        self.options = options
+        self.limiter = SlidingWindowLimiter(options.rate_limit_calls, options.rate_limit_seconds)
+        self.last_call = time.monotonic()
+        self._random = random.Random(options.seed)
+        self._random_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, SandboxRequestHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def chance(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._random_lock:
+            return self._random.random() < rate
+
+    def pick_fault(self) -> str:
+        with self._random_lock:
+            return self._random.choice(FAULT_KINDS)
+
+    def log(self, line: str) -> None:
+        if self.options.verbose:
+            print(line, file=sys.stderr, flush=True)
+
+    # Track live connections so that closing the server also ends its keep-alive connections.
+    def process_request(self, request, client_address):
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request, client_address):
+        if self.options.verbose:
+            traceback.print_exc()
+
+    def watch_idle(self) -> None:
+        """Shut the server down after `idle_timeout` seconds without a request."""
+        while True:
+            time.sleep(min(1.0, self.options.idle_timeout / 4))
+            if time.monotonic() - self.last_call > self.options.idle_timeout:
+                self.log("sandbox: idle timeout reached, stopping")
+                self.shutdown()
+                return
+
+
+class SandboxRequestHandler(BaseHTTPRequestHandler):
+    """One request: route, keys, rate limit, faults, then the backend."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "LeadSquaredSandbox/1.0"
+    timeout = KEEP_ALIVE_SECONDS
+    server: SandboxHTTPServer
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+    def do_PATCH(self):
+        self._handle("PATCH")
+
+    def do_PUT(self):
+        self._handle("PUT")
+
+    def do_DELETE(self):
+        self._handle("DELETE")
+
+    # Never let the standard logging print the request line: its query string may hold keys.
+    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+        pass
+
+    def _handle(self, method: str) -> None:
+        self.server.last_call = time.monotonic()
+        try:
+            raw_body = self._read_body()
+            parts = urlsplit(self.path)
+            path = unquote(parts.path).rstrip("/").lower() or "/"
+            query = {k.lower(): v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+            status, answer = self._route(method, path, query, raw_body)
+            self._send(status, answer)
+        except _Dropped:
+            self._drop()
+        except SandboxError as error:
+            self._send(error.http_status, error.body())
+        except Exception:  # a bug must not kill the connection's thread silently
+            self.server.log(traceback.format_exc())
+            self._send(500, {"Status": "Error", "ExceptionType": "MXInternalServerException",
+                             "ExceptionMessage": "Internal error of the sandbox."})
+
+    def _route(self, method: str, path: str, query: dict, raw_body: bytes) -> tuple[int, Any]:
+        if path == "/sandbox/health":
+            return 200, {"Status": "ok"}
+        route = API_ROUTES.get(path)
+        if path.startswith("/sandbox/"):
+            self._check_keys(query)
+            return self._inspect(method, path, raw_body)
+        if route is None or method != "POST":
+            raise MXAPINotFoundException()
+        self._check_keys(query)
+        endpoint, is_write = route
+        return self._call_api(endpoint, is_write, query, raw_body)
+
+    def _check_keys(self, query: dict) -> None:
+        options = self.server.options
+        access = query.get("accesskey") or self.headers.get("x-LSQ-AccessKey") or ""
+        secret = query.get("secretkey") or self.headers.get("x-LSQ-SecretKey") or ""
+        if not (compare_digest(access.encode(), options.access_key.encode())
+                and compare_digest(secret.encode(), options.secret_key.encode())):
+            raise MXUnAuthorizedAccessException()
+
+    def _call_api(self, endpoint: str, is_write: bool, query: dict, raw_body: bytes) -> tuple[int, Any]:
+        server, options, backend = self.server, self.server.options, self.server.backend
+        backend.stats.count("calls", endpoint)
+        if options.latency_ms:
+            time.sleep(options.latency_ms / 1000)
+        if not server.limiter.try_acquire():
+            backend.stats.count("rate_limited")
+            error = MXAPIRateLimitExceededException(options.rate_limit_calls, options.rate_limit_seconds)
+            return options.rate_limit_status, error.body()
+        if server.chance(options.fault_rate):
+            kind = server.pick_fault()
+            backend.stats.count("faults", kind)
+            server.log(f"sandbox: injected fault {kind} on {endpoint}")
+            if kind == "drop":
+                raise _Dropped()
+            if kind == "503":
+                return 503, {"Message": "Service Unavailable"}
+            return 500, {"Message": "An error has occurred."}
+        body = self._decode_json(raw_body)
+        if endpoint == "BulkAdd":
+            answer = backend.bulk_add(query.get("searchby"), body)
+        elif endpoint == "BulkUpdate":
+            answer = backend.bulk_update(body)
+        elif endpoint == "Capture":
+            answer = backend.capture(body)
+        elif endpoint == "GetOpportunitiesById":
+            answer = backend.get_opportunities_by_id(body)
+        else:
+            answer = backend.bulk_add_activities(query.get("opportunityid"), body)
+        if is_write and server.chance(options.lost_response_rate):
+            backend.stats.count("lost_responses")
+            server.log(f"sandbox: dropping the answer of a committed {endpoint}")
+            raise _Dropped()
+        return 200, answer
+
+    def _decode_json(self, raw_body: bytes) -> Any:
+        content_type = self.headers.get("Content-Type", "")
+        if "json" not in content_type.lower():
+            raise MXInvalidJsonException("Content-Type must be application/json.")
+        try:
+            text = raw_body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MXInvalidJsonException(
+                f"Unexpected character encountered while parsing value: invalid UTF-8 at byte {exc.start}."
+            ) from None
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            position = getattr(exc, "pos", 0)
+            raise MXInvalidJsonException(
+                f"Unexpected character encountered while parsing value. Path '', position {position}."
+            ) from None
+
+    def _inspect(self, method: str, path: str, raw_body: bytes) -> tuple[int, Any]:
+        backend = self.server.backend
+        if method == "GET" and path == "/sandbox/leads":
+            leads = backend.list_leads()
+            return 200, {"Count": len(leads), "Leads": leads}
+        if method == "GET" and path == "/sandbox/opportunities":
+            opportunities = backend.list_opportunities()
+            return 200, {"Count": len(opportunities), "Opportunities": opportunities}
+        if method == "GET" and path == "/sandbox/activities":
+            activities = backend.list_activities()
+            return 200, {"Count": len(activities), "Activities": activities}
+        if method == "GET" and path == "/sandbox/stats":
+            return 200, {**backend.stats.as_dict(), "Leads": len(backend.leads),
+                         "Opportunities": len(backend.opportunities), "Activities": len(backend.activities)}
+        if method == "POST" and path == "/sandbox/reset":
+            backend.reset()
+            self.server.limiter.reset()
+            return 200, {"Status": "ok"}
+        if method in ("POST", "PATCH") and path.startswith("/sandbox/opportunities/"):
+            body = self._decode_json(raw_body)
+            fields = body.get("Fields") if isinstance(body, dict) else None
+            return 200, backend.edit_opportunity(path.rsplit("/", 1)[1], fields)
+        raise MXAPINotFoundException()
+
+    def _read_body(self) -> bytes:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return self._read_chunked()
+            return b""
+        try:
+            size = int(length)
+        except ValueError:
+            self.close_connection = True
+            raise MXInvalidJsonException("Invalid Content-Length.") from None
+        return self.rfile.read(size) if size > 0 else b""
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+
+    def _send(self, status: int, answer: Any) -> None:
+        payload = json.dumps(answer, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(payload)
+        self.server.log(f"{self.command} {urlsplit(self.path).path} {status}")
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+@dataclass
+class RunningSandbox:
+    """A sandbox serving in a background thread: `.url` (no trailing slash) and `.backend`."""
+
+    url: str
+    backend: SandboxBackend
+    server: SandboxHTTPServer
+
+
+@contextmanager
+def run_sandbox(
+    *,
+    account: Account | str | Path | None = None,
+    state_path: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    **options: Any,
+) -> Iterator[RunningSandbox]:
+    """Serve a sandbox on `host:port` (a free port by default) in a background thread, shut down on exit.
+
+    Options are those of `SandboxOptions`: access_key, secret_key, rate_limit_calls (0 = off),
+    rate_limit_seconds, rate_limit_status, latency_ms, fault_rate, lost_response_rate, seed.
+    """
+    settings = SandboxOptions(**options)
+    backend = SandboxBackend(account, state_path)
+    server = SandboxHTTPServer((host, port), backend, settings)
+    thread = threading.Thread(target=server.serve_forever, name="lsq-sandbox", daemon=True)
+    thread.start()
+    try:
+        yield RunningSandbox(server.url, backend, server)
+    finally:
+        stop_server(server)
+        thread.join(timeout=5)
+
+
+def stop_server(server: SandboxHTTPServer) -> None:
+    """Stop serving, end open connections, close the state journal."""
+    server.shutdown()
+    server.server_close()
+    server.close_connections()
+    server.backend.close()
