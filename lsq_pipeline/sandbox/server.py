@@ -351,7 +351,8 @@ def run_sandbox(
     settings = SandboxOptions(**options)
     backend = SandboxBackend(account, state_path)
     server = SandboxHTTPServer((host, port), backend, settings)
-    thread = threading.Thread(target=server.serve_forever, name="lsq-sandbox", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="lsq-sandbox", daemon=True)
     thread.start()
     try:
         yield RunningSandbox(server.url, backend, server)
