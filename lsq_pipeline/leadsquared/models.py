@@ -167,7 +167,7 @@ class ActivityAdd(ApiModel):
 class ErrorBody(ApiModel):
     """`{"Status":"Error","ExceptionType":"MX...","ExceptionMessage":"..."}`."""
 
-    status: str | None = Field(default=None, alias="Status")
+    status: str | int | None = Field(default=None, alias="Status")
     exception_type: str | None = Field(default=None, alias="ExceptionType")
     exception_message: str | None = Field(default=None, alias="ExceptionMessage")
 
