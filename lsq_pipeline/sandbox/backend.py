@@ -24,6 +24,7 @@ from lsq_pipeline.sandbox.exceptions import (
     MXDuplicateEntryException,
     MXInvalidFieldValueException,
     MXInvalidInputException,
+    MXInvalidJsonException,
     MXMandatoryAttributeMissingException,
     MXRecordNotFoundException,
     MXSystemFieldUpdateException,
@@ -451,7 +452,10 @@ class SandboxBackend:
         return activity
 
     @staticmethod
-    def _check_batch(rows: list, what: str) -> None:
+    def _check_batch(rows: Any, what: str) -> None:
+        """The per-call limits: an array of 1 to 25 items."""
+        if not isinstance(rows, list):
+            raise MXInvalidJsonException("The request body must be a JSON array.")
         if not rows:
             raise MXInvalidInputException(f"The request must contain at least one {what}.")
         if len(rows) > MAX_ITEMS_PER_WRITE:
@@ -481,8 +485,8 @@ class SandboxBackend:
 
     def bulk_add(self, search_by: str | None, body: Any) -> dict:
         """`Bulk/Add/ByLeadField?SearchBy=`: up to 25 opportunities on leads found by a unique field."""
+        self._check_batch(body, "opportunity")
         rows = parse_rows(BulkAddRow, body)
-        self._check_batch(rows, "opportunity")
         search_field = self._search_by_field(search_by)
 
         def add(row: BulkAddRow) -> dict:
@@ -509,8 +513,8 @@ class SandboxBackend:
 
     def bulk_update(self, body: Any) -> dict:
         """`Bulk/Update/ByOpportunityId`: up to 25 opportunities updated by id."""
+        self._check_batch(body, "opportunity")
         rows = parse_rows(BulkUpdateRow, body)
-        self._check_batch(rows, "opportunity")
 
         def update(row: BulkUpdateRow) -> dict:
             opp = self.opportunities.get(row.ProspectOpportunityId.strip().lower())
@@ -532,8 +536,8 @@ class SandboxBackend:
 
     def bulk_add_activities(self, opportunity_id: str | None, body: Any) -> dict:
         """`Bulk/CustomActivity/Add/ByOpportunityId?opportunityId=`: up to 25 activities on one opportunity."""
+        self._check_batch(body, "activity")
         rows = parse_rows(ActivityRow, body)
-        self._check_batch(rows, "activity")
 
         def add(row: ActivityRow) -> dict:
             opp = self.opportunities.get((opportunity_id or "").strip().lower())

@@ -95,7 +95,7 @@ def fields(**values: str) -> list[dict]:
 
 def loan_fields(app_id: str = "APP-1", **extra: str) -> list[dict]:
     """The mandatory fields of the demo type 12002 plus extras."""
-    return fields(mx_Custom_1=app_id, mx_Custom_2="Home Loan", mx_Custom_3="250000", **extra)
+    return fields(**{"mx_Custom_1": app_id, "mx_Custom_2": "Home Loan", "mx_Custom_3": "250000", **extra})
 
 
 def loan_row(email: str = "janehewitt@example.com", app_id: str = "APP-1", **flags) -> dict:
