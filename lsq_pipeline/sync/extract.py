@@ -1,0 +1,125 @@
+"""Extract: one day's export files into the raw tables, every column as text, all or nothing."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from lsq_pipeline.sync.warehouse import RAW_TABLES, SOURCE_FILES
+
+HEADER_PROBE_BYTES = 1 << 16
+ENCODING_CHUNK_BYTES = 1 << 22
+
+
+class SourceFileError(Exception):
+    """A source file that cannot be loaded; the message names the file and the problem."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def _check_utf8(path: Path) -> None:
+    """Fail on the first byte sequence that is not UTF-8 (streamed: large files stay cheap)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(ENCODING_CHUNK_BYTES):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                raise SourceFileError(
+                    path, f"not UTF-8: byte 0x{chunk[error.start]:02x} at offset {offset + error.start}"
+                ) from None
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise SourceFileError(path, "not UTF-8: the file ends inside a multi-byte character") from None
+
+
+def _read_header(path: Path) -> list[str]:
+    if not path.is_file():
+        raise SourceFileError(path, "file is missing")
+    with path.open("rb") as handle:
+        probe = handle.read(HEADER_PROBE_BYTES)
+    if not probe.strip(b"\xef\xbb\xbf \t\r\n"):
+        raise SourceFileError(path, "file is empty (no header row)")
+    _check_utf8(path)
+    text = probe.decode("utf-8", errors="ignore").removeprefix("\ufeff")
+    first_line = text.splitlines()[0] if text else ""
+    return [name.strip() for name in next(csv.reader([first_line]))]
+
+
+def _check_columns(path: Path, header: list[str], expected: tuple[str, ...]) -> list[str]:
+    """Raise on missing or repeated columns; return warnings for extra ones."""
+    missing = [column for column in expected if column not in header]
+    if missing:
+        hint = ""
+        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+            hint = " (the header has one column: wrong delimiter? comma expected)"
+        raise SourceFileError(path, f"missing required columns: {', '.join(missing)}{hint}")
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        raise SourceFileError(path, f"columns given twice: {', '.join(repeated)}")
+    extra = [column for column in header if column not in expected]
+    if extra:
+        return [f"{path}: extra columns ignored: {', '.join(extra)}"]
+    return []
+
+
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    quoted = ", ".join(f'"{column}"' for column in columns)
+    return f"""
+        INSERT INTO {table} (day, source_file, row_number, {", ".join(columns)})
+        SELECT $day, $source_file, row_number() OVER (), {quoted}
+        FROM read_csv($path, header = true, delim = ',', quote = '"', escape = '"',
+                      all_varchar = true, auto_detect = true, strict_mode = true,
+                      encoding = 'utf-8')
+    """
+
+
+def extract_day(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, day: date) -> dict:
+    """Load `<source_dir>/<day>/applications.csv` and `events.csv` into the raw tables.
+
+    The day's rows are deleted first and everything happens in one transaction, so a re-run
+    replaces the day and a bad file (raised as `SourceFileError`) leaves nothing half-loaded.
+    Returns `{"applications": n, "events": m, "warnings": [...]}`; `row_number` is the data
+    record's number in its file (1 = the first record after the header).
+    """
+    day_dir = Path(source_dir) / day.isoformat()
+    if not day_dir.is_dir():
+        raise SourceFileError(day_dir, f"no source folder for {day}")
+    warnings: list[str] = []
+    for file_name, columns in SOURCE_FILES.items():
+        path = day_dir / file_name
+        warnings += _check_columns(path, _read_header(path), columns)
+    counts: dict = {}
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for file_name, columns in SOURCE_FILES.items():
+            table = RAW_TABLES[file_name]
+            path = day_dir / file_name
+            conn.execute(f"DELETE FROM {table} WHERE day = $day", {"day": day})
+            try:
+                conn.execute(
+                    _insert_sql(table, columns),
+                    {"day": day, "source_file": f"{day.isoformat()}/{file_name}", "path": str(path)},
+                )
+            except duckdb.Error as error:
+                first_line = str(error).strip().splitlines()[0]
+                raise SourceFileError(path, f"cannot be read as CSV: {first_line}") from None
+            counts[file_name.removesuffix(".csv")] = conn.execute(
+                f"SELECT count(*) FROM {table} WHERE day = $day", {"day": day}
+            ).fetchone()[0]
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    counts["warnings"] = warnings
+    return counts
