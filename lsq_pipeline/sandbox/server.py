@@ -145,6 +145,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "LeadSquaredSandbox/1.0"
     timeout = KEEP_ALIVE_SECONDS
+    disable_nagle_algorithm = True  # headers and body go out without a 40 ms delayed-ACK stall
+    wbufsize = -1  # buffered: one write per answer (flushed by the base class after each request)
     server: SandboxHTTPServer
 
     def do_GET(self):
