@@ -106,9 +106,8 @@ def _application_row(app: _Application, rng: random.Random) -> dict[str, str]:
     }
 
 
-def _make_dirty(row: dict[str, str], rng: random.Random) -> None:
-    """Spoil one value of the row the way real exports do."""
-    kind = rng.randrange(9)
+def _make_dirty(row: dict[str, str], rng: random.Random, kind: int) -> None:
+    """Spoil one value of the row the way real exports do (`kind` picks how, 0-8)."""
     if kind == 0:
         row["email"] = ""
     elif kind == 1:
@@ -203,7 +202,7 @@ def generate(
                     row = older
                     counts["duplicates"] += 1
                 else:
-                    _make_dirty(row, rng)
+                    _make_dirty(row, rng, counts["dirty"] % 9)
                     counts["dirty"] += 1
             app_rows.append(row)
         event_rows: list[dict[str, str]] = []
@@ -222,7 +221,7 @@ def generate(
                 "owner_email": app.owner, "note": rng.choice(NOTES), "detail": detail,
             }
             if rng.random() < dirty_rate:
-                spoil = rng.randrange(3)
+                spoil = counts["dirty"] % 3
                 if spoil == 0:
                     event["event_type"] = "call_logged"
                 elif spoil == 1:
