@@ -92,10 +92,9 @@ M = TypeVar("M", bound=ApiModel)
 
 @dataclass(frozen=True)
 class _Answer:
-    """A usable answer: the parsed JSON body and how many attempts it took."""
+    """A usable answer: the parsed JSON body."""
 
     body: Any
-    resent_after_unknown: bool
 
 
 class _Transient(Exception):
@@ -375,7 +374,7 @@ class LeadSquaredClient:
                         self._seconds_waiting += waited
             try:
                 body_out = self._attempt(endpoint, url, data, params, item_count, attempt)
-                return _Answer(body_out, attempts_used > 0)
+                return _Answer(body_out)
             except _RateLimited:
                 rate_limited += 1
                 attempt -= 1  # a refused call is not a failed attempt

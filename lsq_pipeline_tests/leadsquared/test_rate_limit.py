@@ -68,3 +68,31 @@ def test_sqlite_window_is_shared_between_instances(tmp_path) -> None:
     finally:
         first.close()
         second.close()
+
+
+def _spend(db_path: str, count: int, out: str) -> None:
+    window = SlidingWindow(6, 0.5, db_path=db_path)
+    starts = []
+    for _ in range(count):
+        window.acquire()
+        starts.append(time.time())
+    window.close()
+    with open(out, "w") as handle:
+        handle.write("\n".join(map(repr, starts)))
+
+
+def test_sqlite_window_is_shared_between_processes(tmp_path) -> None:
+    import multiprocessing
+
+    db = str(tmp_path / "rate.sqlite")
+    context = multiprocessing.get_context("fork")
+    outs = [str(tmp_path / f"starts{n}.txt") for n in range(3)]
+    processes = [context.Process(target=_spend, args=(db, 6, out)) for out in outs]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+    starts = [float(line) for out in outs for line in open(out).read().split()]
+    assert len(starts) == 18
+    assert _max_in_any_window(starts, 0.5) <= 6
