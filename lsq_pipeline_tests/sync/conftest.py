@@ -1,0 +1,66 @@
+"""Fixtures for the sync tests: a DuckDB warehouse file under tmp_path and the demo mapping."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from lsq_pipeline.sync.mapping import Mapping, load_mapping
+from lsq_pipeline.sync.warehouse import APPLICATION_COLUMNS, EVENT_COLUMNS, ensure_schema
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_SOURCE = REPO / "data" / "source"
+DEMO_MAPPING = REPO / "data" / "mapping.yaml"
+DAY = date(2026, 11, 1)
+
+
+@pytest.fixture
+def conn(tmp_path: Path):
+    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    ensure_schema(connection)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def mapping() -> Mapping:
+    return load_mapping(DEMO_MAPPING)
+
+
+def good_application(**changes: str) -> dict[str, str]:
+    """A valid application row of DAY; keyword arguments replace columns."""
+    row = {
+        "application_id": "APP-1", "applicant_name": "Asha Nair", "email": "asha@mail.example",
+        "phone": "+91 98765 43210", "product": "Home Loan", "amount": "2500000", "stage": "New",
+        "owner_email": "priya.sharma@lendco.example", "created_at": "2026-11-01T10:00:00+05:30",
+        "updated_at": "2026-11-01T10:05:00+05:30",
+    }
+    row.update(changes)
+    return row
+
+
+def good_event(**changes: str) -> dict[str, str]:
+    row = {
+        "event_id": "EVT-1", "application_id": "APP-1", "event_type": "credit_check",
+        "occurred_at": "2026-11-01T11:00:00Z", "owner_email": "priya.sharma@lendco.example",
+        "note": "Score pulled", "detail": "742",
+    }
+    row.update(changes)
+    return row
+
+
+def write_day(source_dir: Path, day: date, applications: list[dict], events: list[dict] | None = None) -> Path:
+    """Write one day folder with the given rows (csv module: quoting as a real export)."""
+    day_dir = source_dir / day.isoformat()
+    day_dir.mkdir(parents=True, exist_ok=True)
+    for name, columns, rows in (("applications.csv", APPLICATION_COLUMNS, applications),
+                                ("events.csv", EVENT_COLUMNS, events or [])):
+        with (day_dir / name).open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    return day_dir

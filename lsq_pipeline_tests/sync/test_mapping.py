@@ -1,0 +1,85 @@
+"""The mapping file: the demo loads, and every kind of mistake fails at load naming the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lsq_pipeline.sync.mapping import MappingError, load_mapping, parse_mapping
+
+from .conftest import DEMO_MAPPING
+
+
+@pytest.fixture
+def raw() -> dict:
+    return yaml.safe_load(DEMO_MAPPING.read_text(encoding="utf-8"))
+
+
+def test_demo_mapping_loads_with_the_shared_facts(mapping):
+    opp = mapping.opportunity
+    assert opp.event_code == 12002
+    assert (opp.lead.search_by.field, opp.lead.search_by.column) == ("EmailAddress", "email")
+    assert (opp.source_id.column, opp.source_id.field) == ("application_id", "mx_Custom_1")
+    assert opp.fields["Status"].value_map["Disbursed"] == "Won"
+    assert opp.owner.users["priya.sharma@lendco.example"] == "0b6f2c1e-1a2b-4c3d-8e9f-000000000001"
+    assert opp.status_comment.field == "mx_Custom_19"
+    assert {n: t.activity_event for n, t in mapping.events.types.items()} == {
+        "document_collected": 208, "meeting_held": 102, "credit_check": 211}
+
+
+def _error(data: dict) -> str:
+    with pytest.raises(MappingError) as caught:
+        parse_mapping(data)
+    return str(caught.value)
+
+
+def test_unknown_type_names_the_key(raw):
+    raw["opportunity"]["fields"]["mx_Custom_3"]["type"] = "money"
+    assert "mapping.yaml: opportunity.fields.mx_Custom_3.type:" in _error(raw)
+
+
+def test_unknown_key_is_refused(raw):
+    raw["opportunity"]["fields"]["mx_Custom_4"]["maxlen"] = 10
+    assert "opportunity.fields.mx_Custom_4.maxlen: Extra inputs are not permitted" in _error(raw)
+
+
+def test_value_map_onto_a_value_outside_the_options(raw):
+    raw["opportunity"]["fields"]["Status"]["value_map"]["Disbursed"] = "Closed"
+    message = _error(raw)
+    assert "opportunity.fields.Status" in message and "'Disbursed' -> 'Closed'" in message
+
+
+def test_duplicate_schema_name_across_sections(raw):
+    raw["opportunity"]["fields"]["Owner"] = {"column": "owner_email"}
+    assert "opportunity.owner.field: duplicate schema name 'Owner'" in _error(raw)
+
+
+def test_unknown_source_column(raw):
+    raw["opportunity"]["fields"]["mx_Custom_4"]["column"] = "full_name"
+    assert "opportunity.fields.mx_Custom_4.column: column 'full_name' is not in applications.csv" in _error(raw)
+
+
+def test_template_naming_an_unknown_column(raw):
+    raw["opportunity"]["status_comment"]["template"] = "Stage: {status}"
+    assert "opportunity.status_comment.template: column 'status'" in _error(raw)
+
+
+def test_dropdown_without_options_and_bad_user_id(raw):
+    broken = copy.deepcopy(raw)
+    del broken["opportunity"]["fields"]["mx_Custom_5"]["options"]
+    assert "opportunity.fields.mx_Custom_5: Value error, a dropdown needs 'options'" in _error(broken)
+    raw["opportunity"]["owner"]["users"]["priya.sharma@lendco.example"] = "priya"
+    assert "opportunity.owner" in _error(raw) and "not a user id" in _error(raw)
+
+
+def test_duplicate_yaml_key_is_refused(tmp_path: Path):
+    text = DEMO_MAPPING.read_text(encoding="utf-8").replace(
+        "    mx_Custom_4: {column: applicant_name, max_length: 100}\n",
+        "    mx_Custom_4: {column: applicant_name, max_length: 100}\n    mx_Custom_4: {column: email}\n")
+    path = tmp_path / "mapping.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MappingError, match=r"mapping.yaml: line \d+: duplicate key 'mx_Custom_4'"):
+        load_mapping(path)
