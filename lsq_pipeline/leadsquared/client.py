@@ -272,7 +272,7 @@ class LeadSquaredClient:
             waiting = self._seconds_waiting
         totals = {
             field: sum(getattr(stats, field) for stats in per_endpoint.values())
-            for field in ("calls", "items", "retries", "rate_limited", "transient_failures", "permanent_failures", "seconds_in_calls")
+            for field in EndpointStats.model_fields
         }
         return ClientStats(**totals, window_wait_seconds=waiting, per_endpoint=per_endpoint)
 

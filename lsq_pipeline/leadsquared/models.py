@@ -82,7 +82,16 @@ def fields_from_dict(values: dict[str, Any]) -> list[FieldValue]:
 # --- requests ---------------------------------------------------------------------------------
 
 
-class OpportunityAdd(ApiModel):
+class DuplicateHandling(ApiModel):
+    """What a create does when the type's duplicate rule finds an existing opportunity."""
+
+    overwrite_fields: bool | None = Field(default=None, alias="OverwriteFields")
+    update_empty_fields: bool | None = Field(default=None, alias="UpdateEmptyFields")
+    do_not_post_duplicate_activity: bool | None = Field(default=None, alias="DoNotPostDuplicateActivity")
+    do_not_change_owner: bool | None = Field(default=None, alias="DoNotChangeOwner")
+
+
+class OpportunityAdd(DuplicateHandling):
     """One item of Add Opportunities in Bulk (`?SearchBy=<lead field>`)."""
 
     search_by_value: str = Field(alias="SearchByValue")
@@ -90,10 +99,6 @@ class OpportunityAdd(ApiModel):
     note: str | None = Field(default=None, alias="OpportunityNote")
     owner_email: str | None = Field(default=None, alias="OpportunityOwnerEmail")
     fields: list[FieldValue] = Field(default_factory=list, alias="Fields")
-    overwrite_fields: bool | None = Field(default=None, alias="OverwriteFields")
-    update_empty_fields: bool | None = Field(default=None, alias="UpdateEmptyFields")
-    do_not_post_duplicate_activity: bool | None = Field(default=None, alias="DoNotPostDuplicateActivity")
-    do_not_change_owner: bool | None = Field(default=None, alias="DoNotChangeOwner")
 
 
 class OpportunityUpdate(ApiModel):
@@ -113,17 +118,13 @@ class LeadAttribute(ApiModel):
     _coerce = field_validator("value", mode="before")(_as_api_string)
 
 
-class CaptureOpportunityDetails(ApiModel):
+class CaptureOpportunityDetails(DuplicateHandling):
     """The `Opportunity` object of a Capture."""
 
     event_code: int = Field(alias="OpportunityEventCode")
     note: str | None = Field(default=None, alias="OpportunityNote")
     date_time: str | None = Field(default=None, alias="OpportunityDateTime")
     fields: list[FieldValue] = Field(default_factory=list, alias="Fields")
-    overwrite_fields: bool | None = Field(default=None, alias="OverwriteFields")
-    update_empty_fields: bool | None = Field(default=None, alias="UpdateEmptyFields")
-    do_not_post_duplicate_activity: bool | None = Field(default=None, alias="DoNotPostDuplicateActivity")
-    do_not_change_owner: bool | None = Field(default=None, alias="DoNotChangeOwner")
 
 
 class CaptureRequest(ApiModel):
@@ -295,6 +296,8 @@ class RowResult(ApiModel):
 
 
 class EndpointStats(ApiModel):
+    """Counters of one endpoint (and, summed, of the client)."""
+
     calls: int = 0
     """HTTP calls sent, retries included."""
     items: int = 0
@@ -307,17 +310,11 @@ class EndpointStats(ApiModel):
     seconds_in_calls: float = 0.0
 
 
-class ClientStats(ApiModel):
+class ClientStats(EndpointStats):
     """A snapshot of the client's counters, ready for Dagster asset metadata."""
 
-    calls: int = 0
-    items: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    transient_failures: int = 0
-    permanent_failures: int = 0
     window_wait_seconds: float = 0.0
-    seconds_in_calls: float = 0.0
+    """Seconds spent waiting for the rate-limit window, summed over threads."""
     per_endpoint: dict[str, EndpointStats] = Field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, int | float]:
