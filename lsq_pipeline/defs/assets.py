@@ -4,7 +4,6 @@ Every asset processes the days of its run in order (a backfill over a range is o
 every step is safe to re-run: each replaces its own days, and the push resolves creates that
 may already have landed through LeadSquared's duplicate rule."""
 
-from __future__ import annotations
 
 from datetime import date
 
@@ -233,13 +232,13 @@ def push_journal(
     before = client.stats()
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
-    summary = Pusher(warehouse.get_connection, client, mapping, context.run_id, context.log.info).push(days)
+    summary = Pusher(warehouse.get_connection, client, mapping, context.run.run_id, context.log.info).push(days)
     for error in summary.errors:
         context.log.warning(f"refused: {error}")
     if summary.interrupted_before:
         context.log.warning(f"resolved rows left unanswered by an earlier run: {summary.interrupted_before}")
     with warehouse.get_connection() as conn:
-        journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [context.run_id])
+        journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [context.run.run_id])
     return dg.MaterializeResult(
         metadata={
             "created": dg.MetadataValue.int(summary.created),

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lsq_pipeline.defs.partitions import daily_partitions
-
 PLAN_ASSETS = dg.AssetSelection.groups("extract", "transform")
 
 sync_job = dg.define_asset_job(
     "sync_job",
-    selection=dg.AssetSelection.all(include_sources=False),
-    partitions_def=daily_partitions,
+    selection=dg.AssetSelection.all(),
     description="Extract, transform, plan, push to LeadSquared and reconcile the selected days.",
 )
 
 dry_run_job = dg.define_asset_job(
     "dry_run_job",
     selection=PLAN_ASSETS,
-    partitions_def=daily_partitions,
     description="Plan the selected days and report the batches, sending nothing to LeadSquared.",
 )
 

@@ -39,9 +39,9 @@ def table_metadata(
         [table],
     ).fetchall()
     return {
-        **dg.TableMetadataSet(
-            row_count=count,
-            column_schema=dg.TableSchema(columns=[dg.TableColumn(name, type_) for name, type_ in schema]),
+        "dagster/row_count": dg.MetadataValue.int(count),
+        "dagster/column_schema": dg.MetadataValue.table_schema(
+            dg.TableSchema(columns=[dg.TableColumn(name, type_) for name, type_ in schema])
         ),
         "table": dg.MetadataValue.text(table),
         "preview": dg.MetadataValue.md(preview(columns, rows) if rows else "no rows"),

@@ -134,7 +134,7 @@ class Pusher:
 
     def _capture_payload(self, row: dict) -> dict:
         lead_details = [{"Attribute": k, "Value": v} for k, v in row["lead_fields"].items() if v]
-        lead_details.append({"Attribute": "SearchBy", "Value": self.mapping.opportunity.lead.search_by})
+        lead_details.append({"Attribute": "SearchBy", "Value": self.mapping.opportunity.lead.search_by.field})
         opportunity = {
             "OpportunityEventCode": self.mapping.opportunity.event_code,
             "OverwriteFields": True,
@@ -153,7 +153,7 @@ class Pusher:
             with self.connect() as conn:
                 journal.record_sent(conn, self.run_id, entries)
             results = self.client.add_opportunities(
-                self.mapping.opportunity.lead.search_by, [e.payload for e in entries]
+                self.mapping.opportunity.lead.search_by.field, [e.payload for e in entries]
             )
             missing_lead: list[dict] = []
             for entry, result in zip(entries, results):

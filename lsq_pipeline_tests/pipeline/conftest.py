@@ -1,0 +1,31 @@
+"""Fixtures for whole-flow tests: a fresh sandbox over real HTTP and a fresh warehouse per test."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from lsq_pipeline.sandbox import run_sandbox
+from lsq_pipeline.sync.generate import generate
+from lsq_pipeline_tests.pipeline.harness import Pipeline
+
+FIRST_DAY = date(2026, 11, 1)
+
+
+@pytest.fixture
+def sandbox():
+    with run_sandbox(rate_limit_calls=0) as running:
+        yield running
+
+
+@pytest.fixture
+def make_pipeline(tmp_path, sandbox):
+    """`make_pipeline(rows=..., days=..., dirty_rate=...)` -> a Pipeline over generated exports."""
+
+    def make(rows: int = 40, days: int = 1, dirty_rate: float = 0.0, seed: int = 11) -> Pipeline:
+        source = tmp_path / "source"
+        generate(source, rows=rows, days=days, seed=seed, start_day=FIRST_DAY, dirty_rate=dirty_rate)
+        return Pipeline(source_dir=source, warehouse=tmp_path / "warehouse.duckdb", sandbox_url=sandbox.url)
+
+    return make

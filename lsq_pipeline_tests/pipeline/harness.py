@@ -1,0 +1,94 @@
+"""A pipeline under test: generated source files, a DuckDB file, the sandbox over real HTTP, and
+the sync job run in process on an ephemeral Dagster instance."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import requests
+
+from lsq_pipeline.defs.definitions import build_definitions
+from lsq_pipeline.defs.runs import run_config
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings
+
+REPO = Path(__file__).resolve().parents[2]
+MAPPING = REPO / "data" / "mapping.yaml"
+KEY_HEADERS = {"x-LSQ-AccessKey": SANDBOX_ACCESS_KEY, "x-LSQ-SecretKey": SANDBOX_SECRET_KEY}
+
+
+def range_tags(first: date, last: date) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }
+
+
+@dataclass
+class Pipeline:
+    source_dir: Path
+    warehouse: Path
+    sandbox_url: str
+    instance: dg.DagsterInstance = field(default_factory=dg.DagsterInstance.ephemeral)
+
+    def settings(self) -> PipelineSettings:
+        return PipelineSettings(
+            api_host=self.sandbox_url,
+            access_key=SANDBOX_ACCESS_KEY,
+            secret_key=SANDBOX_SECRET_KEY,
+            source_dir=self.source_dir,
+            warehouse=self.warehouse,
+            mapping=MAPPING,
+            rate_limit_calls=0,
+            max_reject_rate=0.5,
+        )
+
+    def run(self, first: date, last: date | None = None, job: str = "sync_job", full: bool = False):
+        """One run over first..last, in process; returns the ExecuteInProcessResult."""
+        definitions = build_definitions(self.settings())
+        return definitions.resolve_job_def(job).execute_in_process(
+            instance=self.instance,
+            tags=range_tags(first, last or first),
+            run_config=run_config(full) if job == "sync_job" else {},
+            raise_on_error=False,
+        )
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with duckdb.connect(str(self.warehouse), read_only=True) as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+    def scalar(self, sql: str, params: list | None = None):
+        return self.query(sql, params)[0][0]
+
+    def remote(self, what: str = "opportunities") -> list[dict]:
+        answer = requests.get(f"{self.sandbox_url}/sandbox/{what}", headers=KEY_HEADERS, timeout=10)
+        answer.raise_for_status()
+        return answer.json()[what.capitalize()]
+
+    def stats(self) -> dict:
+        answer = requests.get(f"{self.sandbox_url}/sandbox/stats", headers=KEY_HEADERS, timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def remote_by_source(self) -> dict[str, list[dict]]:
+        """The sandbox's opportunities grouped by the source id they carry (mx_Custom_1)."""
+        grouped: dict[str, list[dict]] = {}
+        for opportunity in self.remote():
+            grouped.setdefault(opportunity["Fields"].get("mx_Custom_1"), []).append(opportunity)
+        return grouped
+
+
+def rewrite_rows(path: Path, change) -> None:
+    """Apply `change(row) -> row | None` to every row of a CSV export."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames
+        rows = [change(row) for row in reader]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(row for row in rows if row is not None)
