@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 from datetime import date
 from pathlib import Path
@@ -12,7 +11,6 @@ import duckdb
 from lsq_pipeline.sync.warehouse import RAW_TABLES, SOURCE_FILES
 
 HEADER_PROBE_BYTES = 1 << 16
-ENCODING_CHUNK_BYTES = 1 << 22
 
 
 class SourceFileError(Exception):
@@ -24,25 +22,6 @@ class SourceFileError(Exception):
         self.problem = problem
 
 
-def _check_utf8(path: Path) -> None:
-    """Fail on the first byte sequence that is not UTF-8 (streamed: large files stay cheap)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(ENCODING_CHUNK_BYTES):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as error:
-                raise SourceFileError(
-                    path, f"not UTF-8: byte 0x{chunk[error.start]:02x} at offset {offset + error.start}"
-                ) from None
-            offset += len(chunk)
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise SourceFileError(path, "not UTF-8: the file ends inside a multi-byte character") from None
-
-
 def _read_header(path: Path) -> list[str]:
     if not path.is_file():
         raise SourceFileError(path, "file is missing")
@@ -50,10 +29,12 @@ def _read_header(path: Path) -> list[str]:
         probe = handle.read(HEADER_PROBE_BYTES)
     if not probe.strip(b"\xef\xbb\xbf \t\r\n"):
         raise SourceFileError(path, "file is empty (no header row)")
-    _check_utf8(path)
-    text = probe.decode("utf-8", errors="ignore").removeprefix("\ufeff")
-    first_line = text.splitlines()[0] if text else ""
-    return [name.strip() for name in next(csv.reader([first_line]))]
+    header_line = probe.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0]
+    try:
+        text = header_line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SourceFileError(path, f"not UTF-8: byte 0x{header_line[error.start]:02x} in the header") from None
+    return [name.strip() for name in next(csv.reader([text.rstrip("\r")]))]
 
 
 def _check_columns(path: Path, header: list[str], expected: tuple[str, ...]) -> list[str]:
@@ -71,6 +52,16 @@ def _check_columns(path: Path, header: list[str], expected: tuple[str, ...]) -> 
     if extra:
         return [f"{path}: extra columns ignored: {', '.join(extra)}"]
     return []
+
+
+def _csv_problem(message: str) -> str:
+    """DuckDB's CSV error, shortened to what a person fixing the file needs."""
+    lines = message.strip().splitlines()
+    where = next((line.strip() for line in lines if line.startswith("CSV Error on Line")), lines[0])
+    if "Invalid unicode" in message:
+        return f"not UTF-8 ({where.removeprefix('Invalid Input Error: ')}): export it as UTF-8"
+    detail = next((line.strip() for line in lines[1:] if line.strip() and not line.startswith("Original Line")), "")
+    return f"cannot be read as CSV: {where} {detail}".strip()
 
 
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
@@ -112,8 +103,7 @@ def extract_day(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, day: da
                     {"day": day, "source_file": f"{day.isoformat()}/{file_name}", "path": str(path)},
                 )
             except duckdb.Error as error:
-                first_line = str(error).strip().splitlines()[0]
-                raise SourceFileError(path, f"cannot be read as CSV: {first_line}") from None
+                raise SourceFileError(path, _csv_problem(str(error))) from None
             counts[file_name.removesuffix(".csv")] = conn.execute(
                 f"SELECT count(*) FROM {table} WHERE day = $day", {"day": day}
             ).fetchone()[0]

@@ -12,23 +12,20 @@ from lsq_pipeline.sync.warehouse import day_list_sql
 ACTIONS = ("create", "update", "unchanged", "stale")
 
 
-def _changed_fields_sql(mapping: Mapping, fields: str, sent_fields: str) -> str:
-    """The update payload: fields whose value differs from what was last sent (a field no longer
-    mapped is cleared with ''), plus the status comment whenever Status is among them."""
+def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
+    """The update payload from the field maps `new` and `old` (last sent): fields whose value
+    differs (a field no longer mapped is cleared with ''), plus the status comment whenever
+    Status is among them."""
     opp = mapping.opportunity
-    new, old = f"CAST({fields} AS MAP(VARCHAR, VARCHAR))", f"CAST({sent_fields} AS MAP(VARCHAR, VARCHAR))"
     status = f"'{opp.status_field}'"
     comment_clause = ""
     if opp.status_comment:
         comment = f"'{opp.status_comment.field}'"
-        comment_clause = (
-            f" OR (e.key = {comment} AND n[{status}] IS DISTINCT FROM o[{status}])"
-        )
-    return f"""(SELECT to_json(map_from_entries(list_concat(
-                    list_filter(map_entries(n), lambda e: e.value IS DISTINCT FROM o[e.key]{comment_clause}),
-                    list_transform(list_filter(map_keys(o), lambda k: n[k] IS NULL),
-                                   lambda k: struct_pack(key := k, value := '')))))
-                FROM (SELECT {new} AS n, coalesce({old}, MAP {{}}::MAP(VARCHAR, VARCHAR)) AS o))"""
+        comment_clause = f" OR (e.key = {comment} AND {new}[{status}] IS DISTINCT FROM {old}[{status}])"
+    return f"""to_json(map_from_entries(list_concat(
+                list_filter(map_entries({new}), lambda e: e.value IS DISTINCT FROM {old}[e.key]{comment_clause}),
+                list_transform(list_filter(map_keys({old}), lambda k: {new}[k] IS NULL),
+                               lambda k: struct_pack(key := k, value := '')))))"""
 
 
 def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mapping) -> dict[str, int]:
@@ -65,10 +62,14 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
             SELECT day, source_id, action,
                    CASE WHEN action = 'create' THEN NULL ELSE state_opportunity_id END,
                    CASE action WHEN 'create' THEN fields
-                               WHEN 'update' THEN {_changed_fields_sql(mapping, 'd.fields', 'd.sent_fields')}
+                               WHEN 'update' THEN {_changed_fields_sql(mapping, 'new_map', 'old_map')}
                    END,
                    fields, search_by_value, lead_fields, owner_email, note, record_hash, source_updated_at
-            FROM decided d""")
+            FROM (SELECT *,
+                    CASE WHEN action = 'update' THEN CAST(fields AS MAP(VARCHAR, VARCHAR)) END AS new_map,
+                    CASE WHEN action = 'update' THEN coalesce(CAST(sent_fields AS MAP(VARCHAR, VARCHAR)),
+                                                              MAP {{}}::MAP(VARCHAR, VARCHAR)) END AS old_map
+                  FROM decided)""")
         conn.execute(f"""
             INSERT INTO activity_plan
             SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at

@@ -35,16 +35,19 @@ def _trimmed(column: str) -> str:
     return f"NULLIF(trim(\"{column}\", e'{WHITESPACE}'), '')"
 
 
-def _utc_timestamp(t: str) -> str:
-    """ISO 8601 text (with Z, an offset, or naive = UTC) as a UTC TIMESTAMP, NULL otherwise."""
-    parts = f"regexp_extract({t}, {_literal(ISO_DATETIME_RE)}, ['d', 't', 'z'])"
+def _datetime_parts(t: str) -> str:
+    """The date, time and offset of ISO 8601 text as a struct (empty strings when it does not match)."""
+    return f"regexp_extract({t}, {_literal(ISO_DATETIME_RE)}, ['d', 't', 'z'])"
+
+
+def _utc_timestamp(x: str) -> str:
+    """A UTC TIMESTAMP from the parts struct `x` (Z, an offset, or naive = UTC), NULL if invalid."""
     offset = (
-        "CASE WHEN p.z IN ('', 'Z') THEN 0 ELSE (CASE WHEN p.z[1] = '-' THEN -1 ELSE 1 END) * "
-        "(CAST(p.z[2:3] AS INTEGER) * 60 + CAST(right(p.z, 2) AS INTEGER)) END"
+        f"CASE WHEN {x}.z IN ('', 'Z') THEN 0 ELSE (CASE WHEN {x}.z[1] = '-' THEN -1 ELSE 1 END) * "
+        f"(CAST({x}.z[2:3] AS INTEGER) * 60 + CAST(right({x}.z, 2) AS INTEGER)) END"
     )
     return (
-        f"(SELECT try_cast(p.d || ' ' || coalesce(NULLIF(p.t, ''), '00:00:00') AS TIMESTAMP)"
-        f" - to_minutes({offset}) FROM (SELECT {parts} AS p))"
+        f"try_cast({x}.d || ' ' || coalesce(NULLIF({x}.t, ''), '00:00:00') AS TIMESTAMP) - to_minutes({offset})"
     )
 
 
@@ -95,7 +98,7 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
             checks.append((f"CAST({t} AS DECIMAL(38, 10)) <= {spec.greater_than}",
                            f"'must be greater than {spec.greater_than:g}'"))
     elif spec.type in ("date", "datetime"):
-        value = _utc_timestamp(t)
+        value = _utc_timestamp(f"x_{spec.column}")
         checks.append(("{p} IS NULL", "'not an ISO 8601 date-time (YYYY-MM-DDTHH:MM:SS with Z or an offset)'"))
         checks.append(("{p} >= CAST(day AS TIMESTAMP) + INTERVAL 2 DAY",
                        "'in the future: after the end of the day following the file''s day'"))
@@ -180,14 +183,17 @@ class _Query:
         return list(dict.fromkeys(rule.column for rule in self.rules if rule.column))
 
     def converted_sql(self, table: str, days: str) -> str:
-        """Raw rows of the days, with `t_<column>` trimmed texts and `p<i>` converted values."""
+        """Raw rows of the days, with `t_<column>` trimmed texts, `x_<column>` date-time parts and
+        `p<i>` converted values."""
         trimmed = ", ".join(f"{_trimmed(column)} AS t_{column}" for column in self.columns())
+        dated = list(dict.fromkeys(rule.column for rule in self.rules if f"x_{rule.column}." in rule.value))
+        parts = "".join(f", {_datetime_parts(f't_{column}')} AS x_{column}" for column in dated)
         values = ", ".join(
             f"{rule.value} AS p{index}" for index, rule in enumerate(self.rules)
         )
         return f"""
             SELECT *, {values} FROM (
-                SELECT *, {trimmed} FROM {table} WHERE day IN {days}
+                SELECT *{parts} FROM (SELECT *, {trimmed} FROM {table} WHERE day IN {days})
             )"""
 
 

@@ -1,0 +1,98 @@
+"""Local cost at scale: generate 1,000,000 application rows, then time extract, transform and plan.
+
+Run: `.venv/bin/python benchmarks/local_scale.py [--rows N] [--days D] [--memory-limit 1GB]`.
+Prints seconds and the process's peak resident memory (ru_maxrss) after each step. The plan
+runs twice: with an empty state (all creates) and after marking every record synced (the
+compare path: all unchanged). Output goes to benchmarks/out/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+
+from lsq_pipeline.sync.extract import extract_day
+from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.sync.mapping import load_mapping
+from lsq_pipeline.sync.plan import plan_days
+from lsq_pipeline.sync.validate import transform_days
+from lsq_pipeline.sync.warehouse import ensure_schema
+
+REPO = Path(__file__).resolve().parents[1]
+START = date(2026, 11, 1)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    parser.add_argument("--reuse-source", action="store_true", help="keep the files of the last run")
+    args = parser.parse_args()
+
+    source, warehouse = args.out / "source", args.out / "warehouse.duckdb"
+    if not args.reuse_source:
+        shutil.rmtree(source, ignore_errors=True)
+    for leftover in (warehouse, warehouse.with_suffix(".duckdb.wal")):
+        leftover.unlink(missing_ok=True)
+    days = [START + timedelta(days=i) for i in range(args.days)]
+    mapping = load_mapping(REPO / "data" / "mapping.yaml")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, DuckDB {duckdb.__version__}, "
+          f"memory_limit {args.memory_limit}")
+
+    if not args.reuse_source:
+        started = time.perf_counter()
+        written = generate(source, args.rows, args.days, args.seed)
+        print(f"generate   {time.perf_counter() - started:6.1f} s  (not part of the bar) "
+              f"{written['applications']:,} application rows, {written['events']:,} event rows")
+
+    conn = duckdb.connect(str(warehouse), config={"memory_limit": args.memory_limit})
+    ensure_schema(conn)
+    steps: list[tuple[str, float]] = []
+
+    def step(name: str, action) -> object:
+        began = time.perf_counter()
+        result = action()
+        steps.append((name, time.perf_counter() - began))
+        print(f"{name:<10} {steps[-1][1]:6.1f} s  peak {peak_mb():6.0f} MB  {result}")
+        return result
+
+    step("extract", lambda: _extract_all(conn, source, days))
+    step("transform", lambda: transform_days(conn, days, mapping))
+    step("plan", lambda: plan_days(conn, days, mapping))
+    total = sum(seconds for _, seconds in steps)
+    conn.execute("""INSERT OR REPLACE INTO opportunity_state (source_id, opportunity_id, event_code, sent_hash,
+                        sent_fields, source_updated_at, status)
+                    SELECT source_id, 'OPP-' || source_id, 12002, record_hash, full_fields, source_updated_at,
+                           'in_sync' FROM sync_plan""")
+    step("replan", lambda: plan_days(conn, days, mapping))
+    print(f"extract + transform + plan: {total:.1f} s, peak {peak_mb():.0f} MB "
+          f"(bar: <= 60 s, <= 2048 MB) -> {'PASS' if total <= 60 and peak_mb() <= 2048 else 'FAIL'}")
+    conn.close()
+
+
+def _extract_all(conn: duckdb.DuckDBPyConnection, source: Path, days: list[date]) -> dict[str, int]:
+    totals = {"applications": 0, "events": 0}
+    for day in days:
+        counts = extract_day(conn, source, day)
+        totals["applications"] += counts["applications"]
+        totals["events"] += counts["events"]
+    return totals
+
+
+if __name__ == "__main__":
+    main()
