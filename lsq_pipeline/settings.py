@@ -30,9 +30,9 @@ class PipelineSettings(BaseSettings):
     sandbox_dir: Path = Path("data/sandbox")
     rate_limit_calls: int = Field(25, ge=0)
     rate_limit_seconds: float = Field(5.0, gt=0)
-    rate_limit_db: str = ""
+    rate_limit_db: str = "data/rate_limit.sqlite"
     max_in_flight: int = Field(8, ge=1)
-    max_reject_rate: float = Field(0.10, ge=0, le=1)
+    max_reject_rate: float = Field(0.20, ge=0, le=1)
 
     @model_validator(mode="after")
     def _keys_with_a_real_host(self) -> PipelineSettings:

@@ -39,12 +39,18 @@ def run_config(full_reconcile: bool) -> dict:
 
 
 def launch(
-    first: date, last: date, dry_run: bool = False, full_reconcile: bool = False, in_process: bool = False
+    first: date,
+    last: date,
+    dry_run: bool = False,
+    full_reconcile: bool = False,
+    in_process: bool = False,
+    quiet: bool = True,
 ) -> dg.DagsterRun:
     """Run the sync (or its dry run) over `first`..`last` as ONE run on the project instance.
 
     `in_process` runs every step in this process (the demo's speed); otherwise each step gets
-    its own process, as under the daemon."""
+    its own process, as under the daemon. `quiet` keeps the console to warnings; the full
+    event log is in the UI."""
     instance = use_project_instance()
     job_fn = dry_run_job_definition if dry_run else sync_job_definition
     tags = (
@@ -56,6 +62,8 @@ def launch(
         }
     )
     config = {} if dry_run else run_config(full_reconcile)
+    if quiet:
+        config = {**config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     if in_process:
         result = job_fn().execute_in_process(
             run_config=config, instance=instance, tags=tags, raise_on_error=False

@@ -15,7 +15,7 @@ class SourceResource(dg.ConfigurableResource):
 
     source_dir: str = Field(description="folder of YYYY-MM-DD/ day folders (LSQ_SOURCE_DIR)")
     mapping_path: str = Field(description="the mapping YAML (LSQ_MAPPING)")
-    max_reject_rate: float = Field(default=0.10, description="reject share above which the check warns")
+    max_reject_rate: float = Field(default=0.20, description="reject share above which the check warns")
 
     def source_path(self) -> Path:
         return Path(self.source_dir)
