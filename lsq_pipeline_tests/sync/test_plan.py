@@ -85,22 +85,23 @@ def test_status_change_carries_the_status_comment(conn, load, mapping):
                                        "Status": "Won", "mx_Custom_19": "Stage: Disbursed"}
 
 
-def test_status_comment_is_added_even_when_its_text_did_not_change(conn, load, mapping):
+def _update_after_sending(conn, load, mapping, sent_differently: dict) -> dict:
+    """Plan a record whose last sent fields differed from its current ones by `sent_differently`."""
     load(DAY, [good_application()])
     _mark_synced(conn)
-    conn.execute("""UPDATE opportunity_state SET sent_fields = json_merge_patch(sent_fields, '{"Status": "Lost"}'),
-                    sent_hash = 'old'""")
+    conn.execute("UPDATE opportunity_state SET sent_fields = json_merge_patch(sent_fields, ?), sent_hash = 'old'",
+                 [json.dumps(sent_differently)])
     plan_days(conn, [DAY], mapping)
-    assert _plan(conn)["APP-1"][2] == {"Status": "Open", "mx_Custom_19": "Stage: New"}
+    return _plan(conn)["APP-1"][2]
+
+
+def test_status_comment_is_added_even_when_its_text_did_not_change(conn, load, mapping):
+    assert _update_after_sending(conn, load, mapping, {"Status": "Lost"}) == {
+        "Status": "Open", "mx_Custom_19": "Stage: New"}
 
 
 def test_a_field_no_longer_mapped_is_cleared(conn, load, mapping):
-    load(DAY, [good_application()])
-    _mark_synced(conn)
-    conn.execute("""UPDATE opportunity_state SET sent_fields = json_merge_patch(sent_fields, '{"mx_Custom_8": "x"}'),
-                    sent_hash = 'old'""")
-    plan_days(conn, [DAY], mapping)
-    assert _plan(conn)["APP-1"][2] == {"mx_Custom_8": ""}
+    assert _update_after_sending(conn, load, mapping, {"mx_Custom_8": "x"}) == {"mx_Custom_8": ""}
 
 
 def test_an_older_version_than_the_synced_one_is_stale(conn, load, mapping):
