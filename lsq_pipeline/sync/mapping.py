@@ -184,8 +184,11 @@ def _check_cross_references(mapping: Mapping) -> list[str]:
         if column is not None and column not in columns:
             problems.append(f"{path}: column {column!r} is not in {file} ({', '.join(columns)})")
 
-    def spec_ok(path: str, spec: FieldSpec, columns: tuple[str, ...], file: str) -> None:
+    def spec_ok(path: str, spec: FieldSpec, columns: tuple[str, ...], file: str, template_ok: bool = False) -> None:
         column_ok(f"{path}.column", spec.column, columns, file)
+        if spec.template is not None and not template_ok:
+            problems.append(f"{path}.template: templates are supported in opportunity.fields and "
+                            "opportunity.note only; give a column")
         for name in template_columns(spec.template or ""):
             column_ok(f"{path}.template", name, columns, file)
 
@@ -202,9 +205,9 @@ def _check_cross_references(mapping: Mapping) -> list[str]:
             "(the search_by field is sent already)"
         )
     for name, spec in opp.fields.items():
-        spec_ok(f"opportunity.fields.{name}", spec, APPLICATION_COLUMNS, apps)
+        spec_ok(f"opportunity.fields.{name}", spec, APPLICATION_COLUMNS, apps, template_ok=True)
     if opp.note:
-        spec_ok("opportunity.note", opp.note, APPLICATION_COLUMNS, apps)
+        spec_ok("opportunity.note", opp.note, APPLICATION_COLUMNS, apps, template_ok=True)
     if opp.status_comment:
         for name in template_columns(opp.status_comment.template):
             column_ok("opportunity.status_comment.template", name, APPLICATION_COLUMNS, apps)

@@ -220,8 +220,7 @@ def _opportunity_sql(mapping: Mapping, days: str) -> str:
     search_by = add_field(opp.lead.search_by.field, FieldSpec(
         column=opp.lead.search_by.column, type=opp.lead.search_by.type, required=True))
     lead = [(opp.lead.search_by.field, query.text(search_by))]
-    lead += [(name, query.text(add_field(name, spec))) for name, spec in opp.lead.capture_fields.items()
-             if spec.column is not None]
+    lead += [(name, query.text(add_field(name, spec))) for name, spec in opp.lead.capture_fields.items()]
     column_fields = {name: add_field(name, spec) for name, spec in opp.fields.items() if spec.column is not None}
     owner = query.add(_owner_rule(opp.owner.field, opp.owner.column, opp.owner.users, opp.owner.required,
                                   t(opp.owner.column)))
@@ -298,14 +297,12 @@ def _activity_sql(mapping: Mapping, days: str) -> str:
         column=events.occurred_at_column, type="datetime", required=True), f"t_{events.occurred_at_column}"))
     query.add(_owner_rule("owner_email", events.owner_column, opp.owner.users, True, f"t_{events.owner_column}"))
     note = "NULL"
-    if events.note is not None and events.note.column is not None:
+    if events.note is not None:
         note = query.text(query.add(_field_rule("note", events.note, f"t_{events.note.column}")))
     per_type: list[str] = []
     for type_name, activity in events.types.items():
         pairs = []
         for name, spec in activity.fields.items():
-            if spec.column is None:
-                continue
             index = query.add(_field_rule(name, spec, f"t_{spec.column}"))
             query.rules[-1].only_when = f"lower({t_type}) = {_literal(type_name)}"
             pairs.append((name, query.text(index)))

@@ -83,3 +83,8 @@ def test_duplicate_yaml_key_is_refused(tmp_path: Path):
     path.write_text(text, encoding="utf-8")
     with pytest.raises(MappingError, match=r"mapping.yaml: line \d+: duplicate key 'mx_Custom_4'"):
         load_mapping(path)
+
+
+def test_templates_only_where_they_are_rendered(raw):
+    raw["events"]["note"] = {"template": "{note}"}
+    assert "events.note.template: templates are supported in opportunity.fields and opportunity.note only" in _error(raw)
