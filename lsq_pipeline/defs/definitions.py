@@ -21,7 +21,10 @@ def _secret(variable: str, sandbox_default: str) -> str | dg.EnvVar:
 
 def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableResource]:
     return {
-        "warehouse": DuckDBResource(database=str(settings.warehouse)),
+        "warehouse": DuckDBResource(
+            database=str(settings.warehouse),
+            connection_config={"memory_limit": settings.duckdb_memory_limit},
+        ),
         "leadsquared": LeadSquaredResource(
             api_host=settings.api_host,
             access_key=_secret("LSQ_ACCESS_KEY", SANDBOX_ACCESS_KEY),
@@ -44,7 +47,7 @@ def build_definitions(settings: PipelineSettings | None = None) -> dg.Definition
     settings = settings or load_settings()
     settings.check_paths()
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([assets]),
+        assets=[assets.extract, assets.transform, assets.sync_plan, assets.push_journal, assets.opportunity_state],
         jobs=[sync_job, dry_run_job],
         schedules=[daily_sync_schedule],
         resources=build_resources(settings),
