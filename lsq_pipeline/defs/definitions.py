@@ -11,12 +11,12 @@ from lsq_pipeline.defs import assets
 from lsq_pipeline.defs.jobs import daily_sync_schedule, dry_run_job, sync_job
 from lsq_pipeline.defs.resources import LeadSquaredResource
 from lsq_pipeline.defs.source import SourceResource
-from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings, load_settings
+from lsq_pipeline.settings import PipelineSettings, load_settings
 
 
-def _secret(variable: str, sandbox_default: str) -> str | dg.EnvVar:
-    """Keys stay `EnvVar`s (never shown in the UI); the embedded sandbox's keys are public."""
-    return dg.EnvVar(variable) if os.environ.get(variable) else sandbox_default
+def _secret(variable: str, value: str) -> str | dg.EnvVar:
+    """A key set in the environment stays an `EnvVar`, so the UI shows its name, never its value."""
+    return dg.EnvVar(variable) if os.environ.get(variable) == value else value
 
 
 def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableResource]:
@@ -27,8 +27,8 @@ def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableReso
         ),
         "leadsquared": LeadSquaredResource(
             api_host=settings.api_host,
-            access_key=_secret("LSQ_ACCESS_KEY", SANDBOX_ACCESS_KEY),
-            secret_key=_secret("LSQ_SECRET_KEY", SANDBOX_SECRET_KEY),
+            access_key=_secret("LSQ_ACCESS_KEY", settings.access_key_value()),
+            secret_key=_secret("LSQ_SECRET_KEY", settings.secret_key_value()),
             sandbox_dir=str(settings.sandbox_dir),
             rate_limit_calls=settings.rate_limit_calls,
             rate_limit_seconds=settings.rate_limit_seconds,

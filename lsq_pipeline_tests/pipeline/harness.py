@@ -18,7 +18,6 @@ from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, Pipeli
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPING = REPO / "data" / "mapping.yaml"
-KEY_HEADERS = {"x-LSQ-AccessKey": SANDBOX_ACCESS_KEY, "x-LSQ-SecretKey": SANDBOX_SECRET_KEY}
 
 
 def range_tags(first: date, last: date) -> dict[str, str]:
@@ -34,12 +33,14 @@ class Pipeline:
     warehouse: Path
     sandbox_url: str
     instance: dg.DagsterInstance = field(default_factory=dg.DagsterInstance.ephemeral)
+    access_key: str = SANDBOX_ACCESS_KEY
+    secret_key: str = SANDBOX_SECRET_KEY
 
     def settings(self) -> PipelineSettings:
         return PipelineSettings(
             api_host=self.sandbox_url,
-            access_key=SANDBOX_ACCESS_KEY,
-            secret_key=SANDBOX_SECRET_KEY,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
             source_dir=self.source_dir,
             warehouse=self.warehouse,
             mapping=MAPPING,
@@ -64,13 +65,16 @@ class Pipeline:
     def scalar(self, sql: str, params: list | None = None):
         return self.query(sql, params)[0][0]
 
+    def key_headers(self) -> dict[str, str]:
+        return {"x-LSQ-AccessKey": self.access_key, "x-LSQ-SecretKey": self.secret_key}
+
     def remote(self, what: str = "opportunities") -> list[dict]:
-        answer = requests.get(f"{self.sandbox_url}/sandbox/{what}", headers=KEY_HEADERS, timeout=10)
+        answer = requests.get(f"{self.sandbox_url}/sandbox/{what}", headers=self.key_headers(), timeout=10)
         answer.raise_for_status()
         return answer.json()[what.capitalize()]
 
     def stats(self) -> dict:
-        answer = requests.get(f"{self.sandbox_url}/sandbox/stats", headers=KEY_HEADERS, timeout=10)
+        answer = requests.get(f"{self.sandbox_url}/sandbox/stats", headers=self.key_headers(), timeout=10)
         answer.raise_for_status()
         return answer.json()
 

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import requests
 
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
-from lsq_pipeline_tests.pipeline.harness import KEY_HEADERS, rewrite_rows
+from lsq_pipeline_tests.pipeline.harness import rewrite_rows
 
 DAY2 = FIRST_DAY + timedelta(days=1)
 DAY3 = FIRST_DAY + timedelta(days=2)
@@ -130,7 +130,7 @@ def test_drift_behind_the_pipelines_back_is_found_by_a_full_reconcile(make_pipel
     edit = requests.post(
         f"{pipeline.sandbox_url}/sandbox/opportunities/{opportunity_id}",
         json={"Fields": {"mx_Custom_3": "1"}},
-        headers=KEY_HEADERS,
+        headers=pipeline.key_headers(),
         timeout=10,
     )
     assert edit.status_code == 200
