@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from datetime import date
 from pathlib import Path
 
@@ -29,12 +30,17 @@ def _read_header(path: Path) -> list[str]:
         probe = handle.read(HEADER_PROBE_BYTES)
     if not probe.strip(b"\xef\xbb\xbf \t\r\n"):
         raise SourceFileError(path, "file is empty (no header row)")
-    header_line = probe.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0]
+    header_line = re.split(b"\r\n|\r|\n", probe.removeprefix(b"\xef\xbb\xbf"), maxsplit=1)[0]
     try:
         text = header_line.decode("utf-8")
     except UnicodeDecodeError as error:
         raise SourceFileError(path, f"not UTF-8: byte 0x{header_line[error.start]:02x} in the header") from None
-    return [name.strip() for name in next(csv.reader([text.rstrip("\r")]))]
+    try:
+        names = next(csv.reader([text], strict=True))
+    except csv.Error as error:
+        raise SourceFileError(path, f"the header row cannot be read as CSV: {error}") from None
+    # Header names match ignoring case and surrounding spaces (" Email " is email), as DuckDB binds them.
+    return [name.strip().lower() for name in names]
 
 
 def _check_columns(path: Path, header: list[str], expected: tuple[str, ...]) -> list[str]:
@@ -54,8 +60,30 @@ def _check_columns(path: Path, header: list[str], expected: tuple[str, ...]) -> 
     return []
 
 
-def _csv_problem(message: str) -> str:
+def _first_bad_record(path: Path, width: int) -> str | None:
+    """Where a file DuckDB's sniffer gave up on breaks the CSV rules, found with the csv module."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, strict=True)
+        try:
+            next(reader, None)
+            for number, record in enumerate(reader, start=1):
+                if record and len(record) != width:
+                    return f"record {number} (line {reader.line_num}) has {len(record)} fields, the header has {width}"
+        except csv.Error as error:
+            return f"line {reader.line_num}: {error}"
+    with path.open("rb") as handle:
+        data = handle.read()
+    if b"\r\n" in data and re.search(b"(?<!\r)\n", data):
+        return "line ends mix CRLF and LF: export it with one kind of line end"
+    return None
+
+
+def _csv_problem(message: str, path: Path, width: int) -> str:
     """DuckDB's CSV error, shortened to what a person fixing the file needs."""
+    if "Error when sniffing file" in message:
+        found = _first_bad_record(path, width)
+        if found:
+            return f"cannot be read as CSV: {found}"
     lines = message.strip().splitlines()
     where = next((line.strip() for line in lines if line.startswith("CSV Error on Line")), lines[0])
     if "Invalid unicode" in message:
@@ -87,9 +115,11 @@ def extract_day(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, day: da
     if not day_dir.is_dir():
         raise SourceFileError(day_dir, f"no source folder for {day}")
     warnings: list[str] = []
+    headers: dict[str, list[str]] = {}
     for file_name, columns in SOURCE_FILES.items():
         path = day_dir / file_name
-        warnings += _check_columns(path, _read_header(path), columns)
+        headers[file_name] = _read_header(path)
+        warnings += _check_columns(path, headers[file_name], columns)
     counts: dict = {}
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -103,7 +133,7 @@ def extract_day(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, day: da
                     {"day": day, "source_file": f"{day.isoformat()}/{file_name}", "path": str(path)},
                 )
             except duckdb.Error as error:
-                raise SourceFileError(path, _csv_problem(str(error))) from None
+                raise SourceFileError(path, _csv_problem(str(error), path, len(headers[file_name]))) from None
             counts[file_name.removesuffix(".csv")] = conn.execute(
                 f"SELECT count(*) FROM {table} WHERE day = $day", {"day": day}
             ).fetchone()[0]
