@@ -22,7 +22,7 @@ WHITESPACE = " \\t\\r\\n"
 EMAIL_RE = r"[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}"
 INDIAN_PHONE_RE = r"(?:\+91|0091|91|0)?[1-9][0-9]{9}"
 PLAIN_DECIMAL_RE = r"[+-]?[0-9]+(\.[0-9]+)?"
-ISO_DATETIME_RE = r"^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?))?(Z|[+-]\d{2}:?\d{2})?$"
+ISO_DATETIME_RE = r"^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?))?(Z|[+-](?:0\d|1[0-4]):?[0-5]\d)?$"
 FORMULA_RE = r"^[=+\-@]"
 NUL_SHOWN_AS = "\u2400"
 
@@ -75,7 +75,7 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
             value = f"NULLIF(regexp_extract({t}, '^(\\S+)', 1), '')"
         elif spec.part == "rest":
             value = f"NULLIF(regexp_extract({t}, '^\\S+\\s+(.*)$', 1), '')"
-        checks.append((f"regexp_matches({t}, {_literal(FORMULA_RE)})",
+        checks.append((f"regexp_matches({value}, {_literal(FORMULA_RE)})",  # a name part too
                        "'starts with = + - or @: looks like a spreadsheet formula'"))
         if spec.max_length:
             checks.append((f"length({t}) > {spec.max_length}",
@@ -275,7 +275,7 @@ def _opportunity_sql(mapping: Mapping, days: str) -> str:
         QUALIFY row_number() OVER (
             PARTITION BY day, {t(opp.source_id.column)},
                          CASE WHEN {t(opp.source_id.column)} IS NULL THEN row_number END
-            ORDER BY {updated_at} DESC NULLS LAST, row_number DESC) = 1
+            ORDER BY {updated_at} DESC NULLS FIRST, row_number DESC) = 1
     """
 
 
