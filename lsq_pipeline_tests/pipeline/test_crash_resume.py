@@ -1,0 +1,54 @@
+"""A push that dies mid-way (every answer lost, the step fails with writes landed but unanswered),
+then a re-run: exactly one opportunity per record, all in sync."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+
+import pytest
+
+from lsq_pipeline.sandbox import run_sandbox
+from lsq_pipeline.sandbox.account import SeedLead, load_account
+from lsq_pipeline.sync.generate import generate
+from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
+from lsq_pipeline_tests.pipeline.harness import Pipeline
+
+
+@pytest.mark.timeout(180)
+def test_a_crash_mid_push_then_a_rerun_ends_with_one_opportunity_per_record(tmp_path):
+    source = tmp_path / "source"
+    generate(source, rows=60, days=1, seed=8, start_day=FIRST_DAY, dirty_rate=0.0)
+    state = tmp_path / "sandbox-state.jsonl"
+    # The leads exist already (a CRM with leads), so creates go through Bulk Add and land.
+    emails = {row["email"].strip().lower() for row in csv.DictReader((source / FIRST_DAY.isoformat() / "applications.csv").open(encoding="utf-8"))}
+    account = load_account().model_copy(
+        update={"leads": [SeedLead(id=str(uuid.uuid4()), fields={"EmailAddress": email}) for email in sorted(emails)]}
+    )
+    with run_sandbox(
+        account=account, rate_limit_calls=0, lost_response_rate=1.0, seed=2, state_path=state
+    ) as broken:
+        pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", broken.url)
+        crashed = pipeline.run(FIRST_DAY)
+        assert not crashed.success
+        landed = pipeline.remote_by_source()
+    assert landed, "the lost answers' writes landed in LeadSquared"
+    unanswered = pipeline.scalar("SELECT count(*) FROM push_journal WHERE status = 'sent'")
+    assert unanswered > 0
+
+    with run_sandbox(account=account, rate_limit_calls=0, state_path=state) as healthy:
+        pipeline.sandbox_url = healthy.url
+        resumed = pipeline.run(FIRST_DAY)
+        assert resumed.success
+        remote = pipeline.remote_by_source()
+        activities = pipeline.remote("activities")
+    accepted = {row[0] for row in pipeline.query("SELECT DISTINCT source_id FROM opportunity_records")}
+    assert set(remote) == accepted
+    assert all(len(opportunities) == 1 for opportunities in remote.values())
+    assert set(landed) <= set(remote)
+    assert {row[0] for row in pipeline.query("SELECT DISTINCT status FROM opportunity_state")} == {"in_sync"}
+    assert pipeline.scalar("SELECT count(*) FROM push_journal WHERE status = 'sent'") == 0
+    assert pipeline.scalar("SELECT count(*) FROM push_journal WHERE status = 'unknown'") == unanswered
+    created_activities = pipeline.scalar("SELECT count(*) FROM activity_state WHERE status = 'created'")
+    assert created_activities > 0
+    assert len(activities) >= created_activities
