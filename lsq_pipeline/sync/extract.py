@@ -80,7 +80,8 @@ def _first_bad_record(path: Path, width: int) -> str | None:
 
 def _csv_problem(message: str, path: Path, width: int) -> str:
     """DuckDB's CSV error, shortened to what a person fixing the file needs."""
-    if "Error when sniffing file" in message:
+    if "CSV Error on Line" not in message and "Invalid unicode" not in message:
+        # The sniffer gave up, or guessed the header away (a binder error): find the line ourselves.
         found = _first_bad_record(path, width)
         if found:
             return f"cannot be read as CSV: {found}"
