@@ -203,7 +203,8 @@ class SandboxBackend:
         self.opportunities: dict[str, Opportunity] = {}
         self.activities: dict[str, Activity] = {}
         self._lead_index: dict[str, dict[str, str]] = {f: {} for f in self.account.unique_lead_fields}
-        self._opps_by_lead_type: dict[tuple[str, int], list[str]] = defaultdict(list)
+        # (lead id, event code, rule values) -> ids of the opportunities with those values
+        self._duplicate_index: dict[tuple, list[str]] = defaultdict(list)
 
     def _seed(self) -> None:
         for seed in self.account.leads:
@@ -245,9 +246,23 @@ class SandboxBackend:
         self.leads[lead.id] = lead
 
     def _put_opportunity(self, opp: Opportunity) -> None:
-        if opp.id not in self.opportunities:
-            self._opps_by_lead_type[(opp.lead_id, opp.event_code)].append(opp.id)
+        old = self.opportunities.get(opp.id)
+        old_key = self._duplicate_key(old.event_code, old.lead_id, old.fields) if old else None
+        new_key = self._duplicate_key(opp.event_code, opp.lead_id, opp.fields)
+        if old_key != new_key:
+            if old_key is not None:
+                self._duplicate_index[old_key].remove(opp.id)
+            if new_key is not None:
+                self._duplicate_index[new_key].append(opp.id)
         self.opportunities[opp.id] = opp
+
+    def _duplicate_key(self, event_code: int, lead_id: str, values: dict[str, str]) -> tuple | None:
+        """What the type's duplicate rule compares; None when there is no rule or a rule field is empty."""
+        opp_type = self.account.opportunity_type(event_code)
+        rule = opp_type.duplicate_rule if opp_type else []
+        if not rule or any(not values.get(name) for name in rule):
+            return None
+        return (lead_id, event_code, *(_key(values[name]) for name in rule))
 
     def _put_activity(self, activity: Activity) -> None:
         self.activities[activity.id] = activity
@@ -396,14 +411,9 @@ class SandboxBackend:
 
     def _find_duplicate(self, opp_type: OpportunityType, lead_id: str, values: dict[str, str]) -> Opportunity | None:
         """The existing opportunity of the same type on the same lead with equal rule values, if any."""
-        rule = opp_type.duplicate_rule
-        if not rule or any(not values.get(name) for name in rule):
-            return None
-        for opp_id in self._opps_by_lead_type.get((lead_id, opp_type.event_code), []):
-            existing = self.opportunities[opp_id]
-            if all(_key(existing.fields.get(name, "")) == _key(values[name]) for name in rule):
-                return existing
-        return None
+        key = self._duplicate_key(opp_type.event_code, lead_id, values)
+        matches = self._duplicate_index.get(key) if key is not None else None
+        return self.opportunities[matches[0]] if matches else None
 
     @staticmethod
     def _duplicate_error(opp_type: OpportunityType, existing: Opportunity) -> MXDuplicateEntryException:

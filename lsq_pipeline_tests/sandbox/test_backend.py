@@ -442,3 +442,11 @@ def test_edit_opportunity_changes_fields_and_modified_on(backend):
     described = backend.edit_opportunity(SEEDED_12003, {"Status": "Lost", "mx_Custom_1": None})
     assert described["Fields"]["Status"] == "Lost" and "mx_Custom_1" not in described["Fields"]
     assert backend.opportunities[SEEDED_12003].modified_on > before.modified_on
+
+
+def test_duplicate_detection_follows_updates_of_rule_fields(backend):
+    first = only_row(backend, loan_row(app_id="OLD"))["ProspectOpportunityId"]
+    backend.bulk_update([{"ProspectOpportunityId": first, "OpportunityEventCode": 12002,
+                          "Fields": fields(mx_Custom_1="NEW")}])
+    assert only_row(backend, loan_row(app_id="OLD"))["OpportunityCreated"] is True
+    assert only_row(backend, loan_row(app_id="NEW"))["ProspectOpportunityId"] == first
