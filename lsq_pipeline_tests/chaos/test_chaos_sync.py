@@ -1,0 +1,48 @@
+"""The sync under what production does to it: transient faults, lost answers, latency and a
+rate limit that another client of the same account fills in bursts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from lsq_pipeline_tests.chaos.checks import Burster, ChaosPipeline, assert_end_state
+from lsq_pipeline_tests.chaos.conftest import FIRST_DAY, WINDOW_CALLS, WINDOW_SECONDS
+
+DAYS = [FIRST_DAY + timedelta(days=i) for i in range(4)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_faults_lost_answers_and_429s_end_with_one_in_sync_opportunity_per_record(tmp_path, chaos_sandbox, source):
+    pipeline = ChaosPipeline(
+        source_dir=source, warehouse=tmp_path / "warehouse.duckdb", sandbox_url=chaos_sandbox.url,
+        rate_limit_calls=WINDOW_CALLS, rate_limit_seconds=WINDOW_SECONDS, max_in_flight=8,
+    )
+    with Burster(chaos_sandbox.url, burst=WINDOW_CALLS // 2, every_seconds=0.7) as burster:
+        for day in DAYS:
+            result = pipeline.run(day)
+            assert result.success, f"run of {day} failed"
+    stats = pipeline.stats()
+    # The chaos really happened.
+    assert stats["RateLimited"] > 0 and burster.refused > 0
+    assert stats["TotalFaults"] > 0 and stats["LostResponses"] > 0
+    end = assert_end_state(pipeline)
+    assert len(end.accepted) > 1000 and end.rejected_only
+    # One run over all days catches up events rejected on their day because their application
+    # was first accepted on a later day; then a run with nothing changed writes nothing.
+    assert pipeline.run(DAYS[0], DAYS[-1]).success
+    assert_end_state(pipeline)
+    writes = ("BulkAdd", "BulkUpdate", "Capture", "BulkActivities")
+    before = pipeline.stats()["Calls"]
+    assert pipeline.run(DAYS[0], DAYS[-1]).success
+    after = pipeline.stats()["Calls"]
+    assert {w: after.get(w, 0) - before.get(w, 0) for w in writes} == dict.fromkeys(writes, 0)
+    end = assert_end_state(pipeline)
+    print(
+        f"\nchaos: {len(end.accepted)} records in_sync, {len(end.rejected_only)} rejected-only, "
+        f"activities created {end.activities_created}, unknown {end.activities_unknown}; sandbox: "
+        f"{stats['TotalCalls']} calls, {stats['RateLimited']} 429s ({burster.refused} of them the burster's), "
+        f"{stats['TotalFaults']} faults, {stats['LostResponses']} lost answers"
+    )
