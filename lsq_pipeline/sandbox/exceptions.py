@@ -8,8 +8,10 @@ class SandboxError(Exception):
 
     exception_type = "MXException"
     http_status = 500
+    default_message = "The API call failed."
 
-    def __init__(self, message: str):
+    def __init__(self, message: str | None = None):
+        message = message or self.default_message
         super().__init__(message)
         self.message = message
 
@@ -56,9 +58,7 @@ class MXSystemFieldUpdateException(SandboxError):
 class MXUnAuthorizedAccessException(SandboxError):
     exception_type = "MXUnAuthorizedAccessException"
     http_status = 401
-
-    def __init__(self, message: str = "Invalid or missing access key / secret key."):
-        super().__init__(message)
+    default_message = "Invalid or missing access key / secret key."
 
 
 class MXInvalidJsonException(SandboxError):
@@ -71,9 +71,7 @@ class MXInvalidJsonException(SandboxError):
 class MXAPINotFoundException(SandboxError):
     exception_type = "MXAPINotFoundException"
     http_status = 404
-
-    def __init__(self, message: str = "The API could not be found. Please check the API signature."):
-        super().__init__(message)
+    default_message = "The API could not be found. Please check the API signature."
 
 
 class MXAPIRateLimitExceededException(SandboxError):
