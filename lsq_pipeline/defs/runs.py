@@ -92,8 +92,12 @@ class DaySummary:
 def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> DaySummary:
     instance = dg.DagsterInstance.get()
     api_calls = write_calls = 0
+    seen: set[dg.AssetKey] = set()
     for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
         materialization = record.event_log_entry.asset_materialization
+        if materialization.asset_key in seen:  # a range run repeats its metadata once per day
+            continue
+        seen.add(materialization.asset_key)
         calls = materialization.metadata.get("api_calls")
         if calls is not None:
             api_calls += calls.value
@@ -111,6 +115,13 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
                 [run.run_id],
             ).fetchall()
         )
+        failed = conn.execute(
+            """SELECT count(DISTINCT source_id) FROM push_journal
+               WHERE run_id = $1 AND kind <> 'activity' AND status = 'failed'
+                 AND source_id NOT IN (SELECT source_id FROM push_journal
+                                       WHERE run_id = $1 AND kind <> 'activity' AND status = 'ok')""",
+            [run.run_id],
+        ).fetchone()[0]
         rejected = conn.execute(
             "SELECT count(DISTINCT (day, source_file, row_number)) FROM rejects WHERE day BETWEEN $1 AND $2",
             [first, last],
@@ -122,7 +133,7 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
         created=journal.get("create:ok", 0) + journal.get("capture:ok", 0),
         updated=journal.get("update:ok", 0),
         rejected=rejected,
-        failed=sum(v for k, v in journal.items() if k.endswith(":failed") and not k.startswith("create")),
+        failed=failed,
         activities=journal.get("activity:ok", 0),
         api_calls=api_calls,
         write_calls=write_calls,
