@@ -4,6 +4,7 @@ shows in the UI, and reading back what each run did."""
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -12,6 +13,9 @@ import dagster as dg
 import duckdb
 
 INSTANCE_DIR = Path("instance")
+# Who launched a command-line run, so a later command can tell that its process is gone.
+PID_TAG = "lsq_pipeline/launcher_pid"
+HOST_TAG = "lsq_pipeline/launcher_host"
 
 
 def use_project_instance() -> dg.DagsterInstance:
@@ -61,6 +65,8 @@ def launch(
             "dagster/asset_partition_range_end": last.isoformat(),
         }
     )
+    tags = {**tags, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    release_dead_runs(instance)
     config = {} if dry_run else run_config(full_reconcile)
     if quiet:
         config = {**config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -71,6 +77,37 @@ def launch(
     else:
         result = dg.execute_job(dg.reconstructable(job_fn), instance=instance, run_config=config, tags=tags)
     return instance.get_run_by_id(result.run_id)
+
+
+def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Command-line runs of this machine whose launching process is gone (killed with SIGKILL,
+    machine rebooted) stay `STARTED` and keep their pool slots forever: no daemon watches them.
+    Mark them failed and give their slots back, so the next run does not wait on a dead one."""
+    released = []
+    host = socket.gethostname()
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+                              tags={HOST_TAG: host})
+    )
+    for record in records:
+        run = record.dagster_run
+        pid = int(run.tags.get(PID_TAG, "0") or 0)
+        if not pid or _alive(pid):
+            continue
+        instance.report_run_failed(run, f"its process {pid} is gone (killed); pool slots released")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
