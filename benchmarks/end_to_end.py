@@ -1,0 +1,149 @@
+"""End to end: sync N generated records against the sandbox (no rate limit, no latency), then
+re-sync with no change, plainly and with a full reconcile.
+
+Run: `.venv/bin/python benchmarks/end_to_end.py [--rows 100000] [--days 1] [--server process|thread]`.
+
+`--server process` (default) runs the sandbox as its own process (`python -m lsq_pipeline.sandbox`),
+so the client and the server do not share one GIL; `--server thread` serves it from a thread of
+this process (`run_sandbox`). The sync job runs in process (execute_in_process) on an ephemeral
+instance with the client at `rate_limit_calls=0` and `--max-in-flight` calls in the air.
+
+Prints, for the first sync: wall seconds, records/s, the push step's items/s, and the sandbox's
+calls by endpoint; for each re-sync: write calls (must be 0) and read calls (at most
+ceil(n / 2,000) on the full reconcile; a plain re-sync reads only what it touched: nothing).
+Output goes to benchmarks/out/end_to_end/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import requests
+
+from lsq_pipeline.defs.definitions import build_definitions
+from lsq_pipeline.defs.runs import run_config
+from lsq_pipeline.sandbox import run_sandbox
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings
+from lsq_pipeline.sync.generate import generate
+
+REPO = Path(__file__).resolve().parents[1]
+START = date(2026, 11, 1)
+WRITES = ("BulkAdd", "BulkUpdate", "Capture", "BulkActivities")
+READ = "GetOpportunitiesById"
+HEADERS = {"x-LSQ-AccessKey": SANDBOX_ACCESS_KEY, "x-LSQ-SecretKey": SANDBOX_SECRET_KEY}
+
+
+@contextlib.contextmanager
+def sandbox(kind: str, log: Path):
+    if kind == "thread":
+        with run_sandbox(rate_limit_calls=0) as running:
+            yield running.url
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lsq_pipeline.sandbox", "--port", str(port), "--rate-limit", "0", "--quiet"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if requests.get(f"{url}/sandbox/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def calls(url: str) -> dict[str, int]:
+    return requests.get(f"{url}/sandbox/stats", headers=HEADERS, timeout=30).json()["Calls"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dirty-rate", type=float, default=0.0)
+    parser.add_argument("--max-in-flight", type=int, default=32)
+    parser.add_argument("--server", choices=("process", "thread"), default="process")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "end_to_end")
+    args = parser.parse_args()
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    args.out.mkdir(parents=True)
+    source, warehouse = args.out / "source", args.out / "warehouse.duckdb"
+    started = time.perf_counter()
+    counts = generate(source, rows=args.rows, days=args.days, seed=args.seed, start_day=START,
+                      dirty_rate=args.dirty_rate)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+          f"sandbox in a {args.server}")
+    print(f"generated {counts['applications']:,} application rows ({counts['distinct_applications']:,} "
+          f"applications) and {counts['events']:,} events over {args.days} day(s) in "
+          f"{time.perf_counter() - started:.1f} s")
+    last = START + timedelta(days=args.days - 1)
+    tags = {"dagster/asset_partition_range_start": START.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat()}
+
+    with sandbox(args.server, args.out / "sandbox.log") as url:
+        settings = PipelineSettings(
+            api_host=url, access_key=SANDBOX_ACCESS_KEY, secret_key=SANDBOX_SECRET_KEY,
+            source_dir=source, warehouse=warehouse, mapping=REPO / "data" / "mapping.yaml",
+            rate_limit_calls=0, rate_limit_db="", max_in_flight=args.max_in_flight, max_reject_rate=1.0,
+        )
+        job = build_definitions(settings).resolve_job_def("sync_job")
+        instance = dg.DagsterInstance.ephemeral()
+
+        def run(label: str, full: bool = False) -> None:
+            before = calls(url)
+            began = time.perf_counter()
+            result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config(full),
+                                            raise_on_error=False)
+            seconds = time.perf_counter() - began
+            after = calls(url)
+            delta = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+            steps = {}
+            push_items_per_s = None
+            for event in result.get_step_success_events():
+                steps[event.step_key] = event.event_specific_data.duration_ms / 1000
+            for m in result.asset_materializations_for_node("push_journal"):
+                push_items_per_s = m.metadata["items_per_second"].value
+            states = {}
+            for m in result.asset_materializations_for_node("opportunity_state"):
+                states = m.metadata["states"].value
+            records = sum(v for k, v in states.items() if k != "rejected")
+            writes = sum(delta.get(w, 0) for w in WRITES)
+            print(f"\n{label}: {'ok' if result.success else 'FAILED'} in {seconds:.1f} s "
+                  f"(steps: {', '.join(f'{k} {v:.1f}s' for k, v in steps.items())})")
+            print(f"  states: {states}")
+            print(f"  write calls {writes} {({w: delta.get(w, 0) for w in WRITES})}, read calls {delta.get(READ, 0)} "
+                  f"(ceil(n / 2,000) = {math.ceil(records / 2000)})")
+            if label.startswith("first"):
+                print(f"  {records / seconds:,.0f} records/s over the whole run; push step {push_items_per_s:,} items/s "
+                      f"(creates, captures, updates and activities written per second)")
+
+        run("first sync")
+        run("re-sync, no change")
+        run("re-sync, no change, full reconcile", full=True)
+
+
+if __name__ == "__main__":
+    main()
