@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from filelock import FileLock
 
 INSTANCE_DIR = Path("instance")
 # Who launched a command-line run, so a later command can tell that its process is gone.
@@ -21,9 +22,16 @@ HOST_TAG = "lsq_pipeline/launcher_host"
 def use_project_instance() -> dg.DagsterInstance:
     """The instance under `$DAGSTER_HOME`, defaulting to the project's `instance/` folder (with
     the shipped dagster.yaml: pools, run monitoring)."""
-    home = os.environ.setdefault("DAGSTER_HOME", str(INSTANCE_DIR.resolve()))
-    Path(home).mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.get()
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(INSTANCE_DIR.resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    # Two commands starting at once on a new instance would both create its SQLite tables
+    # and one would fail: the first creates them under a lock, the other then finds them.
+    with FileLock(home / ".storage.lock"):
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)
+        instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.RUN_SUCCESS), limit=1)
+        instance.all_instigator_state()
+    return instance
 
 
 def sync_job_definition() -> dg.JobDefinition:
