@@ -79,15 +79,23 @@ def _print_day(label: str, summary) -> None:
     )
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _checked_settings(command: str):
+    """The settings, or None after printing which variable is wrong."""
     from lsq_pipeline.settings import SettingsError, load_settings
 
-    os.environ.pop("LSQ_API_HOST", None)  # the demo always talks to the embedded sandbox
     try:
         settings = load_settings()
         settings.check_paths()
     except SettingsError as error:
-        print(f"lsq-pipeline demo: {error}", file=sys.stderr)
+        print(f"lsq-pipeline {command}: {error}", file=sys.stderr)
+        return None
+    return settings
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    os.environ.pop("LSQ_API_HOST", None)  # the demo always talks to the embedded sandbox
+    settings = _checked_settings("demo")
+    if settings is None:
         return 2
     from lsq_pipeline.defs.runs import launch, summarize
 
@@ -133,13 +141,8 @@ def _add_demo_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_sync(args: argparse.Namespace) -> int:
-    from lsq_pipeline.settings import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-        settings.check_paths()
-    except SettingsError as error:
-        print(f"lsq-pipeline sync: {error}", file=sys.stderr)
+    settings = _checked_settings("sync")
+    if settings is None:
         return 2
     from lsq_pipeline.defs.runs import launch, summarize
 
