@@ -200,7 +200,7 @@ def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
         return dg.MaterializeResult(
             metadata={
                 **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0))
-                   for action in ("create", "update", "unchanged", "stale")},
+                   for action in ("create", "update", "unchanged", "stale", "refused")},
                 "planned_activities": dg.MetadataValue.int(activities),
                 "create_batches": dg.MetadataValue.int(batches["create"]),
                 "update_batches": dg.MetadataValue.int(batches["update"]),

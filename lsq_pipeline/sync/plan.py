@@ -9,7 +9,7 @@ import duckdb
 from lsq_pipeline.sync.mapping import Mapping
 from lsq_pipeline.sync.warehouse import day_list_sql
 
-ACTIONS = ("create", "update", "unchanged", "stale")
+ACTIONS = ("create", "update", "unchanged", "stale", "refused")
 
 
 def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
@@ -33,7 +33,8 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
 
     Each source_id's latest version across the days is compared with its state row: no state
     (or no opportunity id yet) -> create; older than the version last synced -> stale (never
-    pushed); same hash as sent -> unchanged; else update with only the changed fields.
+    pushed); same hash as sent -> unchanged; else update with only the changed fields. The exact
+    version LeadSquared refused last time -> refused (not re-sent until the source changes).
     Events are planned unless their activity was already created. Returns counts by action
     and `activities`.
     """
@@ -53,7 +54,8 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
                     PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1
             ), decided AS (
                 SELECT l.*, s.opportunity_id AS state_opportunity_id, s.sent_fields,
-                    CASE WHEN s.source_id IS NULL OR s.opportunity_id IS NULL THEN 'create'
+                    CASE WHEN s.status = 'failed' AND s.failed_hash = l.record_hash THEN 'refused'
+                         WHEN s.source_id IS NULL OR s.opportunity_id IS NULL THEN 'create'
                          WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
                          WHEN l.record_hash = s.sent_hash THEN 'unchanged'
                          ELSE 'update' END AS action

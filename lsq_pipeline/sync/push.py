@@ -360,15 +360,16 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
 
 
 def _upsert_failed(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
-    """A refused write: the record is `failed` with the error; what was synced before stays."""
+    """A refused write: the record is `failed` with the error; what was synced before stays, and
+    the refused version's hash is kept so that exact version is not sent again."""
     if not pairs:
         return
     conn.execute(
         """
-        INSERT INTO opportunity_state AS s (source_id, event_code, status, error, last_synced_at)
-        SELECT unnest($1), $2, 'failed', unnest($3), now()
+        INSERT INTO opportunity_state AS s (source_id, event_code, status, error, failed_hash, last_synced_at)
+        SELECT unnest($1), $2, 'failed', unnest($3), unnest($4), now()
         ON CONFLICT (source_id) DO UPDATE SET status = 'failed', error = excluded.error,
-            last_synced_at = excluded.last_synced_at
+            failed_hash = excluded.failed_hash, last_synced_at = excluded.last_synced_at
         """,
-        [[e.source_id for e, _ in pairs], event_code, [e.error for e, _ in pairs]],
+        [[e.source_id for e, _ in pairs], event_code, [e.error for e, _ in pairs], [row["record_hash"] for _, row in pairs]],
     )

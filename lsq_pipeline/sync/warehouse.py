@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS opportunity_state (
     source_id VARCHAR PRIMARY KEY, opportunity_id VARCHAR, lead_id VARCHAR,
     event_code INTEGER, sent_hash VARCHAR, sent_fields JSON, remote_fields JSON,
     source_updated_at TIMESTAMP, remote_modified_on TIMESTAMP, status VARCHAR,
-    drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP
+    drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP, failed_hash VARCHAR
 )""",
     """
 CREATE TABLE IF NOT EXISTS activity_state (

@@ -154,3 +154,34 @@ def test_dry_run_plans_and_sends_nothing(make_pipeline):
     assert pipeline.scalar("SELECT count(*) FROM sync_plan WHERE action = 'create'") == len(accepted_ids(pipeline))
     assert pipeline.remote() == []
     assert sum(pipeline.stats()["Calls"].values()) == 0
+
+
+def test_a_refused_record_is_not_resent_until_its_source_changes(make_pipeline):
+    pipeline = make_pipeline(rows=20, days=1)
+    applications = pipeline.source_dir / FIRST_DAY.isoformat() / "applications.csv"
+    import csv
+
+    rows = list(csv.DictReader(applications.open(encoding="utf-8")))
+    first, second = rows[0], next(r for r in rows[1:] if r["email"] != rows[0]["email"])
+    # Two new leads with one phone: LeadSquared refuses the second lead (phone is a unique field).
+    rewrite_rows(applications, lambda r: {**r, "phone": first["phone"]} if r["application_id"] == second["application_id"] else r)
+    assert pipeline.run(FIRST_DAY).success
+    failed = pipeline.query(
+        "SELECT source_id, error FROM opportunity_state WHERE status = 'failed' AND source_id IN ($1, $2)",
+        [first["application_id"], second["application_id"]],
+    )
+    assert len(failed) == 1 and "Phone" in failed[0][1]
+    refused_id = failed[0][0]
+
+    before = pipeline.stats()
+    again = pipeline.run(FIRST_DAY)
+    assert again.success
+    assert pipeline.scalar("SELECT count(*) FROM sync_plan WHERE action = 'refused'") == 1
+    assert journal_of(pipeline, again) == []
+    assert pipeline.stats()["TotalCalls"] - before["TotalCalls"] == 0
+
+    rewrite_rows(applications, lambda r: {**r, "phone": "+91-9000000001", "updated_at": "2026-11-01T23:30:00Z"}
+                 if r["application_id"] == refused_id else r)
+    assert pipeline.run(FIRST_DAY).success
+    assert pipeline.scalar("SELECT status FROM opportunity_state WHERE source_id = $1", [refused_id]) == "in_sync"
+    assert len(pipeline.remote_by_source()[refused_id]) == 1
