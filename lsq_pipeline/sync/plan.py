@@ -54,7 +54,9 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
                     PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1
             ), decided AS (
                 SELECT l.*, s.opportunity_id AS state_opportunity_id, s.sent_fields,
-                    CASE WHEN s.status = 'failed' AND s.failed_hash = l.record_hash THEN 'refused'
+                    CASE WHEN s.status = 'failed'
+                              AND s.failed_hash = md5(concat_ws('|', l.record_hash, l.lead_fields::VARCHAR))
+                              THEN 'refused'
                          WHEN s.source_id IS NULL OR s.opportunity_id IS NULL THEN 'create'
                          WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
                          WHEN l.record_hash = s.sent_hash THEN 'unchanged'

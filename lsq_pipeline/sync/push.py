@@ -114,6 +114,7 @@ class Pusher:
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, row)) for row in cursor.fetchall()]
         for row in rows:
+            row["lead_fields_text"] = row["lead_fields"]
             for key in ("fields", "full_fields", "lead_fields"):
                 row[key] = json.loads(row[key]) if row[key] else {}
         return rows
@@ -361,15 +362,17 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
 
 def _upsert_failed(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
     """A refused write: the record is `failed` with the error; what was synced before stays, and
-    the refused version's hash is kept so that exact version is not sent again."""
+    a hash of the refused version (its fields and its lead's) is kept so that exact version is
+    not sent again."""
     if not pairs:
         return
     conn.execute(
         """
         INSERT INTO opportunity_state AS s (source_id, event_code, status, error, failed_hash, last_synced_at)
-        SELECT unnest($1), $2, 'failed', unnest($3), unnest($4), now()
+        SELECT unnest($1), $2, 'failed', unnest($3), md5(concat_ws('|', unnest($4), unnest($5))), now()
         ON CONFLICT (source_id) DO UPDATE SET status = 'failed', error = excluded.error,
             failed_hash = excluded.failed_hash, last_synced_at = excluded.last_synced_at
         """,
-        [[e.source_id for e, _ in pairs], event_code, [e.error for e, _ in pairs], [row["record_hash"] for _, row in pairs]],
+        [[e.source_id for e, _ in pairs], event_code, [e.error for e, _ in pairs],
+         [row["record_hash"] for _, row in pairs], [row["lead_fields_text"] for _, row in pairs]],
     )

@@ -43,7 +43,9 @@ def _plan(conn) -> dict[str, tuple]:
 
 def test_new_records_are_created_with_all_fields(conn, load, mapping):
     load(DAY, [good_application()])
-    assert plan_days(conn, [DAY], mapping) == {"create": 1, "update": 0, "unchanged": 0, "stale": 0, "activities": 0}
+    assert plan_days(conn, [DAY], mapping) == {
+        "create": 1, "update": 0, "unchanged": 0, "stale": 0, "refused": 0, "activities": 0
+    }
     action, opportunity_id, fields, full = _plan(conn)["APP-1"]
     assert (action, opportunity_id) == ("create", None) and fields == full and fields["mx_Custom_19"] == "Stage: New"
     row = conn.execute("SELECT search_by_value, owner_email, note, record_hash IS NOT NULL, lead_fields "
@@ -134,3 +136,16 @@ def test_activities_already_created_are_not_planned_again(conn, load, mapping):
     conn.execute("INSERT INTO activity_state VALUES ('EVT-2', 'APP-1', 'OPP-1', NULL, 'failed', 'boom', NULL)")
     assert plan_days(conn, [DAY], mapping)["activities"] == 1
     assert conn.execute("SELECT event_id, activity_event FROM activity_plan").fetchall() == [("EVT-2", 211)]
+
+
+def test_a_version_leadsquared_refused_is_not_sent_again_until_it_changes(conn, load, mapping):
+    load(DAY, [good_application()])
+    conn.execute("""
+        INSERT INTO opportunity_state (source_id, event_code, status, error, failed_hash, last_synced_at)
+        SELECT source_id, 12002, 'failed', 'MXDuplicateEntryException: A Lead with same Phone already exists',
+               md5(concat_ws('|', record_hash, lead_fields::VARCHAR)), now()
+        FROM opportunity_records""")
+    assert plan_days(conn, [DAY], mapping)["refused"] == 1
+    assert _plan(conn)["APP-1"][:3] == ("refused", None, None)
+    load(DAY2, [good_application(phone="+91 90000 00009")])  # only the lead's phone changed
+    assert plan_days(conn, [DAY2], mapping)["create"] == 1
