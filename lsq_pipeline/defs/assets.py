@@ -13,6 +13,7 @@ from dagster_duckdb import DuckDBResource
 from lsq_pipeline.defs.metadata import api_metadata, preview, table_metadata
 from lsq_pipeline.defs.partitions import daily_partitions
 from lsq_pipeline.defs.resources import LeadSquaredResource
+from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.defs.source import SourceResource
 from lsq_pipeline.sync import extract as extract_rules
 from lsq_pipeline.sync import plan as plan_rules
@@ -31,8 +32,8 @@ def run_days(context: dg.AssetExecutionContext) -> list[date]:
     return sorted(date.fromisoformat(key) for key in context.partition_keys)
 
 
-def _days_sql(days: list[date]) -> str:
-    return "day IN (SELECT unnest($1::DATE[]))"
+# Filters a table to the run's days, the days passed as the query's first parameter.
+IN_RUN_DAYS = "day IN (SELECT unnest($1::DATE[]))"
 
 
 @dg.multi_asset(
@@ -74,12 +75,12 @@ def extract(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source
             metadata={
                 "days": ", ".join(str(d) for d in days),
                 "warnings": "\n".join(warnings) or "none",
-                **table_metadata(conn, "raw_applications", _days_sql(days), [days]),
+                **table_metadata(conn, "raw_applications", IN_RUN_DAYS, [days]),
             },
         )
         yield dg.MaterializeResult(
             asset_key="raw_events",
-            metadata=table_metadata(conn, "raw_events", _days_sql(days), [days]),
+            metadata=table_metadata(conn, "raw_events", IN_RUN_DAYS, [days]),
         )
 
 
@@ -128,24 +129,24 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
         counts = validate.transform_days(conn, days, mapping)
         context.log.info(f"transform {days[0]}..{days[-1]}: {counts}")
         accepted = conn.execute(
-            f"SELECT count(*) FROM opportunity_records WHERE {_days_sql(days)}", [days]
+            f"SELECT count(*) FROM opportunity_records WHERE {IN_RUN_DAYS}", [days]
         ).fetchone()[0]
-        raw = conn.execute(f"SELECT count(*) FROM raw_applications WHERE {_days_sql(days)}", [days]).fetchone()[0]
+        raw = conn.execute(f"SELECT count(*) FROM raw_applications WHERE {IN_RUN_DAYS}", [days]).fetchone()[0]
         rejected_rows = conn.execute(
             f"""SELECT count(DISTINCT row_number::VARCHAR || source_file || day::VARCHAR) FROM rejects
-                WHERE {_days_sql(days)} AND source_file LIKE '%applications%'""",
+                WHERE {IN_RUN_DAYS} AND source_file LIKE '%applications%'""",
             [days],
         ).fetchone()[0]
         yield dg.MaterializeResult(
             asset_key="opportunity_records",
-            metadata=table_metadata(conn, "opportunity_records", _days_sql(days), [days]),
+            metadata=table_metadata(conn, "opportunity_records", IN_RUN_DAYS, [days]),
         )
         yield dg.MaterializeResult(
             asset_key="activity_records",
-            metadata=table_metadata(conn, "activity_records", _days_sql(days), [days]),
+            metadata=table_metadata(conn, "activity_records", IN_RUN_DAYS, [days]),
         )
         by_field = conn.execute(
-            f"""SELECT field, count(*) AS rows FROM rejects WHERE {_days_sql(days)}
+            f"""SELECT field, count(*) AS rows FROM rejects WHERE {IN_RUN_DAYS}
                 GROUP BY field ORDER BY rows DESC, field""",
             [days],
         ).fetchall()
@@ -156,7 +157,7 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
                 "rejected_by_field": dg.MetadataValue.md(
                     preview(["field", "rows"], by_field) if by_field else "no rejects"
                 ),
-                **table_metadata(conn, "rejects", _days_sql(days), [days]),
+                **table_metadata(conn, "rejects", IN_RUN_DAYS, [days]),
             },
         )
     rate = rejected_rows / raw if raw else 0.0
@@ -191,10 +192,10 @@ def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
         ensure_schema(conn)
         counts = plan_rules.plan_days(conn, days, mapping)
         activities = conn.execute(
-            f"SELECT count(*) FROM activity_plan WHERE {_days_sql(days)}", [days]
+            f"SELECT count(*) FROM activity_plan WHERE {IN_RUN_DAYS}", [days]
         ).fetchone()[0]
         batches = {
-            action: -(-counts.get(action, 0) // 25) for action in ("create", "update")
+            action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE) for action in ("create", "update")
         }
         context.log.info(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
         return dg.MaterializeResult(
@@ -204,7 +205,7 @@ def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
                 "planned_activities": dg.MetadataValue.int(activities),
                 "create_batches": dg.MetadataValue.int(batches["create"]),
                 "update_batches": dg.MetadataValue.int(batches["update"]),
-                **table_metadata(conn, "sync_plan", _days_sql(days), [days]),
+                **table_metadata(conn, "sync_plan", IN_RUN_DAYS, [days]),
             }
         )
 

@@ -17,7 +17,7 @@ from datetime import date
 
 import duckdb
 
-from lsq_pipeline.leadsquared import LeadSquaredClient
+from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.sync import journal
 from lsq_pipeline.sync.journal import JournalEntry
@@ -125,7 +125,7 @@ class Pusher:
             "SearchByValue": row["search_by_value"],
             "OpportunityEventCode": self.mapping.opportunity.event_code,
             "OverwriteFields": True,
-            "Fields": [{"SchemaName": k, "Value": v} for k, v in row["fields"].items()],
+            "Fields": _api_fields(row["fields"]),
         }
         if row.get("note"):
             payload["OpportunityNote"] = row["note"]
@@ -139,7 +139,7 @@ class Pusher:
         opportunity = {
             "OpportunityEventCode": self.mapping.opportunity.event_code,
             "OverwriteFields": True,
-            "Fields": [{"SchemaName": k, "Value": v} for k, v in row["fields"].items()],
+            "Fields": _api_fields(row["fields"]),
         }
         if row.get("note"):
             opportunity["OpportunityNote"] = row["note"]
@@ -203,7 +203,7 @@ class Pusher:
                         {
                             "ProspectOpportunityId": r["opportunity_id"],
                             "OpportunityEventCode": self.mapping.opportunity.event_code,
-                            "Fields": [{"SchemaName": k, "Value": v} for k, v in r["fields"].items()],
+                            "Fields": _api_fields(r["fields"]),
                         },
                         opportunity_id=r["opportunity_id"],
                     )
@@ -263,7 +263,7 @@ class Pusher:
                 payload["ActivityNote"] = note
             parsed = json.loads(fields) if fields else {}
             if parsed:
-                payload["Fields"] = [{"SchemaName": k, "Value": v} for k, v in parsed.items()]
+                payload["Fields"] = _api_fields(parsed)
             entry = JournalEntry("activity", day, source_id, payload, event_id=event_id, opportunity_id=opportunity_id)
             if opportunity_id:
                 by_opportunity.setdefault(opportunity_id, []).append(entry)
@@ -305,8 +305,8 @@ class Pusher:
             return
         status_of = {"ok": "created", "failed": "failed", "unknown": "unknown"}
         for entry in entries:
-            key = {"ok": "activities_created", "failed": "activities_failed", "unknown": "activities_unknown"}
-            setattr(self.summary, key[entry.status], getattr(self.summary, key[entry.status]) + 1)
+            counter = f"activities_{status_of[entry.status]}"
+            setattr(self.summary, counter, getattr(self.summary, counter) + 1)
         with self.connect() as conn:
             conn.execute("BEGIN")
             if sent:
@@ -327,6 +327,11 @@ class Pusher:
                 ],
             )
             conn.execute("COMMIT")
+
+
+def _api_fields(values: dict[str, str]) -> list[dict]:
+    """`{"mx_Custom_1": "A-1"}` as the API's list of SchemaName/Value pairs, JSON-ready for the journal."""
+    return [field.to_api() for field in fields_from_dict(values)]
 
 
 def _error_text(result) -> str:
