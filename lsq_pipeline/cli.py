@@ -75,8 +75,13 @@ def _print_day(label: str, summary) -> None:
         f"{label}  created {summary.created:4d}  updated {summary.updated:4d}  "
         f"unchanged {planned.get('unchanged', 0):4d}  rejected {summary.rejected:3d}  "
         f"failed {summary.failed:3d}  activities {summary.activities:3d}  API calls {summary.api_calls:3d}"
-        + ("" if summary.success else "  RUN FAILED (see the run in the UI)")
     )
+    if not summary.success:
+        print(
+            f"{' ' * len(label)}  RUN FAILED; before it failed it sent {summary.write_calls} write calls: "
+            f"created {summary.created}, updated {summary.updated}, activities {summary.activities}, "
+            f"failed {summary.failed} (see the run in the UI: lsq-pipeline ui)"
+        )
 
 
 def _checked_settings(command: str):
@@ -189,9 +194,10 @@ def _run_ui(args: argparse.Namespace) -> int:
     from lsq_pipeline.defs.runs import use_project_instance
 
     use_project_instance()
-    command = ["dagster", "dev", "-w", "workspace.yaml", "--port", str(args.port)]
-    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} " + " ".join(command))
-    os.execvp(command[0], command)
+    # Through this interpreter: `.venv/bin/lsq-pipeline ui` works without activating the venv.
+    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "--port", str(args.port)]
+    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} " + " ".join(command), flush=True)
+    os.execv(command[0], command)
 
 
 def _add_ui_command(subparsers: argparse._SubParsersAction) -> None:

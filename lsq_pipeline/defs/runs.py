@@ -29,7 +29,7 @@ def use_project_instance() -> dg.DagsterInstance:
     with FileLock(home / ".storage.lock"):
         instance = dg.DagsterInstance.get()
         instance.get_runs(limit=1)
-        instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.RUN_SUCCESS), limit=1)
+        instance.fetch_run_status_changes(dg.DagsterEventType.RUN_SUCCESS, limit=1)
         instance.all_instigator_state()
     return instance
 
@@ -136,7 +136,8 @@ class DaySummary:
 
 def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> DaySummary:
     instance = dg.DagsterInstance.get()
-    api_calls = write_calls = 0
+    read_calls = 0
+    write_calls: int | None = None
     seen: set[dg.AssetKey] = set()
     for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
         materialization = record.event_log_entry.asset_materialization
@@ -144,10 +145,12 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
             continue
         seen.add(materialization.asset_key)
         calls = materialization.metadata.get("api_calls")
-        if calls is not None:
-            api_calls += calls.value
-            if materialization.asset_key.path[-1] == "push_journal":
-                write_calls += calls.value
+        if calls is None:
+            continue
+        if materialization.asset_key.path[-1] == "push_journal":
+            write_calls = calls.value
+        else:
+            read_calls += calls.value
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         planned = dict(
             conn.execute(
@@ -167,6 +170,10 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
                                        WHERE run_id = $1 AND kind <> 'activity' AND status = 'ok')""",
             [run.run_id],
         ).fetchone()[0]
+        if write_calls is None:  # the push died before its metadata: count the batches it sent
+            write_calls = conn.execute(
+                "SELECT count(DISTINCT batch_id) FROM push_journal WHERE run_id = $1", [run.run_id]
+            ).fetchone()[0]
         rejected = conn.execute(
             "SELECT count(DISTINCT (day, source_file, row_number)) FROM rejects WHERE day BETWEEN $1 AND $2",
             [first, last],
@@ -180,6 +187,6 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
         rejected=rejected,
         failed=failed,
         activities=journal.get("activity:ok", 0),
-        api_calls=api_calls,
+        api_calls=read_calls + write_calls,
         write_calls=write_calls,
     )
