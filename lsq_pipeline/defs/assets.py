@@ -6,6 +6,7 @@ may already have landed through LeadSquared's duplicate rule."""
 
 import warnings
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -17,7 +18,7 @@ from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.defs.source import SourceResource
 from lsq_pipeline.sync import extract as extract_rules
 from lsq_pipeline.sync import plan as plan_rules
-from lsq_pipeline.sync import validate
+from lsq_pipeline.sync import history, validate
 from lsq_pipeline.sync.push import Pusher
 from lsq_pipeline.sync.reconcile import reconcile
 from lsq_pipeline.sync.warehouse import ensure_schema
@@ -28,6 +29,11 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 # A range backfill as one run needs `backfill_policy`, still beta in Dagster 1.13 with no stable
 # equivalent: quiet exactly that warning, so `demo` and `sync` print only their own lines.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
+
+def errors_csv_path(database: str, run_id: str) -> Path:
+    """Where a run's errors CSV goes: `errors/<run id>.csv` next to the warehouse file."""
+    return Path(database).parent / "errors" / f"{run_id}.csv"
 
 
 def run_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -116,7 +122,9 @@ def extract(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source
         dg.AssetCheckSpec(
             "reject_rate_below_threshold",
             asset="rejects",
-            description="The share of rejected application rows stays under the configured threshold.",
+            description="The share of rejected application rows stays under LSQ_MAX_REJECT_RATE; "
+            "above it the run stops before anything is pushed (a bad export).",
+            blocking=True,
         )
     ],
     partitions_def=daily_partitions,
@@ -168,7 +176,7 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
         asset_key="rejects",
         check_name="reject_rate_below_threshold",
         passed=rate <= source.max_reject_rate,
-        severity=dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "reject_rate": dg.MetadataValue.float(round(rate, 4)),
             "threshold": dg.MetadataValue.float(source.max_reject_rate),
@@ -178,6 +186,15 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
     )
 
 
+class PlanConfig(dg.Config):
+    max_change_share: float | None = None
+    """Overrides LSQ_MAX_CHANGE_SHARE for this run (e.g. 1.0 for a deliberate mass update)."""
+    retry_source_ids: list[str] = []
+    """Failed records to send again now, refused or out of attempts (the `retry` command)."""
+    retry_all_failed: bool = False
+    """Send every failed record again now."""
+
+
 @dg.asset(
     deps=["opportunity_records", "activity_records"],
     partitions_def=daily_partitions,
@@ -185,15 +202,31 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
     pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
     group_name="transform",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "change_share_below_threshold",
+            asset="sync_plan",
+            description="The plan updates at most LSQ_MAX_CHANGE_SHARE of the known opportunities; above it "
+            "(a broken mapping, a corrupted export) the run stops before the push. Override per run "
+            "with the asset's config `max_change_share`.",
+            blocking=True,
+        )
+    ],
 )
-def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source: SourceResource):
+def sync_plan(
+    context: dg.AssetExecutionContext, config: PlanConfig, warehouse: DuckDBResource, source: SourceResource
+):
     """What to send: creates, updates with only the changed fields, activities; unchanged and
     stale records send nothing. Computed against the state table, so re-planning is harmless."""
     days = run_days(context)
     mapping = source.load_mapping()
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
-        counts = plan_rules.plan_days(conn, days, mapping)
+        counts = plan_rules.plan_days(
+            conn, days, mapping, max_attempts=source.max_attempts,
+            retry_ids=config.retry_source_ids, retry_all_failed=config.retry_all_failed,
+        )
+        known = conn.execute("SELECT count(*) FROM opportunity_state WHERE opportunity_id IS NOT NULL").fetchone()[0]
         activities = conn.execute(
             f"SELECT count(*) FROM activity_plan WHERE {IN_RUN_DAYS}", [days]
         ).fetchone()[0]
@@ -201,7 +234,7 @@ def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
             action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE) for action in ("create", "update")
         }
         context.log.info(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0))
                    for action in ("create", "update", "unchanged", "stale", "refused")},
@@ -211,6 +244,24 @@ def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
                 **table_metadata(conn, "sync_plan", IN_RUN_DAYS, [days]),
             }
         )
+    threshold = source.max_change_share if config.max_change_share is None else config.max_change_share
+    share = counts.get("update", 0) / known if known else 0.0
+    yield dg.AssetCheckResult(
+        asset_key="sync_plan",
+        check_name="change_share_below_threshold",
+        passed=share <= threshold,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None if share <= threshold else (
+            f"the plan updates {share:.0%} of the {known} known opportunities (limit {threshold:.0%}); "
+            "if intended, re-run with a higher max_change_share"
+        ),
+        metadata={
+            "change_share": dg.MetadataValue.float(round(share, 4)),
+            "threshold": dg.MetadataValue.float(threshold),
+            "planned_updates": dg.MetadataValue.int(counts.get("update", 0)),
+            "known_opportunities": dg.MetadataValue.int(known),
+        },
+    )
 
 
 @dg.asset(
@@ -241,10 +292,17 @@ def push_journal(
         context.log.warning(f"refused: {error}")
     if summary.interrupted_before:
         context.log.warning(f"resolved rows left unanswered by an earlier run: {summary.interrupted_before}")
+    run_id = context.run.run_id
     with warehouse.get_connection() as conn:
-        journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [context.run.run_id])
+        journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [run_id])
+        counts = history.action_counts(conn, run_id, days)
+        errors = history.record_errors(conn, run_id, days)
+        errors_csv = history.write_errors_csv(conn, run_id, errors_csv_path(warehouse.database, run_id))
     return dg.MaterializeResult(
         metadata={
+            **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
+            "errors": dg.MetadataValue.int(errors),
+            "errors_csv": dg.MetadataValue.path(str(errors_csv.resolve())),
             "created": dg.MetadataValue.int(summary.created),
             "already_existed": dg.MetadataValue.int(summary.already_existed),
             "captured_with_new_lead": dg.MetadataValue.int(summary.captured),

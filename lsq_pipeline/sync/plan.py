@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 import duckdb
@@ -10,6 +11,9 @@ from lsq_pipeline.sync.mapping import Mapping
 from lsq_pipeline.sync.warehouse import day_list_sql
 
 ACTIONS = ("create", "update", "unchanged", "stale", "refused")
+# A state row whose error is not one of LeadSquared's business errors (`MX...`): a timeout, a
+# 5xx, the rate limit; worth sending again on a later run.
+RETRYABLE_SQL = "NOT starts_with(coalesce(error, ''), 'MX')"
 
 
 def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
@@ -28,7 +32,14 @@ def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
                                lambda k: struct_pack(key := k, value := '')))))"""
 
 
-def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mapping) -> dict[str, int]:
+def plan_days(
+    conn: duckdb.DuckDBPyConnection,
+    days: list[date],
+    mapping: Mapping,
+    max_attempts: int = 5,
+    retry_ids: Sequence[str] = (),
+    retry_all_failed: bool = False,
+) -> dict[str, int]:
     """Replace the days' rows in sync_plan and activity_plan, in one transaction.
 
     Each source_id's latest version across the days is compared with its state row: no state
@@ -37,6 +48,12 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
     version LeadSquared refused last time -> refused (not re-sent until the source changes).
     Events are planned unless their activity was already created. Returns counts by action
     and `activities`.
+
+    Retries: a record whose last send failed for a transient reason (not an `MX...` business
+    error) and has been tried fewer than `max_attempts` times is planned again in this run,
+    whatever its day, from its latest version. `retry_ids` and `retry_all_failed` (the `retry`
+    command) do the same for refused records and for those out of attempts. Such records are
+    planned under the run's last day.
     """
     days = sorted(set(days))
     if not days:
@@ -48,14 +65,25 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
         conn.execute(f"DELETE FROM activity_plan WHERE day IN {in_days}")
         conn.execute(f"""
             INSERT INTO sync_plan
-            WITH latest AS (
-                SELECT * FROM opportunity_records WHERE day IN {in_days}
-                QUALIFY row_number() OVER (
-                    PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1
+            WITH forced AS (
+                SELECT source_id FROM opportunity_state
+                WHERE status = 'failed' AND (source_id IN (SELECT unnest($1::VARCHAR[])) OR $2)
+            ), retried AS (
+                SELECT source_id FROM opportunity_state
+                WHERE status = 'failed' AND {RETRYABLE_SQL} AND coalesce(attempts, 0) < $3
+                UNION SELECT source_id FROM forced
+            ), latest AS (
+                SELECT * REPLACE (CASE WHEN day IN {in_days} THEN day ELSE DATE '{days[-1]}' END AS day)
+                FROM (SELECT * FROM opportunity_records
+                      WHERE day IN {in_days} OR source_id IN (SELECT source_id FROM retried)
+                      QUALIFY row_number() OVER (
+                          PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1)
             ), decided AS (
                 SELECT l.*, s.opportunity_id AS state_opportunity_id, s.sent_fields,
                     CASE WHEN s.status = 'failed'
                               AND s.failed_hash = md5(concat_ws('|', l.record_hash, l.lead_fields::VARCHAR))
+                              AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $3)
+                              AND l.source_id NOT IN (SELECT source_id FROM forced)
                               THEN 'refused'
                          WHEN s.source_id IS NULL OR s.opportunity_id IS NULL THEN 'create'
                          WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
@@ -73,7 +101,7 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
                     CASE WHEN action = 'update' THEN CAST(fields AS MAP(VARCHAR, VARCHAR)) END AS new_map,
                     CASE WHEN action = 'update' THEN coalesce(CAST(sent_fields AS MAP(VARCHAR, VARCHAR)),
                                                               MAP {{}}::MAP(VARCHAR, VARCHAR)) END AS old_map
-                  FROM decided)""")
+                  FROM decided)""", [list(retry_ids), retry_all_failed, max_attempts])
         conn.execute(f"""
             INSERT INTO activity_plan
             SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at

@@ -17,8 +17,8 @@ from datetime import date
 
 import duckdb
 
-from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
-from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
+from lsq_pipeline.leadsquared import LeadSquaredClient, RateLimitedError, TransientError, fields_from_dict
+from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, RowResult
 from lsq_pipeline.sync import journal
 from lsq_pipeline.sync.journal import JournalEntry
 from lsq_pipeline.sync.mapping import Mapping
@@ -153,8 +153,9 @@ class Pusher:
             )
             with self.connect() as conn:
                 journal.record_sent(conn, self.run_id, entries)
-            results = self.client.add_opportunities(
-                self.mapping.opportunity.lead.search_by.field, [e.payload for e in entries]
+            results = _answers(
+                self.client.add_opportunities, self.mapping.opportunity.lead.search_by.field,
+                [e.payload for e in entries],
             )
             missing_lead: list[dict] = []
             for entry, result in zip(entries, results):
@@ -181,7 +182,7 @@ class Pusher:
         )
         with self.connect() as conn:
             journal.record_sent(conn, self.run_id, entries)
-        results = self.client.capture_opportunities([e.payload for e in entries])
+        results = _answers(self.client.capture_opportunities, [e.payload for e in entries])
         for entry, result in zip(entries, results):
             if result.ok:
                 entry.status, entry.opportunity_id = "ok", result.opportunity_id
@@ -212,7 +213,7 @@ class Pusher:
             )
             with self.connect() as conn:
                 journal.record_sent(conn, self.run_id, entries)
-            results = self.client.update_opportunities([e.payload for e in entries])
+            results = _answers(self.client.update_opportunities, [e.payload for e in entries])
             for entry, result in zip(entries, results):
                 if result.ok:
                     entry.status = "ok"
@@ -329,6 +330,18 @@ class Pusher:
             conn.execute("COMMIT")
 
 
+def _answers(send: Callable[..., list[RowResult]], *args) -> list[RowResult]:
+    """The per-item results of a create or update call. A call still failing after the
+    client's retries (timeouts, 5xx, the rate limit) leaves its items failed with a transient
+    error, which a later run sends again, rather than stopping the whole push. Safe for
+    creates (the duplicate rule) and updates (idempotent)."""
+    try:
+        return send(*args)
+    except (TransientError, RateLimitedError) as error:
+        failed = RowResult(ok=False, exception_type=type(error).__name__, exception_message=str(error))
+        return [result or failed for result in (error.results or [None] * len(args[-1]))]
+
+
 def _api_fields(values: dict[str, str]) -> list[dict]:
     """`{"mx_Custom_1": "A-1"}` as the API's list of SchemaName/Value pairs, JSON-ready for the journal."""
     return [field.to_api() for field in fields_from_dict(values)]
@@ -352,7 +365,7 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
             opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
             sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields,
             source_updated_at = excluded.source_updated_at, status = 'pending', error = NULL,
-            last_synced_at = excluded.last_synced_at
+            last_synced_at = excluded.last_synced_at, attempts = 0
         """,
         [
             [e.source_id for e, _ in pairs],
@@ -368,14 +381,17 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
 def _upsert_failed(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
     """A refused write: the record is `failed` with the error; what was synced before stays, and
     a hash of the refused version (its fields and its lead's) is kept so that exact version is
-    not sent again."""
+    not sent again (after a transient error, not before `max_attempts` sends: see the plan).
+    `attempts` counts the failed sends of that version."""
     if not pairs:
         return
     conn.execute(
         """
-        INSERT INTO opportunity_state AS s (source_id, event_code, status, error, failed_hash, last_synced_at)
-        SELECT unnest($1), $2, 'failed', unnest($3), md5(concat_ws('|', unnest($4), unnest($5))), now()
+        INSERT INTO opportunity_state AS s
+            (source_id, event_code, status, error, failed_hash, last_synced_at, attempts)
+        SELECT unnest($1), $2, 'failed', unnest($3), md5(concat_ws('|', unnest($4), unnest($5))), now(), 1
         ON CONFLICT (source_id) DO UPDATE SET status = 'failed', error = excluded.error,
+            attempts = CASE WHEN s.failed_hash = excluded.failed_hash THEN coalesce(s.attempts, 0) + 1 ELSE 1 END,
             failed_hash = excluded.failed_hash, last_synced_at = excluded.last_synced_at
         """,
         [[e.source_id for e, _ in pairs], event_code, [e.error for e, _ in pairs],

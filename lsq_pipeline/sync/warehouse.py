@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import duckdb
 
+from lsq_pipeline.sync import history
+
 APPLICATION_COLUMNS: tuple[str, ...] = (
     "application_id", "applicant_name", "email", "phone", "product", "amount",
     "stage", "owner_email", "created_at", "updated_at",
@@ -63,8 +65,11 @@ CREATE TABLE IF NOT EXISTS opportunity_state (
     source_id VARCHAR PRIMARY KEY, opportunity_id VARCHAR, lead_id VARCHAR,
     event_code INTEGER, sent_hash VARCHAR, sent_fields JSON, remote_fields JSON,
     source_updated_at TIMESTAMP, remote_modified_on TIMESTAMP, status VARCHAR,
-    drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP, failed_hash VARCHAR
+    drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP, failed_hash VARCHAR,
+    attempts INTEGER DEFAULT 0
 )""",
+    # Warehouses made before retries: the count of failed sends of the version in failed_hash.
+    "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS attempts INTEGER DEFAULT 0",
     """
 CREATE TABLE IF NOT EXISTS activity_state (
     event_id VARCHAR PRIMARY KEY, source_id VARCHAR, opportunity_id VARCHAR,
@@ -81,12 +86,13 @@ CREATE TABLE IF NOT EXISTS push_journal (
 TABLES: tuple[str, ...] = (
     "raw_applications", "raw_events", "opportunity_records", "activity_records", "rejects",
     "sync_plan", "activity_plan", "opportunity_state", "activity_state", "push_journal",
+    "sync_runs", "sync_errors",
 )
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create every sync table that does not exist yet; safe to call on every connection."""
-    for statement in SCHEMA_DDL:
+    for statement in SCHEMA_DDL + history.SCHEMA_DDL:
         conn.execute(statement)
 
 
