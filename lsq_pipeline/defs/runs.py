@@ -46,8 +46,34 @@ def dry_run_job_definition() -> dg.JobDefinition:
     return defs.resolve_job_def("dry_run_job")
 
 
-def run_config(full_reconcile: bool) -> dict:
-    return {"ops": {"opportunity_state": {"config": {"full": full_reconcile}}}} if full_reconcile else {}
+def run_config(
+    full_reconcile: bool = False,
+    max_change_share: float | None = None,
+    retry_source_ids: list[str] | None = None,
+    retry_all_failed: bool = False,
+) -> dict:
+    """The run config of the sync (or retry) job for the command line's options."""
+    ops: dict[str, dict] = {}
+    if full_reconcile:
+        ops["opportunity_state"] = {"config": {"full": True}}
+    plan = {
+        key: value
+        for key, value in (
+            ("max_change_share", max_change_share),
+            ("retry_source_ids", retry_source_ids),
+            ("retry_all_failed", retry_all_failed or None),
+        )
+        if value is not None
+    }
+    if plan:
+        ops["sync_plan"] = {"config": plan}
+    return {"ops": ops} if ops else {}
+
+
+def retry_job_definition() -> dg.JobDefinition:
+    from lsq_pipeline.defs.definitions import defs
+
+    return defs.resolve_job_def("retry_job")
 
 
 def launch(
@@ -57,14 +83,17 @@ def launch(
     full_reconcile: bool = False,
     in_process: bool = False,
     quiet: bool = True,
+    config: dict | None = None,
+    retry: bool = False,
 ) -> dg.DagsterRun:
-    """Run the sync (or its dry run) over `first`..`last` as ONE run on the project instance.
+    """Run the sync (or its dry run, or the retry job) over `first`..`last` as ONE run on the
+    project instance, and write it to the run history (no daemon watches command-line runs).
 
     `in_process` runs every step in this process (the demo's speed); otherwise each step gets
     its own process, as under the daemon. `quiet` keeps the console to warnings; the full
-    event log is in the UI."""
+    event log is in the UI. A dry retry plans only (`sync_plan`)."""
     instance = use_project_instance()
-    job_fn = dry_run_job_definition if dry_run else sync_job_definition
+    job_fn = retry_job_definition if retry else dry_run_job_definition if dry_run else sync_job_definition
     tags = (
         {"dagster/partition": first.isoformat()}
         if first == last
@@ -75,16 +104,25 @@ def launch(
     )
     tags = {**tags, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     release_dead_runs(instance)
-    config = {} if dry_run else run_config(full_reconcile)
+    config = dict(config if config is not None else {} if dry_run else run_config(full_reconcile))
     if quiet:
         config = {**config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    selection = [dg.AssetKey("sync_plan")] if retry and dry_run else None
     if in_process:
         result = job_fn().execute_in_process(
-            run_config=config, instance=instance, tags=tags, raise_on_error=False
+            run_config=config, instance=instance, tags=tags, raise_on_error=False, asset_selection=selection
         )
     else:
-        result = dg.execute_job(dg.reconstructable(job_fn), instance=instance, run_config=config, tags=tags)
-    return instance.get_run_by_id(result.run_id)
+        result = dg.execute_job(
+            dg.reconstructable(job_fn), instance=instance, run_config=config, tags=tags, asset_selection=selection
+        )
+    run = instance.get_run_by_id(result.run_id)
+    if not dry_run:
+        from lsq_pipeline.defs.definitions import defs
+        from lsq_pipeline.defs.history import record_run_outcome
+
+        record_run_outcome(instance, run, defs.resources["warehouse"])
+    return run
 
 
 def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:

@@ -37,8 +37,10 @@ CREATE TABLE IF NOT EXISTS sync_errors (
 )""",
 )
 ERROR_COLUMNS = ("run_id", "kind", "day", "source_id", "event_id", "field", "error", "payload")
-# The field a LeadSquared error names: "... for field 'mx_Custom_5' ..." or a bare schema name.
+# The field a LeadSquared error names: "... for field 'mx_Custom_5' ...", "A Lead with same Phone
+# already exists.", or a bare schema name.
 _FIELD_IN_ERROR = r"""coalesce(nullif(regexp_extract(error, 'field ''([^'']+)''', 1), ''),
+                               nullif(regexp_extract(error, 'with same (\w+)', 1), ''),
                                nullif(regexp_extract(error, '(mx_[A-Za-z0-9_]+)', 1), ''))"""
 
 
