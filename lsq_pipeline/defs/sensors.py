@@ -13,26 +13,26 @@ from dagster_duckdb import DuckDBResource
 
 from lsq_pipeline.defs.alerts import AlertWebhook
 from lsq_pipeline.defs.history import record_run_outcome
-from lsq_pipeline.defs.jobs import retry_job, sync_job
+from lsq_pipeline.defs.jobs import dry_run_job, sync_job
 from lsq_pipeline.defs.partitions import daily_partitions
 from lsq_pipeline.defs.source import SourceResource
 from lsq_pipeline.sync.warehouse import SOURCE_FILES
 
-RECORDED_JOBS = [sync_job, retry_job]
+# Runs that send: the sync, the retry, and the asset jobs the UI launches ("Materialize all").
+NOT_RECORDED_JOBS = {dry_run_job.name}
 
 
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=RECORDED_JOBS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Writes each successful sync run to sync_runs.",
 )
 def record_successful_runs(context: dg.RunStatusSensorContext, warehouse: DuckDBResource):
-    record_run_outcome(context.instance, context.dagster_run, warehouse)
+    if context.dagster_run.job_name not in NOT_RECORDED_JOBS:
+        record_run_outcome(context.instance, context.dagster_run, warehouse)
 
 
 @dg.run_failure_sensor(
-    monitored_jobs=RECORDED_JOBS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Writes each failed or blocked sync run to sync_runs and POSTs a JSON summary to "
     "LSQ_ALERT_WEBHOOK when it is set.",
@@ -40,6 +40,8 @@ def record_successful_runs(context: dg.RunStatusSensorContext, warehouse: DuckDB
 def alert_on_failed_runs(
     context: dg.RunFailureSensorContext, warehouse: DuckDBResource, alert_webhook: AlertWebhook
 ):
+    if context.dagster_run.job_name in NOT_RECORDED_JOBS:
+        return
     row = record_run_outcome(context.instance, context.dagster_run, warehouse)
     summary = row or {"run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name,
                       "status": "failed", "first_day": None, "last_day": None,
