@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 DropdownValidation = Literal["account", "always", "never"]
@@ -48,30 +48,25 @@ DOCUMENTED = Profile(
     lead_bulk_answer="rows",
 )
 
-TERSE = Profile(
+# The other profiles name only what they change.
+TERSE = replace(
+    DOCUMENTED,
     name="terse",
     duplicate_answer_has_id=False,
     row_failure_has_exception=False,
     missing_lead_message="No prospect matches {field} = {value}.",
     refused_calls_count=True,
     bad_value_fails_batch=True,
-    capture_applies_duplicate_rule=True,
     dropdown_validation="always",
-    rate_limit_status=429,
     lead_bulk_answer="count",
 )
 
-FIELD = Profile(
+FIELD = replace(
+    DOCUMENTED,
     name="field",
-    duplicate_answer_has_id=True,
-    row_failure_has_exception=True,
-    missing_lead_message="Lead with {field} '{value}' does not exist.",
-    refused_calls_count=False,
-    bad_value_fails_batch=False,
     capture_applies_duplicate_rule=False,
     dropdown_validation="never",
     rate_limit_status=200,
-    lead_bulk_answer="rows",
 )
 
 PROFILES: dict[str, Profile] = {profile.name: profile for profile in (DOCUMENTED, TERSE, FIELD)}
