@@ -12,6 +12,7 @@ from lsq_pipeline.sandbox.account import (
     STATUS_COMMENT_FIELD,
     STATUS_FIELD,
     Account,
+    ActivityType,
     FieldDefinition,
     OpportunityType,
 )
@@ -176,25 +177,28 @@ class Rules:
         return found
 
     def _check_values_only(self, row: Any) -> None:
-        if isinstance(row, (BulkAddRow, BulkUpdateRow)):
-            if isinstance(row, BulkAddRow):
-                self.check_note(row.OpportunityNote)
-                event_code = row.OpportunityEventCode
-            else:
-                opp = self.state.opportunities.get(row.ProspectOpportunityId.strip().lower())
-                event_code = opp.event_code if opp else None
-            definitions = self.account.opportunity_type(event_code) if event_code is not None else None
-        elif isinstance(row, ActivityRow):
-            definitions = self.account.activity_type(row.ActivityEvent)
-        else:
+        """The value checks of one row alone: its note, then each known field of its type."""
+        if isinstance(row, BulkAddRow):
+            self.check_note(row.OpportunityNote)
+        row_type = self._row_type(row)
+        if row_type is None:
             return
-        if definitions is None:
-            return
-        dropdowns = self.validate_dropdowns(definitions if isinstance(definitions, OpportunityType) else None)
+        dropdowns = self.validate_dropdowns(row_type if isinstance(row_type, OpportunityType) else None)
         for item in row.Fields:
-            definition = definitions.field(item.SchemaName)
+            definition = row_type.field(item.SchemaName)
             if definition is not None:
                 self.check_value(definition, item.Value, dropdowns)
+
+    def _row_type(self, row: Any) -> OpportunityType | ActivityType | None:
+        """The type whose fields a bulk row writes; None for a lead, a row refused at parsing, or no type."""
+        if isinstance(row, BulkAddRow):
+            return self.account.opportunity_type(row.OpportunityEventCode)
+        if isinstance(row, BulkUpdateRow):
+            opp = self.state.opportunities.get(row.ProspectOpportunityId.strip().lower())
+            return self.account.opportunity_type(opp.event_code) if opp else None
+        if isinstance(row, ActivityRow):
+            return self.account.activity_type(row.ActivityEvent)
+        return None
 
     def opportunity_type(self, event_code: int) -> OpportunityType:
         opp_type = self.account.opportunity_type(event_code)
