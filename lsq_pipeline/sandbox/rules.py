@@ -333,7 +333,7 @@ class Rules:
                 "The lead must contain at least one unique lead field "
                 f"({', '.join(self.account.unique_lead_fields)})."
             )
-        if search_by is None:
+        if not search_by:
             search_by = SEARCH_BY_PROSPECT_ID if unique_sent[0] == PROSPECT_ID_ATTRIBUTE else unique_sent[0]
         search_field = self.search_by_field(search_by)
         attribute = PROSPECT_ID_ATTRIBUTE if search_field == SEARCH_BY_PROSPECT_ID else search_field

@@ -131,10 +131,17 @@ def test_create_or_update_matches_on_its_search_by_field(api):
     assert len(stored) == SEEDED_LEADS + 1
 
 
-def test_default_match_is_email_then_phone(api):
-    answer = api.post(LEAD_BULK_CREATE_OR_UPDATE, [lead(Phone="+91-2543456791", FirstName="Ravi K")])
-    assert answer.json()["Response"][0]["LeadUpdated"] is True
+@pytest.mark.parametrize("search_by", [{}, {"SearchBy": ""}])
+def test_default_match_is_email_then_phone(api, search_by):
+    answer = api.post(LEAD_BULK_CREATE_OR_UPDATE, [
+        lead(Phone="+91-2543456791", FirstName="Ravi K", **search_by),
+        lead(EmailAddress="janehewitt@example.com", Phone="+91-2543456794", **search_by)])
+    ravi, jane = answer.json()["Response"]
+    assert ravi["LeadUpdated"] is True and ravi["LeadId"] == "5b1f0c1e-0000-4000-8000-000000000791"
     assert leads(api)["5b1f0c1e-0000-4000-8000-000000000791"]["FirstName"] == "Ravi K"
+    # Matched on the email (Jane), whose lead cannot take Asha's phone.
+    assert jane["LeadUpdated"] is False and jane["ExceptionType"] == "MXDuplicateEntryException"
+    assert jane["LeadId"] == ASHA
 
 
 @pytest.mark.parametrize("pairs, exception_type", [

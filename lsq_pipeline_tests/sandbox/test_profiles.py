@@ -201,15 +201,15 @@ def test_rate_limit_answer_status(profile):
 
 
 def test_refused_calls_take_a_place_in_the_window_only_under_terse(profile):
-    """One call per 0.3 s, asked every 0.1 s for 1.2 s: refusals that count keep the window full."""
+    """One call per 0.5 s, asked every 0.1 s for 1.3 s: refusals that count keep the window full."""
     admitted = 0
-    with serve(profile, rate_limit_calls=1, rate_limit_seconds=0.3, rate_limit_status=429) as running:
+    with serve(profile, rate_limit_calls=1, rate_limit_seconds=0.5, rate_limit_status=429) as running:
         api = Api(running.url)
-        deadline = time.monotonic() + 1.2
+        deadline = time.monotonic() + 1.3
         while time.monotonic() < deadline:
             admitted += api.post(LEAD_BULK_CREATE, [lead(EmailAddress="a@example.com")]).status_code == 200
             time.sleep(0.1)
-    assert admitted == 1 if profile == "terse" else admitted >= 3
+    assert admitted == 1 if profile == "terse" else admitted >= 2
 
 
 # ----- lead bulk answers ----------------------------------------------------------------------
