@@ -72,12 +72,14 @@ def plan_days(
                 SELECT source_id FROM opportunity_state
                 WHERE status = 'failed' AND {RETRYABLE_SQL} AND coalesce(attempts, 0) < $3
                 UNION SELECT source_id FROM forced
-            ), latest AS (
+            ), latest AS (  -- found on the narrow (source_id, version, day), then the whole rows
                 SELECT * REPLACE (CASE WHEN day IN {in_days} THEN day ELSE DATE '{days[-1]}' END AS day)
-                FROM (SELECT * FROM opportunity_records
-                      WHERE day IN {in_days} OR source_id IN (SELECT source_id FROM retried)
-                      QUALIFY row_number() OVER (
-                          PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1)
+                FROM opportunity_records
+                WHERE (day IN {in_days} OR source_id IN (SELECT source_id FROM retried)) AND (source_id, day) IN (
+                    SELECT (source_id, day) FROM opportunity_records
+                    WHERE day IN {in_days} OR source_id IN (SELECT source_id FROM retried)
+                    QUALIFY row_number() OVER (
+                        PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1)
             ), decided AS (
                 SELECT l.*, s.opportunity_id AS state_opportunity_id, s.sent_fields,
                     CASE WHEN s.status = 'failed'
