@@ -61,29 +61,25 @@ def test_checks_jobs_and_schedule_are_defined():
     assert schedule.cron_schedule == "0 3 * * *"
 
 
-def test_schedule_runs_the_day_that_just_ended():
-    schedule = defs.resolve_schedule_def("daily_sync_schedule")
+def schedule_tick(day: int):
+    """The daily schedule evaluated at 03:00 UTC on 2026-11-`day`, with the project's resources."""
     import datetime as dt
 
     context = dg.build_schedule_context(
-        scheduled_execution_time=dt.datetime(2026, 11, 15, 3, 0, tzinfo=dt.UTC),
+        scheduled_execution_time=dt.datetime(2026, 11, day, 3, 0, tzinfo=dt.UTC),
         resources={"source": defs.resources["source"]},
         repository_def=defs.get_repository_def(),
     )
-    requests = list(schedule.evaluate_tick(context).run_requests)
+    return defs.resolve_schedule_def("daily_sync_schedule").evaluate_tick(context)
+
+
+def test_schedule_runs_the_day_that_just_ended():
+    requests = list(schedule_tick(15).run_requests)
     assert [r.partition_key for r in requests] == ["2026-11-14"]
 
 
 def test_schedule_skips_a_day_with_no_folder_with_a_message():
-    schedule = defs.resolve_schedule_def("daily_sync_schedule")
-    import datetime as dt
-
-    context = dg.build_schedule_context(
-        scheduled_execution_time=dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC),
-        resources={"source": defs.resources["source"]},
-        repository_def=defs.get_repository_def(),
-    )
-    result = schedule.evaluate_tick(context)
+    result = schedule_tick(20)
     assert not result.run_requests
     assert "nothing to sync for 2026-11-19" in result.skip_message
 

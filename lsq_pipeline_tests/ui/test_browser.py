@@ -8,9 +8,6 @@ Without a browser the test skips with how to install one; under CI=true it fails
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import time
 from datetime import timedelta
@@ -24,6 +21,7 @@ from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
 from lsq_pipeline_tests.cli.test_first_run import COMMAND, clean_env, project
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
+from lsq_pipeline_tests.processes import free_port, stop_group
 
 CHROMIUM = Path(os.environ.get("LSQ_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("LSQ_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")) / "ui"
@@ -31,12 +29,6 @@ DAYS = [FIRST_DAY, FIRST_DAY + timedelta(days=1)]
 STARTUP_SECONDS = 180
 BACKFILL_SECONDS = 300
 RUNS = "{ runsOrError { ... on Runs { results { runId status jobName } } } }"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _graphql(base: str, query: str) -> dict:
@@ -61,7 +53,7 @@ def ui(tmp_path_factory):
     """`lsq-pipeline ui` from .venv/bin with PATH free of the venv, in a project folder of its
     own, against a sandbox in this process; its process group is ended at the end."""
     folder = project(tmp_path_factory.mktemp("ui_project"), rows=30, days=len(DAYS))
-    port = _free_port()
+    port = free_port()
     log_path = folder / "ui.log"
     with run_sandbox(rate_limit_calls=0) as sandbox:
         env = clean_env(LSQ_API_HOST=sandbox.url, LSQ_ACCESS_KEY=SANDBOX_ACCESS_KEY,
@@ -74,7 +66,7 @@ def ui(tmp_path_factory):
             _wait_until_served(base, process, log_path)
             yield base, folder, sandbox
         finally:
-            _stop(process)
+            stop_group(process)
 
 
 def _wait_until_served(base: str, process: subprocess.Popen, log_path: Path) -> None:
@@ -91,23 +83,6 @@ def _wait_until_served(base: str, process: subprocess.Popen, log_path: Path) -> 
             return
         time.sleep(1)
     raise AssertionError("the UI did not load the code location:\n" + log_path.read_text(errors="replace")[-3000:])
-
-
-def _stop(process: subprocess.Popen) -> None:
-    for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def test_ui_starts_from_the_venv_without_activation(ui):
