@@ -50,7 +50,7 @@ class AccountLimits:
     general: WindowLimit = WindowLimit(25, 5.0)
     bulk: WindowLimit = WindowLimit(25, 5.0)
     daily_calls: int = 0
-    """Calls a UTC day, all classes; 0 = no daily limit (the calls are still counted)."""
+    """Calls a UTC day, all classes; 0 = no daily limit (and no count)."""
     bulk_counts_against_general: bool = True
 
 
@@ -126,8 +126,9 @@ def utc_today() -> date:
 class AccountBudget:
     """What the client spends: one `SlidingWindow` per class, the day's count, kept in a `BudgetStore`.
 
-    `acquire(rate_class)` blocks for the windows and counts the call, or raises
-    `DailyBudgetExhausted`. `refused(rate_class, message)` takes in a server refusal.
+    `acquire(rate_class)` counts the call against the day (when a daily limit is set) or
+    raises `DailyBudgetExhausted`, then blocks for the windows. `refused(rate_class, message)`
+    takes in a server refusal.
     """
 
     def __init__(
@@ -157,9 +158,9 @@ class AccountBudget:
 
     def acquire(self, rate_class: str, endpoint: str) -> float:
         """Count the call against the day, then wait for its windows; the seconds waited."""
+        limit = self.limits.daily_calls
         day = self.today().isoformat()
-        limit = self.limits.daily_calls or None
-        if not self.store.count_call(day, limit):
+        if limit and not self.store.count_call(day, limit):
             raise DailyBudgetExhausted.for_call(
                 endpoint,
                 detail=f"daily call budget spent: {limit} calls on {day} (UTC, LSQ_DAILY_CALL_LIMIT); "

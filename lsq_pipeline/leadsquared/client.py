@@ -171,7 +171,9 @@ class LeadSquaredClient:
             daily_call_limit=daily_call_limit,
             bulk_counts_against_general=bulk_counts_against_general,
         )
-        self.budget = AccountBudget(limits, self._budget_store(rate_limit_db, rate_limit_redis), today=today)
+        needs_store = limits.daily_calls > 0 or limits.general.calls > 0 or limits.bulk.calls > 0
+        store = self._budget_store(rate_limit_db, rate_limit_redis) if needs_store else MemoryStore()
+        self.budget = AccountBudget(limits, store, today=today)
 
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_in_flight, max_retries=0)
