@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lsq_pipeline.leadsquared import AccountLimits, account_limits
-from lsq_pipeline.leadsquared.budget import PlanName
+from lsq_pipeline.leadsquared import AccountLimits
+from lsq_pipeline.leadsquared.budget import PlanName, limits_of
 
 SANDBOX_ACCESS_KEY = "sandbox-access-key"
 SANDBOX_SECRET_KEY = "sandbox-secret-key"
@@ -62,15 +62,7 @@ class PipelineSettings(BaseSettings):
 
     def account_limits(self) -> AccountLimits:
         """The plan's preset with every variable set explicitly put over it."""
-        return account_limits(
-            self.plan,
-            rate_limit_calls=self.rate_limit_calls,
-            rate_limit_seconds=self.rate_limit_seconds,
-            bulk_rate_limit_calls=self.bulk_rate_limit_calls,
-            bulk_rate_limit_seconds=self.bulk_rate_limit_seconds,
-            daily_call_limit=self.daily_call_limit,
-            bulk_counts_against_general=self.bulk_counts_against_general,
-        )
+        return limits_of(self)
 
     @property
     def uses_sandbox(self) -> bool:

@@ -11,6 +11,7 @@ from lsq_pipeline.defs import assets
 from lsq_pipeline.defs.jobs import daily_sync_schedule, dry_run_job, sync_job
 from lsq_pipeline.defs.resources import LeadSquaredResource
 from lsq_pipeline.defs.source import SourceResource
+from lsq_pipeline.leadsquared.budget import BUDGET_FIELDS
 from lsq_pipeline.settings import PipelineSettings, load_settings
 
 
@@ -32,12 +33,7 @@ def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableReso
             secret_key=_secret("LSQ_SECRET_KEY", settings.secret_key_value()),
             sandbox_dir=str(settings.sandbox_dir),
             plan=settings.plan or "",
-            rate_limit_calls=settings.rate_limit_calls,
-            rate_limit_seconds=settings.rate_limit_seconds,
-            bulk_rate_limit_calls=settings.bulk_rate_limit_calls,
-            bulk_rate_limit_seconds=settings.bulk_rate_limit_seconds,
-            daily_call_limit=settings.daily_call_limit,
-            bulk_counts_against_general=settings.bulk_counts_against_general,
+            **{name: getattr(settings, name) for name in BUDGET_FIELDS},
             rate_limit_db=settings.rate_limit_db,
             rate_limit_redis=_secret("LSQ_RATE_LIMIT_REDIS", settings.rate_limit_redis),
             max_in_flight=settings.max_in_flight,

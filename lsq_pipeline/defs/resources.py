@@ -10,7 +10,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from lsq_pipeline.leadsquared import AccountLimits, LeadSquaredClient, account_limits
+from lsq_pipeline.leadsquared import AccountLimits, LeadSquaredClient
+from lsq_pipeline.leadsquared.budget import limits_of
 
 _SECRET_FIELDS = {"access_key", "secret_key", "rate_limit_redis"}  # a Redis URL may carry a password
 _clients: dict[str, LeadSquaredClient] = {}
@@ -77,15 +78,7 @@ class LeadSquaredResource(dg.ConfigurableResource):
 
     def account_limits(self) -> AccountLimits:
         """The plan's preset with every field set explicitly put over it."""
-        return account_limits(
-            self.plan or None,
-            rate_limit_calls=self.rate_limit_calls,
-            rate_limit_seconds=self.rate_limit_seconds,
-            bulk_rate_limit_calls=self.bulk_rate_limit_calls,
-            bulk_rate_limit_seconds=self.bulk_rate_limit_seconds,
-            daily_call_limit=self.daily_call_limit,
-            bulk_counts_against_general=self.bulk_counts_against_general,
-        )
+        return limits_of(self)
 
     def get_client(self) -> LeadSquaredClient:
         """The client for this configuration, one per process (so one rate-limit window per process)."""

@@ -108,6 +108,23 @@ def account_limits(
     )
 
 
+BUDGET_FIELDS = (
+    "rate_limit_calls",
+    "rate_limit_seconds",
+    "bulk_rate_limit_calls",
+    "bulk_rate_limit_seconds",
+    "daily_call_limit",
+    "bulk_counts_against_general",
+)
+"""The settings that override a plan's preset: `account_limits`' keywords, and the names of the
+settings' and the resource's fields (`LSQ_<NAME>` in the environment)."""
+
+
+def limits_of(config: object) -> AccountLimits:
+    """The limits of a configuration object with a `plan` and the `BUDGET_FIELDS` attributes."""
+    return account_limits(getattr(config, "plan") or None, **{name: getattr(config, name) for name in BUDGET_FIELDS})
+
+
 def limit_named_in(message: str | None) -> WindowLimit | None:
     """The window limit a refusal names ("... the limit of 25 in 5 second(s)"), if it names one."""
     match = _WINDOW_LIMIT_MESSAGE.search(message or "")

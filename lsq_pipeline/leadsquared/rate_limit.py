@@ -3,8 +3,8 @@
 LeadSquared counts call arrivals per account in a sliding window ("25 in 5 seconds"). The
 window here is the same sliding log, a little longer (`safety_margin`) so that jitter between
 the client's send and the server's arrival never trips the server, and paced: starts are at
-least window / calls apart, so that a client that believes a limit higher than the account's
-learns the real one from the first refusal instead of a whole burst of them. The log is a
+least window / (2 x calls) apart, so that a client that believes a limit higher than the
+account's learns the real one from the first refusal instead of a whole burst of them. The log is a
 pyrate-limiter bucket given by a `BudgetStore` (in memory, SQLite or Redis), so that every
 process sharing the store shares the window.
 
@@ -40,13 +40,19 @@ def window_with_margin(seconds: float, margin_fraction: float = 0.02, margin_min
     return seconds + min(margin, seconds * 0.05)  # 1 / 1.05 > 0.95 of the ceiling
 
 
-def paced_rates(calls: int, window_seconds: float) -> list[Rate]:
-    """`calls` per window, and starts about window / calls apart (same ceiling, no burst).
+PACE_FACTOR = 2
+"""Starts go at most this many times the window's average rate: the first window takes half of it."""
 
-    The spacing rounds down: pyrate-limiter wants the shorter rate no stricter than the longer.
+
+def paced_rates(calls: int, window_seconds: float) -> list[Rate]:
+    """`calls` per window, and starts at least window / (calls x PACE_FACTOR) apart.
+
+    The ceiling is the window's; the pacing only spreads a window's starts over half of it, so a
+    client that believes too high a limit is refused once, not once per call of a burst. The
+    spacing rounds down: pyrate-limiter wants the shorter rate no stricter than the longer.
     """
     window_ms = max(1, round(window_seconds * 1000))
-    spacing_ms = window_ms // calls
+    spacing_ms = window_ms // (calls * PACE_FACTOR)
     if calls == 1 or spacing_ms < 1:
         return [Rate(calls, window_ms)]
     return [Rate(1, spacing_ms), Rate(calls, window_ms)]
