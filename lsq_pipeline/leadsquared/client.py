@@ -507,7 +507,7 @@ class LeadSquaredClient:
 
     def _count(self, endpoint: Endpoint, **increments: float) -> None:
         with self._stats_lock:
-            stats = self._endpoint_stats[endpoint.name]
+            stats = self._endpoint_stats.setdefault(endpoint.name, EndpointStats())  # any endpoint, of any class
             for field, increment in increments.items():
                 setattr(stats, field, getattr(stats, field) + increment)
 
