@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from lsq_pipeline.sandbox.backend import SandboxBackend
+from lsq_pipeline.sandbox.profiles import PROFILES
 from lsq_pipeline.sandbox.rate_limit import PLANS
 from lsq_pipeline.sandbox.server import (
     DEFAULT_ACCESS_KEY,
@@ -41,6 +42,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--access-key", default=os.environ.get("LSQ_ACCESS_KEY") or DEFAULT_ACCESS_KEY)
     parser.add_argument("--secret-key", default=os.environ.get("LSQ_SECRET_KEY") or DEFAULT_SECRET_KEY)
+    parser.add_argument("--profile", choices=list(PROFILES), default="documented",
+                        help="behaviour where the pages are silent (sandbox README, Profiles)")
     parser.add_argument("--state", type=Path, default=None, help="JSON-lines state journal (persist across restarts)")
     parser.add_argument("--plan", choices=sorted(PLANS), default=None,
                         help="LeadSquared plan (older table): sets both windows and the daily limit")
@@ -50,7 +53,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                         help="window of the Bulk APIs class (default: the plan's 1/5, else the general one)")
     parser.add_argument("--daily-limit", type=int, default=None, metavar="N",
                         help="calls a day, all classes (default: the plan's, else none); POST /sandbox/day starts a new day")
-    parser.add_argument("--rate-limit-status", type=int, choices=(429, 200), default=429)
+    parser.add_argument("--rate-limit-status", type=int, choices=(429, 200), default=None,
+                        help="default: the profile's")
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--lost-response-rate", type=float, default=0.0)
@@ -66,17 +70,18 @@ def serve(args: argparse.Namespace) -> int:
     calls, seconds = args.rate_limit or (None, None)
     bulk_calls, bulk_seconds = args.bulk_rate_limit or (None, None)
     options = SandboxOptions(
-        access_key=args.access_key, secret_key=args.secret_key, plan=args.plan,
+        access_key=args.access_key, secret_key=args.secret_key, profile=args.profile, plan=args.plan,
         rate_limit_calls=calls, rate_limit_seconds=seconds, bulk_rate_limit_calls=bulk_calls,
         bulk_rate_limit_seconds=bulk_seconds, daily_limit=args.daily_limit, rate_limit_status=args.rate_limit_status,
         latency_ms=args.latency_ms, fault_rate=args.fault_rate, lost_response_rate=args.lost_response_rate,
         seed=args.seed, idle_timeout=args.idle_timeout, verbose=not args.quiet,
     )
-    backend = SandboxBackend(args.account, args.state)
+    backend = SandboxBackend(args.account, args.state, profile=options.profile)
     server = SandboxHTTPServer((args.host, args.port), backend, options)
     if args.server_file:
         _write_server_file(args.server_file, server.url)
     print(f"LeadSquared sandbox listening on {server.url}", flush=True)
+    print(f"profile: {options.profile}", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
     if options.idle_timeout:
         threading.Thread(target=server.watch_idle, daemon=True).start()

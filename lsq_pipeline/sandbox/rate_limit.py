@@ -36,17 +36,21 @@ def rate_class_of(route: str) -> str:
 
 
 class SlidingWindowLimiter:
-    """Admits a call unless `calls` calls were admitted in the last `seconds`.
+    """Admits a call unless `calls` calls were counted in the last `seconds`.
 
     `calls == 0` turns the limit off. `record()` logs a call without asking (a refused call
-    that still counts, or a bulk call counted against the general window).
+    that still counts, or a bulk call counted against the general window). Refused calls take
+    a place in the window only with `count_refused` (a profile switch: the pages do not say
+    whether LeadSquared counts them).
     """
 
-    def __init__(self, calls: int, seconds: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, calls: int, seconds: float, clock: Callable[[], float] = time.monotonic,
+                 count_refused: bool = False):
         if calls < 0 or seconds <= 0:
             raise ValueError("rate limit needs calls >= 0 and seconds > 0")
         self.calls = calls
         self.seconds = seconds
+        self.count_refused = count_refused
         self._clock = clock
         self._admitted: deque[float] = deque()
         self._lock = threading.Lock()
@@ -75,6 +79,8 @@ class SlidingWindowLimiter:
             now = self._clock()
             self._forget_old(now)
             if len(self._admitted) >= self.calls:
+                if self.count_refused:
+                    self._admitted.append(now)
                 return False
             self._admitted.append(now)
             return True
@@ -96,7 +102,8 @@ class Refusal:
 class AccountLimiter:
     """The windows of both classes and the daily count; counts what it refuses, per class and reason.
 
-    Refused calls do not count against a window (nor the day) unless `counts_refused`.
+    Refused calls do not count against a window (nor the day) unless `counts_refused` (the
+    profile's `refused_calls_count` switch, or `SandboxOptions.rate_limit_refused_count`).
     """
 
     def __init__(

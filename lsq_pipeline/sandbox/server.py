@@ -10,7 +10,7 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from hmac import compare_digest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,9 +24,12 @@ from lsq_pipeline.sandbox.backend import SandboxBackend
 from lsq_pipeline.sandbox.exceptions import (
     MXAPINotFoundException,
     MXInvalidJsonException,
+    MXRequestTooLargeException,
     MXUnAuthorizedAccessException,
     SandboxError,
 )
+from lsq_pipeline.sandbox.payloads import MAX_BODY_BYTES, decode_json
+from lsq_pipeline.sandbox.profiles import ProfileName, get_profile
 from lsq_pipeline.sandbox.rate_limit import PLAN_SECONDS, PLANS, AccountLimiter
 
 DEFAULT_ACCESS_KEY = "sandbox-access-key"
@@ -42,13 +45,16 @@ API_ROUTES = {
     "/v2/opportunitymanagement.svc/capture": ("Capture", True),
     "/v2/opportunitymanagement.svc/getopportunitiesbyid": ("GetOpportunitiesById", False),
     "/v2/prospectactivity.svc/bulk/customactivity/add/byopportunityid": ("BulkActivities", True),
+    "/v2/leadmanagement.svc/lead/bulk/create": ("LeadBulkCreate", True),
+    "/v2/leadmanagement.svc/lead/bulk/createorupdate": ("LeadBulkCreateOrUpdate", True),
 }
 FAULT_KINDS = ("500", "503", "drop")
 
 
 class SandboxOptions(BaseModel):
-    """How the server behaves: keys, rate limits, latency and injected faults.
+    """How the server behaves: keys, profile, rate limits, latency and injected faults.
 
+    `rate_limit_status` and `rate_limit_refused_count` default to the profile's switches.
     Rate limits: a `plan` (LeadSquared's older table) sets the general and bulk windows and the
     daily limit; a value given explicitly overrides it. Without a plan: 25/5 for both classes
     and no daily limit. `rate_limit_calls=0` turns the general window off (and the bulk one,
@@ -59,6 +65,7 @@ class SandboxOptions(BaseModel):
 
     access_key: str = DEFAULT_ACCESS_KEY
     secret_key: str = DEFAULT_SECRET_KEY
+    profile: ProfileName = "documented"
     plan: Literal["lite", "pro", "super", "basic", "standard", "enterprise"] | None = None
     rate_limit_calls: int | None = Field(None, ge=0)
     rate_limit_seconds: float | None = Field(None, gt=0)
@@ -67,9 +74,9 @@ class SandboxOptions(BaseModel):
     daily_limit: int | None = Field(None, ge=0)
     """Calls a day, all classes (0 = none); `POST /sandbox/day` starts a new day."""
     bulk_counts_against_general: bool = True
-    rate_limit_counts_refused: bool = False
+    rate_limit_status: Literal[429, 200] | None = None
+    rate_limit_refused_count: bool | None = None
     """Refused calls count against the window (and the day) like admitted ones."""
-    rate_limit_status: Literal[429, 200] = 429
     latency_ms: float = Field(0, ge=0)
     fault_rate: float = Field(0.0, ge=0, le=1)
     lost_response_rate: float = Field(0.0, ge=0, le=1)
@@ -78,7 +85,16 @@ class SandboxOptions(BaseModel):
     verbose: bool = False
 
     @model_validator(mode="after")
-    def _limits_from_plan(self) -> "SandboxOptions":
+    def _profile_defaults(self) -> SandboxOptions:
+        profile = get_profile(self.profile)
+        if self.rate_limit_status is None:
+            self.rate_limit_status = profile.rate_limit_status
+        if self.rate_limit_refused_count is None:
+            self.rate_limit_refused_count = profile.refused_calls_count
+        return self
+
+    @model_validator(mode="after")
+    def _limits_from_plan(self) -> SandboxOptions:
         general, bulk, daily = PLANS[self.plan] if self.plan else (DEFAULT_RATE_LIMIT_CALLS, None, 0)
         seconds = PLAN_SECONDS if self.plan else DEFAULT_RATE_LIMIT_SECONDS
         if self.rate_limit_calls is None:
@@ -99,7 +115,7 @@ class SandboxOptions(BaseModel):
             (self.bulk_rate_limit_calls, self.bulk_rate_limit_seconds),
             self.daily_limit,
             bulk_counts_against_general=self.bulk_counts_against_general,
-            counts_refused=self.rate_limit_counts_refused,
+            counts_refused=self.rate_limit_refused_count,
         )
 
 
@@ -272,6 +288,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             answer = backend.capture(body)
         elif endpoint == "GetOpportunitiesById":
             answer = backend.get_opportunities_by_id(body)
+        elif endpoint == "LeadBulkCreate":
+            answer = backend.bulk_create_leads(body)
+        elif endpoint == "LeadBulkCreateOrUpdate":
+            answer = backend.bulk_create_or_update_leads(body)
         else:
             answer = backend.bulk_add_activities(query.get("opportunityid"), body)
         if is_write and server.chance(options.lost_response_rate):
@@ -284,19 +304,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "")
         if "json" not in content_type.lower():
             raise MXInvalidJsonException("Content-Type must be application/json.")
-        try:
-            text = raw_body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MXInvalidJsonException(
-                f"Unexpected character encountered while parsing value: invalid UTF-8 at byte {exc.start}."
-            ) from None
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            position = getattr(exc, "pos", 0)
-            raise MXInvalidJsonException(
-                f"Unexpected character encountered while parsing value. Path '', position {position}."
-            ) from None
+        return decode_json(raw_body)
 
     def _inspect(self, method: str, path: str, raw_body: bytes) -> tuple[int, Any]:
         backend = self.server.backend
@@ -309,8 +317,11 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/sandbox/activities":
             activities = backend.list_activities()
             return 200, {"Count": len(activities), "Activities": activities}
+        if method == "GET" and path == "/sandbox/profile":
+            return 200, {"Profile": asdict(backend.profile)}
         if method == "GET" and path == "/sandbox/stats":
-            return 200, {**backend.stats.as_dict(), **self.server.limiter.as_dict(), "Leads": len(backend.leads),
+            return 200, {**backend.stats.as_dict(), **self.server.limiter.as_dict(), "Profile": backend.profile.name,
+                         "Leads": len(backend.leads),
                          "Opportunities": len(backend.opportunities), "Activities": len(backend.activities)}
         if method == "POST" and path == "/sandbox/day":
             self.server.limiter.new_day()
@@ -326,6 +337,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         raise MXAPINotFoundException()
 
     def _read_body(self) -> bytes:
+        """The body, at most MAX_BODY_BYTES: a larger declared length is refused before anything is read."""
         length = self.headers.get("Content-Length")
         if length is None:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -336,18 +348,30 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             raise MXInvalidJsonException("Invalid Content-Length.") from None
+        self._check_size(size)
         return self.rfile.read(size) if size > 0 else b""
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks, total = [], 0
         while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            try:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            except ValueError:
+                self.close_connection = True
+                raise MXInvalidJsonException("Invalid chunk size.") from None
             if size == 0:
                 while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                     pass
                 return b"".join(chunks)
+            total += size
+            self._check_size(total)
             chunks.append(self.rfile.read(size))
             self.rfile.readline()
+
+    def _check_size(self, size: int) -> None:
+        if size > MAX_BODY_BYTES:
+            self.close_connection = True  # the rest of the body is never read
+            raise MXRequestTooLargeException(size, MAX_BODY_BYTES)
 
     def _send(self, status: int, answer: Any) -> None:
         payload = json.dumps(answer, ensure_ascii=False).encode("utf-8")
@@ -388,13 +412,13 @@ def run_sandbox(
 ) -> Iterator[RunningSandbox]:
     """Serve a sandbox on `host:port` (a free port by default) in a background thread, shut down on exit.
 
-    Options are those of `SandboxOptions`: access_key, secret_key, plan, rate_limit_calls (0 = off),
-    rate_limit_seconds, bulk_rate_limit_calls, bulk_rate_limit_seconds, daily_limit,
-    bulk_counts_against_general, rate_limit_counts_refused, rate_limit_status, latency_ms,
-    fault_rate, lost_response_rate, seed.
+    Options are those of `SandboxOptions`: access_key, secret_key, profile ("documented", "terse",
+    "field"), plan, rate_limit_calls (0 = off), rate_limit_seconds, bulk_rate_limit_calls,
+    bulk_rate_limit_seconds, daily_limit, bulk_counts_against_general, rate_limit_status,
+    rate_limit_refused_count, latency_ms, fault_rate, lost_response_rate, seed.
     """
     settings = SandboxOptions(**options)
-    backend = SandboxBackend(account, state_path)
+    backend = SandboxBackend(account, state_path, profile=settings.profile)
     server = SandboxHTTPServer((host, port), backend, settings)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name="lsq-sandbox", daemon=True)
