@@ -84,6 +84,14 @@ def _print_day(label: str, summary) -> None:
         )
 
 
+DAILY_BUDGET_SPENT_EXIT = 3
+"""Exit code of a run that stopped at the account's daily call count (nothing failed; it continues tomorrow)."""
+
+
+def _print_daily_budget_spent(summary) -> None:
+    print(f"daily call budget spent: {summary.records_waiting} records wait; the next run after 00:00 UTC continues")
+
+
 def _checked_settings(command: str):
     """The settings, or None after printing which variable is wrong."""
     from lsq_pipeline.settings import SettingsError, load_settings
@@ -118,6 +126,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         writes += summary.write_calls
         ok = ok and summary.success
         _print_day(day.isoformat(), summary)
+        if summary.daily_budget_exhausted:
+            _print_daily_budget_spent(summary)
+            return DAILY_BUDGET_SPENT_EXIT
     _print_state(settings.warehouse)
     if writes == 0 and ok:
         print("Nothing to send: LeadSquared already matches the source (0 write calls).")
@@ -166,8 +177,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     summary = summarize(settings.warehouse, run, first, last)
     label = f"{first}" if first == last else f"{first}..{last}"
     _print_outcome(label, summary, args.dry_run)
-    print(f"Run {run.run_id} {'succeeded' if run.is_success else 'FAILED'}; see it in the UI (lsq-pipeline ui).")
-    return 0 if run.is_success else 1
+    return _run_exit(run, summary)
 
 
 def _print_outcome(label: str, summary, dry_run: bool) -> None:
@@ -180,6 +190,15 @@ def _print_outcome(label: str, summary, dry_run: bool) -> None:
         )
     else:
         _print_day(label, summary)
+
+
+def _run_exit(run, summary) -> int:
+    """The run's last line and the exit code: 0, 1 (the run failed), 3 (the day's call budget spent)."""
+    print(f"Run {run.run_id} {'succeeded' if run.is_success else 'FAILED'}; see it in the UI (lsq-pipeline ui).")
+    if run.is_success and summary.daily_budget_exhausted:
+        _print_daily_budget_spent(summary)
+        return DAILY_BUDGET_SPENT_EXIT
+    return 0 if run.is_success else 1
 
 
 def _add_sync_command(subparsers: argparse._SubParsersAction) -> None:
@@ -229,8 +248,7 @@ def _run_retry(args: argparse.Namespace) -> int:
     run = launch(day, day, dry_run=args.dry_run, config=config, retry=True)
     summary = summarize(settings.warehouse, run, day, day)
     _print_outcome(f"retry of {len(found)} failed records", summary, args.dry_run)
-    print(f"Run {run.run_id} {'succeeded' if run.is_success else 'FAILED'}; see it in the UI (lsq-pipeline ui).")
-    return 0 if run.is_success else 1
+    return _run_exit(run, summary)
 
 
 def _add_retry_command(subparsers: argparse._SubParsersAction) -> None:

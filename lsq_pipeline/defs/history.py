@@ -85,7 +85,8 @@ def record_run_outcome(
         ensure_schema(conn)
         if push is None:
             batches = conn.execute(
-                "SELECT kind, count(DISTINCT batch_id) FROM push_journal WHERE run_id = $1 GROUP BY kind",
+                "SELECT kind, count(DISTINCT batch_id) FROM push_journal"
+                " WHERE run_id = $1 AND status <> 'not_sent' GROUP BY kind",
                 [run.run_id],
             ).fetchall()
             api_calls = Counter({ENDPOINT_OF_KIND[kind]: calls for kind, calls in batches})
@@ -109,6 +110,6 @@ def record_run_outcome(
                 api_calls=dict(api_calls),
                 rate_limited_calls=sum(int(step.get("api_rate_limited_429", 0)) for step in (push or {}, reconcile)),
                 items_per_second=(push or {}).get("items_per_second"),
-                budget_exhausted=bool((push or {}).get("budget_exhausted", False)),
+                budget_exhausted=bool((push or {}).get("daily_budget_exhausted", False)),
             ),
         )

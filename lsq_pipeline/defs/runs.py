@@ -170,12 +170,15 @@ class DaySummary:
     activities: int
     api_calls: int
     write_calls: int
+    daily_budget_exhausted: bool = False
+    records_waiting: int = 0
 
 
 def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> DaySummary:
     instance = dg.DagsterInstance.get()
-    read_calls = 0
+    read_calls = records_waiting = 0
     write_calls: int | None = None
+    day_spent = False
     seen: set[dg.AssetKey] = set()
     for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
         materialization = record.event_log_entry.asset_materialization
@@ -183,12 +186,14 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
             continue
         seen.add(materialization.asset_key)
         calls = materialization.metadata.get("api_calls")
-        if calls is None:
-            continue
-        if materialization.asset_key.path[-1] == "push_journal":
-            write_calls = calls.value
-        else:
-            read_calls += calls.value
+        if calls is not None:
+            if materialization.asset_key.path[-1] == "push_journal":
+                write_calls = calls.value
+            else:
+                read_calls += calls.value
+        if materialization.asset_key.path[-1] == "push_journal" and "daily_budget_exhausted" in materialization.metadata:
+            day_spent = day_spent or materialization.metadata["daily_budget_exhausted"].value
+            records_waiting += materialization.metadata["records_waiting"].value
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         planned = dict(
             conn.execute(
@@ -210,7 +215,8 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
         ).fetchone()[0]
         if write_calls is None:  # the push died before its metadata: count the batches it sent
             write_calls = conn.execute(
-                "SELECT count(DISTINCT batch_id) FROM push_journal WHERE run_id = $1", [run.run_id]
+                "SELECT count(DISTINCT batch_id) FROM push_journal WHERE run_id = $1 AND status <> 'not_sent'",
+                [run.run_id],
             ).fetchone()[0]
         rejected = conn.execute(
             "SELECT count(DISTINCT (day, source_file, row_number)) FROM rejects WHERE day BETWEEN $1 AND $2",
@@ -227,4 +233,6 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
         activities=journal.get("activity:ok", 0),
         api_calls=read_calls + write_calls,
         write_calls=write_calls,
+        daily_budget_exhausted=day_spent,
+        records_waiting=records_waiting,
     )

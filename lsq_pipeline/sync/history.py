@@ -79,7 +79,7 @@ def action_counts(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[d
     )
     rows = conn.execute(
         """
-        SELECT kind, count(*), count(*) FILTER (status = 'ok'),
+        SELECT kind, count(*) FILTER (status <> 'not_sent'), count(*) FILTER (status = 'ok'),
                count(*) FILTER (status IN ('failed', 'unknown') AND NOT (kind = 'create' AND source_id IN (
                    SELECT source_id FROM push_journal WHERE run_id = $1 AND kind = 'capture')))
         FROM push_journal WHERE run_id = $1 GROUP BY kind
