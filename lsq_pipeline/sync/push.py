@@ -34,6 +34,10 @@ Send = Callable[[list[JournalEntry]], list[RowResult]]
 # max_in_flight calls in the air, small enough that a crash leaves little unknown.
 CHUNK_ITEMS = MAX_ITEMS_PER_WRITE * 20
 
+# How many times a create whose capture went unanswered is resolved within one push; after
+# that its journal row stays `unknown` and the next run resolves it the same way.
+RESOLVE_ROUNDS = 3
+
 # Bulk Add row failures that name a bad value of the record itself: Capture would refuse it
 # the same way. Any other failure (a missing lead however worded, a bare `false`, a duplicate
 # answered without an id) goes to Capture, whose documented answer decides.
@@ -201,8 +205,9 @@ class Pusher:
             opportunity["OpportunityNote"] = row["note"]
         return {"LeadDetails": lead_details, "Opportunity": opportunity}
 
-    def push_creates(self, rows: list[dict]) -> None:
-        """Bulk Add; rows it could not create for a reason other than their own values go to Capture."""
+    def push_creates(self, rows: list[dict], rounds: int = RESOLVE_ROUNDS) -> None:
+        """Bulk Add; rows it could not create for a reason other than their own values go to Capture.
+        `rounds`: how many more times a capture of unknown outcome may come back here."""
         if rows and not self.mapping.opportunity.source_id.duplicate_rule:
             self._refuse_creates(rows)
             return
@@ -230,17 +235,20 @@ class Pusher:
                     self._failed(entry, result)
             self._record([entry for entry, _ in answered], by_source)
             if to_capture:
-                self.push_captures(to_capture)
+                self.push_captures(to_capture, rounds)
 
-    def push_captures(self, rows: list[dict]) -> None:
+    def push_captures(self, rows: list[dict], rounds: int = RESOLVE_ROUNDS) -> None:
         """Capture: creates the lead if needed and the opportunity, or answers the existing one
-        (`ConflictedOpportunityId`) under the type's duplicate rule."""
+        (`ConflictedOpportunityId`) under the type's duplicate rule. A capture whose answer was
+        lost is never re-sent (Capture may not apply the rule): it is resolved through Bulk Add,
+        which now finds the lead if the capture landed and answers its opportunity."""
         by_source = {row["source_id"]: row for row in rows}
         entries = _with_batch_ids(
             [JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows]
         )
         self._journal_sent(entries)
         results = self.client.capture_opportunities([e.payload for e in entries])
+        unresolved: list[dict] = []
         for entry, result in zip(entries, results):
             if result.ok:
                 entry.status, entry.opportunity_id = "ok", result.opportunity_id
@@ -248,9 +256,14 @@ class Pusher:
                     self.summary.already_existed += 1
                 else:
                     self.summary.captured += 1
+            elif result.outcome_unknown:
+                entry.status, entry.error = "unknown", _error_text(result)
+                unresolved.append(by_source[entry.source_id])
             else:
                 self._failed(entry, result)
         self._record(entries, by_source)
+        if unresolved and rounds > 1:
+            self.push_creates(unresolved, rounds - 1)
 
     def _refuse_creates(self, rows: list[dict]) -> None:
         """No duplicate rule covers the source id: a lost answer or a re-run could double the
