@@ -254,6 +254,7 @@ def push_journal(
             "updated": dg.MetadataValue.int(summary.updated),
             "failed": dg.MetadataValue.int(summary.failed),
             "split_calls": dg.MetadataValue.int(summary.split_calls),
+            "unknown_from_dead_runs": dg.MetadataValue.int(sum(summary.interrupted_before.values())),
             "activities_created": dg.MetadataValue.int(summary.activities_created),
             "activities_failed": dg.MetadataValue.int(summary.activities_failed),
             "activities_unknown": dg.MetadataValue.int(summary.activities_unknown),
