@@ -6,7 +6,8 @@ covers and is sent with OverwriteFields, so a create that already landed comes b
 existing opportunity instead of a second one. Without that rule (the mapping's
 `opportunity.source_id.duplicate_rule: false`) creates are refused, never risked. A call refused
 whole with an MX error is split in halves, down to single rows, each half journalled before it
-goes, so one bad record never takes the good ones with it and no row is sent twice."""
+goes, so one bad record never takes the good ones with it and no row is sent twice. When the
+day's call budget runs out the push stops, and what was not sent stays planned."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from datetime import date
 
 import duckdb
 
-from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
+from lsq_pipeline.leadsquared import DailyBudgetExhausted, LeadSquaredClient, RowResult, fields_from_dict
 from lsq_pipeline.leadsquared.errors import LeadSquaredAPIError
-from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, RowResult
+from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.sync import state
 from lsq_pipeline.sync.mapping import Mapping
 from lsq_pipeline.sync.state import JournalEntry
@@ -65,6 +66,10 @@ class PushSummary:
     interrupted_before: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    daily_budget_exhausted: bool = False
+    """The account's calls for the day ran out: what was not sent stays planned for the next run."""
+    records_waiting: int = 0
+    activities_waiting: int = 0
 
     @property
     def writes(self) -> int:
@@ -124,7 +129,10 @@ class Pusher:
         self.push_updates(updates)
         self.push_activities(days)
         self.summary.seconds = time.monotonic() - started
-        return self.summary
+        summary = self.summary
+        answered = summary.created + summary.already_existed + summary.captured + summary.updated + summary.failed
+        summary.records_waiting = len(creates) + len(updates) - answered
+        return summary
 
     def _planned(self, conn: duckdb.DuckDBPyConnection, days: Sequence[date], action: str) -> list[dict]:
         cursor = conn.execute(
@@ -149,17 +157,27 @@ class Pusher:
         with self.connect() as conn:
             state.record_sent(conn, self.run_id, entries, parent_batch_id)
 
-    def _send(self, entries: list[JournalEntry], send: Send) -> list[tuple[JournalEntry, RowResult]]:
+    def _send(self, entries: list[JournalEntry], send: Send) -> list[tuple[JournalEntry, RowResult | None]]:
         """Send journalled entries; every entry comes back with its result. A call LeadSquared
         refused whole with an MX error wrote nothing: its rows are journalled `split` and sent
         again in two halves (each journalled first), down to single rows, whose result is then
-        that error."""
+        that error. Once the day's call budget is spent, an entry not sent comes back with
+        `None` and the status `not_sent` (its record stays planned), and nothing more is sent."""
+        if self.summary.daily_budget_exhausted:
+            return self._not_sent(entries, [None] * len(entries))
         try:
             results: list[RowResult | None] = list(send(entries))
+        except DailyBudgetExhausted as error:
+            if not self.summary.daily_budget_exhausted:
+                self.log(f"stopping the push: {error}")
+            self.summary.daily_budget_exhausted = True
+            return self._not_sent(entries, error.results or [None] * len(entries))
         except LeadSquaredAPIError as error:
             results = error.results or [None] * len(entries)
             refusal = error
-        answered = [(entry, result) for entry, result in zip(entries, results) if result is not None]
+        answered: list[tuple[JournalEntry, RowResult | None]] = [
+            (entry, result) for entry, result in zip(entries, results) if result is not None
+        ]
         refused: dict[str, list[JournalEntry]] = {}
         for entry, result in zip(entries, results):
             if result is None:
@@ -178,6 +196,15 @@ class Pusher:
                 self._journal_sent(copies, parent_batch_id=batch_id)
                 answered.extend(self._send(copies, send))
         return answered
+
+    @staticmethod
+    def _not_sent(
+        entries: list[JournalEntry], results: list[RowResult | None]
+    ) -> list[tuple[JournalEntry, RowResult | None]]:
+        for entry, result in zip(entries, results):
+            if result is None:
+                entry.status, entry.error = "not_sent", "daily call budget spent"
+        return list(zip(entries, results))
 
     # -- creates ------------------------------------------------------------------------------
     def _add_payload(self, row: dict) -> dict:
@@ -214,6 +241,8 @@ class Pusher:
         by_source = {row["source_id"]: row for row in rows}
         search_by = self.mapping.opportunity.lead.search_by.field
         for chunk in _chunks(rows, CHUNK_ITEMS):
+            if self.summary.daily_budget_exhausted:
+                return
             entries = _with_batch_ids(
                 [JournalEntry("create", r["day"], r["source_id"], self._add_payload(r)) for r in chunk]
             )
@@ -221,6 +250,8 @@ class Pusher:
             answered = self._send(entries, lambda batch: self.client.add_opportunities(search_by, [e.payload for e in batch]))
             to_capture: list[dict] = []
             for entry, result in answered:
+                if result is None:
+                    continue
                 if result.ok:
                     entry.status, entry.opportunity_id = "ok", result.opportunity_id
                     if result.already_existed:
@@ -247,9 +278,10 @@ class Pusher:
             [JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows]
         )
         self._journal_sent(entries)
-        results = self.client.capture_opportunities([e.payload for e in entries])
         unresolved: list[dict] = []
-        for entry, result in zip(entries, results):
+        for entry, result in self._send(entries, lambda batch: self.client.capture_opportunities([e.payload for e in batch])):
+            if result is None:
+                continue
             if result.ok:
                 entry.status, entry.opportunity_id = "ok", result.opportunity_id
                 if result.already_existed:
@@ -290,6 +322,8 @@ class Pusher:
         """Bulk Update by opportunity id (safe to re-send)."""
         by_source = {row["source_id"]: row for row in rows}
         for chunk in _chunks(rows, CHUNK_ITEMS):
+            if self.summary.daily_budget_exhausted:
+                return
             entries = _with_batch_ids(
                 [
                     JournalEntry(
@@ -309,6 +343,8 @@ class Pusher:
             self._journal_sent(entries)
             answered = self._send(entries, lambda batch: self.client.update_opportunities([e.payload for e in batch]))
             for entry, result in answered:
+                if result is None:
+                    continue
                 if result.ok:
                     entry.status = "ok"
                     self.summary.updated += 1
@@ -363,7 +399,11 @@ class Pusher:
         self._record_activities(orphans, sent=False)
         # Each opportunity is its own call; the client runs them concurrently within its limits.
         pending = list(by_opportunity.items())
-        for group in _chunks(pending, CHUNK_ITEMS // MAX_ITEMS_PER_WRITE):
+        for number, group in enumerate(_chunks(pending, CHUNK_ITEMS // MAX_ITEMS_PER_WRITE)):
+            if self.summary.daily_budget_exhausted:
+                rest = pending[number * (CHUNK_ITEMS // MAX_ITEMS_PER_WRITE) :]
+                self.summary.activities_waiting += sum(len(items) for _, items in rest)
+                return
             entries = [entry for _, items in group for entry in _with_batch_ids(items)]
             self._journal_sent(entries)
 
@@ -376,6 +416,8 @@ class Pusher:
             with ThreadPoolExecutor(max_workers=self.client.max_in_flight) as pool:
                 answered = [pair for per_opportunity in pool.map(send_group, group) for pair in per_opportunity]
             for entry, result in answered:
+                if result is None:
+                    continue
                 if result.ok:
                     entry.status = "ok"
                     entry.extra["activity_id"] = result.activity_id
@@ -388,7 +430,9 @@ class Pusher:
     def _record_activities(self, entries: list[JournalEntry], sent: bool) -> None:
         if not entries:
             return
-        for entry in entries:
+        settled = [e for e in entries if e.status != "not_sent"]
+        self.summary.activities_waiting += len(entries) - len(settled)
+        for entry in settled:
             counter = f"activities_{state.ACTIVITY_STATUS[entry.status]}"
             setattr(self.summary, counter, getattr(self.summary, counter) + 1)
         with self.connect() as conn:

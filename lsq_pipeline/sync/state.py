@@ -84,7 +84,8 @@ def record_sent(
 
 def _record_outcomes(conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequence[JournalEntry]) -> None:
     """Write each row's answer: `ok` with the opportunity id, `failed` with the error, `unknown`,
-    or `split` (the whole call was refused; the rows went again in halves)."""
+    `split` (the whole call was refused; the rows went again in halves) or `not_sent` (the day's
+    call budget ran out before it)."""
     if not entries:
         return
     conn.execute(
@@ -285,12 +286,16 @@ def record_activities(
     conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequence[JournalEntry], sent: bool
 ) -> None:
     """Journal the answers of activity writes (when they were `sent`) and set each activity's
-    state (`created` with its id, `failed`, `unknown`), in one transaction."""
+    state (`created` with its id, `failed`, `unknown`), in one transaction. An activity
+    `not_sent` (the day's call budget ran out) is journalled only: it stays planned."""
     if not entries:
         return
     with _transaction(conn):
         if sent:
             _record_outcomes(conn, run_id, entries)
+        entries = [e for e in entries if e.status in ACTIVITY_STATUS]
+        if not entries:
+            return
         conn.execute(
             """
             INSERT OR REPLACE INTO activity_state
