@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS rejects (
 CREATE TABLE IF NOT EXISTS sync_plan (
     day DATE, source_id VARCHAR, action VARCHAR, opportunity_id VARCHAR, fields JSON,
     full_fields JSON, search_by_value VARCHAR, lead_fields JSON, owner_email VARCHAR,
-    note VARCHAR, record_hash VARCHAR, source_updated_at TIMESTAMP
+    note VARCHAR, record_hash VARCHAR, source_updated_at TIMESTAMP, reason VARCHAR
 )""",
     """
 CREATE TABLE IF NOT EXISTS activity_plan (
@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS opportunity_state (
     source_id VARCHAR PRIMARY KEY, opportunity_id VARCHAR, lead_id VARCHAR,
     event_code INTEGER, sent_hash VARCHAR, sent_fields JSON, remote_fields JSON,
     source_updated_at TIMESTAMP, remote_modified_on TIMESTAMP, status VARCHAR,
-    drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP, failed_hash VARCHAR
+    drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP, failed_hash VARCHAR,
+    drift JSON, repaired_fields VARCHAR[], repaired_at TIMESTAMP
 )""",
     """
 CREATE TABLE IF NOT EXISTS activity_state (
@@ -84,12 +85,19 @@ TABLES: tuple[str, ...] = (
 )
 
 
+# Columns added after a warehouse may have been created: (table, column, type).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("sync_plan", "reason", "VARCHAR"),  # why a sync mode skipped the record
+    ("opportunity_state", "drift", "JSON"),  # per drifted field: sent, held, modified_on
+    ("opportunity_state", "repaired_fields", "VARCHAR[]"),  # fields sent again after a change in LeadSquared
+    ("opportunity_state", "repaired_at", "TIMESTAMP"),
+)
+
+
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create every sync table that does not exist yet; safe to call on every connection."""
+    """Create every sync table that does not exist yet and add the columns added since; safe to
+    call on every connection."""
     for statement in SCHEMA_DDL:
         conn.execute(statement)
-
-
-def day_list_sql(days) -> str:
-    """The days as a SQL tuple, e.g. `(DATE '2026-11-01')`, for `day IN ...` filters."""
-    return "(" + ", ".join(f"DATE '{day.isoformat()}'" for day in days) + ")"
+    for table, column, type_ in ADDED_COLUMNS:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {type_}")

@@ -35,6 +35,7 @@ class Pipeline:
     instance: dg.DagsterInstance = field(default_factory=dg.DagsterInstance.ephemeral)
     access_key: str = SANDBOX_ACCESS_KEY
     secret_key: str = SANDBOX_SECRET_KEY
+    mapping: Path = MAPPING
 
     def settings(self) -> PipelineSettings:
         return PipelineSettings(
@@ -43,7 +44,7 @@ class Pipeline:
             secret_key=self.secret_key,
             source_dir=self.source_dir,
             warehouse=self.warehouse,
-            mapping=MAPPING,
+            mapping=self.mapping,
             rate_limit_calls=0,
             max_reject_rate=0.5,
         )
