@@ -28,6 +28,10 @@ def set_mode(mode: str):
     return lambda opportunity: opportunity.update(mode=mode)
 
 
+def set_field(name: str, **spec: str):
+    return lambda opportunity: opportunity["fields"][name].update(spec)
+
+
 def change_source(pipeline: Pipeline, source_id: str, **values: str) -> None:
     """A later version of one record in the first day's export (`updated_at` is mapped too)."""
     applications = pipeline.source_dir / FIRST_DAY.isoformat() / "applications.csv"
@@ -103,10 +107,7 @@ def test_create_only_never_updates_and_says_why(make_pipeline):
 
 
 def test_a_field_the_crm_owns_is_sent_on_create_only_and_never_drifts(make_pipeline):
-    def crm_owns_amount(opportunity):
-        opportunity["fields"]["mx_Custom_3"]["owner"] = "crm"
-
-    pipeline = with_mapping(make_pipeline(rows=20, days=1), crm_owns_amount)
+    pipeline = with_mapping(make_pipeline(rows=20, days=1), set_field("mx_Custom_3", owner="crm"))
     assert pipeline.run(FIRST_DAY).success
     source_id, opportunity_id = one_record(pipeline)
     sent = json.loads(pipeline.scalar("SELECT sent_fields FROM opportunity_state WHERE source_id = $1", [source_id]))
@@ -136,10 +137,7 @@ def test_a_field_the_crm_owns_is_sent_on_create_only_and_never_drifts(make_pipel
 
 
 def test_repair_sends_a_changed_field_again_and_report_keeps_the_details(make_pipeline):
-    def repair_name(opportunity):
-        opportunity["fields"]["mx_Custom_4"]["on_drift"] = "repair"
-
-    pipeline = with_mapping(make_pipeline(rows=20, days=1), repair_name)
+    pipeline = with_mapping(make_pipeline(rows=20, days=1), set_field("mx_Custom_4", on_drift="repair"))
     assert pipeline.run(FIRST_DAY).success
     repaired_id, repaired_opportunity = one_record(pipeline)
     reported_id, reported_opportunity = pipeline.query(
