@@ -1,6 +1,6 @@
 """Local cost at scale: generate 1,000,000 application rows, then time extract, transform and plan.
 
-Run: `.venv/bin/python benchmarks/local_scale.py [--rows N] [--days D] [--memory-limit 1GB]`.
+Run: `.venv/bin/python benchmarks/local_scale.py [--rows N] [--days D] [--memory-limit 768MB]`.
 Prints seconds and the process's peak resident memory (ru_maxrss) after each step. The plan
 runs twice: with an empty state (all creates) and after marking every record synced (the
 compare path: all unchanged). Output goes to benchmarks/out/ (gitignored).
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from lsq_pipeline.settings import PipelineSettings
 from lsq_pipeline.sync.extract import extract_days
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline.sync.mapping import load_mapping
@@ -45,7 +46,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit")
+    parser.add_argument("--memory-limit", default=PipelineSettings.model_fields["duckdb_memory_limit"].default,
+                        help="DuckDB memory_limit (default: the pipeline's, LSQ_DUCKDB_MEMORY_LIMIT)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--reuse-source", action="store_true", help="keep the files of the last run")
     args = parser.parse_args()

@@ -33,7 +33,7 @@ class PipelineSettings(BaseSettings):
     rate_limit_db: str = "data/rate_limit.sqlite"
     max_in_flight: int = Field(8, ge=1)
     max_reject_rate: float = Field(0.20, ge=0, le=1)
-    duckdb_memory_limit: str = "1GB"
+    duckdb_memory_limit: str = "768MB"  # DuckDB fills its buffer pool up to it: + Python, a step stays under 1 GB
 
     @model_validator(mode="after")
     def _keys_with_a_real_host(self) -> PipelineSettings:

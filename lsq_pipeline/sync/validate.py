@@ -202,7 +202,7 @@ class _Query:
         narrow = [int(key[1:])] + ([int(version[1:])] if version else [])
         order = f"{version} DESC NULLS FIRST, row_number DESC" if version else "row_number DESC"
         latest = f"""
-            SELECT day, row_number FROM ({self._converted_sql(table, days, narrow)})
+            SELECT day, row_number, {key} AS key FROM ({self._converted_sql(table, days, narrow)})
             QUALIFY row_number() OVER (
                 PARTITION BY day, {key}, CASE WHEN {key} IS NULL THEN row_number END ORDER BY {order}) = 1"""
         reasons = self.reasons(extra)
@@ -222,16 +222,15 @@ class _Query:
                     SELECT *, CASE WHEN {bad} THEN list_filter([{entries}], lambda e: e.reason IS NOT NULL) END AS errors
                     FROM (SELECT *, {problems} FROM ({converted})))"""
 
-        return Check(table, f"t_{self.rules[int(key[1:])].column}", latest, rows)
+        return Check(table, latest, rows)
 
 
 @dataclass(frozen=True)
 class Check:
-    """The SQL that checks one raw table: `latest` selects the (day, row_number) of the rows not
-    superseded; `rows(where)` gives the checked rows, with `errors` NULL when a row is fine."""
+    """The SQL that checks one raw table: `latest` selects the (day, row_number, key) of the rows
+    not superseded; `rows(where)` gives the checked rows, with `errors` NULL when a row is fine."""
 
     table: str
-    key: str  # the trimmed key column, as `rows` sees it
     latest: str
     rows: Callable[[str], str]
 
@@ -379,8 +378,9 @@ def transform_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: M
             conn.execute(f"CREATE OR REPLACE TEMP TABLE _latest AS {check.latest}")
             is_latest = "(day, row_number) IN (SELECT (day, row_number) FROM _latest)"
             accepted = conn.execute(f"{insert} FROM ({check.rows(is_latest)}) WHERE errors IS NULL").fetchone()[0]
-            not_accepted = (f"{is_latest} AND ({check.key} IS NULL OR (day, {check.key}) NOT IN "
-                            f"(SELECT (day, {key}) FROM {records} WHERE day IN {in_days}))")
+            not_accepted = f"""(day, row_number) IN (
+                SELECT (day, row_number) FROM _latest WHERE key IS NULL OR (day, key) NOT IN (
+                    SELECT (day, {key}) FROM {records} WHERE day IN {in_days}))"""
             counts["reject_rows"] += conn.execute(f"""
                 INSERT INTO rejects
                 SELECT day, source_file, row_number, source_id, e.field, e.reason, e.value
