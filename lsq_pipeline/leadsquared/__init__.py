@@ -1,9 +1,11 @@
-"""The LeadSquared opportunity API as Python: models, client, rate limit, typed errors. No Dagster."""
+"""The LeadSquared opportunity API as Python: models, client, budgets (rate limits), typed errors. No Dagster."""
 
+from lsq_pipeline.leadsquared.budget import PLANS, AccountBudget, AccountLimits, WindowLimit, account_limits
 from lsq_pipeline.leadsquared.client import MISSING_ROW, OUTCOME_UNKNOWN, LeadSquaredClient
 from lsq_pipeline.leadsquared.errors import (
     AuthenticationError,
     BadRequestError,
+    DailyBudgetExhausted,
     LeadSquaredAPIError,
     LeadSquaredError,
     NotFoundError,
@@ -33,12 +35,16 @@ __all__ = [
     "MAX_ITEMS_PER_WRITE",
     "MISSING_ROW",
     "OUTCOME_UNKNOWN",
+    "PLANS",
+    "AccountBudget",
+    "AccountLimits",
     "ActivityAdd",
     "AuthenticationError",
     "BadRequestError",
     "CaptureOpportunityDetails",
     "CaptureRequest",
     "ClientStats",
+    "DailyBudgetExhausted",
     "EndpointStats",
     "FieldValue",
     "LeadAttribute",
@@ -53,5 +59,7 @@ __all__ = [
     "RowResult",
     "SlidingWindow",
     "TransientError",
+    "WindowLimit",
+    "account_limits",
     "fields_from_dict",
 ]

@@ -8,7 +8,7 @@ are ignored, and the per-row failure keys (`ExceptionType`, `ExceptionMessage`) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -31,11 +31,13 @@ DUPLICATE_EXCEPTION = "MXDuplicateEntryException"
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One API endpoint: a short name (for logs and counters), its path and items per call."""
+    """One API endpoint: a short name (for logs and counters), its path, items per call, and the
+    rate class whose window it takes starts from (LeadSquared's "Bulk APIs" are `bulk`)."""
 
     name: str
     path: str
     max_items: int
+    rate_class: Literal["general", "bulk"] = "general"
 
 
 BULK_ADD = Endpoint("bulk_add", BULK_ADD_PATH, MAX_ITEMS_PER_WRITE)

@@ -11,13 +11,14 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
 
-from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
+from lsq_pipeline.leadsquared import DailyBudgetExhausted, LeadSquaredClient, RowResult, fields_from_dict
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.sync import journal
 from lsq_pipeline.sync.journal import JournalEntry
@@ -45,6 +46,10 @@ class PushSummary:
     interrupted_before: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    daily_budget_exhausted: bool = False
+    """The account's calls for the day ran out: what was not sent stays planned for the next run."""
+    records_waiting: int = 0
+    activities_waiting: int = 0
 
     @property
     def writes(self) -> int:
@@ -99,7 +104,28 @@ class Pusher:
         self._push_updates(updates)
         self._push_activities(days)
         self.summary.seconds = time.monotonic() - started
-        return self.summary
+        summary = self.summary
+        answered = summary.created + summary.already_existed + summary.captured + summary.updated + summary.failed
+        summary.records_waiting = len(creates) + len(updates) - answered
+        return summary
+
+    def _send(self, call: Callable[[list[dict]], list[RowResult]], entries: list[JournalEntry]) -> list[RowResult | None]:
+        """The client's results; once the day's call budget is spent, `None` for every item not
+        sent (its entry becomes `not_sent`, its record stays planned) and nothing more is sent."""
+        if not self.summary.daily_budget_exhausted:
+            try:
+                return call([e.payload for e in entries])
+            except DailyBudgetExhausted as error:
+                if not self.summary.daily_budget_exhausted:
+                    self.log(f"stopping the push: {error}")
+                self.summary.daily_budget_exhausted = True
+                results = error.results or [None] * len(entries)
+        else:
+            results = [None] * len(entries)
+        for entry, result in zip(entries, results):
+            if result is None:
+                entry.status, entry.error = "not_sent", "daily call budget spent"
+        return results
 
     def _planned(self, conn: duckdb.DuckDBPyConnection, days: Sequence[date], action: str) -> list[dict]:
         cursor = conn.execute(
@@ -148,16 +174,18 @@ class Pusher:
     def _push_creates(self, rows: list[dict]) -> None:
         by_source = {row["source_id"]: row for row in rows}
         for chunk in _chunks(rows, CHUNK_ITEMS):
+            if self.summary.daily_budget_exhausted:
+                return
             entries = _with_batch_ids(
                 [JournalEntry("create", r["day"], r["source_id"], self._add_payload(r)) for r in chunk]
             )
             with self.connect() as conn:
                 journal.record_sent(conn, self.run_id, entries)
-            results = self.client.add_opportunities(
-                self.mapping.opportunity.lead.search_by.field, [e.payload for e in entries]
-            )
+            results = self._send(partial(self.client.add_opportunities, self.mapping.opportunity.lead.search_by.field), entries)
             missing_lead: list[dict] = []
             for entry, result in zip(entries, results):
+                if result is None:
+                    continue
                 if result.ok:
                     entry.status, entry.opportunity_id = "ok", result.opportunity_id
                     if result.already_existed:
@@ -181,8 +209,10 @@ class Pusher:
         )
         with self.connect() as conn:
             journal.record_sent(conn, self.run_id, entries)
-        results = self.client.capture_opportunities([e.payload for e in entries])
+        results = self._send(self.client.capture_opportunities, entries)
         for entry, result in zip(entries, results):
+            if result is None:
+                continue
             if result.ok:
                 entry.status, entry.opportunity_id = "ok", result.opportunity_id
                 self.summary.captured += 1
@@ -194,6 +224,8 @@ class Pusher:
     def _push_updates(self, rows: list[dict]) -> None:
         by_source = {row["source_id"]: row for row in rows}
         for chunk in _chunks(rows, CHUNK_ITEMS):
+            if self.summary.daily_budget_exhausted:
+                return
             entries = _with_batch_ids(
                 [
                     JournalEntry(
@@ -212,8 +244,10 @@ class Pusher:
             )
             with self.connect() as conn:
                 journal.record_sent(conn, self.run_id, entries)
-            results = self.client.update_opportunities([e.payload for e in entries])
+            results = self._send(self.client.update_opportunities, entries)
             for entry, result in zip(entries, results):
+                if result is None:
+                    continue
                 if result.ok:
                     entry.status = "ok"
                     self.summary.updated += 1
@@ -273,7 +307,11 @@ class Pusher:
         self._record_activities(orphans, sent=False)
         # Each opportunity is its own call; the client runs them concurrently within its limits.
         pending = list(by_opportunity.items())
-        for group in _chunks(pending, CHUNK_ITEMS // MAX_ITEMS_PER_WRITE):
+        for number, group in enumerate(_chunks(pending, CHUNK_ITEMS // MAX_ITEMS_PER_WRITE)):
+            if self.summary.daily_budget_exhausted:
+                rest = pending[number * (CHUNK_ITEMS // MAX_ITEMS_PER_WRITE) :]
+                self.summary.activities_waiting += sum(len(items) for _, items in rest)
+                return
             entries = [entry for _, items in group for entry in _with_batch_ids(items)]
             with self.connect() as conn:
                 journal.record_sent(
@@ -287,10 +325,12 @@ class Pusher:
                 )
             with ThreadPoolExecutor(max_workers=self.client.max_in_flight) as pool:
                 results = pool.map(
-                    lambda pair: self.client.add_activities(pair[0], [e.payload for e in pair[1]]), group
+                    lambda pair: self._send(partial(self.client.add_activities, pair[0]), pair[1]), group
                 )
                 flat = [result for per_opportunity in results for result in per_opportunity]
             for entry, result in zip(entries, flat):
+                if result is None:
+                    continue
                 if result.ok:
                     entry.status = "ok"
                     entry.extra["activity_id"] = result.activity_id
@@ -304,13 +344,16 @@ class Pusher:
         if not entries:
             return
         status_of = {"ok": "created", "failed": "failed", "unknown": "unknown"}
+        journalled = entries
+        entries = [e for e in journalled if e.status != "not_sent"]
+        self.summary.activities_waiting += len(journalled) - len(entries)
         for entry in entries:
             counter = f"activities_{status_of[entry.status]}"
             setattr(self.summary, counter, getattr(self.summary, counter) + 1)
         with self.connect() as conn:
             conn.execute("BEGIN")
             if sent:
-                journal.record_outcomes(conn, self.run_id, entries)
+                journal.record_outcomes(conn, self.run_id, journalled)
             conn.execute(
                 """
                 INSERT OR REPLACE INTO activity_state
