@@ -30,6 +30,16 @@ FORMULA_STARTS = ("=", "+", "-", "@")
 NUL_SHOWN_AS = "\u2400"
 
 
+def _t(column: str) -> str:
+    """The quoted name of a source column's trimmed text."""
+    return identifier(f"t_{column}")
+
+
+def _x(column: str) -> str:
+    """The quoted name of a source column's date, time and offset parts."""
+    return identifier(f"x_{column}")
+
+
 def _trimmed(column: str) -> str:
     """The column's text without surrounding whitespace, NULL when empty. trim() with a character
     set is slow, so it runs only on the few values that start or end with a control or space."""
@@ -102,7 +112,7 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
             checks.append((f"CAST({t} AS DECIMAL(38, 10)) <= {spec.greater_than}",
                            f"'must be greater than {spec.greater_than:g}'"))
     elif spec.type in ("date", "datetime"):
-        value = _utc_timestamp(f"x_{spec.column}")
+        value = _utc_timestamp(_x(spec.column))
         checks.append(("{p} IS NULL", "'not an ISO 8601 date-time (YYYY-MM-DDTHH:MM:SS with Z or an offset)'"))
         checks.append(("{p} >= CAST(day AS TIMESTAMP) + INTERVAL 2 DAY",
                        "'in the future: after the end of the day following the file''s day'"))
@@ -163,10 +173,10 @@ class _Query:
     def reason_sql(self, index: int) -> str:
         rule = self.rules[index]
         p = f"p{index}"
-        t = f"t_{rule.column}"
+        t = _t(rule.column)
         whens = [f"WHEN {t} IS NULL THEN {literal('required value missing') if rule.required else 'NULL'}"]
         whens += [f"WHEN {condition.replace('{p}', p)} THEN {reason}" for condition, reason in rule.checks]
-        case = f"CASE WHEN contains(\"{rule.column}\", chr(0)) THEN 'contains a NUL byte' {' '.join(whens)} END"
+        case = f"CASE WHEN contains({identifier(rule.column)}, chr(0)) THEN 'contains a NUL byte' {' '.join(whens)} END"
         return f"CASE WHEN {rule.only_when} THEN {case} END" if rule.only_when else case
 
     def reasons(self, extra: dict[str, list[str]] | None = None) -> list[tuple[str, bool, str]]:
@@ -186,9 +196,9 @@ class _Query:
         rules `indices`."""
         rules = [self.rules[i] for i in indices]
         columns = list(dict.fromkeys(rule.column for rule in rules if rule.column))
-        trimmed = ", ".join(f"{_trimmed(column)} AS t_{column}" for column in columns)
-        dated = list(dict.fromkeys(rule.column for rule in rules if f"x_{rule.column}." in rule.value))
-        parts = "".join(f", {_datetime_parts(f't_{column}')} AS x_{column}" for column in dated)
+        trimmed = ", ".join(f"{_trimmed(column)} AS {_t(column)}" for column in columns)
+        dated = list(dict.fromkeys(rule.column for rule in rules if f"{_x(rule.column)}." in rule.value))
+        parts = "".join(f", {_datetime_parts(_t(column))} AS {_x(column)}" for column in dated)
         values = ", ".join(f"{self.rules[i].value} AS p{i}" for i in indices)
         return f"""
             SELECT *, {values} FROM (
@@ -247,7 +257,7 @@ def _opportunity_check(mapping: Mapping, days: str) -> Check:
     query = _Query()
 
     def t(column: str) -> str:
-        return f"t_{column}"
+        return _t(column)
 
     def add_field(target: str, spec: FieldSpec) -> str:
         return query.add(_field_rule(target, spec, t(spec.column)))
@@ -312,27 +322,27 @@ def _activity_check(mapping: Mapping, days: str) -> Check:
     events = mapping.events
     opp = mapping.opportunity
     query = _Query()
-    t_type = f"t_{events.type_column}"
+    t_type = _t(events.type_column)
     event_id = query.add(_field_rule("event_id", FieldSpec(column=events.id_column, required=True, max_length=50),
-                                     f"t_{events.id_column}"))
+                                     _t(events.id_column)))
     source_id = query.add(_field_rule("source_id", FieldSpec(
         column=events.source_id_column, required=True, max_length=opp.source_id.max_length),
-        f"t_{events.source_id_column}"))
+        _t(events.source_id_column)))
     codes = " ".join(f"WHEN {literal(name)} THEN {spec.activity_event}" for name, spec in events.types.items())
     activity_event = query.add(Rule(
         "activity_event", events.type_column, f"CASE lower({t_type}) {codes} END",
         [("{p} IS NULL", literal(f"unknown event type (known: {', '.join(events.types)})"))], True))
     occurred_at = query.add(_field_rule("occurred_at", FieldSpec(
-        column=events.occurred_at_column, type="datetime", required=True), f"t_{events.occurred_at_column}"))
-    query.add(_owner_rule("owner_email", events.owner_column, opp.owner.users, True, f"t_{events.owner_column}"))
+        column=events.occurred_at_column, type="datetime", required=True), _t(events.occurred_at_column)))
+    query.add(_owner_rule("owner_email", events.owner_column, opp.owner.users, True, _t(events.owner_column)))
     note = "NULL"
     if events.note is not None:
-        note = query.text(query.add(_field_rule("note", events.note, f"t_{events.note.column}")))
+        note = query.text(query.add(_field_rule("note", events.note, _t(events.note.column))))
     per_type: list[str] = []
     for type_name, activity in events.types.items():
         pairs = []
         for name, spec in activity.fields.items():
-            index = query.add(_field_rule(name, spec, f"t_{spec.column}"))
+            index = query.add(_field_rule(name, spec, _t(spec.column)))
             query.rules[-1].only_when = f"lower({t_type}) = {literal(type_name)}"
             pairs.append((name, query.text(index)))
         type_fields = _json_object(pairs) if pairs else "'{}'::JSON"
@@ -343,7 +353,7 @@ def _activity_check(mapping: Mapping, days: str) -> Check:
     return query.check("raw_events", days, key=event_id, version=None,
                              extra={events.source_id_column: [known]}, outputs=[
         ("event_id", query.text(event_id)), ("source_id", query.text(source_id)),
-        ("activity_event", activity_event), ("owner_email", f"lower(t_{events.owner_column})"),
+        ("activity_event", activity_event), ("owner_email", f"lower({_t(events.owner_column)})"),
         ("note", note), ("fields", fields), ("occurred_at", occurred_at)])
 
 

@@ -1,8 +1,13 @@
-"""The warehouse's tables in DuckDB: the DDL of every sync table, created idempotently by `ensure_schema`."""
+"""The warehouse's tables in DuckDB and their schema version: `ensure_schema` brings any warehouse,
+new or made by an older release, up to this release's schema, in place and in one transaction."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
+
+from lsq_pipeline.sync.sql import identifier
 
 APPLICATION_COLUMNS: tuple[str, ...] = (
     "application_id", "applicant_name", "email", "phone", "product", "amount",
@@ -19,7 +24,7 @@ RAW_TABLES: dict[str, str] = {"applications.csv": "raw_applications", "events.cs
 
 
 def _raw_table_ddl(table: str, columns: tuple[str, ...]) -> str:
-    source_columns = ",\n    ".join(f"{column} VARCHAR" for column in columns)
+    source_columns = ",\n    ".join(f"{identifier(column)} VARCHAR" for column in columns)
     return f"""
 CREATE TABLE IF NOT EXISTS {table} (
     day DATE,
@@ -29,46 +34,41 @@ CREATE TABLE IF NOT EXISTS {table} (
 )"""
 
 
-# The JSON of a million records: zstd writes it in 60% of the CPU time of DuckDB's default string
-# compression, and smaller (measured in benchmarks/README.md). Applies to newly created tables.
-BULK_TEXT = "USING COMPRESSION zstd"
-
-SCHEMA_DDL: tuple[str, ...] = (
+BASELINE_DDL: tuple[str, ...] = (
     _raw_table_ddl("raw_applications", APPLICATION_COLUMNS),
     _raw_table_ddl("raw_events", EVENT_COLUMNS),
-    f"""
+    """
 CREATE TABLE IF NOT EXISTS opportunity_records (
     day DATE, source_id VARCHAR, source_updated_at TIMESTAMP, search_by_value VARCHAR,
-    lead_fields JSON {BULK_TEXT}, fields JSON {BULK_TEXT}, owner_email VARCHAR, note VARCHAR, record_hash VARCHAR
+    lead_fields JSON, fields JSON, owner_email VARCHAR, note VARCHAR, record_hash VARCHAR
 )""",
-    f"""
+    """
 CREATE TABLE IF NOT EXISTS activity_records (
     day DATE, event_id VARCHAR, source_id VARCHAR, activity_event INTEGER,
-    owner_email VARCHAR, note VARCHAR, fields JSON {BULK_TEXT}, occurred_at TIMESTAMP
+    owner_email VARCHAR, note VARCHAR, fields JSON, occurred_at TIMESTAMP
 )""",
     """
 CREATE TABLE IF NOT EXISTS rejects (
     day DATE, source_file VARCHAR, row_number BIGINT, source_id VARCHAR,
     field VARCHAR, reason VARCHAR, value VARCHAR
 )""",
-    f"""
+    """
 CREATE TABLE IF NOT EXISTS sync_plan (
-    day DATE, source_id VARCHAR, action VARCHAR, opportunity_id VARCHAR, fields JSON {BULK_TEXT},
-    full_fields JSON {BULK_TEXT}, search_by_value VARCHAR, lead_fields JSON {BULK_TEXT}, owner_email VARCHAR,
-    note VARCHAR, record_hash VARCHAR, source_updated_at TIMESTAMP, reason VARCHAR
+    day DATE, source_id VARCHAR, action VARCHAR, opportunity_id VARCHAR, fields JSON,
+    full_fields JSON, search_by_value VARCHAR, lead_fields JSON, owner_email VARCHAR,
+    note VARCHAR, record_hash VARCHAR, source_updated_at TIMESTAMP
 )""",
-    f"""
+    """
 CREATE TABLE IF NOT EXISTS activity_plan (
     day DATE, event_id VARCHAR, source_id VARCHAR, activity_event INTEGER,
-    owner_email VARCHAR, note VARCHAR, fields JSON {BULK_TEXT}, occurred_at TIMESTAMP
+    owner_email VARCHAR, note VARCHAR, fields JSON, occurred_at TIMESTAMP
 )""",
     """
 CREATE TABLE IF NOT EXISTS opportunity_state (
     source_id VARCHAR PRIMARY KEY, opportunity_id VARCHAR, lead_id VARCHAR,
     event_code INTEGER, sent_hash VARCHAR, sent_fields JSON, remote_fields JSON,
     source_updated_at TIMESTAMP, remote_modified_on TIMESTAMP, status VARCHAR,
-    drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP, failed_hash VARCHAR,
-    drift JSON, repaired_fields VARCHAR[], repaired_at TIMESTAMP
+    drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP, failed_hash VARCHAR
 )""",
     """
 CREATE TABLE IF NOT EXISTS activity_state (
@@ -89,19 +89,97 @@ TABLES: tuple[str, ...] = (
 )
 
 
-# Columns added after a warehouse may have been created: (table, column, type).
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("sync_plan", "reason", "VARCHAR"),  # why a sync mode skipped the record
-    ("opportunity_state", "drift", "JSON"),  # per drifted field: sent, held, modified_on
-    ("opportunity_state", "repaired_fields", "VARCHAR[]"),  # fields sent again after a change in LeadSquared
-    ("opportunity_state", "repaired_at", "TIMESTAMP"),
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: a unique name, why it exists, and the statements that make it.
+
+    Statements must be safe on a warehouse that already has what they add (`IF NOT EXISTS`),
+    since warehouses made before versioning hold an unknown mix of the early steps."""
+
+    name: str
+    description: str
+    statements: tuple[str, ...]
+
+
+# The schema's history, oldest first. To change the schema, APPEND a step (never edit or
+# reorder one that shipped); its position is the schema version it brings the warehouse to.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "baseline",
+        "every table of release 0fc11b4; failed_hash for warehouses made before it",
+        (*BASELINE_DDL, "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS failed_hash VARCHAR"),
+    ),
+    Migration(
+        "journal_parent_batch",
+        "push_journal.parent_batch_id: the refused batch a split half was cut from",
+        ("ALTER TABLE push_journal ADD COLUMN IF NOT EXISTS parent_batch_id VARCHAR",),
+    ),
+    Migration(
+        "modes_and_ownership",
+        "sync_plan.reason: why the sync mode skipped a record; opportunity_state.drift (per drifted field: "
+        "sent, held, modified_on), repaired_fields and repaired_at (fields sent again after a change in LeadSquared)",
+        (
+            "ALTER TABLE sync_plan ADD COLUMN IF NOT EXISTS reason VARCHAR",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS drift JSON",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS repaired_fields VARCHAR[]",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS repaired_at TIMESTAMP",
+        ),
+    ),
 )
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create every sync table that does not exist yet and add the columns added since; safe to
-    call on every connection."""
-    for statement in SCHEMA_DDL:
-        conn.execute(statement)
-    for table, column, type_ in ADDED_COLUMNS:
-        conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {type_}")
+class WarehouseVersionError(RuntimeError):
+    """The warehouse was made by a newer release than this one: opening it could lose data."""
+
+
+def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """The warehouse's schema version: 0 for a new one or one made before versioning."""
+    exists = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version' AND schema_name = 'main'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    return conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Bring the warehouse to `SCHEMA_VERSION`, applying the missing steps in one transaction
+    (all or none); returns the names applied. Cheap when the warehouse is current."""
+    if schema_version(conn) == SCHEMA_VERSION:
+        return []
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_version (
+                   version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, description VARCHAR,
+                   applied_at TIMESTAMP DEFAULT now())"""
+        )
+        applied = dict(conn.execute("SELECT version, name FROM schema_version").fetchall())
+        unknown = {v: n for v, n in applied.items() if v > SCHEMA_VERSION or MIGRATIONS[v - 1].name != n}
+        if unknown:
+            raise WarehouseVersionError(
+                f"the warehouse has schema steps this release does not know ({unknown}); it was made by a "
+                f"newer lsq_pipeline (this one knows up to version {SCHEMA_VERSION}): upgrade lsq_pipeline"
+            )
+        done = []
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            if version in applied:
+                continue
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, name, description) VALUES ($1, $2, $3)",
+                [version, migration.name, migration.description],
+            )
+            done.append(migration.name)
+        conn.execute("COMMIT")
+    except duckdb.TransactionException:
+        conn.execute("ROLLBACK")
+        if schema_version(conn) == SCHEMA_VERSION:  # another connection of this process migrated it
+            return []
+        raise
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return done
