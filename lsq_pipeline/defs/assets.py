@@ -26,6 +26,7 @@ from lsq_pipeline.sync.warehouse import ensure_schema
 WAREHOUSE_POOL = "lsq_warehouse"
 API_POOL = "leadsquared_api"
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+DRIFT_PREVIEW_ROWS = 20
 
 
 def run_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -200,8 +201,8 @@ def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
         context.log.info(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
         return dg.MaterializeResult(
             metadata={
-                **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0))
-                   for action in ("create", "update", "unchanged", "stale", "refused")},
+                **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0)) for action in plan_rules.ACTIONS},
+                "mode": dg.MetadataValue.text(mapping.opportunity.mode),
                 "planned_activities": dg.MetadataValue.int(activities),
                 "create_batches": dg.MetadataValue.int(batches["create"]),
                 "update_batches": dg.MetadataValue.int(batches["update"]),
@@ -314,7 +315,8 @@ def opportunity_state(
     client = leadsquared.get_client()
     before = client.stats()
     try:
-        summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full)
+        summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full,
+                            crm_owned=mapping.opportunity.crm_owned(), repaired=mapping.opportunity.repaired())
         day_spent = False
     except DailyBudgetExhausted as error:  # pending rows stay pending: the next run reads them back
         context.log.warning(f"reconcile skipped: {error}")
@@ -333,8 +335,8 @@ def opportunity_state(
             """
         ).fetchall()
         drifted = conn.execute(
-            """SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
-               WHERE status = 'drifted' ORDER BY source_id LIMIT 20"""
+            f"""SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
+               WHERE status = 'drifted' ORDER BY source_id LIMIT {DRIFT_PREVIEW_ROWS}"""
         ).fetchall()
         state_meta = table_metadata(conn, "opportunity_state", "TRUE", [])
     yield dg.MaterializeResult(
@@ -344,6 +346,12 @@ def opportunity_state(
             "drifted": dg.MetadataValue.int(summary.drifted),
             "missing_in_leadsquared": dg.MetadataValue.int(summary.missing),
             "newly_rejected": dg.MetadataValue.int(summary.rejected),
+            "repaired": dg.MetadataValue.int(summary.repaired),
+            "drift_details": dg.MetadataValue.md(
+                preview(["source_id", "opportunity_id", "field", "sent", "held", "modified_on", "repaired"],
+                        summary.drift_details[:DRIFT_PREVIEW_ROWS])
+                if summary.drift_details else "no drift"
+            ),
             "full_reconcile": dg.MetadataValue.bool(config.full),
             "daily_budget_exhausted": dg.MetadataValue.bool(day_spent),
             "states": dg.MetadataValue.json(statuses),

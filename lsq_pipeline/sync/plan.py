@@ -9,7 +9,12 @@ import duckdb
 from lsq_pipeline.sync.mapping import Mapping
 from lsq_pipeline.sync.sql import day_list_sql, literal
 
-ACTIONS = ("create", "update", "unchanged", "stale", "refused")
+ACTIONS = ("create", "update", "unchanged", "stale", "refused", "skipped")
+# Why a mode skips what upsert would send (sync_plan.reason, then the state row's error).
+SKIPPED_BY_MODE = {
+    "update_only": ("create", "mode update_only: no opportunity for this record, and this mode never creates"),
+    "create_only": ("update", "mode create_only: the opportunity exists, and this mode never updates"),
+}
 
 
 def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
@@ -22,10 +27,23 @@ def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
     if opp.status_comment:
         comment = literal(opp.status_comment.field)
         comment_clause = f" OR (e.key = {comment} AND {new}[{status}] IS DISTINCT FROM {old}[{status}])"
+    crm_owned = f"[{', '.join(literal(name) for name in opp.crm_owned())}]::VARCHAR[]"  # sent on create only
     return f"""to_json(map_from_entries(list_concat(
-                list_filter(map_entries({new}), lambda e: e.value IS DISTINCT FROM {old}[e.key]{comment_clause}),
-                list_transform(list_filter(map_keys({old}), lambda k: {new}[k] IS NULL),
+                list_filter(map_entries({new}), lambda e: NOT list_contains({crm_owned}, e.key)
+                            AND (e.value IS DISTINCT FROM {old}[e.key]{comment_clause})),
+                list_transform(list_filter(map_keys({old}), lambda k: {new}[k] IS NULL
+                                           AND NOT list_contains({crm_owned}, k)),
                                lambda k: struct_pack(key := k, value := '')))))"""
+
+
+def _full_fields_sql(mapping: Mapping, fields: str, sent: str) -> str:
+    """Every mapped field as it will stand once the update lands: a CRM-owned field keeps the
+    value last sent (it is not sent again), the others the source's."""
+    crm_owned = mapping.opportunity.crm_owned()
+    if not crm_owned:
+        return fields
+    kept = ", ".join(f"{literal(name)}, json_extract({sent}, {literal('$.' + name)})" for name in crm_owned)
+    return f"json_merge_patch({fields}, json_object({kept}))"
 
 
 def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mapping) -> dict[str, int]:
@@ -35,7 +53,8 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
     (or no opportunity id yet) -> create; older than the version last synced -> stale (never
     pushed); same hash as sent -> unchanged; else update with only the changed fields. The exact
     version LeadSquared refused last time -> refused (not re-sent until the source changes).
-    Events are planned unless their activity was already created. Returns counts by action
+    The mapping's mode turns the creates (`update_only`) or updates (`create_only`) into
+    `skipped`, with the reason. Events are planned unless their activity was already created. Returns counts by action
     and `activities`.
     """
     days = sorted(set(days))
@@ -46,8 +65,10 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
     try:
         conn.execute(f"DELETE FROM sync_plan WHERE day IN {in_days}")
         conn.execute(f"DELETE FROM activity_plan WHERE day IN {in_days}")
+        skipped_action, skipped_reason = SKIPPED_BY_MODE.get(mapping.opportunity.mode, (None, None))
         conn.execute(f"""
-            INSERT INTO sync_plan
+            INSERT INTO sync_plan (day, source_id, action, opportunity_id, fields, full_fields, search_by_value,
+                                   lead_fields, owner_email, note, record_hash, source_updated_at, reason)
             WITH latest AS (  -- found on the narrow (source_id, version, day), then the whole rows
                 SELECT * FROM opportunity_records
                 WHERE day IN {in_days} AND (source_id, day) IN (
@@ -62,7 +83,8 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
                          WHEN s.source_id IS NULL OR s.opportunity_id IS NULL THEN 'create'
                          WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
                          WHEN l.record_hash = s.sent_hash THEN 'unchanged'
-                         ELSE 'update' END AS action
+                         ELSE 'update' END AS upsert_action,
+                    CASE WHEN upsert_action = $skipped THEN 'skipped' ELSE upsert_action END AS action
                 FROM latest l LEFT JOIN opportunity_state s USING (source_id)
             )
             SELECT day, source_id, action,
@@ -70,12 +92,14 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
                    CASE action WHEN 'create' THEN fields
                                WHEN 'update' THEN {_changed_fields_sql(mapping, 'new_map', 'old_map')}
                    END,
-                   fields, search_by_value, lead_fields, owner_email, note, record_hash, source_updated_at
+                   CASE WHEN action = 'update' THEN {_full_fields_sql(mapping, 'fields', 'sent_fields')} ELSE fields END,
+                   search_by_value, lead_fields, owner_email, note, record_hash, source_updated_at,
+                   CASE WHEN action = 'skipped' THEN $reason END
             FROM (SELECT *,
                     CASE WHEN action = 'update' THEN CAST(fields AS MAP(VARCHAR, VARCHAR)) END AS new_map,
                     CASE WHEN action = 'update' THEN coalesce(CAST(sent_fields AS MAP(VARCHAR, VARCHAR)),
                                                               MAP {{}}::MAP(VARCHAR, VARCHAR)) END AS old_map
-                  FROM decided)""")
+                  FROM decided)""", {"skipped": skipped_action, "reason": skipped_reason})
         conn.execute(f"""
             INSERT INTO activity_plan
             SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at

@@ -114,6 +114,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "push_journal.parent_batch_id: the refused batch a split half was cut from",
         ("ALTER TABLE push_journal ADD COLUMN IF NOT EXISTS parent_batch_id VARCHAR",),
     ),
+    Migration(
+        "modes_and_ownership",
+        "sync_plan.reason: why the sync mode skipped a record; opportunity_state.drift (per drifted field: "
+        "sent, held, modified_on), repaired_fields and repaired_at (fields sent again after a change in LeadSquared)",
+        (
+            "ALTER TABLE sync_plan ADD COLUMN IF NOT EXISTS reason VARCHAR",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS drift JSON",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS repaired_fields VARCHAR[]",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS repaired_at TIMESTAMP",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
