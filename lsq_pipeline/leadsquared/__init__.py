@@ -1,4 +1,4 @@
-"""The LeadSquared opportunity API as Python: models, client, rate limit, typed errors. No Dagster."""
+"""The LeadSquared opportunity API (and the lead bulk creates) as Python: models, client, rate limit, typed errors. No Dagster."""
 
 from lsq_pipeline.leadsquared.client import MISSING_ROW, OUTCOME_UNKNOWN, LeadSquaredClient
 from lsq_pipeline.leadsquared.errors import (
@@ -13,6 +13,7 @@ from lsq_pipeline.leadsquared.errors import (
 from lsq_pipeline.leadsquared.models import (
     MAX_IDS_PER_READ,
     MAX_ITEMS_PER_WRITE,
+    MAX_LEADS_PER_BULK_CREATE,
     ActivityAdd,
     CaptureOpportunityDetails,
     CaptureRequest,
@@ -20,6 +21,7 @@ from lsq_pipeline.leadsquared.models import (
     EndpointStats,
     FieldValue,
     LeadAttribute,
+    LeadBatchResult,
     OpportunityAdd,
     OpportunityRecord,
     OpportunityUpdate,
@@ -31,6 +33,7 @@ from lsq_pipeline.leadsquared.rate_limit import SlidingWindow
 __all__ = [
     "MAX_IDS_PER_READ",
     "MAX_ITEMS_PER_WRITE",
+    "MAX_LEADS_PER_BULK_CREATE",
     "MISSING_ROW",
     "OUTCOME_UNKNOWN",
     "ActivityAdd",
@@ -42,6 +45,7 @@ __all__ = [
     "EndpointStats",
     "FieldValue",
     "LeadAttribute",
+    "LeadBatchResult",
     "LeadSquaredAPIError",
     "LeadSquaredClient",
     "LeadSquaredError",
