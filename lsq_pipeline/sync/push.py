@@ -1,5 +1,6 @@
-"""Push a plan to LeadSquared: creates (Bulk Add, then Capture where the lead is missing),
-updates (Bulk Update) and activities, journalled batch by batch.
+"""Push a plan to LeadSquared: creates (leads not known to exist created in bulk, then Bulk Add,
+then Capture where the lead is still missing), updates (Bulk Update) and activities, journalled
+batch by batch.
 
 Safe to re-run: every create carries the source id in the field the type's duplicate rule
 covers and is sent with OverwriteFields, so a create that already landed comes back as the
@@ -8,6 +9,7 @@ existing opportunity instead of a second one."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
@@ -19,21 +21,28 @@ import duckdb
 
 from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
-from lsq_pipeline.sync import journal
+from lsq_pipeline.sync import journal, leads
 from lsq_pipeline.sync.journal import JournalEntry
 from lsq_pipeline.sync.mapping import Mapping
+from lsq_pipeline.sync.progress import PushProgress
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
 # How many items go to the client at once between two journal writes: large enough to keep
 # max_in_flight calls in the air, small enough that a crash leaves little unknown.
 CHUNK_ITEMS = MAX_ITEMS_PER_WRITE * 20
+BULK_LEAD_CALLS_IN_FLIGHT = 2
+"""Lead bulk creates in the air at once: two keep the bulk window busy through 1 s of latency."""
 
 
 @dataclass
 class PushSummary:
     """What one push did, for asset metadata and the demo's summary."""
 
+    leads_sent: int = 0
+    """Leads in bulk create calls that LeadSquared answered (new ones created, known ones left as they were)."""
+    lead_calls_failed: int = 0
+    """Lead bulk create calls refused or unanswered (their records went on to Bulk Add, then Capture)."""
     created: int = 0
     already_existed: int = 0
     captured: int = 0
@@ -87,6 +96,9 @@ class Pusher:
         self.run_id = run_id
         self.log = log
         self.summary = PushSummary()
+        self.progress = PushProgress(client, log)
+        self._lock = threading.RLock()
+        """Held while the summary changes and while the warehouse is written (lanes run in threads)."""
 
     # -- the whole push ---------------------------------------------------------------------
     def push(self, days: Sequence[date]) -> PushSummary:
@@ -95,9 +107,12 @@ class Pusher:
             self.summary.interrupted_before = journal.mark_interrupted(conn)
             creates = self._planned(conn, days, "create")
             updates = self._planned(conn, days, "update")
-        self._push_creates(creates)
-        self._push_updates(updates)
-        self._push_activities(days)
+        self.progress.plan("creates", len(creates))
+        self.progress.plan("updates", len(updates))
+        with self.progress.reporting():
+            self._push_creates(creates)
+            self._push_updates(updates)
+            self._push_activities(days)
         self.summary.seconds = time.monotonic() - started
         return self.summary
 
@@ -146,17 +161,70 @@ class Pusher:
         return {"LeadDetails": lead_details, "Opportunity": opportunity}
 
     def _push_creates(self, rows: list[dict]) -> None:
+        """Leads not known to exist are created in bulk (the bulk window) while the general window
+        adds opportunities to the records whose lead exists (Bulk Add) and captures the others."""
+        if not rows:
+            return
         by_source = {row["source_id"]: row for row in rows}
-        for chunk in _chunks(rows, CHUNK_ITEMS):
-            entries = _with_batch_ids(
-                [JournalEntry("create", r["day"], r["source_id"], self._add_payload(r)) for r in chunk]
-            )
-            with self.connect() as conn:
-                journal.record_sent(conn, self.run_id, entries)
-            results = self.client.add_opportunities(
-                self.mapping.opportunity.lead.search_by.field, [e.payload for e in entries]
-            )
-            missing_lead: list[dict] = []
+        with self.connect() as conn:
+            known = leads.known_leads(conn, [row["search_by_value"] for row in rows])
+        queue = leads.CreateQueue(rows, known)
+        self.progress.plan("leads", queue.unknown_leads)
+        lanes = [lambda: self._bulk_lane(queue)] * BULK_LEAD_CALLS_IN_FLIGHT
+        lanes += [lambda: self._general_lane(queue, by_source)] * self.client.max_in_flight
+        with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lsq-push") as pool:
+            futures = [pool.submit(lane) for lane in lanes]
+            errors = [future.exception() for future in futures]
+        first_error = next((error for error in errors if error is not None), None)
+        if first_error is not None:
+            raise first_error
+
+    def _bulk_lane(self, queue: leads.CreateQueue) -> None:
+        """Create leads, 50 a call, from the front of the queue until none is left unsent."""
+        try:
+            while groups := queue.take_leads():
+                try:
+                    batches = self.client.create_leads([self._lead_payload(group[0]) for group in groups])
+                finally:
+                    queue.leads_sent(groups)
+                with self._lock:
+                    for batch in batches:
+                        if batch.status == "answered":
+                            self.summary.leads_sent += batch.count
+                        else:
+                            self.summary.lead_calls_failed += 1
+                    self.progress.done("leads", len(groups))
+        except BaseException:
+            queue.abort()
+            raise
+
+    def _general_lane(self, queue: leads.CreateQueue, by_source: dict[str, dict]) -> None:
+        """Take units of the general window's work until every create is done."""
+        try:
+            while work := queue.take_work():
+                lead_missing: list[dict] = []
+                try:
+                    if work.kind == "add":
+                        lead_missing = self._add_batch(work.rows, by_source)
+                    else:
+                        self._capture(work.rows, by_source)
+                finally:
+                    queue.work_done(work, lead_missing)
+        except BaseException:
+            queue.abort()
+            raise
+
+    def _lead_payload(self, row: dict) -> dict[str, str]:
+        return {name: value for name, value in row["lead_fields"].items() if value}
+
+    def _add_batch(self, rows: list[dict], by_source: dict[str, dict]) -> list[dict]:
+        """One Bulk Add call; returns the rows whose lead does not exist (they go to Capture)."""
+        entries = _with_batch_ids([JournalEntry("create", r["day"], r["source_id"], self._add_payload(r)) for r in rows])
+        with self._lock, self.connect() as conn:
+            journal.record_sent(conn, self.run_id, entries)
+        results = self.client.add_opportunities(self.mapping.opportunity.lead.search_by.field, [e.payload for e in entries])
+        missing_lead: list[dict] = []
+        with self._lock:
             for entry, result in zip(entries, results):
                 if result.ok:
                     entry.status, entry.opportunity_id = "ok", result.opportunity_id
@@ -171,24 +239,24 @@ class Pusher:
                 else:
                     self._failed(entry, result)
             self._record(entries, by_source)
-            if missing_lead:
-                self._push_captures(missing_lead)
+            self.progress.done("creates", len(entries) - len(missing_lead))
+        return missing_lead
 
-    def _push_captures(self, rows: list[dict]) -> None:
-        by_source = {row["source_id"]: row for row in rows}
-        entries = _with_batch_ids(
-            [JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows]
-        )
-        with self.connect() as conn:
+    def _capture(self, rows: list[dict], by_source: dict[str, dict]) -> None:
+        """Capture each row: creates (or updates) its lead and adds the opportunity, one call each."""
+        entries = _with_batch_ids([JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows])
+        with self._lock, self.connect() as conn:
             journal.record_sent(conn, self.run_id, entries)
         results = self.client.capture_opportunities([e.payload for e in entries])
-        for entry, result in zip(entries, results):
-            if result.ok:
-                entry.status, entry.opportunity_id = "ok", result.opportunity_id
-                self.summary.captured += 1
-            else:
-                self._failed(entry, result)
-        self._record(entries, by_source)
+        with self._lock:
+            for entry, result in zip(entries, results):
+                if result.ok:
+                    entry.status, entry.opportunity_id = "ok", result.opportunity_id
+                    self.summary.captured += 1
+                else:
+                    self._failed(entry, result)
+            self._record(entries, by_source)
+            self.progress.done("creates", len(entries))
 
     # -- updates ------------------------------------------------------------------------------
     def _push_updates(self, rows: list[dict]) -> None:
@@ -220,6 +288,7 @@ class Pusher:
                 else:
                     self._failed(entry, result)
             self._record(entries, by_source)
+            self.progress.done("updates", len(entries))
 
     def _failed(self, entry: JournalEntry, result) -> None:
         entry.status, entry.error = "failed", _error_text(result)
@@ -270,6 +339,7 @@ class Pusher:
             else:
                 entry.status, entry.error = "failed", f"application {source_id} has no opportunity yet"
                 orphans.append(entry)
+        self.progress.plan("activities", len(rows))
         self._record_activities(orphans, sent=False)
         # Each opportunity is its own call; the client runs them concurrently within its limits.
         pending = list(by_opportunity.items())
@@ -307,6 +377,7 @@ class Pusher:
         for entry in entries:
             counter = f"activities_{status_of[entry.status]}"
             setattr(self.summary, counter, getattr(self.summary, counter) + 1)
+        self.progress.done("activities", len(entries))
         with self.connect() as conn:
             conn.execute("BEGIN")
             if sent:
