@@ -67,7 +67,7 @@ def extract(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source
             counts["applications"] += loaded["applications"]
             counts["events"] += loaded["events"]
             warnings.extend(loaded.get("warnings", []))
-            context.log.info(f"{day}: {loaded['applications']} applications, {loaded['events']} events")
+            context.log.debug(f"{day}: {loaded['applications']} applications, {loaded['events']} events")
         for warning in warnings:
             context.log.warning(warning)
         yield dg.MaterializeResult(
@@ -127,7 +127,7 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
         counts = validate.transform_days(conn, days, mapping)
-        context.log.info(f"transform {days[0]}..{days[-1]}: {counts}")
+        context.log.debug(f"transform {days[0]}..{days[-1]}: {counts}")
         accepted = conn.execute(
             f"SELECT count(*) FROM opportunity_records WHERE {IN_RUN_DAYS}", [days]
         ).fetchone()[0]
@@ -197,7 +197,7 @@ def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
         batches = {
             action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE) for action in ("create", "update")
         }
-        context.log.info(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
+        context.log.debug(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
         return dg.MaterializeResult(
             metadata={
                 **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0))
