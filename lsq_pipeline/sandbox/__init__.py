@@ -3,6 +3,7 @@
 from lsq_pipeline.sandbox.account import Account, AccountError, load_account
 from lsq_pipeline.sandbox.backend import SandboxBackend
 from lsq_pipeline.sandbox.embedded import ensure_sandbox, stop_sandbox
+from lsq_pipeline.sandbox.profiles import PROFILES, Profile
 from lsq_pipeline.sandbox.server import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
@@ -16,6 +17,8 @@ __all__ = [
     "DEFAULT_SECRET_KEY",
     "Account",
     "AccountError",
+    "PROFILES",
+    "Profile",
     "RunningSandbox",
     "SandboxBackend",
     "SandboxOptions",

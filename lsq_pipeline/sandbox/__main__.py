@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from lsq_pipeline.sandbox.backend import SandboxBackend
+from lsq_pipeline.sandbox.profiles import PROFILES
 from lsq_pipeline.sandbox.server import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
@@ -40,10 +41,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--access-key", default=os.environ.get("LSQ_ACCESS_KEY") or DEFAULT_ACCESS_KEY)
     parser.add_argument("--secret-key", default=os.environ.get("LSQ_SECRET_KEY") or DEFAULT_SECRET_KEY)
+    parser.add_argument("--profile", choices=list(PROFILES), default="documented",
+                        help="behaviour where the pages are silent (sandbox README, Profiles)")
     parser.add_argument("--state", type=Path, default=None, help="JSON-lines state journal (persist across restarts)")
     parser.add_argument("--rate-limit", type=parse_rate_limit, default=(25, 5.0), metavar="CALLS/SECONDS",
                         help="sliding window per account, default 25/5; 0 turns it off")
-    parser.add_argument("--rate-limit-status", type=int, choices=(429, 200), default=429)
+    parser.add_argument("--rate-limit-status", type=int, choices=(429, 200), default=None,
+                        help="default: the profile's")
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--lost-response-rate", type=float, default=0.0)
@@ -58,16 +62,17 @@ def serve(args: argparse.Namespace) -> int:
     """Run until Ctrl-C / SIGTERM / idle timeout; print the URL once listening."""
     calls, seconds = args.rate_limit
     options = SandboxOptions(
-        access_key=args.access_key, secret_key=args.secret_key,
+        access_key=args.access_key, secret_key=args.secret_key, profile=args.profile,
         rate_limit_calls=calls, rate_limit_seconds=seconds, rate_limit_status=args.rate_limit_status,
         latency_ms=args.latency_ms, fault_rate=args.fault_rate, lost_response_rate=args.lost_response_rate,
         seed=args.seed, idle_timeout=args.idle_timeout, verbose=not args.quiet,
     )
-    backend = SandboxBackend(args.account, args.state)
+    backend = SandboxBackend(args.account, args.state, profile=options.profile)
     server = SandboxHTTPServer((args.host, args.port), backend, options)
     if args.server_file:
         _write_server_file(args.server_file, server.url)
     print(f"LeadSquared sandbox listening on {server.url}", flush=True)
+    print(f"profile: {options.profile}", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
     if options.idle_timeout:
         threading.Thread(target=server.watch_idle, daemon=True).start()

@@ -48,6 +48,8 @@ class OpportunityType(_Strict):
     name: str = ""
     status_comments: bool = False
     duplicate_rule: list[str] = Field(default_factory=list)
+    # Drop-down values outside the options: refused when true; None follows the account's setting.
+    validate_dropdowns: bool | None = None
     fields: list[FieldDefinition] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -119,6 +121,8 @@ class Account(_Strict):
 
     name: str = "sandbox"
     unique_lead_fields: list[str] = Field(default_factory=lambda: ["EmailAddress", "Phone", "Mobile"])
+    # The real API accepts drop-down values outside the options unless validation is switched on (NOTES.md).
+    validate_dropdowns: bool = False
     lead_fields: list[str] = Field(default_factory=list)
     users: list[User] = Field(min_length=1)
     opportunity_types: list[OpportunityType] = Field(default_factory=list)

@@ -85,11 +85,12 @@ def _terminate(pid: int | None) -> None:
         time.sleep(0.05)
 
 
-def _options_fingerprint(access_key: str, secret_key: str, calls: int, seconds: float, idle: float) -> dict:
+def _options_fingerprint(access_key: str, secret_key: str, calls: int, seconds: float, idle: float,
+                         profile: str) -> dict:
     """What the server was started with; keys only as a hash, never in clear in a file."""
     digest = hashlib.sha256(f"{access_key}\0{secret_key}".encode()).hexdigest()
     return {"keys_sha256": digest, "rate_limit_calls": calls, "rate_limit_seconds": float(seconds),
-            "idle_timeout": float(idle)}
+            "idle_timeout": float(idle), "profile": profile}
 
 
 def ensure_sandbox(
@@ -100,33 +101,36 @@ def ensure_sandbox(
     rate_limit_calls: int = 25,
     rate_limit_seconds: float = 5.0,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    profile: str = "documented",
 ) -> str:
     """The base URL of the one sandbox serving `state_dir`, started detached if none is alive.
 
     The server keeps its state in `state_dir/state.jsonl`, logs to `state_dir/server.log` and exits
-    by itself after `idle_timeout` seconds without calls.
+    by itself after `idle_timeout` seconds without calls. A server started under another `profile`
+    (or other options) is replaced.
     """
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    wanted = _options_fingerprint(access_key, secret_key, rate_limit_calls, rate_limit_seconds, idle_timeout)
+    wanted = _options_fingerprint(access_key, secret_key, rate_limit_calls, rate_limit_seconds, idle_timeout,
+                                  profile)
     with _locked(state_dir):
         info = _read_server_file(state_dir)
         alive = _is_sandbox_process(info.get("pid")) and _healthy(info.get("url"))
         if alive and info.get("options") == wanted:
             return info["url"]
         _terminate(info.get("pid"))
-        return _spawn(state_dir, wanted, access_key, secret_key, rate_limit_calls, rate_limit_seconds,
-                      idle_timeout)
+        return _spawn(state_dir, wanted, access_key, secret_key)
 
 
-def _spawn(state_dir: Path, options: dict, access_key: str, secret_key: str, calls: int, seconds: float,
-           idle_timeout: float) -> str:
+def _spawn(state_dir: Path, options: dict, access_key: str, secret_key: str) -> str:
     server_file = state_dir / SERVER_FILE
     server_file.write_text(json.dumps({"options": options, "url": None, "pid": None}))
-    rate_limit = "0" if calls == 0 else f"{calls}/{seconds}"
+    calls = options["rate_limit_calls"]
+    rate_limit = "0" if calls == 0 else f"{calls}/{options['rate_limit_seconds']}"
     command = [sys.executable, "-m", "lsq_pipeline.sandbox", "--host", "127.0.0.1", "--port", "0",
                "--state", str(state_dir / STATE_FILE), "--rate-limit", rate_limit,
-               "--idle-timeout", str(idle_timeout), "--server-file", str(server_file)]
+               "--idle-timeout", str(options["idle_timeout"]), "--profile", options["profile"],
+               "--server-file", str(server_file)]
     env = {**os.environ, "LSQ_ACCESS_KEY": access_key, "LSQ_SECRET_KEY": secret_key}  # not in argv: ps shows argv
     with (state_dir / LOG_FILE).open("ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,

@@ -68,6 +68,16 @@ class MXInvalidJsonException(SandboxError):
     http_status = 400
 
 
+class MXRequestTooLargeException(SandboxError):
+    """A body over the sandbox's size cap (LeadSquared's own cap and wording are not documented)."""
+
+    exception_type = "MXRequestTooLargeException"
+    http_status = 413
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"The request body of {size} bytes exceeds the limit of {limit} bytes.")
+
+
 class MXAPINotFoundException(SandboxError):
     exception_type = "MXAPINotFoundException"
     http_status = 404

@@ -10,14 +10,14 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from hmac import compare_digest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lsq_pipeline.sandbox.account import Account
 from lsq_pipeline.sandbox.backend import SandboxBackend
@@ -25,9 +25,12 @@ from lsq_pipeline.sandbox.exceptions import (
     MXAPINotFoundException,
     MXAPIRateLimitExceededException,
     MXInvalidJsonException,
+    MXRequestTooLargeException,
     MXUnAuthorizedAccessException,
     SandboxError,
 )
+from lsq_pipeline.sandbox.payloads import MAX_BODY_BYTES, decode_json
+from lsq_pipeline.sandbox.profiles import ProfileName, get_profile
 from lsq_pipeline.sandbox.rate_limit import SlidingWindowLimiter
 
 DEFAULT_ACCESS_KEY = "sandbox-access-key"
@@ -43,26 +46,42 @@ API_ROUTES = {
     "/v2/opportunitymanagement.svc/capture": ("Capture", True),
     "/v2/opportunitymanagement.svc/getopportunitiesbyid": ("GetOpportunitiesById", False),
     "/v2/prospectactivity.svc/bulk/customactivity/add/byopportunityid": ("BulkActivities", True),
+    "/v2/leadmanagement.svc/lead/bulk/create": ("LeadBulkCreate", True),
+    "/v2/leadmanagement.svc/lead/bulk/createorupdate": ("LeadBulkCreateOrUpdate", True),
 }
 FAULT_KINDS = ("500", "503", "drop")
 
 
 class SandboxOptions(BaseModel):
-    """How the server behaves: keys, rate limit, latency and injected faults."""
+    """How the server behaves: keys, profile, rate limit, latency and injected faults.
+
+    `rate_limit_status` and `rate_limit_refused_count` default to the profile's switches.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     access_key: str = DEFAULT_ACCESS_KEY
     secret_key: str = DEFAULT_SECRET_KEY
+    profile: ProfileName = "documented"
     rate_limit_calls: int = Field(DEFAULT_RATE_LIMIT_CALLS, ge=0)
     rate_limit_seconds: float = Field(DEFAULT_RATE_LIMIT_SECONDS, gt=0)
-    rate_limit_status: Literal[429, 200] = 429
+    rate_limit_status: Literal[429, 200] | None = None
+    rate_limit_refused_count: bool | None = None
     latency_ms: float = Field(0, ge=0)
     fault_rate: float = Field(0.0, ge=0, le=1)
     lost_response_rate: float = Field(0.0, ge=0, le=1)
     seed: int | None = None
     idle_timeout: float | None = Field(None, gt=0)
     verbose: bool = False
+
+    @model_validator(mode="after")
+    def _profile_defaults(self) -> SandboxOptions:
+        profile = get_profile(self.profile)
+        if self.rate_limit_status is None:
+            self.rate_limit_status = profile.rate_limit_status
+        if self.rate_limit_refused_count is None:
+            self.rate_limit_refused_count = profile.refused_calls_count
+        return self
 
 
 class _Dropped(Exception):
@@ -78,7 +97,8 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], backend: SandboxBackend, options: SandboxOptions):
         self.backend = backend
         self.options = options
-        self.limiter = SlidingWindowLimiter(options.rate_limit_calls, options.rate_limit_seconds)
+        self.limiter = SlidingWindowLimiter(options.rate_limit_calls, options.rate_limit_seconds,
+                                            count_refused=options.rate_limit_refused_count)
         self.last_call = time.monotonic()
         self._random = random.Random(options.seed)
         self._random_lock = threading.Lock()
@@ -234,6 +254,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             answer = backend.capture(body)
         elif endpoint == "GetOpportunitiesById":
             answer = backend.get_opportunities_by_id(body)
+        elif endpoint == "LeadBulkCreate":
+            answer = backend.bulk_create_leads(body)
+        elif endpoint == "LeadBulkCreateOrUpdate":
+            answer = backend.bulk_create_or_update_leads(body)
         else:
             answer = backend.bulk_add_activities(query.get("opportunityid"), body)
         if is_write and server.chance(options.lost_response_rate):
@@ -246,19 +270,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "")
         if "json" not in content_type.lower():
             raise MXInvalidJsonException("Content-Type must be application/json.")
-        try:
-            text = raw_body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MXInvalidJsonException(
-                f"Unexpected character encountered while parsing value: invalid UTF-8 at byte {exc.start}."
-            ) from None
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            position = getattr(exc, "pos", 0)
-            raise MXInvalidJsonException(
-                f"Unexpected character encountered while parsing value. Path '', position {position}."
-            ) from None
+        return decode_json(raw_body)
 
     def _inspect(self, method: str, path: str, raw_body: bytes) -> tuple[int, Any]:
         backend = self.server.backend
@@ -271,8 +283,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/sandbox/activities":
             activities = backend.list_activities()
             return 200, {"Count": len(activities), "Activities": activities}
+        if method == "GET" and path == "/sandbox/profile":
+            return 200, {"Profile": asdict(backend.profile)}
         if method == "GET" and path == "/sandbox/stats":
-            return 200, {**backend.stats.as_dict(), "Leads": len(backend.leads),
+            return 200, {**backend.stats.as_dict(), "Profile": backend.profile.name, "Leads": len(backend.leads),
                          "Opportunities": len(backend.opportunities), "Activities": len(backend.activities)}
         if method == "POST" and path == "/sandbox/reset":
             backend.reset()
@@ -285,6 +299,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         raise MXAPINotFoundException()
 
     def _read_body(self) -> bytes:
+        """The body, at most MAX_BODY_BYTES: a larger declared length is refused before anything is read."""
         length = self.headers.get("Content-Length")
         if length is None:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -295,18 +310,30 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             raise MXInvalidJsonException("Invalid Content-Length.") from None
+        self._check_size(size)
         return self.rfile.read(size) if size > 0 else b""
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks, total = [], 0
         while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            try:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            except ValueError:
+                self.close_connection = True
+                raise MXInvalidJsonException("Invalid chunk size.") from None
             if size == 0:
                 while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                     pass
                 return b"".join(chunks)
+            total += size
+            self._check_size(total)
             chunks.append(self.rfile.read(size))
             self.rfile.readline()
+
+    def _check_size(self, size: int) -> None:
+        if size > MAX_BODY_BYTES:
+            self.close_connection = True  # the rest of the body is never read
+            raise MXRequestTooLargeException(size, MAX_BODY_BYTES)
 
     def _send(self, status: int, answer: Any) -> None:
         payload = json.dumps(answer, ensure_ascii=False).encode("utf-8")
@@ -347,11 +374,12 @@ def run_sandbox(
 ) -> Iterator[RunningSandbox]:
     """Serve a sandbox on `host:port` (a free port by default) in a background thread, shut down on exit.
 
-    Options are those of `SandboxOptions`: access_key, secret_key, rate_limit_calls (0 = off),
-    rate_limit_seconds, rate_limit_status, latency_ms, fault_rate, lost_response_rate, seed.
+    Options are those of `SandboxOptions`: access_key, secret_key, profile ("documented", "terse",
+    "field"), rate_limit_calls (0 = off), rate_limit_seconds, rate_limit_status, rate_limit_refused_count,
+    latency_ms, fault_rate, lost_response_rate, seed.
     """
     settings = SandboxOptions(**options)
-    backend = SandboxBackend(account, state_path)
+    backend = SandboxBackend(account, state_path, profile=settings.profile)
     server = SandboxHTTPServer((host, port), backend, settings)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name="lsq-sandbox", daemon=True)

@@ -19,6 +19,8 @@ BULK_UPDATE = "/v2/OpportunityManagement.svc/Bulk/Update/ByOpportunityId"
 CAPTURE = "/v2/OpportunityManagement.svc/Capture"
 GET_BY_IDS = "/v2/OpportunityManagement.svc/GetOpportunitiesById"
 ACTIVITIES = "/v2/ProspectActivity.svc/Bulk/CustomActivity/Add/ByOpportunityId"
+LEAD_BULK_CREATE = "/v2/LeadManagement.svc/Lead/Bulk/Create"
+LEAD_BULK_CREATE_OR_UPDATE = "/v2/LeadManagement.svc/Lead/Bulk/CreateOrUpdate"
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 LSQ_DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2} (AM|PM)$")
@@ -101,3 +103,15 @@ def loan_fields(app_id: str = "APP-1", **extra: str) -> list[dict]:
 def loan_row(email: str = "janehewitt@example.com", app_id: str = "APP-1", **flags) -> dict:
     """One Bulk Add row (SearchBy=EmailAddress) of type 12002."""
     return {"SearchByValue": email, "OpportunityEventCode": 12002, "Fields": loan_fields(app_id), **flags}
+
+
+def loan_capture(email: str = "new.applicant@example.com", app_id: str = "APP-1", **flags) -> dict:
+    """One Capture body (lead by EmailAddress) of type 12002."""
+    return {"LeadDetails": [{"Attribute": "EmailAddress", "Value": email},
+                            {"Attribute": "SearchBy", "Value": "EmailAddress"}],
+            "Opportunity": {"OpportunityEventCode": 12002, "Fields": loan_fields(app_id), **flags}}
+
+
+def lead(**attributes: str) -> list[dict]:
+    """One lead of the lead bulk calls: `{Attribute, Value}` pairs."""
+    return [{"Attribute": name, "Value": value} for name, value in attributes.items()]

@@ -8,7 +8,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from lsq_pipeline.sandbox import SandboxBackend, load_account
-from lsq_pipeline.sandbox.exceptions import MXInvalidInputException, MXInvalidJsonException
+from lsq_pipeline.sandbox.exceptions import (
+    MXInvalidInputException,
+    MXInvalidJsonException,
+    MXMandatoryAttributeMissingException,
+)
 from lsq_pipeline_tests.sandbox import examples
 from lsq_pipeline_tests.sandbox.conftest import EXAMPLES_ACCOUNT, fields, loan_fields, loan_row
 
@@ -53,7 +57,8 @@ def test_twenty_five_items_pass(backend):
 def test_read_of_more_than_2000_ids_or_none_is_refused(backend):
     def read(ids):
         return backend.get_opportunities_by_id(
-            {"SearchParameters": [{"EventCode": "12003", "ProspectActivityId": ids}]})
+            {"SearchParameters": [{"EventCode": "12003", "ProspectActivityId": ids,
+                                   "Columns": {"Include_CSV": "Owner"}}]})
 
     with pytest.raises(MXInvalidInputException, match="2000"):
         read([f"id-{i}" for i in range(2001)])
@@ -64,7 +69,7 @@ def test_read_of_more_than_2000_ids_or_none_is_refused(backend):
     assert read([SEEDED_12003] + [f"id-{i}" for i in range(1999)])[0]["RecordCount"] == 1
 
 
-@pytest.mark.parametrize("body", [{"not": "an array"}, [1, 2], [{"SearchByValue": "x"}],
+@pytest.mark.parametrize("body", [{"not": "an array"}, [1, 2],
                                   [{"SearchByValue": "x", "OpportunityEventCode": "abc"}],
                                   [{"SearchByValue": "x", "OpportunityEventCode": 1, "Fields": "no"}]])
 def test_wrong_shape_is_a_400_naming_the_key(backend, body):
@@ -86,7 +91,7 @@ def test_keys_are_case_insensitive(backend):
 def test_unknown_search_by_is_refused(backend):
     with pytest.raises(MXInvalidInputException, match="not a unique lead field"):
         backend.bulk_add("FirstName", [loan_row()])
-    with pytest.raises(MXInvalidInputException):
+    with pytest.raises(MXMandatoryAttributeMissingException, match="'SearchBy' is mandatory"):
         backend.bulk_add(None, [loan_row()])
 
 
@@ -115,7 +120,6 @@ def test_mandatory_field_missing(backend):
 @pytest.mark.parametrize("name, value", [
     ("mx_Custom_1", "x" * 51),                   # String max length 50
     ("mx_Custom_3", "lots"),                     # Number
-    ("mx_Custom_2", "Boat Loan"),                # Dropdown options
     ("mx_Custom_6", "2026-11-02"),               # DateTime wants a time
     ("mx_Custom_6", "02/11/2026 10:00:00"),      # DateTime format
     ("Owner", "00000000-0000-0000-0000-000000000000"),  # unknown user
@@ -275,7 +279,7 @@ def test_update_unknown_id_wrong_event_code_system_field_bad_value(backend):
         {"ProspectOpportunityId": "00000000-0000-0000-0000-000000000000", "OpportunityEventCode": 12003},
         {"ProspectOpportunityId": SEEDED_12003, "OpportunityEventCode": 12000, "Fields": fields(Status="Won")},
         {"ProspectOpportunityId": SEEDED_12003, "OpportunityEventCode": 12003, "Fields": [created_on_field]},
-        {"ProspectOpportunityId": SEEDED_12003, "OpportunityEventCode": 12003, "Fields": fields(Status="Maybe")},
+        {"ProspectOpportunityId": SEEDED_12003, "OpportunityEventCode": 12003, "Fields": fields(mx_Custom_1="x" * 201)},
         {"ProspectOpportunityId": SEEDED_12003, "OpportunityEventCode": 12003, "Fields": fields(Status="Lost")},
     ]
     answers = backend.bulk_update(rows)["Response"]

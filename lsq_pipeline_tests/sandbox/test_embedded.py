@@ -74,6 +74,16 @@ def test_other_options_replace_the_server_and_state_survives(state_dir):
     assert opportunities["Count"] == 1
 
 
+def test_a_profile_change_replaces_the_server(state_dir):
+    keys = {"x-LSQ-AccessKey": "k1", "x-LSQ-SecretKey": "s1"}
+    url = ensure_sandbox(state_dir, access_key="k1", secret_key="s1", rate_limit_calls=0)
+    assert requests.get(url + "/sandbox/stats", headers=keys, timeout=5).json()["Profile"] == "documented"
+    field = ensure_sandbox(state_dir, access_key="k1", secret_key="s1", rate_limit_calls=0, profile="field")
+    assert requests.get(field + "/sandbox/stats", headers=keys, timeout=5).json()["Profile"] == "field"
+    assert ensure_sandbox(state_dir, access_key="k1", secret_key="s1", rate_limit_calls=0, profile="field") == field
+    assert json.loads((state_dir / "server.json").read_text())["options"]["profile"] == "field"
+
+
 def test_idle_server_exits_by_itself(tmp_path):
     folder = tmp_path / "idle"
     ensure_sandbox(folder, access_key="k", secret_key="s", idle_timeout=1)

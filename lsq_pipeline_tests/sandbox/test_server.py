@@ -66,7 +66,7 @@ def test_health_needs_no_keys(sandbox):
     (b"{not json", "Unexpected character encountered while parsing value"),
     (b"", "Unexpected character encountered while parsing value"),
     (b'{"SearchByValue": "x"}', "JSON array"),
-    (b'[{"OpportunityEventCode": 12002}]', "SearchByValue"),
+    (b'[{"SearchByValue": "x", "OpportunityEventCode": "twelve"}]', "OpportunityEventCode"),
 ])
 def test_malformed_bodies_get_400_and_change_nothing(api, body, message):
     answer = api.post(BULK_ADD, body, params={"SearchBy": "EmailAddress"})
