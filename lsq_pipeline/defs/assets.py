@@ -242,6 +242,7 @@ def push_journal(
         journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [context.run.run_id])
     return dg.MaterializeResult(
         metadata={
+            "lead_bulk_calls": dg.MetadataValue.int(summary.lead_calls),
             "leads_sent_in_bulk": dg.MetadataValue.int(summary.leads_sent),
             "lead_bulk_calls_failed": dg.MetadataValue.int(summary.lead_calls_failed),
             "created": dg.MetadataValue.int(summary.created),

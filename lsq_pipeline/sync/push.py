@@ -39,6 +39,8 @@ BULK_LEAD_CALLS_IN_FLIGHT = 2
 class PushSummary:
     """What one push did, for asset metadata and the demo's summary."""
 
+    lead_calls: int = 0
+    """Create Leads in Bulk calls, up to 50 leads each (the client's re-sends not counted)."""
     leads_sent: int = 0
     """Leads in bulk create calls that LeadSquared answered (new ones created, known ones left as they were)."""
     lead_calls_failed: int = 0
@@ -188,6 +190,7 @@ class Pusher:
                 finally:
                     queue.leads_sent(groups)
                 with self._lock:
+                    self.summary.lead_calls += len(batches)
                     for batch in batches:
                         if batch.status == "answered":
                             self.summary.leads_sent += batch.count
