@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from lsq_pipeline.sandbox.account import OWNER_FIELD
-from lsq_pipeline.sandbox.exceptions import MXRecordNotFoundException, SandboxError
+from lsq_pipeline.sandbox.exceptions import MXDuplicateEntryException, MXRecordNotFoundException, SandboxError
 from lsq_pipeline.sandbox.outcomes import Captured, ReadGroup, RowDone, RowOutcome
 from lsq_pipeline.sandbox.profiles import Profile
 from lsq_pipeline.sandbox.rules import MissingLead
@@ -59,7 +59,8 @@ class Answers:
             row = {"RowNumber": number, flag: False}
             if outcome.existing_id and self.profile.duplicate_answer_has_id:
                 row = {id_key: outcome.existing_id, **row}
-            if self.profile.row_failure_has_exception:
+            says_why = isinstance(outcome.error, (MXDuplicateEntryException, MissingLead))
+            if says_why or self.profile.row_failure_has_exception:
                 row.update(self.error(outcome.error).row_fields())
             answers.append(row)
         return {"Response": answers}

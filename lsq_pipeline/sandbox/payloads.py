@@ -193,7 +193,7 @@ def parse_lead_rows(body: Any, limit: int) -> list[Any]:
 def _refusal(exc: ValidationError) -> SandboxError:
     """MXMandatoryAttributeMissingException when every problem is an absent (or null) attribute."""
     errors = exc.errors()
-    if all(err["type"] == "missing" or err.get("input", "") is None for err in errors):
+    if all(err["loc"] and (err["type"] == "missing" or err.get("input", "") is None) for err in errors):
         names = ", ".join(_location(err) for err in errors)
         return MXMandatoryAttributeMissingException(f"Mandatory attribute missing: {names}.")
     return MXInvalidJsonException("; ".join(f"{_location(err)}: {err['msg']}" for err in errors))

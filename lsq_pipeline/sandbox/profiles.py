@@ -16,7 +16,8 @@ class Profile:
     name: str
     # Bulk Add: a duplicate row names the existing opportunity in `ProspectOpportunityId`.
     duplicate_answer_has_id: bool
-    # Bulk rows that fail carry `ExceptionType` and `ExceptionMessage`, or only `RowNumber` and the flag.
+    # Other failed bulk rows carry `ExceptionType` and `ExceptionMessage`, or only `RowNumber` and the
+    # flag. A duplicate row and a row whose lead does not exist always say why.
     row_failure_has_exception: bool
     # Bulk Add: the message of a row whose lead does not exist (`{field}`, `{value}`).
     missing_lead_message: str

@@ -69,7 +69,7 @@ def test_read_of_more_than_2000_ids_or_none_is_refused(backend):
     assert read([SEEDED_12003] + [f"id-{i}" for i in range(1999)])[0]["RecordCount"] == 1
 
 
-@pytest.mark.parametrize("body", [{"not": "an array"}, [1, 2],
+@pytest.mark.parametrize("body", [{"not": "an array"}, [1, 2], [None],
                                   [{"SearchByValue": "x", "OpportunityEventCode": "abc"}],
                                   [{"SearchByValue": "x", "OpportunityEventCode": 1, "Fields": "no"}]])
 def test_wrong_shape_is_a_400_naming_the_key(backend, body):

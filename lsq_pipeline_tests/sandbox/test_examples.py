@@ -1,4 +1,7 @@
-"""Every example request of the five reference pages, sent verbatim over HTTP, answered in the documented shape."""
+"""Every example request of the five reference pages, sent verbatim over HTTP, answered in the documented shape.
+
+The pages show only successes, which every profile answers alike: the examples run under each.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,25 @@ import json
 
 import pytest
 
-from lsq_pipeline.sandbox import run_sandbox
+from lsq_pipeline.sandbox import PROFILES, run_sandbox
 from lsq_pipeline_tests.sandbox import examples
 from lsq_pipeline_tests.sandbox.conftest import (
     ACTIVITIES,
     BULK_ADD,
     BULK_UPDATE,
     CAPTURE,
+    EXAMPLES_ACCOUNT,
     GET_BY_IDS,
     Api,
     assert_same_shape,
 )
+
+
+@pytest.fixture(params=list(PROFILES))
+def sandbox(request):
+    """The examples account under each profile (`documented` first), rate limit off."""
+    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=0, profile=request.param) as running:
+        yield running
 
 
 def test_bulk_add_example(api):
