@@ -32,6 +32,7 @@ class PipelineSettings(BaseSettings):
     rate_limit_seconds: float = Field(5.0, gt=0)
     rate_limit_db: str = "data/rate_limit.sqlite"
     max_in_flight: int = Field(8, ge=1)
+    leads_in_bulk: bool = True
     max_reject_rate: float = Field(0.20, ge=0, le=1)
     duckdb_memory_limit: str = "1GB"
 

@@ -233,7 +233,10 @@ def push_journal(
     before = client.stats()
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
-    summary = Pusher(warehouse.get_connection, client, mapping, context.run.run_id, context.log.info).push(days)
+    summary = Pusher(
+        warehouse.get_connection, client, mapping, context.run.run_id, context.log.info,
+        leads_in_bulk=leadsquared.leads_in_bulk,
+    ).push(days)
     for error in summary.errors:
         context.log.warning(f"refused: {error}")
     if summary.interrupted_before:

@@ -34,6 +34,7 @@ def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableReso
             rate_limit_seconds=settings.rate_limit_seconds,
             rate_limit_db=settings.rate_limit_db,
             max_in_flight=settings.max_in_flight,
+            leads_in_bulk=settings.leads_in_bulk,
         ),
         "source": SourceResource(
             source_dir=str(settings.source_dir),

@@ -91,12 +91,16 @@ class Pusher:
         mapping: Mapping,
         run_id: str,
         log: Callable[[str], None] = lambda message: None,
+        leads_in_bulk: bool = True,
     ) -> None:
+        """`leads_in_bulk=False`: no lead is created in bulk; every create goes to Bulk Add first and
+        a missing lead to Capture."""
         self.connect = connect
         self.client = client
         self.mapping = mapping
         self.run_id = run_id
         self.log = log
+        self.leads_in_bulk = leads_in_bulk
         self.summary = PushSummary()
         self.progress = PushProgress(client, log)
         self._lock = threading.RLock()
@@ -168,8 +172,11 @@ class Pusher:
         if not rows:
             return
         by_source = {row["source_id"]: row for row in rows}
-        with self.connect() as conn:
-            known = leads.known_leads(conn, [row["search_by_value"] for row in rows])
+        if self.leads_in_bulk:
+            with self.connect() as conn:
+                known = leads.known_leads(conn, [row["search_by_value"] for row in rows])
+        else:
+            known = {leads.lead_key(row["search_by_value"]) for row in rows}
         queue = leads.CreateQueue(rows, known)
         self.progress.plan("leads", queue.unknown_leads)
         lanes = [lambda: self._bulk_lane(queue)] * BULK_LEAD_CALLS_IN_FLIGHT
