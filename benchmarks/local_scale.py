@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.sync.extract import extract_day
+from lsq_pipeline.sync.extract import extract_days
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline.sync.mapping import load_mapping
 from lsq_pipeline.sync.plan import plan_days
@@ -32,6 +32,12 @@ START = date(2026, 11, 1)
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    """User + system time of this process (all DuckDB threads): on a shared machine, steadier than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -65,10 +71,11 @@ def main() -> None:
     steps: list[tuple[str, float]] = []
 
     def step(name: str, action) -> object:
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), cpu_seconds()
         result = action()
         steps.append((name, time.perf_counter() - began))
-        print(f"{name:<10} {steps[-1][1]:6.1f} s  peak {peak_mb():6.0f} MB  {result}")
+        print(f"{name:<10} {steps[-1][1]:6.1f} s  cpu {cpu_seconds() - cpu_began:6.1f} s  "
+              f"peak {peak_mb():6.0f} MB  {result}")
         return result
 
     step("extract", lambda: _extract_all(conn, source, days))
@@ -81,17 +88,14 @@ def main() -> None:
                            'in_sync' FROM sync_plan""")
     step("replan", lambda: plan_days(conn, days, mapping))
     print(f"extract + transform + plan: {total:.1f} s, peak {peak_mb():.0f} MB "
-          f"(bar: <= 60 s, <= 2048 MB) -> {'PASS' if total <= 60 and peak_mb() <= 2048 else 'FAIL'}")
+          f"(bar: <= 8 s, <= 1024 MB) -> {'PASS' if total <= 8 and peak_mb() <= 1024 else 'FAIL'}; "
+          f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows the wall time)")
     conn.close()
 
 
 def _extract_all(conn: duckdb.DuckDBPyConnection, source: Path, days: list[date]) -> dict[str, int]:
-    totals = {"applications": 0, "events": 0}
-    for day in days:
-        counts = extract_day(conn, source, day)
-        totals["applications"] += counts["applications"]
-        totals["events"] += counts["events"]
-    return totals
+    loaded = extract_days(conn, source, days).values()
+    return {kind: sum(counts[kind] for counts in loaded) for kind in ("applications", "events")}
 
 
 if __name__ == "__main__":

@@ -62,8 +62,7 @@ def extract(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source
     warnings: list[str] = []
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
-        for day in days:
-            loaded = extract_rules.extract_day(conn, source.source_path(), day)
+        for day, loaded in extract_rules.extract_days(conn, source.source_path(), days).items():
             counts["applications"] += loaded["applications"]
             counts["events"] += loaded["events"]
             warnings.extend(loaded.get("warnings", []))

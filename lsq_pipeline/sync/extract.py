@@ -104,43 +104,52 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     """
 
 
-def extract_day(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, day: date) -> dict:
-    """Load `<source_dir>/<day>/applications.csv` and `events.csv` into the raw tables.
-
-    The day's rows are deleted first and everything happens in one transaction, so a re-run
-    replaces the day and a bad file (raised as `SourceFileError`) leaves nothing half-loaded.
-    Returns `{"applications": n, "events": m, "warnings": [...]}`; `row_number` is the data
-    record's number in its file (1 = the first record after the header).
-    """
-    day_dir = Path(source_dir) / day.isoformat()
+def _check_headers(day_dir: Path) -> list[str]:
+    """Raise on a day whose files are missing or lack columns; return warnings for extra columns."""
     if not day_dir.is_dir():
-        raise SourceFileError(day_dir, f"no source folder for {day}")
+        raise SourceFileError(day_dir, f"no source folder for {day_dir.name}")
     warnings: list[str] = []
-    headers: dict[str, list[str]] = {}
     for file_name, columns in SOURCE_FILES.items():
         path = day_dir / file_name
-        headers[file_name] = _read_header(path)
-        warnings += _check_columns(path, headers[file_name], columns)
-    counts: dict = {}
+        warnings += _check_columns(path, _read_header(path), columns)
+    return warnings
+
+
+def extract_days(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, days: list[date]) -> dict[date, dict]:
+    """Load `<source_dir>/<day>/applications.csv` and `events.csv` of every day into the raw tables.
+
+    Every day's headers are checked before anything loads; then each day's rows are deleted and
+    its files loaded, all days in one transaction (one commit, so one write of the new blocks,
+    instead of one per day), so a re-run replaces the days and a bad file (raised as
+    `SourceFileError`) leaves nothing half-loaded. Returns per day `{"applications": n,
+    "events": m, "warnings": [...]}`; `row_number` is the data record's number in its file
+    (1 = the first record after the header).
+    """
+    source_dir = Path(source_dir)
+    loaded = {day: {"warnings": _check_headers(source_dir / day.isoformat())} for day in days}
     conn.execute("BEGIN TRANSACTION")
     try:
-        for file_name, columns in SOURCE_FILES.items():
-            table = RAW_TABLES[file_name]
-            path = day_dir / file_name
-            conn.execute(f"DELETE FROM {table} WHERE day = $day", {"day": day})
-            try:
-                conn.execute(
-                    _insert_sql(table, columns),
-                    {"day": day, "source_file": f"{day.isoformat()}/{file_name}", "path": str(path)},
-                )
-            except duckdb.Error as error:
-                raise SourceFileError(path, _csv_problem(str(error), path, len(headers[file_name]))) from None
-            counts[file_name.removesuffix(".csv")] = conn.execute(
-                f"SELECT count(*) FROM {table} WHERE day = $day", {"day": day}
-            ).fetchone()[0]
+        for day in days:
+            for file_name, columns in SOURCE_FILES.items():
+                table = RAW_TABLES[file_name]
+                path = source_dir / day.isoformat() / file_name
+                conn.execute(f"DELETE FROM {table} WHERE day = $day", {"day": day})
+                try:
+                    count = conn.execute(
+                        _insert_sql(table, columns),
+                        {"day": day, "source_file": f"{day.isoformat()}/{file_name}", "path": str(path)},
+                    ).fetchone()[0]
+                except duckdb.Error as error:
+                    width = len(_read_header(path))
+                    raise SourceFileError(path, _csv_problem(str(error), path, width)) from None
+                loaded[day][file_name.removesuffix(".csv")] = count
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    counts["warnings"] = warnings
-    return counts
+    return loaded
+
+
+def extract_day(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, day: date) -> dict:
+    """`extract_days` of one day: `{"applications": n, "events": m, "warnings": [...]}`."""
+    return extract_days(conn, source_dir, [day])[day]

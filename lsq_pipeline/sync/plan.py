@@ -48,10 +48,12 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
         conn.execute(f"DELETE FROM activity_plan WHERE day IN {in_days}")
         conn.execute(f"""
             INSERT INTO sync_plan
-            WITH latest AS (
-                SELECT * FROM opportunity_records WHERE day IN {in_days}
-                QUALIFY row_number() OVER (
-                    PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1
+            WITH latest AS (  -- found on the narrow (source_id, version, day), then the whole rows
+                SELECT * FROM opportunity_records
+                WHERE day IN {in_days} AND (source_id, day) IN (
+                    SELECT (source_id, day) FROM opportunity_records WHERE day IN {in_days}
+                    QUALIFY row_number() OVER (
+                        PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1)
             ), decided AS (
                 SELECT l.*, s.opportunity_id AS state_opportunity_id, s.sent_fields,
                     CASE WHEN s.status = 'failed'

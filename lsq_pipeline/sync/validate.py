@@ -9,7 +9,9 @@ of the same id in the same day is neither accepted nor rejected.
 
 from __future__ import annotations
 
+import json
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -19,11 +21,12 @@ from lsq_pipeline.sync.mapping import FieldSpec, Mapping, template_columns
 from lsq_pipeline.sync.warehouse import day_list_sql
 
 WHITESPACE = " \\t\\r\\n"
-EMAIL_RE = r"[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}"
+# Full-match patterns without capture groups, so RE2 runs them as a DFA.
+EMAIL_RE = r"[a-z0-9._%+'-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"
 INDIAN_PHONE_RE = r"(?:\+91|0091|91|0)?[1-9][0-9]{9}"
-PLAIN_DECIMAL_RE = r"[+-]?[0-9]+(\.[0-9]+)?"
-ISO_DATETIME_RE = r"^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?))?(Z|[+-](?:0\d|1[0-4]):?[0-5]\d)?$"
-FORMULA_RE = r"^[=+\-@]"
+PLAIN_DECIMAL_RE = r"[+-]?[0-9]+(?:\.[0-9]+)?"
+ISO_DATETIME_RE = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-](?:0\d|1[0-4]):?[0-5]\d)?"
+FORMULA_STARTS = ("=", "+", "-", "@")
 NUL_SHOWN_AS = "\u2400"
 
 
@@ -31,24 +34,33 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _trimmed(column: str) -> str:
-    return f"NULLIF(trim(\"{column}\", e'{WHITESPACE}'), '')"
+    """The column's text without surrounding whitespace, NULL when empty. trim() with a character
+    set is slow, so it runs only on the few values that start or end with a control or space."""
+    c = _identifier(column)
+    return f"NULLIF(CASE WHEN {c}[1] <= ' ' OR {c}[-1] <= ' ' THEN trim({c}, e'{WHITESPACE}') ELSE {c} END, '')"
 
 
 def _datetime_parts(t: str) -> str:
-    """The date, time and offset of ISO 8601 text as a struct (empty strings when it does not match)."""
-    return f"regexp_extract({t}, {_literal(ISO_DATETIME_RE)}, ['d', 't', 'z'])"
+    """ISO 8601 text `t` as a struct of its date `d` and the rest `s` (time and offset), NULL when
+    it is not ISO 8601: one DFA match, then plain string functions (no capture groups)."""
+    return f"CASE WHEN regexp_full_match({t}, {_literal(ISO_DATETIME_RE)}) THEN struct_pack(d := {t}[1:10], s := {t}[11:]) END"
 
 
 def _utc_timestamp(x: str) -> str:
-    """A UTC TIMESTAMP from the parts struct `x` (Z, an offset, or naive = UTC), NULL if invalid."""
+    """A UTC TIMESTAMP from the parts struct `x` (Z, an offset, or naive = UTC), NULL if invalid.
+    The time part holds no sign, so the offset starts at the first + or - after the date."""
+    at = f"greatest(strpos({x}.s, '+'), strpos({x}.s, '-'))"
+    time = f"rtrim({x}.s[2:CASE WHEN {at} > 0 THEN {at} - 1 ELSE length({x}.s) END], 'Z')"
     offset = (
-        f"CASE WHEN {x}.z IN ('', 'Z') THEN 0 ELSE (CASE WHEN {x}.z[1] = '-' THEN -1 ELSE 1 END) * "
-        f"(CAST({x}.z[2:3] AS INTEGER) * 60 + CAST(right({x}.z, 2) AS INTEGER)) END"
+        f"CASE WHEN {at} = 0 THEN 0 ELSE (CASE WHEN {x}.s[{at}] = '-' THEN -1 ELSE 1 END) * "
+        f"(CAST({x}.s[{at} + 1:{at} + 2] AS INTEGER) * 60 + CAST(right({x}.s, 2) AS INTEGER)) END"
     )
-    return (
-        f"try_cast({x}.d || ' ' || coalesce(NULLIF({x}.t, ''), '00:00:00') AS TIMESTAMP) - to_minutes({offset})"
-    )
+    return f"try_cast({x}.d || ' ' || coalesce(NULLIF({time}, ''), '00:00:00') AS TIMESTAMP) - to_minutes({offset})"
 
 
 @dataclass
@@ -75,22 +87,22 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
             value = f"NULLIF(regexp_extract({t}, '^(\\S+)', 1), '')"
         elif spec.part == "rest":
             value = f"NULLIF(regexp_extract({t}, '^\\S+\\s+(.*)$', 1), '')"
-        checks.append((f"regexp_matches({value}, {_literal(FORMULA_RE)})",  # a name part too
+        checks.append((f"{{p}}[1] IN ({', '.join(map(_literal, FORMULA_STARTS))})",  # a name part too
                        "'starts with = + - or @: looks like a spreadsheet formula'"))
         if spec.max_length:
             checks.append((f"length({t}) > {spec.max_length}",
                            f"'longer than {spec.max_length} characters (' || length({t}) || ')'"))
     elif spec.type == "email":
         value = f"lower({t})"
-        checks.append((f"NOT regexp_full_match(lower({t}), {_literal(EMAIL_RE)})", "'not a valid email address'"))
+        checks.append((f"NOT regexp_full_match({{p}}, {_literal(EMAIL_RE)})", "'not a valid email address'"))
     elif spec.type == "phone":
         digits = f"regexp_replace({t}, '[\\s().-]', '', 'g')"
         value = f"CASE WHEN regexp_full_match({digits}, {_literal(INDIAN_PHONE_RE)}) THEN '+91-' || right({digits}, 10) END"
         checks.append(("{p} IS NULL", "'not an Indian 10-digit phone number (+91, 0 prefixes allowed)'"))
     elif spec.type == "number":
         value = (
-            f"CASE WHEN regexp_full_match({t}, {_literal(PLAIN_DECIMAL_RE)}) THEN regexp_replace("
-            f"CAST(try_cast({t} AS DECIMAL(38, 10)) AS VARCHAR), '\\.?0+$', '') END"
+            f"CASE WHEN regexp_full_match({t}, {_literal(PLAIN_DECIMAL_RE)}) THEN rtrim(rtrim("
+            f"CAST(try_cast({t} AS DECIMAL(38, 10)) AS VARCHAR), '0'), '.') END"
         )
         checks.append((f"{{p}} IS NULL AND {t} LIKE '%,%'", "'thousands separators are not allowed: plain decimal expected'"))
         checks.append(("{p} IS NULL", "'not a plain decimal number'"))
@@ -123,7 +135,7 @@ def _owner_rule(target: str, column: str, users: dict[str, str], required: bool,
     whens = " ".join(f"WHEN {_literal(email)} THEN {_literal(user_id)}" for email, user_id in users.items())
     return Rule(
         target, column, f"CASE lower({t}) {whens} END",
-        [(f"NOT regexp_full_match(lower({t}), {_literal(EMAIL_RE)})", "'not a valid email address'"),
+        [(f"{{p}} IS NULL AND NOT regexp_full_match(lower({t}), {_literal(EMAIL_RE)})", "'not a valid email address'"),
          ("{p} IS NULL", "'unknown owner: not one of the LeadSquared users in the mapping'")],
         required,
         plain=False,
@@ -141,7 +153,8 @@ def _template_sql(template: str, text_of_column: dict[str, str]) -> str:
 
 
 class _Query:
-    """Builds the checked-rows query of one raw table from its rules."""
+    """Builds the checked-rows query of one raw table from its rules: one scan of the table, the
+    rows superseded within their day left out first (from a narrow scan of the key and version)."""
 
     def __init__(self) -> None:
         self.rules: list[Rule] = []
@@ -164,46 +177,81 @@ class _Query:
         case = f"CASE WHEN contains(\"{rule.column}\", chr(0)) THEN 'contains a NUL byte' {' '.join(whens)} END"
         return f"CASE WHEN {rule.only_when} THEN {case} END" if rule.only_when else case
 
-    def errors_sql(self, extra: dict[str, list[str]] | None = None) -> str:
-        """A list of (field, reason, value) structs: the first problem of each bad column."""
-        by_column: dict[str, list[str]] = {}
+    def reasons(self, extra: dict[str, list[str]] | None = None) -> list[tuple[str, bool, str]]:
+        """(field, is a source column, SQL of its first problem or NULL) for every checked field."""
+        by_field: dict[str, list[str]] = {}
         for index, rule in enumerate(self.rules):
             if rule.column is not None:
-                by_column.setdefault(rule.column, []).append(self.reason_sql(index))
-        for column, reasons in (extra or {}).items():
-            by_column.setdefault(column, []).extend(reasons)
-        items = [
-            f"struct_pack(field := {_literal(column)}, reason := coalesce({', '.join(reasons)}), "
-            f"value := replace(\"{column}\", chr(0), '{NUL_SHOWN_AS}'))"
-            for column, reasons in by_column.items()
-        ]
-        return f"list_filter([{', '.join(items)}], lambda e: e.reason IS NOT NULL)"
+                by_field.setdefault(rule.column, []).append(self.reason_sql(index))
+        columns = set(by_field)
+        for name, reasons in (extra or {}).items():
+            by_field.setdefault(name, []).extend(reasons)
+        return [(name, name in columns, f"coalesce({', '.join(sqls)})") for name, sqls in by_field.items()]
 
-    def columns(self) -> list[str]:
-        return list(dict.fromkeys(rule.column for rule in self.rules if rule.column))
-
-    def converted_sql(self, table: str, days: str) -> str:
-        """Raw rows of the days, with `t_<column>` trimmed texts, `x_<column>` date-time parts and
-        `p<i>` converted values."""
-        trimmed = ", ".join(f"{_trimmed(column)} AS t_{column}" for column in self.columns())
-        dated = list(dict.fromkeys(rule.column for rule in self.rules if f"x_{rule.column}." in rule.value))
+    def _converted_sql(self, table: str, days: str, indices: list[int], where: str = "TRUE") -> str:
+        """The days' raw rows (those matching `where`, which may use the trimmed texts) with
+        `t_<column>` trimmed texts, `x_<column>` date-time parts and `p<i>` converted values of the
+        rules `indices`."""
+        rules = [self.rules[i] for i in indices]
+        columns = list(dict.fromkeys(rule.column for rule in rules if rule.column))
+        trimmed = ", ".join(f"{_trimmed(column)} AS t_{column}" for column in columns)
+        dated = list(dict.fromkeys(rule.column for rule in rules if f"x_{rule.column}." in rule.value))
         parts = "".join(f", {_datetime_parts(f't_{column}')} AS x_{column}" for column in dated)
-        values = ", ".join(
-            f"{rule.value} AS p{index}" for index, rule in enumerate(self.rules)
-        )
+        values = ", ".join(f"{self.rules[i].value} AS p{i}" for i in indices)
         return f"""
             SELECT *, {values} FROM (
-                SELECT *{parts} FROM (SELECT *, {trimmed} FROM {table} WHERE day IN {days})
-            )"""
+                SELECT *{parts} FROM (
+                    SELECT *, {trimmed} FROM {table} WHERE day IN {days}) WHERE {where})"""
+
+    def check(self, table: str, days: str, key: str, version: str | None,
+              outputs: list[tuple[str, str]], extra: dict[str, list[str]] | None = None) -> Check:
+        """The check of `table`'s rows: the latest version of a key in a day wins (a NULL key
+        never supersedes), ordered by `version` then by row."""
+        narrow = [int(key[1:])] + ([int(version[1:])] if version else [])
+        order = f"{version} DESC NULLS FIRST, row_number DESC" if version else "row_number DESC"
+        latest = f"""
+            SELECT day, row_number FROM ({self._converted_sql(table, days, narrow)})
+            QUALIFY row_number() OVER (
+                PARTITION BY day, {key}, CASE WHEN {key} IS NULL THEN row_number END ORDER BY {order}) = 1"""
+        reasons = self.reasons(extra)
+        problems = ", ".join(f"{sql} AS r{i}" for i, (_, _, sql) in enumerate(reasons))
+        shown = f"chr(0), {_literal(NUL_SHOWN_AS)}"
+        entries = ", ".join(
+            f"struct_pack(field := {_literal(name)}, reason := r{i}, "
+            f"value := {f'replace({_identifier(name)}, {shown})' if is_column else 'NULL'})"
+            for i, (name, is_column, _) in enumerate(reasons))
+        bad = " OR ".join(f"r{i} IS NOT NULL" for i in range(len(reasons)))
+        selected = ", ".join(f"{sql} AS {name}" for name, sql in outputs)
+
+        def rows(where: str) -> str:
+            converted = self._converted_sql(table, days, list(range(len(self.rules))), where)
+            return f"""
+                SELECT day, source_file, row_number, {selected}, errors FROM (
+                    SELECT *, CASE WHEN {bad} THEN list_filter([{entries}], lambda e: e.reason IS NOT NULL) END AS errors
+                    FROM (SELECT *, {problems} FROM ({converted})))"""
+
+        return Check(table, f"t_{self.rules[int(key[1:])].column}", latest, rows)
+
+
+@dataclass(frozen=True)
+class Check:
+    """The SQL that checks one raw table: `latest` selects the (day, row_number) of the rows not
+    superseded; `rows(where)` gives the checked rows, with `errors` NULL when a row is fine."""
+
+    table: str
+    key: str  # the trimmed key column, as `rows` sees it
+    latest: str
+    rows: Callable[[str], str]
 
 
 def _json_object(pairs: list[tuple[str, str]]) -> str:
-    """A JSON object of the non-NULL values, keys in the given order."""
-    entries = ", ".join(f"struct_pack(k := {_literal(key)}, v := {value})" for key, value in pairs)
-    return f"to_json(map_from_entries(list_filter([{entries}], lambda e: e.v IS NOT NULL)))"
+    """A JSON object of the non-NULL values, keys in the given order (the same text DuckDB's
+    to_json gives a MAP, built by concatenation: no per-row list or map)."""
+    members = ", ".join(f"{_literal(json.dumps(key) + ':')} || to_json({value})" for key, value in pairs)
+    return f"CAST('{{' || concat_ws(',', {members}) || '}}' AS JSON)"
 
 
-def _opportunity_sql(mapping: Mapping, days: str) -> str:
+def _opportunity_check(mapping: Mapping, days: str) -> Check:
     opp = mapping.opportunity
     query = _Query()
 
@@ -260,26 +308,13 @@ def _opportunity_sql(mapping: Mapping, days: str) -> str:
     else:
         note = template_value("note", opp.note.template, opp.note.max_length)
 
-    errors = query.errors_sql()
-    if template_checks:
-        extra = ", ".join(
-            f"struct_pack(field := {_literal(target)}, reason := coalesce({', '.join(reasons)}), value := NULL)"
-            for target, reasons in template_checks.items())
-        errors = f"list_concat({errors}, list_filter([{extra}], lambda e: e.reason IS NOT NULL))"
-    return f"""
-        SELECT day, source_file, row_number, {t(opp.source_id.column)} AS source_id,
-               {updated_at} AS source_updated_at, {query.text(search_by)} AS search_by_value,
-               {_json_object(lead)} AS lead_fields, {_json_object(fields)} AS fields,
-               lower({t(opp.owner.column)}) AS owner_email, {note} AS note, {errors} AS errors
-        FROM ({query.converted_sql('raw_applications', days)})
-        QUALIFY row_number() OVER (
-            PARTITION BY day, {t(opp.source_id.column)},
-                         CASE WHEN {t(opp.source_id.column)} IS NULL THEN row_number END
-            ORDER BY {updated_at} DESC NULLS FIRST, row_number DESC) = 1
-    """
+    return query.check("raw_applications", days, key=source_id, version=updated_at, extra=template_checks, outputs=[
+        ("source_id", t(opp.source_id.column)), ("source_updated_at", updated_at),
+        ("search_by_value", query.text(search_by)), ("lead_fields", _json_object(lead)),
+        ("fields", _json_object(fields)), ("owner_email", f"lower({t(opp.owner.column)})"), ("note", note)])
 
 
-def _activity_sql(mapping: Mapping, days: str) -> str:
+def _activity_check(mapping: Mapping, days: str) -> Check:
     events = mapping.events
     opp = mapping.opportunity
     query = _Query()
@@ -311,74 +346,60 @@ def _activity_sql(mapping: Mapping, days: str) -> str:
     fields = f"CASE lower({t_type}) {' '.join(per_type)} END"
     known = f"""CASE WHEN {source_id} IS NOT NULL AND {source_id} NOT IN (SELECT source_id FROM opportunity_records)
                 THEN 'no accepted application with this id (on any day)' END"""
-    errors = query.errors_sql({events.source_id_column: [known]})
-    return f"""
-        SELECT day, source_file, row_number, {query.text(event_id)} AS event_id,
-               {query.text(source_id)} AS source_id, {activity_event} AS activity_event,
-               lower(t_{events.owner_column}) AS owner_email,
-               {note} AS note, {fields} AS fields, {occurred_at} AS occurred_at, {errors} AS errors
-        FROM ({query.converted_sql('raw_events', days)})
-        QUALIFY row_number() OVER (
-            PARTITION BY day, {event_id}, CASE WHEN {event_id} IS NULL THEN row_number END
-            ORDER BY row_number DESC) = 1
-    """
+    return query.check("raw_events", days, key=event_id, version=None,
+                             extra={events.source_id_column: [known]}, outputs=[
+        ("event_id", query.text(event_id)), ("source_id", query.text(source_id)),
+        ("activity_event", activity_event), ("owner_email", f"lower(t_{events.owner_column})"),
+        ("note", note), ("fields", fields), ("occurred_at", occurred_at)])
 
 
 def transform_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mapping) -> dict[str, int]:
     """Replace the days' rows in opportunity_records, activity_records and rejects, in one transaction.
 
-    Returns counts: accepted / rejected application rows, superseded duplicates, accepted /
-    rejected events, and reject rows (one per bad column).
+    Per raw table: the latest versions are found from a narrow scan (key and version), the
+    accepted rows are converted and inserted in one scan, and only the latest rows that were not
+    accepted are checked again for their reasons. Returns counts: accepted / rejected
+    application rows, superseded duplicates, accepted / rejected events, and reject rows (one
+    per bad column).
     """
     days = sorted(set(days))
     if not days:
         return {}
     in_days = day_list_sql(days)
+    counts: dict[str, int] = {"reject_rows": 0}
     conn.execute("BEGIN TRANSACTION")
     try:
         for table in ("opportunity_records", "activity_records", "rejects"):
             conn.execute(f"DELETE FROM {table} WHERE day IN {in_days}")
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE _checked_applications AS {_opportunity_sql(mapping, in_days)}")
-        conn.execute("""
-            INSERT INTO opportunity_records
-            SELECT day, source_id, source_updated_at, search_by_value, lead_fields, fields,
-                   owner_email, note, md5(CAST(fields AS VARCHAR))
-            FROM _checked_applications WHERE len(errors) = 0""")
-        conn.execute("""
-            INSERT INTO rejects
-            SELECT day, source_file, row_number, source_id, e.field, e.reason, e.value
-            FROM (SELECT *, unnest(errors) AS e FROM _checked_applications WHERE len(errors) > 0)""")
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE _checked_events AS {_activity_sql(mapping, in_days)}")
-        conn.execute("""
-            INSERT INTO activity_records
-            SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at
-            FROM _checked_events WHERE len(errors) = 0""")
-        conn.execute("""
-            INSERT INTO rejects
-            SELECT day, source_file, row_number, source_id, e.field, e.reason, e.value
-            FROM (SELECT *, unnest(errors) AS e FROM _checked_events WHERE len(errors) > 0)""")
-        counts = _counts(conn, in_days)
-        conn.execute("DROP TABLE _checked_applications")
-        conn.execute("DROP TABLE _checked_events")
+        # Applications first: an event is accepted only if its application is in opportunity_records.
+        for prefix, check, records, key, insert in (
+            ("", _opportunity_check(mapping, in_days), "opportunity_records", "source_id", """
+                INSERT INTO opportunity_records
+                SELECT day, source_id, source_updated_at, search_by_value, lead_fields, fields,
+                       owner_email, note, md5(CAST(fields AS VARCHAR))"""),
+            ("events_", _activity_check(mapping, in_days), "activity_records", "event_id", """
+                INSERT INTO activity_records
+                SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at"""),
+        ):
+            conn.execute(f"CREATE OR REPLACE TEMP TABLE _latest AS {check.latest}")
+            is_latest = "(day, row_number) IN (SELECT (day, row_number) FROM _latest)"
+            accepted = conn.execute(f"{insert} FROM ({check.rows(is_latest)}) WHERE errors IS NULL").fetchone()[0]
+            not_accepted = (f"{is_latest} AND ({check.key} IS NULL OR (day, {check.key}) NOT IN "
+                            f"(SELECT (day, {key}) FROM {records} WHERE day IN {in_days}))")
+            counts["reject_rows"] += conn.execute(f"""
+                INSERT INTO rejects
+                SELECT day, source_file, row_number, source_id, e.field, e.reason, e.value
+                FROM (SELECT *, unnest(errors) AS e FROM ({check.rows(not_accepted)}))""").fetchone()[0]
+            rejected = conn.execute(f"""
+                SELECT count(DISTINCT (day, source_file, row_number)) FROM rejects
+                WHERE day IN {in_days} AND source_file IN (SELECT DISTINCT source_file FROM {check.table}
+                                                           WHERE day IN {in_days})""").fetchone()[0]
+            rows = conn.execute(f"SELECT count(*) FROM {check.table} WHERE day IN {in_days}").fetchone()[0]
+            counts |= {f"{prefix}accepted": accepted, f"{prefix}rejected": rejected,
+                       f"{prefix}superseded": rows - accepted - rejected}
+        conn.execute("DROP TABLE _latest")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return counts
-
-
-def _counts(conn: duckdb.DuckDBPyConnection, in_days: str) -> dict[str, int]:
-    row = conn.execute(f"""
-        SELECT
-          (SELECT count(*) FILTER (WHERE len(errors) = 0) FROM _checked_applications),
-          (SELECT count(*) FILTER (WHERE len(errors) > 0) FROM _checked_applications),
-          (SELECT count(*) FROM raw_applications WHERE day IN {in_days})
-            - (SELECT count(*) FROM _checked_applications),
-          (SELECT count(*) FILTER (WHERE len(errors) = 0) FROM _checked_events),
-          (SELECT count(*) FILTER (WHERE len(errors) > 0) FROM _checked_events),
-          (SELECT count(*) FROM raw_events WHERE day IN {in_days}) - (SELECT count(*) FROM _checked_events),
-          (SELECT count(*) FROM rejects WHERE day IN {in_days})
-    """).fetchone()
-    names = ("accepted", "rejected", "superseded", "events_accepted", "events_rejected",
-             "events_superseded", "reject_rows")
-    return dict(zip(names, row))
