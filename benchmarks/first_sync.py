@@ -85,7 +85,7 @@ def run_case(args: argparse.Namespace, source: Path, bulk: tuple[int, float], ou
           f"of the physical limit {limit:.1f} records/s")
     print(f"  push step {push_seconds:.1f} s: {records / push_seconds:.1f} records/s = "
           f"{records / push_seconds / limit:.0%} of the limit")
-    print(f"  calls: {dict(sorted(by_call.items()))}; refused (429): {stats['RateLimited']}")
+    print(f"  calls: {dict(sorted(by_call.items()))}; refused (429): {stats['RateLimited']} {stats.get('Refused', '')}")
     print(f"  states: {states}; leads {len(emails):,} ({len(emails) - len(set(emails))} doubled); "
           f"opportunities {len(source_ids):,} ({len(source_ids) - len(set(source_ids))} doubled)")
 

@@ -79,6 +79,14 @@ def _print_day(label: str, summary) -> None:
     )
 
 
+DAILY_BUDGET_SPENT_EXIT = 3
+"""Exit code of a run that stopped at the account's daily call count (nothing failed; it continues tomorrow)."""
+
+
+def _print_daily_budget_spent(summary) -> None:
+    print(f"daily call budget spent: {summary.records_waiting} records wait; the next run after 00:00 UTC continues")
+
+
 def _checked_settings(command: str):
     """The settings, or None after printing which variable is wrong."""
     from lsq_pipeline.settings import SettingsError, load_settings
@@ -113,6 +121,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         writes += summary.write_calls
         ok = ok and summary.success
         _print_day(day.isoformat(), summary)
+        if summary.daily_budget_exhausted:
+            _print_daily_budget_spent(summary)
+            return DAILY_BUDGET_SPENT_EXIT
     _print_state(settings.warehouse)
     if writes == 0 and ok:
         print("Nothing to send: LeadSquared already matches the source (0 write calls).")
@@ -169,6 +180,9 @@ def _run_sync(args: argparse.Namespace) -> int:
     else:
         _print_day(label, summary)
     print(f"Run {run.run_id} {'succeeded' if run.is_success else 'FAILED'}; see it in the UI (lsq-pipeline ui).")
+    if run.is_success and summary.daily_budget_exhausted:
+        _print_daily_budget_spent(summary)
+        return DAILY_BUDGET_SPENT_EXIT
     return 0 if run.is_success else 1
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lsq_pipeline.leadsquared import AccountLimits
+from lsq_pipeline.leadsquared.budget import PlanName, limits_of
 
 SANDBOX_ACCESS_KEY = "sandbox-access-key"
 SANDBOX_SECRET_KEY = "sandbox-secret-key"
@@ -28,13 +31,24 @@ class PipelineSettings(BaseSettings):
     warehouse: Path = Path("data/warehouse.duckdb")
     mapping: Path = Path("data/mapping.yaml")
     sandbox_dir: Path = Path("data/sandbox")
-    rate_limit_calls: int = Field(25, ge=0)
-    rate_limit_seconds: float = Field(5.0, gt=0)
+    plan: PlanName | None = Field(None, description="LeadSquared plan: presets of the limits below")
+    rate_limit_calls: int | None = Field(None, ge=0, description="general window; default the plan's, else 25")
+    rate_limit_seconds: float | None = Field(None, gt=0)
+    bulk_rate_limit_calls: int | None = Field(None, ge=0, description="Bulk APIs window; default the plan's")
+    bulk_rate_limit_seconds: float | None = Field(None, gt=0)
+    daily_call_limit: int | None = Field(None, ge=0, description="calls a UTC day; default the plan's, else none")
+    bulk_counts_against_general: bool = True
     rate_limit_db: str = "data/rate_limit.sqlite"
+    rate_limit_redis: str = Field("", description="redis://... shares the budget across machines")
     max_in_flight: int = Field(8, ge=1)
     leads_in_bulk: bool = True
     max_reject_rate: float = Field(0.20, ge=0, le=1)
     duckdb_memory_limit: str = "1GB"
+
+    @field_validator("plan", mode="before")
+    @classmethod
+    def _plan_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() or None if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _keys_with_a_real_host(self) -> PipelineSettings:
@@ -46,6 +60,10 @@ class PipelineSettings(BaseSettings):
             ]
             raise ValueError(f"LSQ_API_HOST is set, so {' and '.join(missing)} must be set too")
         return self
+
+    def account_limits(self) -> AccountLimits:
+        """The plan's preset with every variable set explicitly put over it."""
+        return limits_of(self)
 
     @property
     def uses_sandbox(self) -> bool:

@@ -13,13 +13,13 @@ from dagster_duckdb import DuckDBResource
 from lsq_pipeline.defs.metadata import api_metadata, preview, table_metadata
 from lsq_pipeline.defs.partitions import daily_partitions
 from lsq_pipeline.defs.resources import LeadSquaredResource
-from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE
+from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.defs.source import SourceResource
 from lsq_pipeline.sync import extract as extract_rules
 from lsq_pipeline.sync import plan as plan_rules
 from lsq_pipeline.sync import validate
 from lsq_pipeline.sync.push import Pusher
-from lsq_pipeline.sync.reconcile import reconcile
+from lsq_pipeline.sync.reconcile import ReconcileSummary, reconcile
 from lsq_pipeline.sync.warehouse import ensure_schema
 
 WAREHOUSE_POOL = "lsq_warehouse"
@@ -240,6 +240,11 @@ def push_journal(
         context.log.warning(f"refused: {error}")
     if summary.interrupted_before:
         context.log.warning(f"resolved rows left unanswered by an earlier run: {summary.interrupted_before}")
+    if summary.daily_budget_exhausted:
+        context.log.warning(
+            f"daily call budget spent: {summary.records_waiting} records and {summary.activities_waiting} "
+            "activities wait; the next run after 00:00 UTC continues"
+        )
     with warehouse.get_connection() as conn:
         journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [context.run.run_id])
     return dg.MaterializeResult(
@@ -258,6 +263,9 @@ def push_journal(
             "items_per_second": dg.MetadataValue.float(
                 round(summary.writes / summary.seconds, 1) if summary.seconds else 0.0
             ),
+            "daily_budget_exhausted": dg.MetadataValue.bool(summary.daily_budget_exhausted),
+            "records_waiting": dg.MetadataValue.int(summary.records_waiting),
+            "activities_waiting": dg.MetadataValue.int(summary.activities_waiting),
             **api_metadata(before, client.stats()),
             **journal_meta,
         }
@@ -303,7 +311,12 @@ def opportunity_state(
     mapping = source.load_mapping()
     client = leadsquared.get_client()
     before = client.stats()
-    summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full)
+    try:
+        summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full)
+        day_spent = False
+    except DailyBudgetExhausted as error:  # pending rows stay pending: the next run reads them back
+        context.log.warning(f"reconcile skipped: {error}")
+        summary, day_spent = ReconcileSummary(), True
     with warehouse.get_connection() as conn:
         statuses = dict(conn.execute("SELECT status, count(*) FROM opportunity_state GROUP BY status").fetchall())
         doubled = conn.execute(
@@ -330,6 +343,7 @@ def opportunity_state(
             "missing_in_leadsquared": dg.MetadataValue.int(summary.missing),
             "newly_rejected": dg.MetadataValue.int(summary.rejected),
             "full_reconcile": dg.MetadataValue.bool(config.full),
+            "daily_budget_exhausted": dg.MetadataValue.bool(day_spent),
             "states": dg.MetadataValue.json(statuses),
             **api_metadata(before, client.stats()),
             **state_meta,

@@ -11,11 +11,13 @@ from lsq_pipeline.defs import assets
 from lsq_pipeline.defs.jobs import daily_sync_schedule, dry_run_job, sync_job
 from lsq_pipeline.defs.resources import LeadSquaredResource
 from lsq_pipeline.defs.source import SourceResource
+from lsq_pipeline.leadsquared.budget import BUDGET_FIELDS
 from lsq_pipeline.settings import PipelineSettings, load_settings
 
 
 def _secret(variable: str, value: str) -> str | dg.EnvVar:
-    """A key set in the environment stays an `EnvVar`, so the UI shows its name, never its value."""
+    """A key (or a URL that may carry a password) set in the environment stays an `EnvVar`, so
+    the UI shows its name, never its value."""
     return dg.EnvVar(variable) if os.environ.get(variable) == value else value
 
 
@@ -30,9 +32,10 @@ def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableReso
             access_key=_secret("LSQ_ACCESS_KEY", settings.access_key_value()),
             secret_key=_secret("LSQ_SECRET_KEY", settings.secret_key_value()),
             sandbox_dir=str(settings.sandbox_dir),
-            rate_limit_calls=settings.rate_limit_calls,
-            rate_limit_seconds=settings.rate_limit_seconds,
+            plan=settings.plan or "",
+            **{name: getattr(settings, name) for name in BUDGET_FIELDS},
             rate_limit_db=settings.rate_limit_db,
+            rate_limit_redis=_secret("LSQ_RATE_LIMIT_REDIS", settings.rate_limit_redis),
             max_in_flight=settings.max_in_flight,
             leads_in_bulk=settings.leads_in_bulk,
         ),

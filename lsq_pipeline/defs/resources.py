@@ -10,9 +10,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from lsq_pipeline.leadsquared import LeadSquaredClient
+from lsq_pipeline.leadsquared import AccountLimits, LeadSquaredClient
+from lsq_pipeline.leadsquared.budget import limits_of
 
-_SECRET_FIELDS = {"access_key", "secret_key"}
+_SECRET_FIELDS = {"access_key", "secret_key", "rate_limit_redis"}  # a Redis URL may carry a password
 _clients: dict[str, LeadSquaredClient] = {}
 _clients_lock = threading.Lock()
 
@@ -37,10 +38,18 @@ class LeadSquaredResource(dg.ConfigurableResource):
     access_key: str = Field(description="LeadSquared access key (use dg.EnvVar('LSQ_ACCESS_KEY'))")
     secret_key: str = Field(description="LeadSquared secret key (use dg.EnvVar('LSQ_SECRET_KEY'))")
     sandbox_dir: str = Field(default="data/sandbox", description="state folder of the embedded sandbox")
-    rate_limit_calls: int = Field(default=25, description="the account's limit: calls per window (0 = off)")
-    rate_limit_seconds: float = Field(default=5.0, description="the account's limit: window in seconds")
+    plan: str = Field(default="", description="LeadSquared plan (lite, pro, super, basic, standard, enterprise): presets")
+    rate_limit_calls: int | None = Field(default=None, description="general window: calls (0 = off); default the plan's, else 25")
+    rate_limit_seconds: float | None = Field(default=None, description="general window: seconds; default the plan's, else 5")
+    bulk_rate_limit_calls: int | None = Field(default=None, description="Bulk APIs window: calls; default the plan's")
+    bulk_rate_limit_seconds: float | None = Field(default=None, description="Bulk APIs window: seconds")
+    daily_call_limit: int | None = Field(default=None, description="calls a UTC day, all classes; default the plan's")
+    bulk_counts_against_general: bool = Field(default=True, description="a bulk call also takes a general start")
     rate_limit_db: str = Field(
         default="", description="SQLite file shared by every process of the account, so they share one budget"
+    )
+    rate_limit_redis: str = Field(
+        default="", description="redis://... URL: the budget is shared across machines (overrides rate_limit_db)"
     )
     max_in_flight: int = Field(default=8, description="calls in the air at once")
     leads_in_bulk: bool = Field(
@@ -60,13 +69,21 @@ class LeadSquaredResource(dg.ConfigurableResource):
             return normalize_api_host(self.api_host)
         from lsq_pipeline.sandbox.embedded import ensure_sandbox
 
+        limits = self.account_limits()  # the embedded sandbox models the account as configured
         return ensure_sandbox(
             Path(self.sandbox_dir),
             access_key=self.access_key,
             secret_key=self.secret_key,
-            rate_limit_calls=self.rate_limit_calls,
-            rate_limit_seconds=self.rate_limit_seconds,
+            rate_limit_calls=limits.general.calls,
+            rate_limit_seconds=limits.general.seconds,
+            bulk_rate_limit_calls=limits.bulk.calls,
+            bulk_rate_limit_seconds=limits.bulk.seconds,
+            daily_limit=limits.daily_calls,
         )
+
+    def account_limits(self) -> AccountLimits:
+        """The plan's preset with every field set explicitly put over it."""
+        return limits_of(self)
 
     def get_client(self) -> LeadSquaredClient:
         """The client for this configuration, one per process (so one rate-limit window per process)."""
@@ -74,12 +91,17 @@ class LeadSquaredResource(dg.ConfigurableResource):
         with _clients_lock:
             client = _clients.get(cache_key)
             if client is None:
+                limits = self.account_limits()
                 client = LeadSquaredClient(
                     self.base_url(),
                     self.access_key,
                     self.secret_key,
-                    rate_limit_calls=self.rate_limit_calls,
-                    rate_limit_seconds=self.rate_limit_seconds,
+                    rate_limit_calls=limits.general.calls,
+                    rate_limit_seconds=limits.general.seconds,
+                    bulk_rate_limit_calls=limits.bulk.calls,
+                    bulk_rate_limit_seconds=limits.bulk.seconds,
+                    daily_call_limit=limits.daily_calls,
+                    bulk_counts_against_general=limits.bulk_counts_against_general,
                     max_in_flight=self.max_in_flight,
                     connect_timeout=self.connect_timeout,
                     read_timeout=self.read_timeout,
@@ -87,6 +109,7 @@ class LeadSquaredResource(dg.ConfigurableResource):
                     backoff_base=self.backoff_base,
                     backoff_max=self.backoff_max,
                     rate_limit_db=self.rate_limit_db or None,
+                    rate_limit_redis=self.rate_limit_redis or None,
                 )
                 _clients[cache_key] = client
             return client

@@ -132,11 +132,14 @@ class DaySummary:
     activities: int
     api_calls: int
     write_calls: int
+    daily_budget_exhausted: bool = False
+    records_waiting: int = 0
 
 
 def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> DaySummary:
     instance = dg.DagsterInstance.get()
-    api_calls = write_calls = 0
+    api_calls = write_calls = records_waiting = 0
+    day_spent = False
     seen: set[dg.AssetKey] = set()
     for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
         materialization = record.event_log_entry.asset_materialization
@@ -148,6 +151,9 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
             api_calls += calls.value
             if materialization.asset_key.path[-1] == "push_journal":
                 write_calls += calls.value
+        if materialization.asset_key.path[-1] == "push_journal" and "daily_budget_exhausted" in materialization.metadata:
+            day_spent = day_spent or materialization.metadata["daily_budget_exhausted"].value
+            records_waiting += materialization.metadata["records_waiting"].value
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         planned = dict(
             conn.execute(
@@ -182,4 +188,6 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
         activities=journal.get("activity:ok", 0),
         api_calls=api_calls,
         write_calls=write_calls,
+        daily_budget_exhausted=day_spent,
+        records_waiting=records_waiting,
     )

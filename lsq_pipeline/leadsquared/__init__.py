@@ -1,9 +1,12 @@
-"""The LeadSquared opportunity API (and the lead bulk creates) as Python: models, client, rate limit, typed errors. No Dagster."""
+"""The LeadSquared opportunity API and the lead bulk creates as Python: models, client, budgets (rate
+limits), typed errors. No Dagster."""
 
+from lsq_pipeline.leadsquared.budget import PLANS, AccountBudget, AccountLimits, WindowLimit, account_limits
 from lsq_pipeline.leadsquared.client import MISSING_ROW, OUTCOME_UNKNOWN, LeadSquaredClient
 from lsq_pipeline.leadsquared.errors import (
     AuthenticationError,
     BadRequestError,
+    DailyBudgetExhausted,
     LeadSquaredAPIError,
     LeadSquaredError,
     NotFoundError,
@@ -36,12 +39,16 @@ __all__ = [
     "MAX_LEADS_PER_BULK_CREATE",
     "MISSING_ROW",
     "OUTCOME_UNKNOWN",
+    "PLANS",
+    "AccountBudget",
+    "AccountLimits",
     "ActivityAdd",
     "AuthenticationError",
     "BadRequestError",
     "CaptureOpportunityDetails",
     "CaptureRequest",
     "ClientStats",
+    "DailyBudgetExhausted",
     "EndpointStats",
     "FieldValue",
     "LeadAttribute",
@@ -57,5 +64,7 @@ __all__ = [
     "RowResult",
     "SlidingWindow",
     "TransientError",
+    "WindowLimit",
+    "account_limits",
     "fields_from_dict",
 ]

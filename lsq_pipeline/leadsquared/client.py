@@ -2,13 +2,15 @@
 the account's limits.
 
 Each method takes any number of items, splits them into calls of the API's maximum, sends the
-calls concurrently (at most `max_in_flight` in the air, every start taken from one sliding
-window shared by all endpoints and threads), retries what is safe to retry, and returns one
-`RowResult` per item in input order.
+calls concurrently (at most `max_in_flight` in the air, every start taken from the sliding
+window of the endpoint's rate class, shared by all threads, and counted against the day),
+retries what is safe to retry, and returns one `RowResult` per item in input order.
 
 Retry rules:
-- a 429, or a 200 with `MXAPIRateLimitExceededException`: nothing was written; every call of
-  the process pauses one window, then the call is sent again (counted as `rate_limited`);
+- a 429, or a 200 with `MXAPIRateLimitExceededException`: nothing was written; the class's
+  window learns the limit the message names (if lower), every call of the class pauses one
+  window, then the call is sent again (counted as `rate_limited`); a refusal for the day
+  raises `DailyBudgetExhausted`, as does the client's own daily count;
 - 401, 400, 404, a 500 with an `MX...` body: permanent, raised as a typed error, never retried;
 - timeouts, dropped connections, a 500 without an MX body, 502/503/504: transient, retried with
   exponential backoff and full jitter, up to `max_retries` times. Reads and updates are re-sent
@@ -22,6 +24,7 @@ Retry rules:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -30,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, TypeVar
 
 import requests
@@ -39,6 +43,7 @@ from urllib3.exceptions import NewConnectionError
 from lsq_pipeline.leadsquared.errors import (
     AuthenticationError,
     BadRequestError,
+    DailyBudgetExhausted,
     LeadSquaredAPIError,
     LeadSquaredError,
     NotFoundError,
@@ -79,7 +84,8 @@ from lsq_pipeline.leadsquared.models import (
     RowResult,
     SearchParameter,
 )
-from lsq_pipeline.leadsquared.rate_limit import SlidingWindow
+from lsq_pipeline.leadsquared.budget import AccountBudget, account_limits, utc_today
+from lsq_pipeline.leadsquared.budget_store import BudgetStore, MemoryStore, RedisStore, SQLiteStore
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +119,11 @@ class _Transient(Exception):
 
 
 class _RateLimited(Exception):
-    pass
+    """A rate-limit refusal; `message` is the server's (it names the limit)."""
+
+    def __init__(self, message: str | None) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class LeadSquaredClient:
@@ -127,6 +137,10 @@ class LeadSquaredClient:
         *,
         rate_limit_calls: int = 25,
         rate_limit_seconds: float = 5.0,
+        bulk_rate_limit_calls: int | None = None,
+        bulk_rate_limit_seconds: float | None = None,
+        daily_call_limit: int = 0,
+        bulk_counts_against_general: bool = True,
         max_in_flight: int = 8,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
@@ -135,9 +149,14 @@ class LeadSquaredClient:
         backoff_max: float = 30.0,
         max_rate_limited_retries: int = 20,
         rate_limit_db: str | None = None,
+        rate_limit_redis: str | None = None,
+        today: Callable[[], date] = utc_today,
     ) -> None:
-        """`rate_limit_calls=0` turns the client-side window off. `rate_limit_db`: path of a
-        SQLite file shared by every process of the account, so they share one budget."""
+        """`rate_limit_calls=0` turns the client-side general window off; the bulk window keeps
+        to the general limit unless `bulk_rate_limit_*` are given. `daily_call_limit`: calls a
+        UTC day, all classes (0 = none). The budget is shared by every process naming the same
+        `rate_limit_redis` URL (across machines) or else the same `rate_limit_db` SQLite file
+        (one machine). `today`: the UTC day the daily count is kept under."""
         if not access_key or not secret_key:
             raise ValueError("LeadSquaredClient needs both an access key and a secret key")
         if max_in_flight < 1:
@@ -150,12 +169,17 @@ class LeadSquaredClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.max_rate_limited_retries = max_rate_limited_retries
-        self.rate_limit_seconds = rate_limit_seconds
-        self.window = (
-            SlidingWindow(rate_limit_calls, rate_limit_seconds, db_path=rate_limit_db or None)
-            if rate_limit_calls > 0
-            else None
+        limits = account_limits(
+            rate_limit_calls=rate_limit_calls,
+            rate_limit_seconds=rate_limit_seconds,
+            bulk_rate_limit_calls=bulk_rate_limit_calls,
+            bulk_rate_limit_seconds=bulk_rate_limit_seconds,
+            daily_call_limit=daily_call_limit,
+            bulk_counts_against_general=bulk_counts_against_general,
         )
+        needs_store = limits.daily_calls > 0 or limits.general.calls > 0 or limits.bulk.calls > 0
+        store = self._budget_store(rate_limit_db, rate_limit_redis) if needs_store else MemoryStore()
+        self.budget = AccountBudget(limits, store, today=today)
 
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_in_flight, max_retries=0)
@@ -177,6 +201,12 @@ class LeadSquaredClient:
         self._stats_lock = threading.Lock()
         self._endpoint_stats = {endpoint.name: EndpointStats() for endpoint in ENDPOINTS}
         self._seconds_waiting = 0.0
+
+    def _budget_store(self, db_path: str | None, redis_url: str | None) -> BudgetStore:
+        if redis_url:
+            account = hashlib.sha256(f"{self.base_url}\0{self._secrets[0]}".encode()).hexdigest()[:16]
+            return RedisStore(redis_url, f"lsq:{account}")
+        return SQLiteStore(db_path) if db_path else MemoryStore()
 
     # --- the five endpoints -------------------------------------------------------------------
 
@@ -302,7 +332,7 @@ class LeadSquaredClient:
             body = [[attribute.to_api() for attribute in lead] for _, lead in batch]
             try:
                 answer = self._call(endpoint, body, {}, len(batch), resend_unknown=True)
-            except AuthenticationError:
+            except (AuthenticationError, DailyBudgetExhausted):
                 raise
             except (TransientError, RateLimitedError) as error:
                 return [LeadBatchResult(status="unknown", **span, **_error_fields(error))]
@@ -331,7 +361,7 @@ class LeadSquaredClient:
 
     def rate_ceiling(self, rate_class: str = "general") -> float | None:
         """Calls per second the client's window for `rate_class` allows; None when it has none."""
-        window = self.window
+        window = self.budget.windows.get(rate_class)
         return window.calls / window.seconds if window is not None else None
 
     def close(self) -> None:
@@ -339,8 +369,7 @@ class LeadSquaredClient:
         for pool in self._pools.values():
             pool.shutdown(wait=True)
         self._session.close()
-        if self.window is not None:
-            self.window.close()
+        self.budget.close()
 
     def __enter__(self) -> "LeadSquaredClient":
         return self
@@ -349,7 +378,7 @@ class LeadSquaredClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"LeadSquaredClient(base_url={self.base_url!r}, keys=<hidden>, max_in_flight={self.max_in_flight}, window={self.window!r})"
+        return f"LeadSquaredClient(base_url={self.base_url!r}, keys=<hidden>, max_in_flight={self.max_in_flight}, budget={self.budget!r})"
 
     __str__ = __repr__
 
@@ -363,6 +392,7 @@ class LeadSquaredClient:
 
         If a call fails permanently, the others still finish; the first error is raised with
         `error.results` holding what the other calls answered (`None` for the failed ones).
+        Once the day's budget is spent, the calls not yet sent are not sent.
         """
         if not items:
             return []
@@ -370,8 +400,19 @@ class LeadSquaredClient:
         batches = [items[start : start + size] for start in range(0, len(items), size)]
         if len(batches) == 1:
             return run(batches[0])
+        day_spent: list[DailyBudgetExhausted] = []
+
+        def run_unless_day_spent(batch: Sequence[Any]) -> list[T]:
+            if day_spent:
+                raise day_spent[0]
+            try:
+                return run(batch)
+            except DailyBudgetExhausted as error:
+                day_spent.append(error)
+                raise
+
         pool = self._pools[endpoint.rate_class]
-        futures: list[Future[list[T]]] = [pool.submit(run, batch) for batch in batches]
+        futures: list[Future[list[T]]] = [pool.submit(run_unless_day_spent, batch) for batch in batches]
         results: list[T | None] = []
         first_error: BaseException | None = None
         for batch, future in zip(batches, futures):
@@ -427,15 +468,15 @@ class LeadSquaredClient:
         rate_limited = 0
         while True:
             attempt += 1
-            if self.window is not None:
-                waited = self.window.acquire()
-                if waited:
-                    with self._stats_lock:
-                        self._seconds_waiting += waited
+            waited = self.budget.acquire(endpoint.rate_class, endpoint.name)
+            if waited:
+                with self._stats_lock:
+                    self._seconds_waiting += waited
             try:
                 body_out = self._attempt(endpoint, url, data, params, item_count, attempt)
                 return _Answer(body_out)
-            except _RateLimited:
+            except _RateLimited as refusal:
+                paused = self.budget.refused(endpoint.rate_class, endpoint.name, self._redact(refusal.message or ""))
                 rate_limited += 1
                 attempt -= 1  # a refused call is not a failed attempt
                 if rate_limited > self.max_rate_limited_retries:
@@ -444,9 +485,7 @@ class LeadSquaredClient:
                         exception_type=RATE_LIMIT_EXCEPTION,
                         detail=f"still refused after {rate_limited} pauses",
                     ) from None
-                if self.window is not None:
-                    self.window.pause(self.rate_limit_seconds)
-                else:
+                if not paused:
                     time.sleep(self._backoff(rate_limited))
                 self._count(endpoint, retries=1)
             except _Transient as failure:
@@ -489,7 +528,7 @@ class LeadSquaredClient:
         if error.exception_type == RATE_LIMIT_EXCEPTION or status == 429:
             self._count(endpoint, rate_limited=1)
             logger.debug("leadsquared rate limited endpoint=%s status=%d", endpoint.name, status)
-            raise _RateLimited()
+            raise _RateLimited(error.exception_message)
         if status == 200:
             if body is None:
                 self._count(endpoint, transient_failures=1)
@@ -528,7 +567,7 @@ class LeadSquaredClient:
 
     def _count(self, endpoint: Endpoint, **increments: float) -> None:
         with self._stats_lock:
-            stats = self._endpoint_stats[endpoint.name]
+            stats = self._endpoint_stats.setdefault(endpoint.name, EndpointStats())  # any endpoint, of any class
             for field, increment in increments.items():
                 setattr(stats, field, getattr(stats, field) + increment)
 

@@ -85,3 +85,9 @@ class RateLimitedError(LeadSquaredError):
 
 class TransientError(LeadSquaredError):
     """Timeouts, dropped connections, 5xx without an MX body: still failing after every retry."""
+
+
+class DailyBudgetExhausted(LeadSquaredError):
+    """The account's calls for the day are spent: the client's daily count (`LSQ_DAILY_CALL_LIMIT`)
+    is reached, or LeadSquared refused a call for the day. Nothing of the refused call was
+    written; send the rest after 00:00 UTC. Never retried."""

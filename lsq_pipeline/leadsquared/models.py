@@ -39,12 +39,12 @@ DUPLICATE_EXCEPTION = "MXDuplicateEntryException"
 @dataclass(frozen=True)
 class Endpoint:
     """One API endpoint: a short name (for logs and counters), its path, items per call, and the
-    rate-limit class whose window it spends (`general`, or `bulk` for LeadSquared's "Bulk APIs")."""
+    rate class whose window it takes starts from (LeadSquared's "Bulk APIs" are `bulk`)."""
 
     name: str
     path: str
     max_items: int
-    rate_class: str = "general"
+    rate_class: Literal["general", "bulk"] = "general"
 
 
 BULK_ADD = Endpoint("bulk_add", BULK_ADD_PATH, MAX_ITEMS_PER_WRITE)

@@ -1,10 +1,12 @@
-"""The account's rate limit on the client side: a sliding log of call starts, shared by threads.
+"""One class of the account's rate limit on the client side: a sliding log of call starts.
 
 LeadSquared counts call arrivals per account in a sliding window ("25 in 5 seconds"). The
 window here is the same sliding log, a little longer (`safety_margin`) so that jitter between
-the client's send and the server's arrival never trips the server. The log is a
-pyrate-limiter bucket: in memory (one budget per process), or a SQLite file with a file lock
-(`db_path`: one budget shared by every process that names the same file).
+the client's send and the server's arrival never trips the server, and paced: starts are at
+least window / (2 x calls) apart, so that a client that believes a limit higher than the
+account's learns the real one from the first refusal instead of a whole burst of them. The log is a
+pyrate-limiter bucket given by a `BudgetStore` (in memory, SQLite or Redis), so that every
+process sharing the store shares the window.
 
 pyrate-limiter's own blocking `Limiter.try_acquire` is not used: while it waits it advances the
 item's timestamp by the planned sleep instead of reading the clock, so a late wake-up records a
@@ -17,22 +19,45 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pyrate_limiter import InMemoryBucket, Rate, RateItem, SQLiteBucket
+from pyrate_limiter import Rate, RateItem
+
+if TYPE_CHECKING:
+    from lsq_pipeline.leadsquared.budget_store import BudgetStore
 
 _ITEM_NAME = "lsq"
 _LEAK_EVERY = 64
 """Drop expired entries from the log every this many admitted calls."""
 
 
-def window_with_margin(seconds: float, margin_fraction: float = 0.02, margin_min: float = 0.1) -> float:
-    """The client's window: the server's plus max(2 %, 100 ms), capped at 5 % of the window.
+def window_with_margin(seconds: float, margin_fraction: float = 0.02, margin_min: float = 0.25) -> float:
+    """The client's window: the server's plus max(2 %, 250 ms), capped at 5 % of the window.
 
-    At 25 calls / 5 s this is 5.1 s, i.e. 0.98 of the ceiling.
+    At 25 calls / 5 s this is 5.25 s, i.e. 0.95 of the ceiling: a call's start may reach the
+    server a few hundred ms late on a loaded machine (measured with two processes sharing one
+    budget), and the oldest start of the window must not be counted later than the newest.
     """
     margin = max(seconds * margin_fraction, margin_min)
     return seconds + min(margin, seconds * 0.05)  # 1 / 1.05 > 0.95 of the ceiling
+
+
+PACE_FACTOR = 2
+"""Starts go at most this many times the window's average rate: the first window takes half of it."""
+
+
+def paced_rates(calls: int, window_seconds: float) -> list[Rate]:
+    """`calls` per window, and starts at least window / (calls x PACE_FACTOR) apart.
+
+    The ceiling is the window's; the pacing only spreads a window's starts over half of it, so a
+    client that believes too high a limit is refused once, not once per call of a burst. The
+    spacing rounds down: pyrate-limiter wants the shorter rate no stricter than the longer.
+    """
+    window_ms = max(1, round(window_seconds * 1000))
+    spacing_ms = window_ms // (calls * PACE_FACTOR)
+    if calls == 1 or spacing_ms < 1:
+        return [Rate(calls, window_ms)]
+    return [Rate(1, spacing_ms), Rate(calls, window_ms)]
 
 
 class SlidingWindow:
@@ -40,7 +65,8 @@ class SlidingWindow:
 
     `acquire()` blocks until a start is allowed and returns the seconds it waited.
     `pause(seconds)` holds back every caller (the server refused a call: another client of the
-    account is spending the budget).
+    account is spending the budget). `set_limit(calls, seconds)` changes the limit in place,
+    keeping the log (a limit learned from the server's refusal).
     """
 
     def __init__(
@@ -48,27 +74,37 @@ class SlidingWindow:
         calls: int,
         seconds: float,
         *,
-        db_path: str | None = None,
+        store: BudgetStore | None = None,
+        rate_class: str = "general",
         safety_margin: bool = True,
     ) -> None:
         if calls < 1 or seconds <= 0:
             raise ValueError("rate limit needs calls >= 1 and seconds > 0")
-        self.calls = calls
-        self.seconds = seconds
-        self.window_seconds = window_with_margin(seconds) if safety_margin else seconds
-        self.db_path = db_path
-        rates = [Rate(calls, max(1, round(self.window_seconds * 1000)))]
-        if db_path:
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            table = f"lsq_window_{calls}_{rates[0].interval}"
-            self._bucket: InMemoryBucket | SQLiteBucket = SQLiteBucket.init_from_file(
-                rates, table=table, db_path=db_path, use_file_lock=True
-            )
-        else:
-            self._bucket = InMemoryBucket(rates)
+        if store is None:
+            from lsq_pipeline.leadsquared.budget_store import MemoryStore
+
+            store = MemoryStore()
+        self.rate_class = rate_class
+        self.safety_margin = safety_margin
+        self.store = store
         self._lock = threading.Lock()
         self._paused_until = 0.0  # time.monotonic()
         self._admitted = 0
+        self.calls, self.seconds = calls, seconds
+        self.window_seconds = self._window(seconds)
+        self._bucket = store.window_bucket(rate_class, paced_rates(calls, self.window_seconds))
+
+    def _window(self, seconds: float) -> float:
+        return window_with_margin(seconds) if self.safety_margin else seconds
+
+    def set_limit(self, calls: int, seconds: float) -> None:
+        """Use `calls` in `seconds` from now on, on the same log of starts."""
+        with self._lock:
+            if (calls, seconds) == (self.calls, self.seconds):
+                return
+            self.calls, self.seconds = calls, seconds
+            self.window_seconds = self._window(seconds)
+            self._bucket.rates = paced_rates(calls, self.window_seconds)
 
     def acquire(self) -> float:
         """Block until one more call may start now; record it; return the seconds waited."""
@@ -89,8 +125,28 @@ class SlidingWindow:
                 wait_ms = decision.retry_after_ms
                 if wait_ms is None:
                     wait_ms = self._bucket.waiting(RateItem(_ITEM_NAME, now_ms))
+                window_seconds = self.window_seconds
             # Sleep outside the lock; +1 ms so the oldest start has surely left the window.
-            time.sleep(min(max(wait_ms, 1) + 1, self.window_seconds * 1000) / 1000)
+            time.sleep(min(max(wait_ms, 1) + 1, window_seconds * 1000) / 1000)
+
+    def wait_until_free(self) -> float:
+        """Block until a start would be admitted now, without taking one; the seconds waited."""
+        started = time.monotonic()
+        while True:
+            pause_left = self._paused_until - time.monotonic()
+            if pause_left > 0:
+                time.sleep(pause_left)
+                continue
+            with self._lock:
+                now_ms = self._bucket.now()
+                wait_ms = 0
+                for rate in self._bucket.rates:
+                    blocking = self._bucket.peek(rate.limit - 1)  # the limit-th latest start
+                    if blocking is not None:
+                        wait_ms = max(wait_ms, blocking.timestamp + rate.interval - now_ms)
+            if wait_ms <= 0:
+                return time.monotonic() - started
+            time.sleep((wait_ms + 1) / 1000)
 
     def pause(self, seconds: float) -> None:
         """Hold back every call of this process for `seconds` from now (extends, never shortens)."""
@@ -101,5 +157,7 @@ class SlidingWindow:
         self._bucket.close()
 
     def __repr__(self) -> str:
-        shared = f", db_path={self.db_path!r}" if self.db_path else ""
-        return f"SlidingWindow({self.calls} calls / {self.seconds:g} s, window {self.window_seconds:g} s{shared})"
+        return (
+            f"SlidingWindow({self.rate_class}: {self.calls} calls / {self.seconds:g} s, "
+            f"window {self.window_seconds:g} s, {self.store!r})"
+        )

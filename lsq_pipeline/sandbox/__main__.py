@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lsq_pipeline.sandbox.backend import SandboxBackend
 from lsq_pipeline.sandbox.profiles import PROFILES
+from lsq_pipeline.sandbox.rate_limit import PLANS
 from lsq_pipeline.sandbox.server import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
@@ -44,8 +45,14 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=list(PROFILES), default="documented",
                         help="behaviour where the pages are silent (sandbox README, Profiles)")
     parser.add_argument("--state", type=Path, default=None, help="JSON-lines state journal (persist across restarts)")
-    parser.add_argument("--rate-limit", type=parse_rate_limit, default=(25, 5.0), metavar="CALLS/SECONDS",
-                        help="sliding window per account, default 25/5; 0 turns it off")
+    parser.add_argument("--plan", choices=sorted(PLANS), default=None,
+                        help="LeadSquared plan (older table): sets both windows and the daily limit")
+    parser.add_argument("--rate-limit", type=parse_rate_limit, default=None, metavar="CALLS/SECONDS",
+                        help="general sliding window per account (default: the plan's, else 25/5); 0 turns it off")
+    parser.add_argument("--bulk-rate-limit", type=parse_rate_limit, default=None, metavar="CALLS/SECONDS",
+                        help="window of the Bulk APIs class (default: the plan's 1/5, else the general one)")
+    parser.add_argument("--daily-limit", type=int, default=None, metavar="N",
+                        help="calls a day, all classes (default: the plan's, else none); POST /sandbox/day starts a new day")
     parser.add_argument("--rate-limit-status", type=int, choices=(429, 200), default=None,
                         help="default: the profile's")
     parser.add_argument("--latency-ms", type=float, default=0)
@@ -60,10 +67,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     """Run until Ctrl-C / SIGTERM / idle timeout; print the URL once listening."""
-    calls, seconds = args.rate_limit
+    calls, seconds = args.rate_limit or (None, None)
+    bulk_calls, bulk_seconds = args.bulk_rate_limit or (None, None)
     options = SandboxOptions(
-        access_key=args.access_key, secret_key=args.secret_key, profile=args.profile,
-        rate_limit_calls=calls, rate_limit_seconds=seconds, rate_limit_status=args.rate_limit_status,
+        access_key=args.access_key, secret_key=args.secret_key, profile=args.profile, plan=args.plan,
+        rate_limit_calls=calls, rate_limit_seconds=seconds, bulk_rate_limit_calls=bulk_calls,
+        bulk_rate_limit_seconds=bulk_seconds, daily_limit=args.daily_limit, rate_limit_status=args.rate_limit_status,
         latency_ms=args.latency_ms, fault_rate=args.fault_rate, lost_response_rate=args.lost_response_rate,
         seed=args.seed, idle_timeout=args.idle_timeout, verbose=not args.quiet,
     )

@@ -85,12 +85,26 @@ def _terminate(pid: int | None) -> None:
         time.sleep(0.05)
 
 
-def _options_fingerprint(access_key: str, secret_key: str, calls: int, seconds: float, idle: float,
-                         profile: str) -> dict:
+def _options_fingerprint(access_key: str, secret_key: str, limits: dict, idle: float, profile: str) -> dict:
     """What the server was started with; keys only as a hash, never in clear in a file."""
     digest = hashlib.sha256(f"{access_key}\0{secret_key}".encode()).hexdigest()
-    return {"keys_sha256": digest, "rate_limit_calls": calls, "rate_limit_seconds": float(seconds),
-            "idle_timeout": float(idle), "profile": profile}
+    return {"keys_sha256": digest, **limits, "idle_timeout": float(idle), "profile": profile}
+
+
+def _limit_arguments(limits: dict) -> list[str]:
+    """The server's command-line options for the rate limits given (None = the plan's or the default)."""
+    arguments = []
+    if limits["plan"]:
+        arguments += ["--plan", limits["plan"]]
+    for option, calls, seconds in (
+        ("--rate-limit", limits["rate_limit_calls"], limits["rate_limit_seconds"]),
+        ("--bulk-rate-limit", limits["bulk_rate_limit_calls"], limits["bulk_rate_limit_seconds"]),
+    ):
+        if calls is not None:
+            arguments += [option, "0" if calls == 0 else f"{calls}/{seconds or 5.0}"]
+    if limits["daily_limit"] is not None:
+        arguments += ["--daily-limit", str(limits["daily_limit"])]
+    return arguments
 
 
 def ensure_sandbox(
@@ -98,37 +112,42 @@ def ensure_sandbox(
     *,
     access_key: str,
     secret_key: str,
-    rate_limit_calls: int = 25,
-    rate_limit_seconds: float = 5.0,
+    plan: str | None = None,
+    rate_limit_calls: int | None = 25,
+    rate_limit_seconds: float | None = 5.0,
+    bulk_rate_limit_calls: int | None = None,
+    bulk_rate_limit_seconds: float | None = None,
+    daily_limit: int | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     profile: str = "documented",
 ) -> str:
     """The base URL of the one sandbox serving `state_dir`, started detached if none is alive.
 
-    The server keeps its state in `state_dir/state.jsonl`, logs to `state_dir/server.log` and exits
-    by itself after `idle_timeout` seconds without calls. A server started under another `profile`
+    Rate limits are those of `SandboxOptions` (None = the plan's, else the default). The server
+    keeps its state in `state_dir/state.jsonl`, logs to `state_dir/server.log` and exits by
+    itself after `idle_timeout` seconds without calls. A server started under another `profile`
     (or other options) is replaced.
     """
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    wanted = _options_fingerprint(access_key, secret_key, rate_limit_calls, rate_limit_seconds, idle_timeout,
-                                  profile)
+    limits = {"plan": plan, "rate_limit_calls": rate_limit_calls, "rate_limit_seconds": rate_limit_seconds,
+              "bulk_rate_limit_calls": bulk_rate_limit_calls, "bulk_rate_limit_seconds": bulk_rate_limit_seconds,
+              "daily_limit": daily_limit}
+    wanted = _options_fingerprint(access_key, secret_key, limits, idle_timeout, profile)
     with _locked(state_dir):
         info = _read_server_file(state_dir)
         alive = _is_sandbox_process(info.get("pid")) and _healthy(info.get("url"))
         if alive and info.get("options") == wanted:
             return info["url"]
         _terminate(info.get("pid"))
-        return _spawn(state_dir, wanted, access_key, secret_key)
+        return _spawn(state_dir, wanted, access_key, secret_key, _limit_arguments(limits))
 
 
-def _spawn(state_dir: Path, options: dict, access_key: str, secret_key: str) -> str:
+def _spawn(state_dir: Path, options: dict, access_key: str, secret_key: str, limit_arguments: list[str]) -> str:
     server_file = state_dir / SERVER_FILE
     server_file.write_text(json.dumps({"options": options, "url": None, "pid": None}))
-    calls = options["rate_limit_calls"]
-    rate_limit = "0" if calls == 0 else f"{calls}/{options['rate_limit_seconds']}"
     command = [sys.executable, "-m", "lsq_pipeline.sandbox", "--host", "127.0.0.1", "--port", "0",
-               "--state", str(state_dir / STATE_FILE), "--rate-limit", rate_limit,
+               "--state", str(state_dir / STATE_FILE), *limit_arguments,
                "--idle-timeout", str(options["idle_timeout"]), "--profile", options["profile"],
                "--server-file", str(server_file)]
     env = {**os.environ, "LSQ_ACCESS_KEY": access_key, "LSQ_SECRET_KEY": secret_key}  # not in argv: ps shows argv

@@ -92,6 +92,13 @@ class MXAPIRateLimitExceededException(SandboxError):
         shown = int(seconds) if float(seconds).is_integer() else seconds
         super().__init__(f"API calls exceeded the limit of {calls} in {shown} second(s)")
 
+    @classmethod
+    def daily(cls, limit: int) -> "MXAPIRateLimitExceededException":
+        """The refusal past the day's count. LeadSquared does not document it: a guess (README)."""
+        error = cls.__new__(cls)
+        SandboxError.__init__(error, f"API calls exceeded the daily limit of {limit} calls; try again after 00:00 UTC")
+        return error
+
 
 def status_comment_missing(field: str = "mx_Custom_19") -> MXInvalidActivityFieldsException:
     """The documented error when status comments are on and `Status` comes without a comment."""

@@ -23,7 +23,6 @@ from lsq_pipeline.sandbox.account import Account
 from lsq_pipeline.sandbox.backend import SandboxBackend
 from lsq_pipeline.sandbox.exceptions import (
     MXAPINotFoundException,
-    MXAPIRateLimitExceededException,
     MXInvalidJsonException,
     MXRequestTooLargeException,
     MXUnAuthorizedAccessException,
@@ -31,7 +30,7 @@ from lsq_pipeline.sandbox.exceptions import (
 )
 from lsq_pipeline.sandbox.payloads import MAX_BODY_BYTES, decode_json
 from lsq_pipeline.sandbox.profiles import ProfileName, get_profile
-from lsq_pipeline.sandbox.rate_limit import SlidingWindowLimiter
+from lsq_pipeline.sandbox.rate_limit import PLAN_SECONDS, PLANS, AccountLimiter
 
 DEFAULT_ACCESS_KEY = "sandbox-access-key"
 DEFAULT_SECRET_KEY = "sandbox-secret-key"
@@ -53,9 +52,13 @@ FAULT_KINDS = ("500", "503", "drop")
 
 
 class SandboxOptions(BaseModel):
-    """How the server behaves: keys, profile, rate limit, latency and injected faults.
+    """How the server behaves: keys, profile, rate limits, latency and injected faults.
 
     `rate_limit_status` and `rate_limit_refused_count` default to the profile's switches.
+    Rate limits: a `plan` (LeadSquared's older table) sets the general and bulk windows and the
+    daily limit; a value given explicitly overrides it. Without a plan: 25/5 for both classes
+    and no daily limit. `rate_limit_calls=0` turns the general window off (and the bulk one,
+    unless it is given).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -63,10 +66,17 @@ class SandboxOptions(BaseModel):
     access_key: str = DEFAULT_ACCESS_KEY
     secret_key: str = DEFAULT_SECRET_KEY
     profile: ProfileName = "documented"
-    rate_limit_calls: int = Field(DEFAULT_RATE_LIMIT_CALLS, ge=0)
-    rate_limit_seconds: float = Field(DEFAULT_RATE_LIMIT_SECONDS, gt=0)
+    plan: Literal["lite", "pro", "super", "basic", "standard", "enterprise"] | None = None
+    rate_limit_calls: int | None = Field(None, ge=0)
+    rate_limit_seconds: float | None = Field(None, gt=0)
+    bulk_rate_limit_calls: int | None = Field(None, ge=0)
+    bulk_rate_limit_seconds: float | None = Field(None, gt=0)
+    daily_limit: int | None = Field(None, ge=0)
+    """Calls a day, all classes (0 = none); `POST /sandbox/day` starts a new day."""
+    bulk_counts_against_general: bool = True
     rate_limit_status: Literal[429, 200] | None = None
     rate_limit_refused_count: bool | None = None
+    """Refused calls count against the window (and the day) like admitted ones."""
     latency_ms: float = Field(0, ge=0)
     fault_rate: float = Field(0.0, ge=0, le=1)
     lost_response_rate: float = Field(0.0, ge=0, le=1)
@@ -83,6 +93,31 @@ class SandboxOptions(BaseModel):
             self.rate_limit_refused_count = profile.refused_calls_count
         return self
 
+    @model_validator(mode="after")
+    def _limits_from_plan(self) -> SandboxOptions:
+        general, bulk, daily = PLANS[self.plan] if self.plan else (DEFAULT_RATE_LIMIT_CALLS, None, 0)
+        seconds = PLAN_SECONDS if self.plan else DEFAULT_RATE_LIMIT_SECONDS
+        if self.rate_limit_calls is None:
+            self.rate_limit_calls = general
+        if self.rate_limit_seconds is None:
+            self.rate_limit_seconds = seconds
+        if self.bulk_rate_limit_calls is None:
+            self.bulk_rate_limit_calls = self.rate_limit_calls if bulk is None else bulk
+        if self.bulk_rate_limit_seconds is None:
+            self.bulk_rate_limit_seconds = self.rate_limit_seconds if bulk is None else seconds
+        if self.daily_limit is None:
+            self.daily_limit = daily
+        return self
+
+    def limiter(self) -> AccountLimiter:
+        return AccountLimiter(
+            (self.rate_limit_calls, self.rate_limit_seconds),
+            (self.bulk_rate_limit_calls, self.bulk_rate_limit_seconds),
+            self.daily_limit,
+            bulk_counts_against_general=self.bulk_counts_against_general,
+            counts_refused=self.rate_limit_refused_count,
+        )
+
 
 class _Dropped(Exception):
     """Close the connection without an answer (an injected fault or a lost response)."""
@@ -97,8 +132,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], backend: SandboxBackend, options: SandboxOptions):
         self.backend = backend
         self.options = options
-        self.limiter = SlidingWindowLimiter(options.rate_limit_calls, options.rate_limit_seconds,
-                                            count_refused=options.rate_limit_refused_count)
+        self.limiter = options.limiter()
         self.last_call = time.monotonic()
         self._random = random.Random(options.seed)
         self._random_lock = threading.Lock()
@@ -232,10 +266,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         backend.stats.count("calls", endpoint)
         if options.latency_ms:
             time.sleep(options.latency_ms / 1000)
-        if not server.limiter.try_acquire():
+        refusal = server.limiter.admit(endpoint)
+        if refusal is not None:
             backend.stats.count("rate_limited")
-            error = MXAPIRateLimitExceededException(options.rate_limit_calls, options.rate_limit_seconds)
-            return options.rate_limit_status, error.body()
+            return options.rate_limit_status, refusal.error.body()
         if server.chance(options.fault_rate):
             kind = server.pick_fault()
             backend.stats.count("faults", kind)
@@ -286,8 +320,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/sandbox/profile":
             return 200, {"Profile": asdict(backend.profile)}
         if method == "GET" and path == "/sandbox/stats":
-            return 200, {**backend.stats.as_dict(), "Profile": backend.profile.name, "Leads": len(backend.leads),
+            return 200, {**backend.stats.as_dict(), **self.server.limiter.as_dict(), "Profile": backend.profile.name,
+                         "Leads": len(backend.leads),
                          "Opportunities": len(backend.opportunities), "Activities": len(backend.activities)}
+        if method == "POST" and path == "/sandbox/day":
+            self.server.limiter.new_day()
+            return 200, {"Status": "ok"}
         if method == "POST" and path == "/sandbox/reset":
             backend.reset()
             self.server.limiter.reset()
@@ -375,8 +413,9 @@ def run_sandbox(
     """Serve a sandbox on `host:port` (a free port by default) in a background thread, shut down on exit.
 
     Options are those of `SandboxOptions`: access_key, secret_key, profile ("documented", "terse",
-    "field"), rate_limit_calls (0 = off), rate_limit_seconds, rate_limit_status, rate_limit_refused_count,
-    latency_ms, fault_rate, lost_response_rate, seed.
+    "field"), plan, rate_limit_calls (0 = off), rate_limit_seconds, bulk_rate_limit_calls,
+    bulk_rate_limit_seconds, daily_limit, bulk_counts_against_general, rate_limit_status,
+    rate_limit_refused_count, latency_ms, fault_rate, lost_response_rate, seed.
     """
     settings = SandboxOptions(**options)
     backend = SandboxBackend(account, state_path, profile=settings.profile)

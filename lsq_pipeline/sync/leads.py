@@ -18,6 +18,10 @@ import duckdb
 
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, MAX_LEADS_PER_BULK_CREATE
 
+CAPTURES_PER_UNIT = 4
+"""Captures one general worker sends together (the client runs them concurrently): fewer journal
+writes per record, while the other workers keep the general window busy."""
+
 
 def lead_key(search_by_value: str | None) -> str:
     """Unique lead fields (email, phone) match case-insensitively."""
@@ -44,8 +48,8 @@ def known_leads(conn: duckdb.DuckDBPyConnection, search_by_values: Sequence[str]
 @dataclass
 class Work:
     """One unit of the general lane: `add` (Bulk Add, up to 25 records), `capture` (records whose
-    Bulk Add found no lead) or `capture_lead` (one unsent lead's first record; the rest of its
-    records go to Bulk Add once the capture answers)."""
+    Bulk Add found no lead) or `capture_lead` (unsent leads' first records; the rest of their
+    records go to Bulk Add once the captures answer)."""
 
     kind: str
     rows: list[dict]
@@ -98,12 +102,13 @@ class CreateQueue:
         with self._changed:
             while not self._aborted:
                 if self._to_capture:
-                    return self._start(Work("capture", [self._to_capture.popleft()], []))
+                    count = min(CAPTURES_PER_UNIT, len(self._to_capture))
+                    return self._start(Work("capture", [self._to_capture.popleft() for _ in range(count)], []))
                 if len(self._ready) >= MAX_ITEMS_PER_WRITE:
                     return self._start(Work("add", self._pop_ready(MAX_ITEMS_PER_WRITE), []))
                 if self._unsent:
-                    group = self._unsent.pop()
-                    return self._start(Work("capture_lead", group[:1], group[1:]))
+                    groups = [self._unsent.pop() for _ in range(min(CAPTURES_PER_UNIT, len(self._unsent)))]
+                    return self._start(Work("capture_lead", [g[0] for g in groups], [r for g in groups for r in g[1:]]))
                 if self._ready and not self._bulk_busy:
                     return self._start(Work("add", self._pop_ready(MAX_ITEMS_PER_WRITE), []))
                 if not self._bulk_busy and not self._general_busy:

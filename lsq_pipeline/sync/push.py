@@ -13,13 +13,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
 
-from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
+from lsq_pipeline.leadsquared import DailyBudgetExhausted, LeadSquaredClient, RowResult, fields_from_dict
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.sync import journal, leads
 from lsq_pipeline.sync.journal import JournalEntry
@@ -31,8 +32,9 @@ ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnectio
 # How many items go to the client at once between two journal writes: large enough to keep
 # max_in_flight calls in the air, small enough that a crash leaves little unknown.
 CHUNK_ITEMS = MAX_ITEMS_PER_WRITE * 20
-BULK_LEAD_CALLS_IN_FLIGHT = 2
-"""Lead bulk creates in the air at once: two keep the bulk window busy through 1 s of latency."""
+BULK_LEAD_CALLS_IN_FLIGHT = 4
+"""Lead bulk creates in the air at once: enough to keep a 5 / 5 s bulk window busy through 1 s of
+latency and the wait for a general start."""
 
 
 @dataclass
@@ -56,6 +58,10 @@ class PushSummary:
     interrupted_before: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    daily_budget_exhausted: bool = False
+    """The account's calls for the day ran out: what was not sent stays planned for the next run."""
+    records_waiting: int = 0
+    activities_waiting: int = 0
 
     @property
     def writes(self) -> int:
@@ -120,7 +126,32 @@ class Pusher:
             self._push_updates(updates)
             self._push_activities(days)
         self.summary.seconds = time.monotonic() - started
-        return self.summary
+        summary = self.summary
+        answered = summary.created + summary.already_existed + summary.captured + summary.updated + summary.failed
+        summary.records_waiting = len(creates) + len(updates) - answered
+        return summary
+
+    def _day_spent(self, error: DailyBudgetExhausted) -> None:
+        with self._lock:
+            if not self.summary.daily_budget_exhausted:
+                self.log(f"stopping the push: {error}")
+            self.summary.daily_budget_exhausted = True
+
+    def _send(self, call: Callable[[list[dict]], list[RowResult]], entries: list[JournalEntry]) -> list[RowResult | None]:
+        """The client's results; once the day's call budget is spent, `None` for every item not
+        sent (its entry becomes `not_sent`, its record stays planned) and nothing more is sent."""
+        if not self.summary.daily_budget_exhausted:
+            try:
+                return call([e.payload for e in entries])
+            except DailyBudgetExhausted as error:
+                self._day_spent(error)
+                results = error.results or [None] * len(entries)
+        else:
+            results = [None] * len(entries)
+        for entry, result in zip(entries, results):
+            if result is None:
+                entry.status, entry.error = "not_sent", "daily call budget spent"
+        return results
 
     def _planned(self, conn: duckdb.DuckDBPyConnection, days: Sequence[date], action: str) -> list[dict]:
         cursor = conn.execute(
@@ -194,6 +225,10 @@ class Pusher:
             while groups := queue.take_leads():
                 try:
                     batches = self.client.create_leads([self._lead_payload(group[0]) for group in groups])
+                except DailyBudgetExhausted as error:
+                    self._day_spent(error)
+                    queue.abort()
+                    return
                 finally:
                     queue.leads_sent(groups)
                 with self._lock:
@@ -218,8 +253,12 @@ class Pusher:
                         lead_missing = self._add_batch(work.rows, by_source)
                     else:
                         self._capture(work.rows, by_source)
+                        if work.kind == "capture_lead":
+                            self.progress.done("leads", len(work.rows))
                 finally:
                     queue.work_done(work, lead_missing)
+                if self.summary.daily_budget_exhausted:
+                    queue.abort()
         except BaseException:
             queue.abort()
             raise
@@ -232,10 +271,12 @@ class Pusher:
         entries = _with_batch_ids([JournalEntry("create", r["day"], r["source_id"], self._add_payload(r)) for r in rows])
         with self._lock, self.connect() as conn:
             journal.record_sent(conn, self.run_id, entries)
-        results = self.client.add_opportunities(self.mapping.opportunity.lead.search_by.field, [e.payload for e in entries])
+        results = self._send(partial(self.client.add_opportunities, self.mapping.opportunity.lead.search_by.field), entries)
         missing_lead: list[dict] = []
         with self._lock:
             for entry, result in zip(entries, results):
+                if result is None:
+                    continue
                 if result.ok:
                     entry.status, entry.opportunity_id = "ok", result.opportunity_id
                     if result.already_existed:
@@ -257,9 +298,11 @@ class Pusher:
         entries = _with_batch_ids([JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows])
         with self._lock, self.connect() as conn:
             journal.record_sent(conn, self.run_id, entries)
-        results = self.client.capture_opportunities([e.payload for e in entries])
+        results = self._send(self.client.capture_opportunities, entries)
         with self._lock:
             for entry, result in zip(entries, results):
+                if result is None:
+                    continue
                 if result.ok:
                     entry.status, entry.opportunity_id = "ok", result.opportunity_id
                     self.summary.captured += 1
@@ -272,6 +315,8 @@ class Pusher:
     def _push_updates(self, rows: list[dict]) -> None:
         by_source = {row["source_id"]: row for row in rows}
         for chunk in _chunks(rows, CHUNK_ITEMS):
+            if self.summary.daily_budget_exhausted:
+                return
             entries = _with_batch_ids(
                 [
                     JournalEntry(
@@ -290,8 +335,10 @@ class Pusher:
             )
             with self.connect() as conn:
                 journal.record_sent(conn, self.run_id, entries)
-            results = self.client.update_opportunities([e.payload for e in entries])
+            results = self._send(self.client.update_opportunities, entries)
             for entry, result in zip(entries, results):
+                if result is None:
+                    continue
                 if result.ok:
                     entry.status = "ok"
                     self.summary.updated += 1
@@ -353,7 +400,11 @@ class Pusher:
         self._record_activities(orphans, sent=False)
         # Each opportunity is its own call; the client runs them concurrently within its limits.
         pending = list(by_opportunity.items())
-        for group in _chunks(pending, CHUNK_ITEMS // MAX_ITEMS_PER_WRITE):
+        for number, group in enumerate(_chunks(pending, CHUNK_ITEMS // MAX_ITEMS_PER_WRITE)):
+            if self.summary.daily_budget_exhausted:
+                rest = pending[number * (CHUNK_ITEMS // MAX_ITEMS_PER_WRITE) :]
+                self.summary.activities_waiting += sum(len(items) for _, items in rest)
+                return
             entries = [entry for _, items in group for entry in _with_batch_ids(items)]
             with self.connect() as conn:
                 journal.record_sent(
@@ -367,10 +418,12 @@ class Pusher:
                 )
             with ThreadPoolExecutor(max_workers=self.client.max_in_flight) as pool:
                 results = pool.map(
-                    lambda pair: self.client.add_activities(pair[0], [e.payload for e in pair[1]]), group
+                    lambda pair: self._send(partial(self.client.add_activities, pair[0]), pair[1]), group
                 )
                 flat = [result for per_opportunity in results for result in per_opportunity]
             for entry, result in zip(entries, flat):
+                if result is None:
+                    continue
                 if result.ok:
                     entry.status = "ok"
                     entry.extra["activity_id"] = result.activity_id
@@ -384,6 +437,9 @@ class Pusher:
         if not entries:
             return
         status_of = {"ok": "created", "failed": "failed", "unknown": "unknown"}
+        journalled = entries
+        entries = [e for e in journalled if e.status != "not_sent"]
+        self.summary.activities_waiting += len(journalled) - len(entries)
         for entry in entries:
             counter = f"activities_{status_of[entry.status]}"
             setattr(self.summary, counter, getattr(self.summary, counter) + 1)
@@ -391,7 +447,7 @@ class Pusher:
         with self.connect() as conn:
             conn.execute("BEGIN")
             if sent:
-                journal.record_outcomes(conn, self.run_id, entries)
+                journal.record_outcomes(conn, self.run_id, journalled)
             conn.execute(
                 """
                 INSERT OR REPLACE INTO activity_state

@@ -1,10 +1,12 @@
-"""The client-side sliding window: never more than N starts in any window, shared by threads."""
+"""The client-side sliding window: never more than N starts in any window, paced, shared by threads
+and processes, and its limit changed in place."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+from lsq_pipeline.leadsquared.budget_store import SQLiteStore
 from lsq_pipeline.leadsquared.rate_limit import SlidingWindow, window_with_margin
 
 
@@ -20,7 +22,7 @@ def _max_in_any_window(starts: list[float], seconds: float) -> int:
 
 
 def test_margin_keeps_at_least_095_of_the_ceiling() -> None:
-    assert window_with_margin(5.0) == 5.1
+    assert window_with_margin(5.0) == 5.25
     for seconds in (0.5, 1, 5, 60):
         assert seconds < window_with_margin(seconds) <= seconds / 0.95
 
@@ -45,7 +47,9 @@ def test_many_threads_never_exceed_the_window() -> None:
     elapsed = time.monotonic() - began
     assert len(starts) == 30
     assert _max_in_any_window(starts, 0.5) <= 10
-    assert elapsed < 2 * window.window_seconds + 0.5  # 30 starts = 3 windows: waits about two
+    spacing = window.window_seconds / 20  # a window's 10 starts spread over its first half
+    assert min(b - a for a, b in zip(sorted(starts), sorted(starts)[1:])) >= spacing - 0.01  # paced, no burst
+    assert elapsed < 2 * window.window_seconds + 10 * spacing + 0.5  # 30 starts = 3 windows: waits about two and a half
 
 
 def test_pause_holds_back_every_caller() -> None:
@@ -57,21 +61,21 @@ def test_pause_holds_back_every_caller() -> None:
 
 def test_sqlite_window_is_shared_between_instances(tmp_path) -> None:
     db = str(tmp_path / "rate.sqlite")
-    first, second = SlidingWindow(4, 0.5, db_path=db), SlidingWindow(4, 0.5, db_path=db)
+    first, second = SlidingWindow(4, 0.5, store=SQLiteStore(db)), SlidingWindow(4, 0.5, store=SQLiteStore(db))
     try:
+        began = time.monotonic()
         for _ in range(2):
             first.acquire()
             second.acquire()
-        began = time.monotonic()
-        first.acquire()  # the shared budget of 4 is spent: waits for the window
-        assert time.monotonic() - began >= 0.4
+        first.acquire()  # the shared budget of 4 is spent: waits for the first start to leave the window
+        assert time.monotonic() - began >= 0.5
     finally:
         first.close()
         second.close()
 
 
 def _spend(db_path: str, count: int, out: str) -> None:
-    window = SlidingWindow(6, 0.5, db_path=db_path)
+    window = SlidingWindow(6, 0.5, store=SQLiteStore(db_path))
     starts = []
     for _ in range(count):
         window.acquire()
@@ -96,3 +100,12 @@ def test_sqlite_window_is_shared_between_processes(tmp_path) -> None:
     starts = [float(line) for out in outs for line in open(out).read().split()]
     assert len(starts) == 18
     assert _max_in_any_window(starts, 0.5) <= 6
+
+
+def test_set_limit_keeps_the_log_of_starts() -> None:
+    window = SlidingWindow(20, 1.0)
+    for _ in range(3):
+        window.acquire()
+    window.set_limit(3, 1.0)  # the three starts already made fill the new limit
+    assert (window.calls, window.seconds) == (3, 1.0)
+    assert window.acquire() >= 0.9

@@ -30,7 +30,7 @@ def test_resource_builds_a_working_client(monkeypatch) -> None:
         client = resource.get_client()
         assert isinstance(client, LeadSquaredClient)
         assert client is resource.get_client()  # one per process and configuration
-        assert client.max_in_flight == 4 and client.window is not None and client.window.calls == 10
+        assert client.max_in_flight == 4 and client.budget.windows["general"].calls == 10
         result = client.capture_opportunities([capture("resource@example.com", "R-1")])[0]
         assert result.ok and result.opportunity_id
 

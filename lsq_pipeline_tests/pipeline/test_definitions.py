@@ -70,6 +70,9 @@ def test_schedule_runs_the_day_that_just_ended():
     [
         ({"LSQ_RATE_LIMIT_CALLS": "many"}, "LSQ_RATE_LIMIT_CALLS"),
         ({"LSQ_RATE_LIMIT_SECONDS": "0"}, "LSQ_RATE_LIMIT_SECONDS"),
+        ({"LSQ_PLAN": "gold"}, "LSQ_PLAN"),
+        ({"LSQ_DAILY_CALL_LIMIT": "-1"}, "LSQ_DAILY_CALL_LIMIT"),
+        ({"LSQ_BULK_RATE_LIMIT_CALLS": "x"}, "LSQ_BULK_RATE_LIMIT_CALLS"),
         ({"LSQ_API_HOST": "api-in21.leadsquared.com"}, "LSQ_ACCESS_KEY and LSQ_SECRET_KEY"),
         ({"LSQ_API_HOST": "api-in21.leadsquared.com", "LSQ_ACCESS_KEY": "u$abc"}, "LSQ_SECRET_KEY"),
     ],

@@ -34,18 +34,18 @@ def test_bulk_lane_takes_leads_from_the_front_general_lane_captures_from_the_bac
     assert queue.unknown_leads == 120
     groups = queue.take_leads()
     assert len(groups) == 50 and ids(groups[0]) == ["R-0", "R-0b"]
-    capture = queue.take_work()
-    assert capture.kind == "capture_lead" and ids(capture.rows) == ["R-119"]
+    capture = queue.take_work()  # up to four unsent leads a unit, from the back
+    assert capture.kind == "capture_lead" and ids(capture.rows) == ["R-119", "R-118", "R-117", "R-116"]
     queue.leads_sent(groups)  # the 51 records of those leads are ready for Bulk Add
     add = queue.take_work()
     assert add.kind == "add" and ids(add.rows) == ["R-0", "R-0b"] + [f"R-{n}" for n in range(1, 24)]
 
 
 def test_a_missing_lead_after_bulk_add_is_captured_first_and_a_captured_leads_other_records_follow() -> None:
-    rows = [row("R-1", "a@x.example"), row("R-2", "a@x.example")]
+    rows = [row("R-1", "a@x.example"), row("R-2", "a@x.example"), row("R-3", "b@x.example")]
     queue = CreateQueue(rows, set())
     work = queue.take_work()
-    assert work.kind == "capture_lead" and ids(work.rows) == ["R-1"] and ids(work.rest) == ["R-2"]
+    assert work.kind == "capture_lead" and ids(work.rows) == ["R-3", "R-1"] and ids(work.rest) == ["R-2"]
     queue.work_done(work)
     add = queue.take_work()
     assert add.kind == "add" and ids(add.rows) == ["R-2"]

