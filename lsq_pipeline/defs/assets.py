@@ -13,6 +13,7 @@ from dagster_duckdb import DuckDBResource
 from lsq_pipeline.defs.metadata import api_metadata, preview, table_metadata
 from lsq_pipeline.defs.partitions import daily_partitions
 from lsq_pipeline.defs.resources import LeadSquaredResource
+from lsq_pipeline.defs.runs import run_is_alive
 from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.defs.source import SourceResource
 from lsq_pipeline.sync import extract as extract_rules
@@ -234,12 +235,15 @@ def push_journal(
         ensure_schema(conn)
     summary = Pusher(
         warehouse.get_connection, client, mapping, context.run.run_id, context.log.info,
+        run_is_alive=lambda run_id: run_is_alive(context.instance, run_id),
         leads_in_bulk=leadsquared.leads_in_bulk,
     ).push(days)
     for error in summary.errors:
         context.log.warning(f"refused: {error}")
     if summary.interrupted_before:
-        context.log.warning(f"resolved rows left unanswered by an earlier run: {summary.interrupted_before}")
+        context.log.warning(f"rows left unanswered by runs that died are now unknown: {summary.interrupted_before}")
+    if summary.split_calls:
+        context.log.warning(f"{summary.split_calls} calls refused whole were split and sent again in halves")
     if summary.daily_budget_exhausted:
         context.log.warning(
             f"daily call budget spent: {summary.records_waiting} records and {summary.activities_waiting} "
@@ -257,6 +261,8 @@ def push_journal(
             "captured_with_new_lead": dg.MetadataValue.int(summary.captured),
             "updated": dg.MetadataValue.int(summary.updated),
             "failed": dg.MetadataValue.int(summary.failed),
+            "split_calls": dg.MetadataValue.int(summary.split_calls),
+            "unknown_from_dead_runs": dg.MetadataValue.int(sum(summary.interrupted_before.values())),
             "activities_created": dg.MetadataValue.int(summary.activities_created),
             "activities_failed": dg.MetadataValue.int(summary.activities_failed),
             "activities_unknown": dg.MetadataValue.int(summary.activities_unknown),

@@ -108,6 +108,29 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     return released
 
 
+# Runs in these states may still send and answer; every other state is over.
+_LIVE_STATUSES = {
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+}
+
+
+def run_is_alive(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether a run may still be sending: the instance knows it, it has not ended, and, for a
+    command-line run of this machine, its launching process is still there (a SIGKILLed run
+    stays `STARTED` on the instance). A run the instance does not know is taken as dead."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.status not in _LIVE_STATUSES:
+        return False
+    pid = int(run.tags.get(PID_TAG, "0") or 0)
+    if pid and run.tags.get(HOST_TAG) == socket.gethostname():
+        return _alive(pid)
+    return True
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

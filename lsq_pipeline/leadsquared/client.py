@@ -14,12 +14,12 @@ Retry rules:
 - 401, 400, 404, a 500 with an `MX...` body: permanent, raised as a typed error, never retried;
 - timeouts, dropped connections, a 500 without an MX body, 502/503/504: transient, retried with
   exponential backoff and full jitter, up to `max_retries` times. Reads and updates are re-sent
-  as they are. A create (Bulk Add, Capture) whose outcome is unknown is re-sent only with
-  `OverwriteFields: true`: if the first send landed, the type's duplicate rule answers with
-  the existing opportunity, returned as `ok` with `already_existed`. An activity call whose
-  outcome is unknown is not re-sent (activities have no duplicate detection): its rows come
-  back with `outcome_unknown`. A lead bulk create whose outcome is unknown is re-sent as it is:
-  a lead whose unique field exists is not created again.
+  as they are. A Bulk Add whose outcome is unknown is re-sent only with `OverwriteFields: true`:
+  if the first send landed, the type's duplicate rule answers with the existing opportunity,
+  returned as `ok` with `already_existed`. A Capture or an activity call whose outcome is
+  unknown is not re-sent (a Capture may not apply the duplicate rule; activities have no
+  duplicate detection): its rows come back with `outcome_unknown`. A lead bulk create whose
+  outcome is unknown is re-sent as it is: a lead whose unique field exists is not created again.
 """
 
 from __future__ import annotations
@@ -242,14 +242,26 @@ class LeadSquaredClient:
 
         A capture refused with a business error (500 with an MX body, e.g. a mandatory field
         missing) is that item's failed result, since the call carries only that item; a
-        duplicate under the type's rule is `ok` with `already_existed`.
+        duplicate under the type's rule is `ok` with `already_existed`. A capture whose answer
+        was lost is not re-sent (`outcome_unknown`): integrators report Capture creating a
+        second opportunity when no duplicate rule covers the fields sent. Resolve it with Bulk
+        Add, which finds the lead the capture made and answers the existing opportunity.
         """
 
         def run(batch: Sequence[CaptureRequest]) -> list[RowResult]:
             try:
-                answer = self._call_create(CAPTURE, batch, lambda b: b[0].to_api(), {})
+                answer = self._call(CAPTURE, batch[0].to_api(), {}, 1, resend_unknown=False)
             except LeadSquaredAPIError as error:
                 return [RowResult(ok=False, exception_type=error.exception_type, exception_message=error.exception_message)]
+            except _OutcomeUnknown as unknown:
+                return [
+                    RowResult(
+                        ok=False,
+                        outcome_unknown=True,
+                        exception_type=OUTCOME_UNKNOWN,
+                        exception_message=f"the capture was sent but not answered ({unknown}); not re-sent",
+                    )
+                ]
             return [_capture_result(CaptureResponse.model_validate(answer.body))]
 
         return self._run_batches(CAPTURE, _as_models(CaptureRequest, items), run)
@@ -627,11 +639,8 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
-def _with_overwrite(item: Any) -> Any:
+def _with_overwrite(item: OpportunityAdd) -> OpportunityAdd:
     """The same create with OverwriteFields true (and UpdateEmptyFields unset: both true is refused)."""
-    if isinstance(item, CaptureRequest):
-        details = item.opportunity.model_copy(update={"overwrite_fields": True, "update_empty_fields": None})
-        return item.model_copy(update={"opportunity": details})
     return item.model_copy(update={"overwrite_fields": True, "update_empty_fields": None})
 
 

@@ -47,8 +47,8 @@ def known_leads(conn: duckdb.DuckDBPyConnection, search_by_values: Sequence[str]
 
 @dataclass
 class Work:
-    """One unit of the general lane: `add` (Bulk Add, up to 25 records), `capture` (records whose
-    Bulk Add found no lead) or `capture_lead` (unsent leads' first records; the rest of their
+    """One unit of the general lane: `add` (Bulk Add, up to 25 records), `capture` (records Bulk
+    Add could not create, e.g. no lead) or `capture_lead` (unsent leads' first records; the rest of their
     records go to Bulk Add once the captures answer)."""
 
     kind: str
@@ -123,12 +123,13 @@ class CreateQueue:
             self._aborted = True
             self._changed.notify_all()
 
-    def work_done(self, work: Work, lead_missing: Sequence[dict] = ()) -> None:
-        """A unit ended: `lead_missing` rows (Bulk Add found no lead) go to Capture; a captured
-        lead's other records go to Bulk Add."""
+    def work_done(self, work: Work, to_capture: Sequence[dict] = (), to_add: Sequence[dict] = ()) -> None:
+        """A unit ended: `to_capture` rows (Bulk Add could not create them, e.g. no lead) go to
+        Capture; `to_add` rows (a capture whose answer was lost) and a captured lead's other
+        records go to Bulk Add."""
         with self._changed:
-            self._to_capture.extend(lead_missing)
-            self._ready.extend(work.rest)
+            self._to_capture.extend(to_capture)
+            self._ready.extend([*to_add, *work.rest])
             self._general_busy -= 1
             self._changed.notify_all()
 

@@ -5,15 +5,27 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lsq_pipeline.sync.warehouse import APPLICATION_COLUMNS, EVENT_COLUMNS
 
 FieldType = Literal["string", "number", "date", "datetime", "dropdown", "email", "phone"]
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# LeadSquared's schema names: `Status`, `Owner`, `mx_Custom_1`, `mx_Loan_Amount`.
+SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+
+
+def _schema_name(name: str) -> str:
+    if not SCHEMA_NAME.match(name):
+        raise ValueError(f"{name!r} is not a LeadSquared schema name (a letter, then letters, digits or _)")
+    return name
+
+
+SchemaName = Annotated[str, AfterValidator(_schema_name)]
+"""A field's schema name, checked against LeadSquared's pattern before it goes anywhere near SQL."""
 
 
 class MappingError(ValueError):
@@ -75,8 +87,11 @@ class SourceId(_Strict):
     """The column holding the source record's id and the opportunity field that carries it."""
 
     column: str
-    field: str
+    field: SchemaName
     max_length: int = Field(default=50, gt=0)
+    duplicate_rule: bool = False
+    """True only when the opportunity type has a duplicate detection rule on `field`: creates
+    are then safe to repeat (LeadSquared answers the existing opportunity). False: no creates."""
 
 
 class SearchBy(_Strict):
@@ -89,14 +104,14 @@ class SearchBy(_Strict):
 
 class LeadSpec(_Strict):
     search_by: SearchBy
-    capture_fields: dict[str, FieldSpec] = {}
+    capture_fields: dict[SchemaName, FieldSpec] = {}
 
 
 class UserSpec(_Strict):
     """The owner: a column of user emails, sent as the user id in `field`."""
 
     column: str
-    field: str = "Owner"
+    field: SchemaName = "Owner"
     required: bool = False
     users: dict[str, str]
 
@@ -111,7 +126,7 @@ class UserSpec(_Strict):
 
 
 class StatusComment(_Strict):
-    field: str
+    field: SchemaName
     template: str
     max_length: int = Field(default=200, gt=0)
 
@@ -121,16 +136,16 @@ class OpportunitySpec(_Strict):
     source_id: SourceId
     updated_at_column: str
     lead: LeadSpec
-    fields: dict[str, FieldSpec]
+    fields: dict[SchemaName, FieldSpec]
     owner: UserSpec
     note: FieldSpec | None = None
-    status_field: str = "Status"
+    status_field: SchemaName = "Status"
     status_comment: StatusComment | None = None
 
 
 class ActivitySpec(_Strict):
     activity_event: int = Field(gt=0)
-    fields: dict[str, FieldSpec] = {}
+    fields: dict[SchemaName, FieldSpec] = {}
 
 
 class EventsSpec(_Strict):

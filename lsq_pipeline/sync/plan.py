@@ -7,7 +7,7 @@ from datetime import date
 import duckdb
 
 from lsq_pipeline.sync.mapping import Mapping
-from lsq_pipeline.sync.warehouse import day_list_sql
+from lsq_pipeline.sync.sql import day_list_sql, literal
 
 ACTIONS = ("create", "update", "unchanged", "stale", "refused")
 
@@ -17,10 +17,10 @@ def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
     differs (a field no longer mapped is cleared with ''), plus the status comment whenever
     Status is among them."""
     opp = mapping.opportunity
-    status = f"'{opp.status_field}'"
+    status = literal(opp.status_field)
     comment_clause = ""
     if opp.status_comment:
-        comment = f"'{opp.status_comment.field}'"
+        comment = literal(opp.status_comment.field)
         comment_clause = f" OR (e.key = {comment} AND {new}[{status}] IS DISTINCT FROM {old}[{status}])"
     return f"""to_json(map_from_entries(list_concat(
                 list_filter(map_entries({new}), lambda e: e.value IS DISTINCT FROM {old}[e.key]{comment_clause}),

@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-import duckdb
-
 from lsq_pipeline.leadsquared import LeadSquaredClient
+from lsq_pipeline.sync import state
 
 LEADSQUARED_DATETIME = "%m/%d/%Y %I:%M:%S %p"
 SENT_DATETIME = "%Y-%m-%d %H:%M:%S"
@@ -121,47 +120,5 @@ def reconcile(
             )
         )
     with conn_factory() as conn:
-        conn.execute("BEGIN")
-        if updates:
-            _settle(conn, updates)
-        summary.rejected = _mark_rejected(conn, event_code, days)
-        conn.execute("COMMIT")
+        summary.rejected = state.settle(conn, updates, event_code, days)
     return summary
-
-
-def _settle(conn: duckdb.DuckDBPyConnection, updates: list[tuple]) -> None:
-    source_ids, statuses, lead_ids, remotes, modified, drifts, errors = (list(column) for column in zip(*updates))
-    conn.execute(
-        """
-        UPDATE opportunity_state AS s
-        SET status = u.status, lead_id = coalesce(u.lead_id, s.lead_id),
-            remote_fields = coalesce(u.remote_fields::JSON, s.remote_fields),
-            remote_modified_on = coalesce(u.remote_modified_on, s.remote_modified_on),
-            drift_fields = u.drift_fields, error = u.error, last_synced_at = now()
-        FROM (
-            SELECT unnest($1) AS source_id, unnest($2) AS status, unnest($3) AS lead_id,
-                   unnest($4) AS remote_fields, unnest($5::TIMESTAMP[]) AS remote_modified_on,
-                   unnest($6::VARCHAR[][]) AS drift_fields, unnest($7) AS error
-        ) AS u
-        WHERE s.source_id = u.source_id
-        """,
-        [source_ids, statuses, lead_ids, remotes, modified, drifts, errors],
-    )
-
-
-def _mark_rejected(conn: duckdb.DuckDBPyConnection, event_code: int, days: Sequence[date]) -> int:
-    """Records of these days that were rejected and never synced get a `rejected` state row."""
-    inserted = conn.execute(
-        """
-        INSERT INTO opportunity_state (source_id, event_code, status, error, last_synced_at)
-        SELECT source_id, $1, 'rejected', string_agg(field || ': ' || reason, '; ' ORDER BY field), now()
-        FROM rejects
-        WHERE day IN (SELECT unnest($2::DATE[])) AND source_id IS NOT NULL AND source_id <> ''
-          AND source_id NOT IN (SELECT source_id FROM opportunity_state)
-          AND source_id NOT IN (SELECT source_id FROM opportunity_records)
-        GROUP BY source_id
-        RETURNING source_id
-        """,
-        [event_code, list(days)],
-    ).fetchall()
-    return len(inserted)

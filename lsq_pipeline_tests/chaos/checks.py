@@ -95,7 +95,8 @@ class Burster:
                 except requests.RequestException:
                     continue  # an injected fault
                 self.sent += 1
-                self.refused += answer.status_code == 429
+                # 429, or (as some accounts do) 200 with the rate-limit body
+                self.refused += answer.status_code == 429 or "MXAPIRateLimitExceededException" in answer.text
 
 
 @dataclass

@@ -49,7 +49,7 @@ def test_a_missing_lead_after_bulk_add_is_captured_first_and_a_captured_leads_ot
     queue.work_done(work)
     add = queue.take_work()
     assert add.kind == "add" and ids(add.rows) == ["R-2"]
-    queue.work_done(add, lead_missing=add.rows)
+    queue.work_done(add, to_capture=add.rows)
     capture = queue.take_work()
     assert capture.kind == "capture" and ids(capture.rows) == ["R-2"]
     queue.work_done(capture)

@@ -88,3 +88,38 @@ def test_duplicate_yaml_key_is_refused(tmp_path: Path):
 def test_templates_only_where_they_are_rendered(raw):
     raw["events"]["note"] = {"template": "{note}"}
     assert "events.note.template: templates are supported in opportunity.fields and opportunity.note only" in _error(raw)
+
+
+@pytest.mark.parametrize(
+    "name", ['mx_Custom_3"; DROP TABLE opportunity_state; --', "mx Custom 3", "3mx", "mx-Custom", "", "Státus"]
+)
+def test_a_field_name_that_is_not_a_leadsquared_schema_name_is_refused(raw, name):
+    raw["opportunity"]["fields"][name] = raw["opportunity"]["fields"].pop("mx_Custom_3")
+    assert "is not a LeadSquared schema name" in _error(raw)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [("opportunity", "source_id", "field"), ("opportunity", "owner", "field"), ("opportunity", "status_field"),
+     ("opportunity", "status_comment", "field")],
+)
+def test_every_schema_name_of_the_mapping_is_checked(raw, path):
+    *parents, key = path
+    section = raw
+    for part in parents:
+        section = section[part]
+    section[key] = "mx_Custom_1'--"
+    message = _error(raw)
+    assert ".".join(path) in message and "is not a LeadSquared schema name" in message
+
+
+def test_activity_field_names_are_checked(raw):
+    fields = raw["events"]["types"]["credit_check"]["fields"]
+    fields["mx Score"] = fields.pop(next(iter(fields)))
+    assert "events.types.credit_check.fields.mx Score" in _error(raw)
+
+
+def test_creates_are_declared_safe_only_with_a_duplicate_rule(raw, mapping):
+    assert mapping.opportunity.source_id.duplicate_rule is True
+    del raw["opportunity"]["source_id"]["duplicate_rule"]
+    assert parse_mapping(raw).opportunity.source_id.duplicate_rule is False
