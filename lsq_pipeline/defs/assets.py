@@ -68,7 +68,7 @@ def extract(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source
             counts["applications"] += loaded["applications"]
             counts["events"] += loaded["events"]
             warnings.extend(loaded.get("warnings", []))
-            context.log.info(f"{day}: {loaded['applications']} applications, {loaded['events']} events")
+            context.log.debug(f"{day}: {loaded['applications']} applications, {loaded['events']} events")
         for warning in warnings:
             context.log.warning(warning)
         yield dg.MaterializeResult(
@@ -128,7 +128,7 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
         counts = validate.transform_days(conn, days, mapping)
-        context.log.info(f"transform {days[0]}..{days[-1]}: {counts}")
+        context.log.debug(f"transform {days[0]}..{days[-1]}: {counts}")
         accepted = conn.execute(
             f"SELECT count(*) FROM opportunity_records WHERE {IN_RUN_DAYS}", [days]
         ).fetchone()[0]
@@ -198,7 +198,7 @@ def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
         batches = {
             action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE) for action in ("create", "update")
         }
-        context.log.info(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
+        context.log.debug(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
         return dg.MaterializeResult(
             metadata={
                 **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0)) for action in plan_rules.ACTIONS},
@@ -237,6 +237,7 @@ def push_journal(
     summary = Pusher(
         warehouse.get_connection, client, mapping, context.run.run_id, context.log.info,
         run_is_alive=lambda run_id: run_is_alive(context.instance, run_id),
+        leads_in_bulk=leadsquared.leads_in_bulk,
     ).push(days)
     for error in summary.errors:
         context.log.warning(f"refused: {error}")
@@ -253,6 +254,9 @@ def push_journal(
         journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [context.run.run_id])
     return dg.MaterializeResult(
         metadata={
+            "lead_bulk_calls": dg.MetadataValue.int(summary.lead_calls),
+            "leads_sent_in_bulk": dg.MetadataValue.int(summary.leads_sent),
+            "lead_bulk_calls_failed": dg.MetadataValue.int(summary.lead_calls_failed),
             "created": dg.MetadataValue.int(summary.created),
             "already_existed": dg.MetadataValue.int(summary.already_existed),
             "captured_with_new_lead": dg.MetadataValue.int(summary.captured),

@@ -61,8 +61,8 @@ def launch(
     """Run the sync (or its dry run) over `first`..`last` as ONE run on the project instance.
 
     `in_process` runs every step in this process (the demo's speed); otherwise each step gets
-    its own process, as under the daemon. `quiet` keeps the console to warnings; the full
-    event log is in the UI."""
+    its own process, as under the daemon. `quiet` keeps the console to the push's progress
+    (every ~10 s, info) and warnings; the full event log is in the UI."""
     instance = use_project_instance()
     job_fn = dry_run_job_definition if dry_run else sync_job_definition
     tags = (
@@ -77,7 +77,7 @@ def launch(
     release_dead_runs(instance)
     config = {} if dry_run else run_config(full_reconcile)
     if quiet:
-        config = {**config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        config = {**config, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
     if in_process:
         result = job_fn().execute_in_process(
             run_config=config, instance=instance, tags=tags, raise_on_error=False

@@ -127,6 +127,25 @@ class SlidingWindow:
             # Sleep outside the lock; +1 ms so the oldest start has surely left the window.
             time.sleep(min(max(wait_ms, 1) + 1, window_seconds * 1000) / 1000)
 
+    def wait_until_free(self) -> float:
+        """Block until a start would be admitted now, without taking one; the seconds waited."""
+        started = time.monotonic()
+        while True:
+            pause_left = self._paused_until - time.monotonic()
+            if pause_left > 0:
+                time.sleep(pause_left)
+                continue
+            with self._lock:
+                now_ms = self._bucket.now()
+                wait_ms = 0
+                for rate in self._bucket.rates:
+                    blocking = self._bucket.peek(rate.limit - 1)  # the limit-th latest start
+                    if blocking is not None:
+                        wait_ms = max(wait_ms, blocking.timestamp + rate.interval - now_ms)
+            if wait_ms <= 0:
+                return time.monotonic() - started
+            time.sleep((wait_ms + 1) / 1000)
+
     def pause(self, seconds: float) -> None:
         """Hold back every call of this process for `seconds` from now (extends, never shortens)."""
         with self._lock:

@@ -1,5 +1,6 @@
-"""Push a plan to LeadSquared: creates (Bulk Add, then Capture where Bulk Add could not create),
-updates (Bulk Update) and activities, journalled batch by batch through `state`.
+"""Push a plan to LeadSquared: creates (leads not known to exist created in bulk while Bulk Add
+and Capture spend the general window, see `leads`), updates (Bulk Update) and activities,
+journalled batch by batch through `state`.
 
 Safe to re-run: every create carries the source id in the field the type's duplicate rule
 covers and is sent with OverwriteFields, so a create that already landed comes back as the
@@ -12,7 +13,9 @@ day's call budget runs out the push stops, and what was not sent stays planned."
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -24,8 +27,9 @@ import duckdb
 from lsq_pipeline.leadsquared import DailyBudgetExhausted, LeadSquaredClient, RowResult, fields_from_dict
 from lsq_pipeline.leadsquared.errors import LeadSquaredAPIError
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
-from lsq_pipeline.sync import state
+from lsq_pipeline.sync import leads, state
 from lsq_pipeline.sync.mapping import Mapping
+from lsq_pipeline.sync.progress import PushProgress
 from lsq_pipeline.sync.state import JournalEntry
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -34,6 +38,9 @@ Send = Callable[[list[JournalEntry]], list[RowResult]]
 # How many items go to the client at once between two journal writes: large enough to keep
 # max_in_flight calls in the air, small enough that a crash leaves little unknown.
 CHUNK_ITEMS = MAX_ITEMS_PER_WRITE * 20
+BULK_LEAD_CALLS_IN_FLIGHT = 4
+"""Lead bulk creates in the air at once: enough to keep a 5 / 5 s bulk window busy through 1 s of
+latency and the wait for a general start."""
 
 # How many times a create whose capture went unanswered is resolved within one push; after
 # that its journal row stays `unknown` and the next run resolves it the same way.
@@ -54,6 +61,12 @@ REFUSED_VALUES = frozenset({
 class PushSummary:
     """What one push did, for asset metadata and the demo's summary."""
 
+    lead_calls: int = 0
+    """Create Leads in Bulk calls, up to 50 leads each (the client's re-sends not counted)."""
+    leads_sent: int = 0
+    """Leads in bulk create calls that LeadSquared answered (new ones created, known ones left as they were)."""
+    lead_calls_failed: int = 0
+    """Lead bulk create calls refused or unanswered (their records went on to Bulk Add, then Capture)."""
     created: int = 0
     already_existed: int = 0
     captured: int = 0
@@ -109,14 +122,22 @@ class Pusher:
         run_id: str,
         log: Callable[[str], None] = lambda message: None,
         run_is_alive: Callable[[str], bool] = lambda run_id: False,
+        leads_in_bulk: bool = True,
     ) -> None:
+        """`leads_in_bulk=False`: no lead is created in bulk; every create goes to Bulk Add first and
+        a missing lead to Capture."""
         self.connect = connect
         self.client = client
         self.mapping = mapping
         self.run_id = run_id
         self.log = log
         self.run_is_alive = run_is_alive
+        self.leads_in_bulk = leads_in_bulk
         self.summary = PushSummary()
+        self.progress = PushProgress(client, log)
+        self._lock = threading.RLock()
+        """Held while the summary changes and while the warehouse is written (lanes run in threads)."""
+        self._captures_unknown: Counter[str] = Counter()
 
     # -- the whole push ---------------------------------------------------------------------
     def push(self, days: Sequence[date]) -> PushSummary:
@@ -125,9 +146,12 @@ class Pusher:
             self.summary.interrupted_before = state.mark_interrupted(conn, self.run_id, self.run_is_alive)
             creates = self._planned(conn, days, "create")
             updates = self._planned(conn, days, "update")
-        self.push_creates(creates)
-        self.push_updates(updates)
-        self.push_activities(days)
+        self.progress.plan("creates", len(creates))
+        self.progress.plan("updates", len(updates))
+        with self.progress.reporting():
+            self.push_creates(creates)
+            self.push_updates(updates)
+            self.push_activities(days)
         self.summary.seconds = time.monotonic() - started
         summary = self.summary
         answered = summary.created + summary.already_existed + summary.captured + summary.updated + summary.failed
@@ -154,7 +178,7 @@ class Pusher:
 
     # -- sending, journalled, split when refused whole --------------------------------------------
     def _journal_sent(self, entries: list[JournalEntry], parent_batch_id: str | None = None) -> None:
-        with self.connect() as conn:
+        with self._lock, self.connect() as conn:
             state.record_sent(conn, self.run_id, entries, parent_batch_id)
 
     def _send(self, entries: list[JournalEntry], send: Send) -> list[tuple[JournalEntry, RowResult | None]]:
@@ -168,9 +192,7 @@ class Pusher:
         try:
             results: list[RowResult | None] = list(send(entries))
         except DailyBudgetExhausted as error:
-            if not self.summary.daily_budget_exhausted:
-                self.log(f"stopping the push: {error}")
-            self.summary.daily_budget_exhausted = True
+            self._day_spent(error)
             return self._not_sent(entries, error.results or [None] * len(entries))
         except LeadSquaredAPIError as error:
             results = error.results or [None] * len(entries)
@@ -187,15 +209,21 @@ class Pusher:
                 answered.append((batch[0], RowResult(ok=False, exception_type=refusal.exception_type,
                                                      exception_message=refusal.exception_message)))
                 continue
-            with self.connect() as conn:
+            with self._lock, self.connect() as conn:
                 state.record_split(conn, self.run_id, batch, f"{_error_text(refusal)} (whole call; sent again in halves)")
-            self.summary.split_calls += 1
+                self.summary.split_calls += 1
             middle = len(batch) // 2
             for half in (batch[:middle], batch[middle:]):
                 copies = _with_batch_ids([_resend(entry) for entry in half])
                 self._journal_sent(copies, parent_batch_id=batch_id)
                 answered.extend(self._send(copies, send))
         return answered
+
+    def _day_spent(self, error: DailyBudgetExhausted) -> None:
+        with self._lock:
+            if not self.summary.daily_budget_exhausted:
+                self.log(f"stopping the push: {error}")
+            self.summary.daily_budget_exhausted = True
 
     @staticmethod
     def _not_sent(
@@ -233,22 +261,91 @@ class Pusher:
         return {"LeadDetails": lead_details, "Opportunity": opportunity}
 
     def push_creates(self, rows: list[dict], rounds: int = RESOLVE_ROUNDS) -> None:
-        """Bulk Add; rows it could not create for a reason other than their own values go to Capture.
-        `rounds`: how many more times a capture of unknown outcome may come back here."""
+        """Creates in two lanes, one per rate window (see `leads`): leads not known to exist are
+        created in bulk while the general window adds opportunities (Bulk Add) to records whose
+        lead exists and captures the others. A row Bulk Add could not create for a reason other
+        than its own values goes to Capture; a capture whose answer was lost goes back to Bulk
+        Add (which finds the lead if the capture landed), at most `rounds` times. Once the day's
+        call budget is spent both lanes stop; what was not sent stays planned."""
         if rows and not self.mapping.opportunity.source_id.duplicate_rule:
             self._refuse_creates(rows)
             return
+        if not rows or self.summary.daily_budget_exhausted:
+            return
         by_source = {row["source_id"]: row for row in rows}
+        if self.leads_in_bulk:
+            with self.connect() as conn:
+                known = leads.known_leads(conn, [row["search_by_value"] for row in rows])
+        else:
+            known = {leads.lead_key(row["search_by_value"]) for row in rows}
+        queue = leads.CreateQueue(rows, known)
+        self.progress.plan("leads", queue.unknown_leads)
+        lanes = [lambda: self._bulk_lane(queue)] * BULK_LEAD_CALLS_IN_FLIGHT
+        lanes += [lambda: self._general_lane(queue, by_source, rounds)] * self.client.max_in_flight
+        with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lsq-push") as pool:
+            futures = [pool.submit(lane) for lane in lanes]
+            errors = [future.exception() for future in futures]
+        first_error = next((error for error in errors if error is not None), None)
+        if first_error is not None:
+            raise first_error
+
+    def _bulk_lane(self, queue: leads.CreateQueue) -> None:
+        """Create leads, 50 a call, from the front of the queue until none is left unsent."""
+        try:
+            while groups := queue.take_leads():
+                try:
+                    batches = self.client.create_leads([self._lead_payload(group[0]) for group in groups])
+                except DailyBudgetExhausted as error:
+                    self._day_spent(error)
+                    queue.abort()
+                    return
+                finally:
+                    queue.leads_sent(groups)
+                with self._lock:
+                    self.summary.lead_calls += len(batches)
+                    for batch in batches:
+                        if batch.status == "answered":
+                            self.summary.leads_sent += batch.count
+                        else:
+                            self.summary.lead_calls_failed += 1
+                    self.progress.done("leads", len(groups))
+        except BaseException:
+            queue.abort()
+            raise
+
+    def _general_lane(self, queue: leads.CreateQueue, by_source: dict[str, dict], rounds: int) -> None:
+        """Take units of the general window's work until every create is done."""
+        try:
+            while work := queue.take_work():
+                to_capture: list[dict] = []
+                to_add: list[dict] = []
+                try:
+                    if work.kind == "add":
+                        to_capture = self._add_batch(work.rows, by_source)
+                    else:
+                        to_add = self._capture(work.rows, by_source, rounds)
+                        if work.kind == "capture_lead":
+                            self.progress.done("leads", len(work.rows))
+                finally:
+                    queue.work_done(work, to_capture=to_capture, to_add=to_add)
+                if self.summary.daily_budget_exhausted:
+                    queue.abort()
+        except BaseException:
+            queue.abort()
+            raise
+
+    def _lead_payload(self, row: dict) -> dict[str, str]:
+        return {name: value for name, value in row["lead_fields"].items() if value}
+
+    def _add_batch(self, rows: list[dict], by_source: dict[str, dict]) -> list[dict]:
+        """One Bulk Add call; returns the rows it could not create for a reason other than their
+        own values (a missing lead, however worded): they go to Capture."""
         search_by = self.mapping.opportunity.lead.search_by.field
-        for chunk in _chunks(rows, CHUNK_ITEMS):
-            if self.summary.daily_budget_exhausted:
-                return
-            entries = _with_batch_ids(
-                [JournalEntry("create", r["day"], r["source_id"], self._add_payload(r)) for r in chunk]
-            )
-            self._journal_sent(entries)
-            answered = self._send(entries, lambda batch: self.client.add_opportunities(search_by, [e.payload for e in batch]))
-            to_capture: list[dict] = []
+        entries = _with_batch_ids([JournalEntry("create", r["day"], r["source_id"], self._add_payload(r)) for r in rows])
+        self._journal_sent(entries)
+        answered = self._send(entries, lambda batch: self.client.add_opportunities(search_by, [e.payload for e in batch]))
+        to_capture: list[dict] = []
+        with self._lock:
             for entry, result in answered:
                 if result is None:
                     continue
@@ -265,37 +362,38 @@ class Pusher:
                 else:
                     self._failed(entry, result)
             self._record([entry for entry, _ in answered], by_source)
-            if to_capture:
-                self.push_captures(to_capture, rounds)
+            self.progress.done("creates", sum(result is not None for _, result in answered) - len(to_capture))
+        return to_capture
 
-    def push_captures(self, rows: list[dict], rounds: int = RESOLVE_ROUNDS) -> None:
+    def _capture(self, rows: list[dict], by_source: dict[str, dict], rounds: int) -> list[dict]:
         """Capture: creates the lead if needed and the opportunity, or answers the existing one
         (`ConflictedOpportunityId`) under the type's duplicate rule. A capture whose answer was
-        lost is never re-sent (Capture may not apply the rule): it is resolved through Bulk Add,
-        which now finds the lead if the capture landed and answers its opportunity."""
-        by_source = {row["source_id"]: row for row in rows}
-        entries = _with_batch_ids(
-            [JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows]
-        )
+        lost is never re-sent (Capture may not apply the rule): it is returned for Bulk Add, which
+        finds the lead if the capture landed and answers its opportunity."""
+        entries = _with_batch_ids([JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows])
         self._journal_sent(entries)
-        unresolved: list[dict] = []
-        for entry, result in self._send(entries, lambda batch: self.client.capture_opportunities([e.payload for e in batch])):
-            if result is None:
-                continue
-            if result.ok:
-                entry.status, entry.opportunity_id = "ok", result.opportunity_id
-                if result.already_existed:
-                    self.summary.already_existed += 1
+        answered = self._send(entries, lambda batch: self.client.capture_opportunities([e.payload for e in batch]))
+        to_add: list[dict] = []
+        with self._lock:
+            for entry, result in answered:
+                if result is None:
+                    continue
+                if result.ok:
+                    entry.status, entry.opportunity_id = "ok", result.opportunity_id
+                    if result.already_existed:
+                        self.summary.already_existed += 1
+                    else:
+                        self.summary.captured += 1
+                elif result.outcome_unknown:
+                    entry.status, entry.error = "unknown", _error_text(result)
+                    self._captures_unknown[entry.source_id] += 1
+                    if self._captures_unknown[entry.source_id] < rounds:
+                        to_add.append(by_source[entry.source_id])
                 else:
-                    self.summary.captured += 1
-            elif result.outcome_unknown:
-                entry.status, entry.error = "unknown", _error_text(result)
-                unresolved.append(by_source[entry.source_id])
-            else:
-                self._failed(entry, result)
-        self._record(entries, by_source)
-        if unresolved and rounds > 1:
-            self.push_creates(unresolved, rounds - 1)
+                    self._failed(entry, result)
+            self._record([entry for entry, _ in answered], by_source)
+            self.progress.done("creates", sum(result is not None for _, result in answered) - len(to_add))
+        return to_add
 
     def _refuse_creates(self, rows: list[dict]) -> None:
         """No duplicate rule covers the source id: a lost answer or a re-run could double the
@@ -351,15 +449,17 @@ class Pusher:
                 else:
                     self._failed(entry, result)
             self._record([entry for entry, _ in answered], by_source)
+            self.progress.done("updates", sum(result is not None for _, result in answered))
 
     def _failed(self, entry: JournalEntry, result: RowResult) -> None:
         entry.status, entry.error = "failed", _error_text(result)
-        self.summary.failed += 1
-        if len(self.summary.errors) < 20:
-            self.summary.errors.append(f"{entry.source_id}: {entry.error}")
+        with self._lock:
+            self.summary.failed += 1
+            if len(self.summary.errors) < 20:
+                self.summary.errors.append(f"{entry.source_id}: {entry.error}")
 
     def _record(self, entries: list[JournalEntry], rows_by_source: dict[str, dict]) -> None:
-        with self.connect() as conn:
+        with self._lock, self.connect() as conn:
             state.record_answers(conn, self.run_id, entries, rows_by_source, self.mapping.opportunity.event_code)
 
     # -- activities ---------------------------------------------------------------------------
@@ -396,6 +496,7 @@ class Pusher:
             else:
                 entry.status, entry.error = "failed", f"application {source_id} has no opportunity yet"
                 orphans.append(entry)
+        self.progress.plan("activities", len(rows))
         self._record_activities(orphans, sent=False)
         # Each opportunity is its own call; the client runs them concurrently within its limits.
         pending = list(by_opportunity.items())
@@ -435,6 +536,7 @@ class Pusher:
         for entry in settled:
             counter = f"activities_{state.ACTIVITY_STATUS[entry.status]}"
             setattr(self.summary, counter, getattr(self.summary, counter) + 1)
+        self.progress.done("activities", len(settled))
         with self.connect() as conn:
             state.record_activities(conn, self.run_id, entries, sent)
 

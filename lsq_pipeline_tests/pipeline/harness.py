@@ -36,6 +36,7 @@ class Pipeline:
     access_key: str = SANDBOX_ACCESS_KEY
     secret_key: str = SANDBOX_SECRET_KEY
     mapping: Path = MAPPING
+    leads_in_bulk: bool = True
 
     def settings(self) -> PipelineSettings:
         return PipelineSettings(
@@ -45,6 +46,7 @@ class Pipeline:
             source_dir=self.source_dir,
             warehouse=self.warehouse,
             mapping=self.mapping,
+            leads_in_bulk=self.leads_in_bulk,
             rate_limit_calls=0,
             max_reject_rate=0.5,
         )

@@ -97,10 +97,11 @@ def test_without_a_declared_duplicate_rule_no_opportunity_is_created(tmp_path):
 @pytest.mark.parametrize("profile", ["documented", "terse", "field"])
 def test_a_missing_lead_goes_to_capture_whatever_the_answer_says(tmp_path, profile):
     source, rows = _source(tmp_path, rows=30)
-    # Half the leads exist: those records go through Bulk Add, the others through Capture.
+    # Half the leads exist: those records go through Bulk Add, the others through Capture (leads
+    # in bulk off, so that Bulk Add meets the missing leads).
     emails = sorted({row["email"].strip().lower() for row in rows})
     with run_sandbox(account=_account(lead_emails=emails[::2]), rate_limit_calls=0, profile=profile) as sandbox:
-        pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url)
+        pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, leads_in_bulk=False)
         assert pipeline.run(FIRST_DAY).success
         remote = pipeline.remote_by_source()
         calls = pipeline.stats()["Calls"]
