@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -46,7 +47,9 @@ HEADERS = {"x-LSQ-AccessKey": SANDBOX_ACCESS_KEY, "x-LSQ-SecretKey": SANDBOX_SEC
 
 
 @contextlib.contextmanager
-def sandbox(kind: str, log: Path):
+def sandbox(kind: str, log: Path, server_args: Sequence[str] = ("--rate-limit", "0")):
+    """The sandbox's URL, served from a thread of this process or from its own process
+    (`server_args`: its command-line options)."""
     if kind == "thread":
         with run_sandbox(rate_limit_calls=0) as running:
             yield running.url
@@ -56,7 +59,7 @@ def sandbox(kind: str, log: Path):
         port = probe.getsockname()[1]
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "lsq_pipeline.sandbox", "--port", str(port), "--rate-limit", "0", "--quiet"],
+            [sys.executable, "-m", "lsq_pipeline.sandbox", "--port", str(port), *server_args, "--quiet"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"

@@ -186,7 +186,7 @@ def _print_outcome(label: str, summary, dry_run: bool) -> None:
         print(
             f"{label} (dry run, nothing sent): create {planned.get('create', 0)}, update "
             f"{planned.get('update', 0)}, unchanged {planned.get('unchanged', 0)}, stale "
-            f"{planned.get('stale', 0)}, rejected {summary.rejected}"
+            f"{planned.get('stale', 0)}, skipped by the mode {planned.get('skipped', 0)}, rejected {summary.rejected}"
         )
     else:
         _print_day(label, summary)

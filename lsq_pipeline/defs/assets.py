@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from lsq_pipeline.defs.metadata import api_metadata, preview, table_metadata
 from lsq_pipeline.defs.partitions import daily_partitions
 from lsq_pipeline.defs.resources import LeadSquaredResource
+from lsq_pipeline.defs.runs import run_is_alive
 from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.defs.source import SourceResource
 from lsq_pipeline.sync import extract as extract_rules
@@ -47,6 +48,9 @@ def selected(context: dg.AssetExecutionContext, result: dg.MaterializeResult | d
 def errors_csv_path(database: str, run_id: str) -> Path:
     """Where a run's errors CSV goes: `errors/<run id>.csv` next to the warehouse file."""
     return Path(database).parent / "errors" / f"{run_id}.csv"
+
+
+DRIFT_PREVIEW_ROWS = 20
 
 
 def run_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -89,7 +93,7 @@ def extract(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source
             counts["applications"] += loaded["applications"]
             counts["events"] += loaded["events"]
             warnings.extend(loaded.get("warnings", []))
-            context.log.info(f"{day}: {loaded['applications']} applications, {loaded['events']} events")
+            context.log.debug(f"{day}: {loaded['applications']} applications, {loaded['events']} events")
         for warning in warnings:
             context.log.warning(warning)
         yield from selected(context, dg.MaterializeResult(
@@ -152,7 +156,7 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
         counts = validate.transform_days(conn, days, mapping)
-        context.log.info(f"transform {days[0]}..{days[-1]}: {counts}")
+        context.log.debug(f"transform {days[0]}..{days[-1]}: {counts}")
         accepted = conn.execute(
             f"SELECT count(*) FROM opportunity_records WHERE {IN_RUN_DAYS}", [days]
         ).fetchone()[0]
@@ -247,11 +251,11 @@ def sync_plan(
         batches = {
             action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE) for action in ("create", "update")
         }
-        context.log.info(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
+        context.log.debug(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
         yield dg.MaterializeResult(
             metadata={
-                **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0))
-                   for action in ("create", "update", "unchanged", "stale", "refused")},
+                **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0)) for action in plan_rules.ACTIONS},
+                "mode": dg.MetadataValue.text(mapping.opportunity.mode),
                 "planned_activities": dg.MetadataValue.int(activities),
                 "create_batches": dg.MetadataValue.int(batches["create"]),
                 "update_batches": dg.MetadataValue.int(batches["update"]),
@@ -301,11 +305,17 @@ def push_journal(
     before = client.stats()
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
-    summary = Pusher(warehouse.get_connection, client, mapping, context.run.run_id, context.log.info).push(days)
+    summary = Pusher(
+        warehouse.get_connection, client, mapping, context.run.run_id, context.log.info,
+        run_is_alive=lambda run_id: run_is_alive(context.instance, run_id),
+        leads_in_bulk=leadsquared.leads_in_bulk,
+    ).push(days)
     for error in summary.errors:
         context.log.warning(f"refused: {error}")
     if summary.interrupted_before:
-        context.log.warning(f"resolved rows left unanswered by an earlier run: {summary.interrupted_before}")
+        context.log.warning(f"rows left unanswered by runs that died are now unknown: {summary.interrupted_before}")
+    if summary.split_calls:
+        context.log.warning(f"{summary.split_calls} calls refused whole were split and sent again in halves")
     if summary.daily_budget_exhausted:
         context.log.warning(
             f"daily call budget spent: {summary.records_waiting} records and {summary.activities_waiting} "
@@ -322,11 +332,16 @@ def push_journal(
             **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
             "errors": dg.MetadataValue.int(errors),
             "errors_csv": dg.MetadataValue.path(str(errors_csv.resolve())),
+            "lead_bulk_calls": dg.MetadataValue.int(summary.lead_calls),
+            "leads_sent_in_bulk": dg.MetadataValue.int(summary.leads_sent),
+            "lead_bulk_calls_failed": dg.MetadataValue.int(summary.lead_calls_failed),
             "created": dg.MetadataValue.int(summary.created),
             "already_existed": dg.MetadataValue.int(summary.already_existed),
             "captured_with_new_lead": dg.MetadataValue.int(summary.captured),
             "updated": dg.MetadataValue.int(summary.updated),
             "failed": dg.MetadataValue.int(summary.failed),
+            "split_calls": dg.MetadataValue.int(summary.split_calls),
+            "unknown_from_dead_runs": dg.MetadataValue.int(sum(summary.interrupted_before.values())),
             "activities_created": dg.MetadataValue.int(summary.activities_created),
             "activities_failed": dg.MetadataValue.int(summary.activities_failed),
             "activities_unknown": dg.MetadataValue.int(summary.activities_unknown),
@@ -382,7 +397,8 @@ def opportunity_state(
     client = leadsquared.get_client()
     before = client.stats()
     try:
-        summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full)
+        summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full,
+                            crm_owned=mapping.opportunity.crm_owned(), repaired=mapping.opportunity.repaired())
         day_spent = False
     except DailyBudgetExhausted as error:  # pending rows stay pending: the next run reads them back
         context.log.warning(f"reconcile skipped: {error}")
@@ -401,8 +417,8 @@ def opportunity_state(
             """
         ).fetchall()
         drifted = conn.execute(
-            """SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
-               WHERE status = 'drifted' ORDER BY source_id LIMIT 20"""
+            f"""SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
+               WHERE status = 'drifted' ORDER BY source_id LIMIT {DRIFT_PREVIEW_ROWS}"""
         ).fetchall()
         state_meta = table_metadata(conn, "opportunity_state", "TRUE", [])
     yield dg.MaterializeResult(
@@ -412,6 +428,12 @@ def opportunity_state(
             "drifted": dg.MetadataValue.int(summary.drifted),
             "missing_in_leadsquared": dg.MetadataValue.int(summary.missing),
             "newly_rejected": dg.MetadataValue.int(summary.rejected),
+            "repaired": dg.MetadataValue.int(summary.repaired),
+            "drift_details": dg.MetadataValue.md(
+                preview(["source_id", "opportunity_id", "field", "sent", "held", "modified_on", "repaired"],
+                        summary.drift_details[:DRIFT_PREVIEW_ROWS])
+                if summary.drift_details else "no drift"
+            ),
             "full_reconcile": dg.MetadataValue.bool(config.full),
             "daily_budget_exhausted": dg.MetadataValue.bool(day_spent),
             "states": dg.MetadataValue.json(statuses),

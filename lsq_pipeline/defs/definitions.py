@@ -39,6 +39,7 @@ def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableReso
             rate_limit_db=settings.rate_limit_db,
             rate_limit_redis=_secret("LSQ_RATE_LIMIT_REDIS", settings.rate_limit_redis),
             max_in_flight=settings.max_in_flight,
+            leads_in_bulk=settings.leads_in_bulk,
         ),
         "source": SourceResource(
             source_dir=str(settings.source_dir),

@@ -65,7 +65,7 @@ def _timestamp(seconds: float | None) -> datetime | None:
 
 
 def record_run_outcome(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse: DuckDBResource, mode: str = "upsert"
+    instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse: DuckDBResource
 ) -> dict[str, object] | None:
     """Write the run's `sync_runs` row and `sync_errors`; returns the row (None: no days)."""
     days = run_day_range(run)
@@ -104,7 +104,7 @@ def record_run_outcome(
                 last_day=days[1],
                 status=status,
                 reason=reason,
-                mode=mode,
+                mode=str(metadata.get("sync_plan", {}).get("mode", "")) or None,
                 started_at=_timestamp(stats.start_time if stats else None),
                 ended_at=_timestamp(stats.end_time if stats else None),
                 api_calls=dict(api_calls),

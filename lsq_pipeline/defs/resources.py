@@ -52,6 +52,11 @@ class LeadSquaredResource(dg.ConfigurableResource):
         default="", description="redis://... URL: the budget is shared across machines (overrides rate_limit_db)"
     )
     max_in_flight: int = Field(default=8, description="calls in the air at once")
+    leads_in_bulk: bool = Field(
+        default=True,
+        description="create leads not known to exist with Create Leads in Bulk (the bulk window) before adding "
+        "opportunities; false: Bulk Add first, Capture where the lead is missing",
+    )
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_retries: int = Field(default=5, description="re-sends of a transiently failed call")

@@ -90,8 +90,9 @@ def launch(
     project instance, and write it to the run history (no daemon watches command-line runs).
 
     `in_process` runs every step in this process (the demo's speed); otherwise each step gets
-    its own process, as under the daemon. `quiet` keeps the console to warnings; the full
-    event log is in the UI. A dry retry plans only (`sync_plan`)."""
+    its own process, as under the daemon. `quiet` keeps the console to the push's progress
+    (every ~10 s, info) and warnings; the full event log is in the UI. A dry retry plans only
+    (`sync_plan`)."""
     instance = use_project_instance()
     job_fn = retry_job_definition if retry else dry_run_job_definition if dry_run else sync_job_definition
     tags = (
@@ -106,7 +107,7 @@ def launch(
     release_dead_runs(instance)
     config = dict(config if config is not None else {} if dry_run else run_config(full_reconcile))
     if quiet:
-        config = {**config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        config = {**config, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
     selection = [dg.AssetKey("sync_plan")] if retry and dry_run else None
     if in_process:
         result = job_fn().execute_in_process(
@@ -144,6 +145,29 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         released.append(run.run_id)
     return released
+
+
+# Runs in these states may still send and answer; every other state is over.
+_LIVE_STATUSES = {
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+}
+
+
+def run_is_alive(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether a run may still be sending: the instance knows it, it has not ended, and, for a
+    command-line run of this machine, its launching process is still there (a SIGKILLed run
+    stays `STARTED` on the instance). A run the instance does not know is taken as dead."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.status not in _LIVE_STATUSES:
+        return False
+    pid = int(run.tags.get(PID_TAG, "0") or 0)
+    if pid and run.tags.get(HOST_TAG) == socket.gethostname():
+        return _alive(pid)
+    return True
 
 
 def _alive(pid: int) -> bool:

@@ -1,4 +1,5 @@
-"""The LeadSquared opportunity API as Python: models, client, budgets (rate limits), typed errors. No Dagster."""
+"""The LeadSquared opportunity API and the lead bulk creates as Python: models, client, budgets (rate
+limits), typed errors. No Dagster."""
 
 from lsq_pipeline.leadsquared.budget import PLANS, AccountBudget, AccountLimits, WindowLimit, account_limits
 from lsq_pipeline.leadsquared.client import MISSING_ROW, OUTCOME_UNKNOWN, LeadSquaredClient
@@ -15,6 +16,7 @@ from lsq_pipeline.leadsquared.errors import (
 from lsq_pipeline.leadsquared.models import (
     MAX_IDS_PER_READ,
     MAX_ITEMS_PER_WRITE,
+    MAX_LEADS_PER_BULK_CREATE,
     ActivityAdd,
     CaptureOpportunityDetails,
     CaptureRequest,
@@ -22,6 +24,7 @@ from lsq_pipeline.leadsquared.models import (
     EndpointStats,
     FieldValue,
     LeadAttribute,
+    LeadBatchResult,
     OpportunityAdd,
     OpportunityRecord,
     OpportunityUpdate,
@@ -33,6 +36,7 @@ from lsq_pipeline.leadsquared.rate_limit import SlidingWindow
 __all__ = [
     "MAX_IDS_PER_READ",
     "MAX_ITEMS_PER_WRITE",
+    "MAX_LEADS_PER_BULK_CREATE",
     "MISSING_ROW",
     "OUTCOME_UNKNOWN",
     "PLANS",
@@ -48,6 +52,7 @@ __all__ = [
     "EndpointStats",
     "FieldValue",
     "LeadAttribute",
+    "LeadBatchResult",
     "LeadSquaredAPIError",
     "LeadSquaredClient",
     "LeadSquaredError",

@@ -164,6 +164,7 @@ class AccountBudget:
             if limit.calls > 0
         }
         self._warned: set[str] = set()
+        self._together = threading.Lock()
         self._lock = threading.Lock()
 
     def windows_of(self, rate_class: str) -> list[SlidingWindow]:
@@ -183,11 +184,21 @@ class AccountBudget:
                 detail=f"daily call budget spent: {limit} calls on {day} (UTC, LSQ_DAILY_CALL_LIMIT); "
                 "the next call waits for 00:00 UTC",
             )
-        waited = 0.0
-        for window in self.windows_of(rate_class):
+        windows = self.windows_of(rate_class)
+        for window in windows:
             self._take_learned(window)
-            waited += window.acquire()
-        return waited
+        if len(windows) < 2:
+            return sum(window.acquire() for window in windows)
+        # A bulk call also takes a general start. Its starts are taken together, just before it
+        # is sent: wait for its own window without taking a start, then the general start, then
+        # its own (free by then). Taken one after the other, the first start would be recorded
+        # before a wait for the second, earlier than the call reaches LeadSquared, and the
+        # server could count one call more in that window than the client did.
+        with self._together:
+            waited = windows[0].wait_until_free()
+            for window in windows[1:]:
+                waited += window.acquire()
+            return waited + windows[0].acquire()
 
     def calls_today(self) -> int:
         return self.store.calls_on(self.today().isoformat())

@@ -1,4 +1,5 @@
-"""`LeadSquaredClient`: the five opportunity endpoints as methods, run at the account's limit.
+"""`LeadSquaredClient`: the five opportunity endpoints and the lead bulk creates as methods, run at
+the account's limits.
 
 Each method takes any number of items, splits them into calls of the API's maximum, sends the
 calls concurrently (at most `max_in_flight` in the air, every start taken from the sliding
@@ -13,11 +14,12 @@ Retry rules:
 - 401, 400, 404, a 500 with an `MX...` body: permanent, raised as a typed error, never retried;
 - timeouts, dropped connections, a 500 without an MX body, 502/503/504: transient, retried with
   exponential backoff and full jitter, up to `max_retries` times. Reads and updates are re-sent
-  as they are. A create (Bulk Add, Capture) whose outcome is unknown is re-sent only with
-  `OverwriteFields: true`: if the first send landed, the type's duplicate rule answers with
-  the existing opportunity, returned as `ok` with `already_existed`. An activity call whose
-  outcome is unknown is not re-sent (activities have no duplicate detection): its rows come
-  back with `outcome_unknown`.
+  as they are. A Bulk Add whose outcome is unknown is re-sent only with `OverwriteFields: true`:
+  if the first send landed, the type's duplicate rule answers with the existing opportunity,
+  returned as `ok` with `already_existed`. A Capture or an activity call whose outcome is
+  unknown is not re-sent (a Capture may not apply the duplicate rule; activities have no
+  duplicate detection): its rows come back with `outcome_unknown`. A lead bulk create whose
+  outcome is unknown is re-sent as it is: a lead whose unique field exists is not created again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -56,6 +58,8 @@ from lsq_pipeline.leadsquared.models import (
     DUPLICATE_EXCEPTION,
     ENDPOINTS,
     GET_BY_IDS,
+    LEAD_BULK_CREATE,
+    LEAD_BULK_CREATE_OR_UPDATE,
     RATE_LIMIT_EXCEPTION,
     ActivityAdd,
     ApiModel,
@@ -70,6 +74,8 @@ from lsq_pipeline.leadsquared.models import (
     EndpointStats,
     ErrorBody,
     GetOpportunitiesRequest,
+    LeadAttribute,
+    LeadBatchResult,
     OpportunityAdd,
     OpportunityGroup,
     OpportunityRecord,
@@ -187,7 +193,11 @@ class LeadSquaredClient:
                 "Accept": "application/json",
             }
         )
-        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="lsq-call")
+        # One pool per rate class, so calls waiting on the bulk window never hold a general call's slot.
+        self._pools = {
+            rate_class: ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix=f"lsq-{rate_class}")
+            for rate_class in sorted({endpoint.rate_class for endpoint in ENDPOINTS})
+        }
         self._stats_lock = threading.Lock()
         self._endpoint_stats = {endpoint.name: EndpointStats() for endpoint in ENDPOINTS}
         self._seconds_waiting = 0.0
@@ -232,14 +242,26 @@ class LeadSquaredClient:
 
         A capture refused with a business error (500 with an MX body, e.g. a mandatory field
         missing) is that item's failed result, since the call carries only that item; a
-        duplicate under the type's rule is `ok` with `already_existed`.
+        duplicate under the type's rule is `ok` with `already_existed`. A capture whose answer
+        was lost is not re-sent (`outcome_unknown`): integrators report Capture creating a
+        second opportunity when no duplicate rule covers the fields sent. Resolve it with Bulk
+        Add, which finds the lead the capture made and answers the existing opportunity.
         """
 
         def run(batch: Sequence[CaptureRequest]) -> list[RowResult]:
             try:
-                answer = self._call_create(CAPTURE, batch, lambda b: b[0].to_api(), {})
+                answer = self._call(CAPTURE, batch[0].to_api(), {}, 1, resend_unknown=False)
             except LeadSquaredAPIError as error:
                 return [RowResult(ok=False, exception_type=error.exception_type, exception_message=error.exception_message)]
+            except _OutcomeUnknown as unknown:
+                return [
+                    RowResult(
+                        ok=False,
+                        outcome_unknown=True,
+                        exception_type=OUTCOME_UNKNOWN,
+                        exception_message=f"the capture was sent but not answered ({unknown}); not re-sent",
+                    )
+                ]
             return [_capture_result(CaptureResponse.model_validate(answer.body))]
 
         return self._run_batches(CAPTURE, _as_models(CaptureRequest, items), run)
@@ -293,6 +315,49 @@ class LeadSquaredClient:
 
         return self._run_batches(BULK_ACTIVITIES, _as_models(ActivityAdd, items), run)
 
+    def create_leads(self, leads: Sequence[Mapping[str, Any] | Sequence[LeadAttribute | dict[str, Any]]]) -> list[LeadBatchResult]:
+        """Create leads in bulk (the bulk rate class), 50 a call; one `LeadBatchResult` per call.
+
+        A lead is a dict of attribute -> value (`{"EmailAddress": ..., "Phone": ...}`) or a list of
+        `LeadAttribute`s, with at least one unique field. A lead whose unique field already exists
+        is not created again, so a call whose answer was lost is re-sent. A refused or unanswered
+        call is reported, not raised (only wrong keys raise): the next Bulk Add tells, row by row,
+        whether each lead exists.
+        """
+        return self._send_leads(LEAD_BULK_CREATE, leads, search_by=None)
+
+    def create_or_update_leads(
+        self, leads: Sequence[Mapping[str, Any] | Sequence[LeadAttribute | dict[str, Any]]], search_by: str | None = None
+    ) -> list[LeadBatchResult]:
+        """Create or update leads in bulk (the bulk rate class), 25 a call, matched on `search_by`
+        (e.g. "EmailAddress"; LeadSquared's default when `None`: email, then phone). Outcomes as
+        `create_leads`; re-sending an update is safe."""
+        return self._send_leads(LEAD_BULK_CREATE_OR_UPDATE, leads, search_by=search_by)
+
+    def _send_leads(
+        self, endpoint: Endpoint, leads: Sequence[Mapping[str, Any] | Sequence[LeadAttribute | dict[str, Any]]], search_by: str | None
+    ) -> list[LeadBatchResult]:
+        numbered = [(number, _lead_attributes(lead, search_by)) for number, lead in enumerate(leads)]
+
+        def run(batch: Sequence[tuple[int, list[LeadAttribute]]]) -> list[LeadBatchResult]:
+            span = {"first": batch[0][0], "count": len(batch)}
+            body = [[attribute.to_api() for attribute in lead] for _, lead in batch]
+            try:
+                answer = self._call(endpoint, body, {}, len(batch), resend_unknown=True)
+            except (AuthenticationError, DailyBudgetExhausted):
+                raise
+            except (TransientError, RateLimitedError) as error:
+                return [LeadBatchResult(status="unknown", **span, **_error_fields(error))]
+            except LeadSquaredError as error:
+                return [LeadBatchResult(status="refused", **span, **_error_fields(error))]
+            refusal = ErrorBody.model_validate(answer.body) if isinstance(answer.body, dict) else ErrorBody()
+            if refusal.status == "Error":
+                return [LeadBatchResult(status="refused", **span, exception_type=refusal.exception_type,
+                                        exception_message=refusal.exception_message)]
+            return [LeadBatchResult(status="answered", **span)]
+
+        return self._run_batches(endpoint, numbered, run)
+
     # --- observability ------------------------------------------------------------------------
 
     def stats(self) -> ClientStats:
@@ -306,9 +371,15 @@ class LeadSquaredClient:
         }
         return ClientStats(**totals, window_wait_seconds=waiting, per_endpoint=per_endpoint)
 
+    def rate_ceiling(self, rate_class: str = "general") -> float | None:
+        """Calls per second the client's window for `rate_class` allows; None when it has none."""
+        window = self.budget.windows.get(rate_class)
+        return window.calls / window.seconds if window is not None else None
+
     def close(self) -> None:
         """Stop the call threads and close the connection pool."""
-        self._pool.shutdown(wait=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
         self._session.close()
         self.budget.close()
 
@@ -352,7 +423,8 @@ class LeadSquaredClient:
                 day_spent.append(error)
                 raise
 
-        futures: list[Future[list[T]]] = [self._pool.submit(run_unless_day_spent, batch) for batch in batches]
+        pool = self._pools[endpoint.rate_class]
+        futures: list[Future[list[T]]] = [pool.submit(run_unless_day_spent, batch) for batch in batches]
         results: list[T | None] = []
         first_error: BaseException | None = None
         for batch, future in zip(batches, futures):
@@ -521,6 +593,21 @@ def _as_models(model: type[M], items: Iterable[M | dict[str, Any]]) -> list[M]:
     return [item if isinstance(item, model) else model.model_validate(item) for item in items]
 
 
+def _lead_attributes(lead: Mapping[str, Any] | Sequence[LeadAttribute | dict[str, Any]], search_by: str | None) -> list[LeadAttribute]:
+    """A lead as the API's list of Attribute/Value pairs, with the SearchBy pair when asked for."""
+    if isinstance(lead, Mapping):
+        attributes = [LeadAttribute(attribute=name, value=value) for name, value in lead.items()]
+    else:
+        attributes = _as_models(LeadAttribute, lead)
+    if search_by is not None:
+        attributes = [a for a in attributes if a.attribute != "SearchBy"] + [LeadAttribute(attribute="SearchBy", value=search_by)]
+    return attributes
+
+
+def _error_fields(error: LeadSquaredError) -> dict[str, str | None]:
+    return {"exception_type": error.exception_type or type(error).__name__, "exception_message": error.exception_message or str(error)}
+
+
 def _surely_not_sent(error: requests.RequestException) -> bool:
     """True when the request never reached the server (no connection could be made)."""
     if isinstance(error, requests.ConnectTimeout):
@@ -552,11 +639,8 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
-def _with_overwrite(item: Any) -> Any:
+def _with_overwrite(item: OpportunityAdd) -> OpportunityAdd:
     """The same create with OverwriteFields true (and UpdateEmptyFields unset: both true is refused)."""
-    if isinstance(item, CaptureRequest):
-        details = item.opportunity.model_copy(update={"overwrite_fields": True, "update_empty_fields": None})
-        return item.model_copy(update={"opportunity": details})
     return item.model_copy(update={"overwrite_fields": True, "update_empty_fields": None})
 
 

@@ -1,4 +1,5 @@
-"""Pydantic models for the five LeadSquared opportunity endpoints, the API's limits and paths.
+"""Pydantic models for the five LeadSquared opportunity endpoints and the two lead bulk creates,
+the API's limits and paths.
 
 API field names are aliases (`SearchByValue`), Python names are used in code (`search_by_value`).
 Requests serialize with `to_api()` (aliases, no `None`); answers parse tolerantly: unknown keys
@@ -17,6 +18,10 @@ MAX_ITEMS_PER_WRITE = 25
 """Bulk Add, Bulk Update and Bulk Activities take at most 25 items a call."""
 MAX_IDS_PER_READ = 2000
 """GetOpportunitiesById returns at most 2,000 opportunities a call."""
+MAX_LEADS_PER_BULK_CREATE = 50
+"""Create Leads in Bulk takes at most 50 leads a call."""
+MAX_LEADS_PER_BULK_CREATE_OR_UPDATE = 25
+"""Create or Update Leads in Bulk takes at most 25 leads a call."""
 
 # Endpoint paths (all POST, JSON body).
 BULK_ADD_PATH = "/v2/OpportunityManagement.svc/Bulk/Add/ByLeadField"
@@ -24,6 +29,8 @@ BULK_UPDATE_PATH = "/v2/OpportunityManagement.svc/Bulk/Update/ByOpportunityId"
 CAPTURE_PATH = "/v2/OpportunityManagement.svc/Capture"
 GET_BY_IDS_PATH = "/v2/OpportunityManagement.svc/GetOpportunitiesById"
 BULK_ACTIVITIES_PATH = "/v2/ProspectActivity.svc/Bulk/CustomActivity/Add/ByOpportunityId"
+LEAD_BULK_CREATE_PATH = "/v2/LeadManagement.svc/Lead/Bulk/Create"
+LEAD_BULK_CREATE_OR_UPDATE_PATH = "/v2/LeadManagement.svc/Lead/Bulk/CreateOrUpdate"
 
 RATE_LIMIT_EXCEPTION = "MXAPIRateLimitExceededException"
 DUPLICATE_EXCEPTION = "MXDuplicateEntryException"
@@ -45,7 +52,11 @@ BULK_UPDATE = Endpoint("bulk_update", BULK_UPDATE_PATH, MAX_ITEMS_PER_WRITE)
 CAPTURE = Endpoint("capture", CAPTURE_PATH, 1)
 GET_BY_IDS = Endpoint("get_by_ids", GET_BY_IDS_PATH, MAX_IDS_PER_READ)
 BULK_ACTIVITIES = Endpoint("bulk_activities", BULK_ACTIVITIES_PATH, MAX_ITEMS_PER_WRITE)
-ENDPOINTS = (BULK_ADD, BULK_UPDATE, CAPTURE, GET_BY_IDS, BULK_ACTIVITIES)
+LEAD_BULK_CREATE = Endpoint("lead_bulk_create", LEAD_BULK_CREATE_PATH, MAX_LEADS_PER_BULK_CREATE, rate_class="bulk")
+LEAD_BULK_CREATE_OR_UPDATE = Endpoint(
+    "lead_bulk_create_or_update", LEAD_BULK_CREATE_OR_UPDATE_PATH, MAX_LEADS_PER_BULK_CREATE_OR_UPDATE, rate_class="bulk"
+)
+ENDPOINTS = (BULK_ADD, BULK_UPDATE, CAPTURE, GET_BY_IDS, BULK_ACTIVITIES, LEAD_BULK_CREATE, LEAD_BULK_CREATE_OR_UPDATE)
 
 
 class ApiModel(BaseModel):
@@ -112,7 +123,7 @@ class OpportunityUpdate(ApiModel):
 
 
 class LeadAttribute(ApiModel):
-    """One lead field of a Capture: `{"Attribute": "EmailAddress", "Value": "..."}`."""
+    """One lead field of a Capture or a lead bulk create: `{"Attribute": "EmailAddress", "Value": "..."}`."""
 
     attribute: str = Field(alias="Attribute")
     value: str | None = Field(default=None, alias="Value")
@@ -293,6 +304,22 @@ class RowResult(ApiModel):
     lead_id: str | None = None
     already_existed: bool = False
     outcome_unknown: bool = False
+    exception_type: str | None = None
+    exception_message: str | None = None
+
+
+class LeadBatchResult(ApiModel):
+    """The outcome of one lead bulk call, covering the leads `first` to `first + count - 1` of those given.
+
+    The answer's shape is not documented, so nothing but its kind is read from it:
+    `answered` (HTTP 200: every lead of the call whose unique field was new now exists),
+    `refused` (an error answer: none, or only some, of the leads may exist), or `unknown` (no
+    answer after the retries). Whether a given lead exists is learned from the next Bulk Add.
+    """
+
+    status: Literal["answered", "refused", "unknown"]
+    first: int
+    count: int
     exception_type: str | None = None
     exception_message: str | None = None
 

@@ -31,12 +31,10 @@ _LEAK_EVERY = 64
 """Drop expired entries from the log every this many admitted calls."""
 
 
-def window_with_margin(seconds: float, margin_fraction: float = 0.02, margin_min: float = 0.25) -> float:
-    """The client's window: the server's plus max(2 %, 250 ms), capped at 5 % of the window.
+def window_with_margin(seconds: float, margin_fraction: float = 0.02, margin_min: float = 0.1) -> float:
+    """The client's window: the server's plus max(2 %, 100 ms), capped at 5 % of the window.
 
-    At 25 calls / 5 s this is 5.25 s, i.e. 0.95 of the ceiling: a call's start may reach the
-    server a few hundred ms late on a loaded machine (measured with two processes sharing one
-    budget), and the oldest start of the window must not be counted later than the newest.
+    At 25 calls / 5 s this is 5.1 s, i.e. 0.98 of the ceiling.
     """
     margin = max(seconds * margin_fraction, margin_min)
     return seconds + min(margin, seconds * 0.05)  # 1 / 1.05 > 0.95 of the ceiling
@@ -114,7 +112,7 @@ class SlidingWindow:
             if pause_left > 0:
                 time.sleep(pause_left)
                 continue
-            with self._lock:
+            with self._lock, self.store.window_lock(self.rate_class, self._bucket):
                 now_ms = self._bucket.now()
                 decision = self._bucket.put_decision(RateItem(_ITEM_NAME, now_ms))
                 if decision.allowed:
@@ -128,6 +126,25 @@ class SlidingWindow:
                 window_seconds = self.window_seconds
             # Sleep outside the lock; +1 ms so the oldest start has surely left the window.
             time.sleep(min(max(wait_ms, 1) + 1, window_seconds * 1000) / 1000)
+
+    def wait_until_free(self) -> float:
+        """Block until a start would be admitted now, without taking one; the seconds waited."""
+        started = time.monotonic()
+        while True:
+            pause_left = self._paused_until - time.monotonic()
+            if pause_left > 0:
+                time.sleep(pause_left)
+                continue
+            with self._lock:
+                now_ms = self._bucket.now()
+                wait_ms = 0
+                for rate in self._bucket.rates:
+                    blocking = self._bucket.peek(rate.limit - 1)  # the limit-th latest start
+                    if blocking is not None:
+                        wait_ms = max(wait_ms, blocking.timestamp + rate.interval - now_ms)
+            if wait_ms <= 0:
+                return time.monotonic() - started
+            time.sleep((wait_ms + 1) / 1000)
 
     def pause(self, seconds: float) -> None:
         """Hold back every call of this process for `seconds` from now (extends, never shortens)."""

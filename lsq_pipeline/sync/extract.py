@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from lsq_pipeline.sync.sql import identifier
 from lsq_pipeline.sync.warehouse import RAW_TABLES, SOURCE_FILES
 
 HEADER_PROBE_BYTES = 1 << 16
@@ -94,9 +95,9 @@ def _csv_problem(message: str, path: Path, width: int) -> str:
 
 
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    quoted = ", ".join(f'"{column}"' for column in columns)
+    quoted = ", ".join(identifier(column) for column in columns)
     return f"""
-        INSERT INTO {table} (day, source_file, row_number, {", ".join(columns)})
+        INSERT INTO {identifier(table)} (day, source_file, row_number, {quoted})
         SELECT $day, $source_file, row_number() OVER (), {quoted}
         FROM read_csv($path, header = true, delim = ',', quote = '"', escape = '"',
                       all_varchar = true, auto_detect = true, strict_mode = true,
@@ -133,7 +134,7 @@ def extract_days(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, days: 
             for file_name, columns in SOURCE_FILES.items():
                 table = RAW_TABLES[file_name]
                 path = source_dir / day.isoformat() / file_name
-                conn.execute(f"DELETE FROM {table} WHERE day = $day", {"day": day})
+                conn.execute(f"DELETE FROM {identifier(table)} WHERE day = $day", {"day": day})
                 try:
                     count = conn.execute(
                         _insert_sql(table, columns),

@@ -55,7 +55,8 @@ class RunRecord:
     status: str
     started_at: datetime | None = None
     ended_at: datetime | None = None
-    mode: str = "upsert"
+    mode: str | None = None
+    """The mapping's sync mode (upsert, update_only, create_only); None when the run never planned."""
     reason: str | None = None
     api_calls: dict[str, int] = field(default_factory=dict)
     rate_limited_calls: int = 0

@@ -1,17 +1,23 @@
-"""Push a plan to LeadSquared: creates (Bulk Add, then Capture where the lead is missing),
-updates (Bulk Update) and activities, journalled batch by batch.
+"""Push a plan to LeadSquared: creates (leads not known to exist created in bulk while Bulk Add
+and Capture spend the general window, see `leads`), updates (Bulk Update) and activities,
+journalled batch by batch through `state`.
 
 Safe to re-run: every create carries the source id in the field the type's duplicate rule
 covers and is sent with OverwriteFields, so a create that already landed comes back as the
-existing opportunity instead of a second one."""
+existing opportunity instead of a second one. Without that rule (the mapping's
+`opportunity.source_id.duplicate_rule: false`) creates are refused, never risked. A call refused
+whole with an MX error is split in halves, down to single rows, each half journalled before it
+goes, so one bad record never takes the good ones with it and no row is sent twice. When the
+day's call budget runs out the push stops, and what was not sent stays planned."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,27 +32,54 @@ from lsq_pipeline.leadsquared import (
     TransientError,
     fields_from_dict,
 )
+from lsq_pipeline.leadsquared.errors import LeadSquaredAPIError
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
-from lsq_pipeline.sync import journal
-from lsq_pipeline.sync.journal import JournalEntry
+from lsq_pipeline.sync import leads, state
 from lsq_pipeline.sync.mapping import Mapping
+from lsq_pipeline.sync.progress import PushProgress
+from lsq_pipeline.sync.state import JournalEntry
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+Send = Callable[[list[JournalEntry]], list[RowResult]]
 
 # How many items go to the client at once between two journal writes: large enough to keep
 # max_in_flight calls in the air, small enough that a crash leaves little unknown.
 CHUNK_ITEMS = MAX_ITEMS_PER_WRITE * 20
+BULK_LEAD_CALLS_IN_FLIGHT = 4
+"""Lead bulk creates in the air at once: enough to keep a 5 / 5 s bulk window busy through 1 s of
+latency and the wait for a general start."""
+
+# How many times a create whose capture went unanswered is resolved within one push; after
+# that its journal row stays `unknown` and the next run resolves it the same way.
+RESOLVE_ROUNDS = 3
+
+# Bulk Add row failures that name a bad value of the record itself: Capture would refuse it
+# the same way. Any other failure (a missing lead however worded, a bare `false`, a duplicate
+# answered without an id) goes to Capture, whose documented answer decides.
+REFUSED_VALUES = frozenset({
+    "MXInvalidFieldValueException",
+    "MXMandatoryAttributeMissingException",
+    "MXInvalidActivityFieldsException",
+    "MXSystemFieldUpdateException",
+})
 
 
 @dataclass
 class PushSummary:
     """What one push did, for asset metadata and the demo's summary."""
 
+    lead_calls: int = 0
+    """Create Leads in Bulk calls, up to 50 leads each (the client's re-sends not counted)."""
+    leads_sent: int = 0
+    """Leads in bulk create calls that LeadSquared answered (new ones created, known ones left as they were)."""
+    lead_calls_failed: int = 0
+    """Lead bulk create calls refused or unanswered (their records went on to Bulk Add, then Capture)."""
     created: int = 0
     already_existed: int = 0
     captured: int = 0
     updated: int = 0
     failed: int = 0
+    split_calls: int = 0
     activities_created: int = 0
     activities_failed: int = 0
     activities_unknown: int = 0
@@ -71,19 +104,22 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 def _with_batch_ids(entries: list[JournalEntry]) -> list[JournalEntry]:
     """One batch id per API call's worth of items, as the client will split them."""
     for batch in _chunks(entries, MAX_ITEMS_PER_WRITE):
-        batch_id = journal.new_batch_id()
+        batch_id = state.new_batch_id()
         for entry in batch:
             entry.batch_id = batch_id
     return entries
 
 
-def _is_missing_lead(exception_type: str | None, message: str | None) -> bool:
-    text = f"{exception_type or ''} {message or ''}".lower()
-    return "lead" in text and ("not found" in text or "does not exist" in text or "notfound" in text)
+def _needs_capture(result: RowResult) -> bool:
+    """A Bulk Add row that failed for a reason other than its own values (see REFUSED_VALUES)."""
+    return not result.ok and result.exception_type not in REFUSED_VALUES
 
 
 class Pusher:
-    """Sends one run's plan; writes the journal and the pending state rows as answers come."""
+    """Sends one run's plan; the journal and state rows are written through `state` as answers come.
+
+    `run_is_alive(run_id)` tells whether another run that left rows `sent` is still running
+    (its answers are on the way) or dead (its rows become `unknown`)."""
 
     def __init__(
         self,
@@ -92,54 +128,42 @@ class Pusher:
         mapping: Mapping,
         run_id: str,
         log: Callable[[str], None] = lambda message: None,
+        run_is_alive: Callable[[str], bool] = lambda run_id: False,
+        leads_in_bulk: bool = True,
     ) -> None:
+        """`leads_in_bulk=False`: no lead is created in bulk; every create goes to Bulk Add first and
+        a missing lead to Capture."""
         self.connect = connect
         self.client = client
         self.mapping = mapping
         self.run_id = run_id
         self.log = log
+        self.run_is_alive = run_is_alive
+        self.leads_in_bulk = leads_in_bulk
         self.summary = PushSummary()
+        self.progress = PushProgress(client, log)
+        self._lock = threading.RLock()
+        """Held while the summary changes and while the warehouse is written (lanes run in threads)."""
+        self._captures_unknown: Counter[str] = Counter()
 
     # -- the whole push ---------------------------------------------------------------------
     def push(self, days: Sequence[date]) -> PushSummary:
         started = time.monotonic()
         with self.connect() as conn:
-            self.summary.interrupted_before = journal.mark_interrupted(conn)
+            self.summary.interrupted_before = state.mark_interrupted(conn, self.run_id, self.run_is_alive)
             creates = self._planned(conn, days, "create")
             updates = self._planned(conn, days, "update")
-        self._push_creates(creates)
-        self._push_updates(updates)
-        self._push_activities(days)
+        self.progress.plan("creates", len(creates))
+        self.progress.plan("updates", len(updates))
+        with self.progress.reporting():
+            self.push_creates(creates)
+            self.push_updates(updates)
+            self.push_activities(days)
         self.summary.seconds = time.monotonic() - started
         summary = self.summary
         answered = summary.created + summary.already_existed + summary.captured + summary.updated + summary.failed
         summary.records_waiting = len(creates) + len(updates) - answered
         return summary
-
-    def _send(self, call: Callable[[list[dict]], list[RowResult]], entries: list[JournalEntry]) -> list[RowResult | None]:
-        """The client's results; once the day's call budget is spent, `None` for every item not
-        sent (its entry becomes `not_sent`, its record stays planned) and nothing more is sent."""
-        if not self.summary.daily_budget_exhausted:
-            try:
-                return call([e.payload for e in entries])
-            except DailyBudgetExhausted as error:
-                if not self.summary.daily_budget_exhausted:
-                    self.log(f"stopping the push: {error}")
-                self.summary.daily_budget_exhausted = True
-                results = error.results or [None] * len(entries)
-            except (TransientError, RateLimitedError) as error:
-                # Still failing after the client's retries (timeouts, 5xx, the rate limit): the
-                # call's items end failed with that error and a later run sends them again
-                # (creates are found by the duplicate rule, updates are idempotent); the push
-                # goes on with the next batches rather than failing the run.
-                failed = RowResult(ok=False, exception_type=type(error).__name__, exception_message=str(error))
-                return [result or failed for result in (error.results or [None] * len(entries))]
-        else:
-            results = [None] * len(entries)
-        for entry, result in zip(entries, results):
-            if result is None:
-                entry.status, entry.error = "not_sent", "daily call budget spent"
-        return results
 
     def _planned(self, conn: duckdb.DuckDBPyConnection, days: Sequence[date], action: str) -> list[dict]:
         cursor = conn.execute(
@@ -158,6 +182,71 @@ class Pusher:
             for key in ("fields", "full_fields", "lead_fields"):
                 row[key] = json.loads(row[key]) if row[key] else {}
         return rows
+
+    # -- sending, journalled, split when refused whole --------------------------------------------
+    def _journal_sent(self, entries: list[JournalEntry], parent_batch_id: str | None = None) -> None:
+        with self._lock, self.connect() as conn:
+            state.record_sent(conn, self.run_id, entries, parent_batch_id)
+
+    def _send(self, entries: list[JournalEntry], send: Send) -> list[tuple[JournalEntry, RowResult | None]]:
+        """Send journalled entries; every entry comes back with its result. A call LeadSquared
+        refused whole with an MX error wrote nothing: its rows are journalled `split` and sent
+        again in two halves (each journalled first), down to single rows, whose result is then
+        that error. A call still failing after the client's retries leaves its rows failed
+        with a transient error (retried by a later run). Once the day's call budget is spent, an entry not sent comes back with
+        `None` and the status `not_sent` (its record stays planned), and nothing more is sent."""
+        if self.summary.daily_budget_exhausted:
+            return self._not_sent(entries, [None] * len(entries))
+        try:
+            results: list[RowResult | None] = list(send(entries))
+        except DailyBudgetExhausted as error:
+            self._day_spent(error)
+            return self._not_sent(entries, error.results or [None] * len(entries))
+        except LeadSquaredAPIError as error:
+            results = error.results or [None] * len(entries)
+            refusal = error
+        except (TransientError, RateLimitedError) as error:
+            # Still failing after the client's retries (timeouts, 5xx, the rate limit): the
+            # call's items end failed with that error and a later run sends them again (creates
+            # are found by the duplicate rule, updates are idempotent); the push goes on.
+            failed = RowResult(ok=False, exception_type=type(error).__name__, exception_message=str(error))
+            return [(entry, result or failed) for entry, result in zip(entries, error.results or [None] * len(entries))]
+        answered: list[tuple[JournalEntry, RowResult | None]] = [
+            (entry, result) for entry, result in zip(entries, results) if result is not None
+        ]
+        refused: dict[str, list[JournalEntry]] = {}
+        for entry, result in zip(entries, results):
+            if result is None:
+                refused.setdefault(entry.batch_id, []).append(entry)
+        for batch_id, batch in refused.items():
+            if len(batch) == 1:
+                answered.append((batch[0], RowResult(ok=False, exception_type=refusal.exception_type,
+                                                     exception_message=refusal.exception_message)))
+                continue
+            with self._lock, self.connect() as conn:
+                state.record_split(conn, self.run_id, batch, f"{_error_text(refusal)} (whole call; sent again in halves)")
+                self.summary.split_calls += 1
+            middle = len(batch) // 2
+            for half in (batch[:middle], batch[middle:]):
+                copies = _with_batch_ids([_resend(entry) for entry in half])
+                self._journal_sent(copies, parent_batch_id=batch_id)
+                answered.extend(self._send(copies, send))
+        return answered
+
+    def _day_spent(self, error: DailyBudgetExhausted) -> None:
+        with self._lock:
+            if not self.summary.daily_budget_exhausted:
+                self.log(f"stopping the push: {error}")
+            self.summary.daily_budget_exhausted = True
+
+    @staticmethod
+    def _not_sent(
+        entries: list[JournalEntry], results: list[RowResult | None]
+    ) -> list[tuple[JournalEntry, RowResult | None]]:
+        for entry, result in zip(entries, results):
+            if result is None:
+                entry.status, entry.error = "not_sent", "daily call budget spent"
+        return list(zip(entries, results))
 
     # -- creates ------------------------------------------------------------------------------
     def _add_payload(self, row: dict) -> dict:
@@ -185,19 +274,93 @@ class Pusher:
             opportunity["OpportunityNote"] = row["note"]
         return {"LeadDetails": lead_details, "Opportunity": opportunity}
 
-    def _push_creates(self, rows: list[dict]) -> None:
+    def push_creates(self, rows: list[dict], rounds: int = RESOLVE_ROUNDS) -> None:
+        """Creates in two lanes, one per rate window (see `leads`): leads not known to exist are
+        created in bulk while the general window adds opportunities (Bulk Add) to records whose
+        lead exists and captures the others. A row Bulk Add could not create for a reason other
+        than its own values goes to Capture; a capture whose answer was lost goes back to Bulk
+        Add (which finds the lead if the capture landed), at most `rounds` times. Once the day's
+        call budget is spent both lanes stop; what was not sent stays planned."""
+        if rows and not self.mapping.opportunity.source_id.duplicate_rule:
+            self._refuse_creates(rows)
+            return
+        if not rows or self.summary.daily_budget_exhausted:
+            return
         by_source = {row["source_id"]: row for row in rows}
-        for chunk in _chunks(rows, CHUNK_ITEMS):
-            if self.summary.daily_budget_exhausted:
-                return
-            entries = _with_batch_ids(
-                [JournalEntry("create", r["day"], r["source_id"], self._add_payload(r)) for r in chunk]
-            )
+        if self.leads_in_bulk:
             with self.connect() as conn:
-                journal.record_sent(conn, self.run_id, entries)
-            results = self._send(partial(self.client.add_opportunities, self.mapping.opportunity.lead.search_by.field), entries)
-            missing_lead: list[dict] = []
-            for entry, result in zip(entries, results):
+                known = leads.known_leads(conn, [row["search_by_value"] for row in rows])
+        else:
+            known = {leads.lead_key(row["search_by_value"]) for row in rows}
+        queue = leads.CreateQueue(rows, known)
+        self.progress.plan("leads", queue.unknown_leads)
+        lanes = [lambda: self._bulk_lane(queue)] * BULK_LEAD_CALLS_IN_FLIGHT
+        lanes += [lambda: self._general_lane(queue, by_source, rounds)] * self.client.max_in_flight
+        with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lsq-push") as pool:
+            futures = [pool.submit(lane) for lane in lanes]
+            errors = [future.exception() for future in futures]
+        first_error = next((error for error in errors if error is not None), None)
+        if first_error is not None:
+            raise first_error
+
+    def _bulk_lane(self, queue: leads.CreateQueue) -> None:
+        """Create leads, 50 a call, from the front of the queue until none is left unsent."""
+        try:
+            while groups := queue.take_leads():
+                try:
+                    batches = self.client.create_leads([self._lead_payload(group[0]) for group in groups])
+                except DailyBudgetExhausted as error:
+                    self._day_spent(error)
+                    queue.abort()
+                    return
+                finally:
+                    queue.leads_sent(groups)
+                with self._lock:
+                    self.summary.lead_calls += len(batches)
+                    for batch in batches:
+                        if batch.status == "answered":
+                            self.summary.leads_sent += batch.count
+                        else:
+                            self.summary.lead_calls_failed += 1
+                    self.progress.done("leads", len(groups))
+        except BaseException:
+            queue.abort()
+            raise
+
+    def _general_lane(self, queue: leads.CreateQueue, by_source: dict[str, dict], rounds: int) -> None:
+        """Take units of the general window's work until every create is done."""
+        try:
+            while work := queue.take_work():
+                to_capture: list[dict] = []
+                to_add: list[dict] = []
+                try:
+                    if work.kind == "add":
+                        to_capture = self._add_batch(work.rows, by_source)
+                    else:
+                        to_add = self._capture(work.rows, by_source, rounds)
+                        if work.kind == "capture_lead":
+                            self.progress.done("leads", len(work.rows))
+                finally:
+                    queue.work_done(work, to_capture=to_capture, to_add=to_add)
+                if self.summary.daily_budget_exhausted:
+                    queue.abort()
+        except BaseException:
+            queue.abort()
+            raise
+
+    def _lead_payload(self, row: dict) -> dict[str, str]:
+        return {name: value for name, value in row["lead_fields"].items() if value}
+
+    def _add_batch(self, rows: list[dict], by_source: dict[str, dict]) -> list[dict]:
+        """One Bulk Add call; returns the rows it could not create for a reason other than their
+        own values (a missing lead, however worded): they go to Capture."""
+        search_by = self.mapping.opportunity.lead.search_by.field
+        entries = _with_batch_ids([JournalEntry("create", r["day"], r["source_id"], self._add_payload(r)) for r in rows])
+        self._journal_sent(entries)
+        answered = self._send(entries, lambda batch: self.client.add_opportunities(search_by, [e.payload for e in batch]))
+        to_capture: list[dict] = []
+        with self._lock:
+            for entry, result in answered:
                 if result is None:
                     continue
                 if result.ok:
@@ -206,36 +369,69 @@ class Pusher:
                         self.summary.already_existed += 1
                     else:
                         self.summary.created += 1
-                elif _is_missing_lead(result.exception_type, result.exception_message):
+                elif _needs_capture(result):
                     entry.status, entry.error = "failed", _error_text(result)
                     entry.extra["to_capture"] = True
-                    missing_lead.append(by_source[entry.source_id])
+                    to_capture.append(by_source[entry.source_id])
                 else:
                     self._failed(entry, result)
-            self._record(entries, by_source)
-            if missing_lead:
-                self._push_captures(missing_lead)
+            self._record([entry for entry, _ in answered], by_source)
+            self.progress.done("creates", sum(result is not None for _, result in answered) - len(to_capture))
+        return to_capture
 
-    def _push_captures(self, rows: list[dict]) -> None:
-        by_source = {row["source_id"]: row for row in rows}
-        entries = _with_batch_ids(
-            [JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows]
+    def _capture(self, rows: list[dict], by_source: dict[str, dict], rounds: int) -> list[dict]:
+        """Capture: creates the lead if needed and the opportunity, or answers the existing one
+        (`ConflictedOpportunityId`) under the type's duplicate rule. A capture whose answer was
+        lost is never re-sent (Capture may not apply the rule): it is returned for Bulk Add, which
+        finds the lead if the capture landed and answers its opportunity."""
+        entries = _with_batch_ids([JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows])
+        self._journal_sent(entries)
+        answered = self._send(entries, lambda batch: self.client.capture_opportunities([e.payload for e in batch]))
+        to_add: list[dict] = []
+        with self._lock:
+            for entry, result in answered:
+                if result is None:
+                    continue
+                if result.ok:
+                    entry.status, entry.opportunity_id = "ok", result.opportunity_id
+                    if result.already_existed:
+                        self.summary.already_existed += 1
+                    else:
+                        self.summary.captured += 1
+                elif result.outcome_unknown:
+                    entry.status, entry.error = "unknown", _error_text(result)
+                    self._captures_unknown[entry.source_id] += 1
+                    if self._captures_unknown[entry.source_id] < rounds:
+                        to_add.append(by_source[entry.source_id])
+                else:
+                    self._failed(entry, result)
+            self._record([entry for entry, _ in answered], by_source)
+            self.progress.done("creates", sum(result is not None for _, result in answered) - len(to_add))
+        return to_add
+
+    def _refuse_creates(self, rows: list[dict]) -> None:
+        """No duplicate rule covers the source id: a lost answer or a re-run could double the
+        opportunity, so nothing is created; each record is `failed`, naming the missing rule."""
+        source_id = self.mapping.opportunity.source_id
+        reason = (
+            f"not created: no duplicate detection rule on {source_id.field} is declared for opportunity type "
+            f"{self.mapping.opportunity.event_code} (mapping opportunity.source_id.duplicate_rule: false); "
+            f"without one a lost answer or a re-run would create a second opportunity. Add the rule in "
+            f"LeadSquared (Settings > Opportunities > Opportunity Types > Duplicate Detection) and set "
+            f"duplicate_rule: true"
         )
+        entries = []
+        for row in rows:
+            entry = JournalEntry("create", row["day"], row["source_id"], self._add_payload(row), status="failed")
+            self._failed(entry, RowResult(ok=False, exception_type="NoDuplicateRule", exception_message=reason))
+            entries.append(entry)
         with self.connect() as conn:
-            journal.record_sent(conn, self.run_id, entries)
-        results = self._send(self.client.capture_opportunities, entries)
-        for entry, result in zip(entries, results):
-            if result is None:
-                continue
-            if result.ok:
-                entry.status, entry.opportunity_id = "ok", result.opportunity_id
-                self.summary.captured += 1
-            else:
-                self._failed(entry, result)
-        self._record(entries, by_source)
+            state.record_answers(conn, self.run_id, entries, {row["source_id"]: row for row in rows},
+                                 self.mapping.opportunity.event_code)
 
     # -- updates ------------------------------------------------------------------------------
-    def _push_updates(self, rows: list[dict]) -> None:
+    def push_updates(self, rows: list[dict]) -> None:
+        """Bulk Update by opportunity id (safe to re-send)."""
         by_source = {row["source_id"]: row for row in rows}
         for chunk in _chunks(rows, CHUNK_ITEMS):
             if self.summary.daily_budget_exhausted:
@@ -256,10 +452,9 @@ class Pusher:
                     for r in chunk
                 ]
             )
-            with self.connect() as conn:
-                journal.record_sent(conn, self.run_id, entries)
-            results = self._send(self.client.update_opportunities, entries)
-            for entry, result in zip(entries, results):
+            self._journal_sent(entries)
+            answered = self._send(entries, lambda batch: self.client.update_opportunities([e.payload for e in batch]))
+            for entry, result in answered:
                 if result is None:
                     continue
                 if result.ok:
@@ -267,27 +462,24 @@ class Pusher:
                     self.summary.updated += 1
                 else:
                     self._failed(entry, result)
-            self._record(entries, by_source)
+            self._record([entry for entry, _ in answered], by_source)
+            self.progress.done("updates", sum(result is not None for _, result in answered))
 
-    def _failed(self, entry: JournalEntry, result) -> None:
+    def _failed(self, entry: JournalEntry, result: RowResult) -> None:
         entry.status, entry.error = "failed", _error_text(result)
-        self.summary.failed += 1
-        if len(self.summary.errors) < 20:
-            self.summary.errors.append(f"{entry.source_id}: {entry.error}")
+        with self._lock:
+            self.summary.failed += 1
+            if len(self.summary.errors) < 20:
+                self.summary.errors.append(f"{entry.source_id}: {entry.error}")
 
     def _record(self, entries: list[JournalEntry], rows_by_source: dict[str, dict]) -> None:
-        """Journal the answers and move the state rows, in one transaction."""
-        ok = [e for e in entries if e.status == "ok"]
-        failed = [e for e in entries if e.status == "failed" and not e.extra.get("to_capture")]
-        with self.connect() as conn:
-            conn.execute("BEGIN")
-            journal.record_outcomes(conn, self.run_id, entries)
-            _upsert_pending(conn, [(e, rows_by_source[e.source_id]) for e in ok], self.mapping.opportunity.event_code)
-            _upsert_failed(conn, [(e, rows_by_source[e.source_id]) for e in failed], self.mapping.opportunity.event_code)
-            conn.execute("COMMIT")
+        with self._lock, self.connect() as conn:
+            state.record_answers(conn, self.run_id, entries, rows_by_source, self.mapping.opportunity.event_code)
 
     # -- activities ---------------------------------------------------------------------------
-    def _push_activities(self, days: Sequence[date]) -> None:
+    def push_activities(self, days: Sequence[date]) -> None:
+        """Bulk activities, one call per opportunity; an activity whose answer was lost is
+        `unknown` and never re-sent."""
         with self.connect() as conn:
             cursor = conn.execute(
                 """
@@ -318,6 +510,7 @@ class Pusher:
             else:
                 entry.status, entry.error = "failed", f"application {source_id} has no opportunity yet"
                 orphans.append(entry)
+        self.progress.plan("activities", len(rows))
         self._record_activities(orphans, sent=False)
         # Each opportunity is its own call; the client runs them concurrently within its limits.
         pending = list(by_opportunity.items())
@@ -327,22 +520,17 @@ class Pusher:
                 self.summary.activities_waiting += sum(len(items) for _, items in rest)
                 return
             entries = [entry for _, items in group for entry in _with_batch_ids(items)]
-            with self.connect() as conn:
-                journal.record_sent(
-                    conn,
-                    self.run_id,
-                    [
-                        JournalEntry(e.kind, e.day, e.source_id, {**e.payload, "opportunity_id": e.opportunity_id},
-                                     event_id=e.event_id, batch_id=e.batch_id)
-                        for e in entries
-                    ],
+            self._journal_sent(entries)
+
+            def send_group(pair: tuple[str, list[JournalEntry]]) -> list[tuple[JournalEntry, RowResult]]:
+                opportunity_id, items = pair
+                return self._send(
+                    items, lambda batch: self.client.add_activities(opportunity_id, [e.payload for e in batch])
                 )
+
             with ThreadPoolExecutor(max_workers=self.client.max_in_flight) as pool:
-                results = pool.map(
-                    lambda pair: self._send(partial(self.client.add_activities, pair[0]), pair[1]), group
-                )
-                flat = [result for per_opportunity in results for result in per_opportunity]
-            for entry, result in zip(entries, flat):
+                answered = [pair for per_opportunity in pool.map(send_group, group) for pair in per_opportunity]
+            for entry, result in answered:
                 if result is None:
                     continue
                 if result.ok:
@@ -352,38 +540,19 @@ class Pusher:
                     entry.status, entry.error = "unknown", _error_text(result)
                 else:
                     entry.status, entry.error = "failed", _error_text(result)
-            self._record_activities(entries, sent=True)
+            self._record_activities([entry for entry, _ in answered], sent=True)
 
     def _record_activities(self, entries: list[JournalEntry], sent: bool) -> None:
         if not entries:
             return
-        status_of = {"ok": "created", "failed": "failed", "unknown": "unknown"}
-        journalled = entries
-        entries = [e for e in journalled if e.status != "not_sent"]
-        self.summary.activities_waiting += len(journalled) - len(entries)
-        for entry in entries:
-            counter = f"activities_{status_of[entry.status]}"
+        settled = [e for e in entries if e.status != "not_sent"]
+        self.summary.activities_waiting += len(entries) - len(settled)
+        for entry in settled:
+            counter = f"activities_{state.ACTIVITY_STATUS[entry.status]}"
             setattr(self.summary, counter, getattr(self.summary, counter) + 1)
+        self.progress.done("activities", len(settled))
         with self.connect() as conn:
-            conn.execute("BEGIN")
-            if sent:
-                journal.record_outcomes(conn, self.run_id, journalled)
-            conn.execute(
-                """
-                INSERT OR REPLACE INTO activity_state
-                    (event_id, source_id, opportunity_id, activity_id, status, error, pushed_at)
-                SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5), unnest($6), now()
-                """,
-                [
-                    [e.event_id for e in entries],
-                    [e.source_id for e in entries],
-                    [e.opportunity_id for e in entries],
-                    [e.extra.get("activity_id") for e in entries],
-                    [status_of[e.status] for e in entries],
-                    [e.error for e in entries],
-                ],
-            )
-            conn.execute("COMMIT")
+            state.record_activities(conn, self.run_id, entries, sent)
 
 
 def _api_fields(values: dict[str, str]) -> list[dict]:
@@ -395,49 +564,7 @@ def _error_text(result) -> str:
     return ": ".join(part for part in (result.exception_type, result.exception_message) if part) or "unknown error"
 
 
-def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
-    """An answered write: the state row now holds the opportunity and what was sent, until reconcile."""
-    if not pairs:
-        return
-    conn.execute(
-        """
-        INSERT INTO opportunity_state AS s
-            (source_id, opportunity_id, event_code, sent_hash, sent_fields, source_updated_at, status, error,
-             last_synced_at)
-        SELECT unnest($1), unnest($2), $3, unnest($4), unnest($5)::JSON, unnest($6)::TIMESTAMP, 'pending', NULL, now()
-        ON CONFLICT (source_id) DO UPDATE SET
-            opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
-            sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields,
-            source_updated_at = excluded.source_updated_at, status = 'pending', error = NULL,
-            last_synced_at = excluded.last_synced_at, attempts = 0
-        """,
-        [
-            [e.source_id for e, _ in pairs],
-            [e.opportunity_id for e, _ in pairs],
-            event_code,
-            [row["record_hash"] for _, row in pairs],
-            [json.dumps(row["full_fields"], ensure_ascii=False, sort_keys=True) for _, row in pairs],
-            [row["source_updated_at"] for _, row in pairs],
-        ],
-    )
-
-
-def _upsert_failed(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
-    """A refused write: the record is `failed` with the error; what was synced before stays, and
-    a hash of the refused version (its fields and its lead's) is kept so that exact version is
-    not sent again (after a transient error, not before `max_attempts` sends: see the plan).
-    `attempts` counts the failed sends of that version."""
-    if not pairs:
-        return
-    conn.execute(
-        """
-        INSERT INTO opportunity_state AS s
-            (source_id, event_code, status, error, failed_hash, last_synced_at, attempts)
-        SELECT unnest($1), $2, 'failed', unnest($3), md5(concat_ws('|', unnest($4), unnest($5))), now(), 1
-        ON CONFLICT (source_id) DO UPDATE SET status = 'failed', error = excluded.error,
-            attempts = CASE WHEN s.failed_hash = excluded.failed_hash THEN coalesce(s.attempts, 0) + 1 ELSE 1 END,
-            failed_hash = excluded.failed_hash, last_synced_at = excluded.last_synced_at
-        """,
-        [[e.source_id for e, _ in pairs], event_code, [e.error for e, _ in pairs],
-         [row["record_hash"] for _, row in pairs], [row["lead_fields_text"] for _, row in pairs]],
-    )
+def _resend(entry: JournalEntry) -> JournalEntry:
+    """A fresh journal entry for the same item, to go out again in a split half."""
+    return JournalEntry(entry.kind, entry.day, entry.source_id, entry.payload, event_id=entry.event_id,
+                        opportunity_id=entry.opportunity_id)

@@ -18,7 +18,7 @@ from datetime import date
 import duckdb
 
 from lsq_pipeline.sync.mapping import FieldSpec, Mapping, template_columns
-from lsq_pipeline.sync.warehouse import day_list_sql
+from lsq_pipeline.sync.sql import day_list_sql, identifier, literal
 
 WHITESPACE = " \\t\\r\\n"
 # Full-match patterns without capture groups, so RE2 runs them as a DFA.
@@ -30,25 +30,27 @@ FORMULA_STARTS = ("=", "+", "-", "@")
 NUL_SHOWN_AS = "\u2400"
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def _t(column: str) -> str:
+    """The quoted name of a source column's trimmed text."""
+    return identifier(f"t_{column}")
 
 
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _x(column: str) -> str:
+    """The quoted name of a source column's date, time and offset parts."""
+    return identifier(f"x_{column}")
 
 
 def _trimmed(column: str) -> str:
     """The column's text without surrounding whitespace, NULL when empty. trim() with a character
     set is slow, so it runs only on the few values that start or end with a control or space."""
-    c = _identifier(column)
+    c = identifier(column)
     return f"NULLIF(CASE WHEN {c}[1] <= ' ' OR {c}[-1] <= ' ' THEN trim({c}, e'{WHITESPACE}') ELSE {c} END, '')"
 
 
 def _datetime_parts(t: str) -> str:
     """ISO 8601 text `t` as a struct of its date `d` and the rest `s` (time and offset), NULL when
     it is not ISO 8601: one DFA match, then plain string functions (no capture groups)."""
-    return f"CASE WHEN regexp_full_match({t}, {_literal(ISO_DATETIME_RE)}) THEN struct_pack(d := {t}[1:10], s := {t}[11:]) END"
+    return f"CASE WHEN regexp_full_match({t}, {literal(ISO_DATETIME_RE)}) THEN struct_pack(d := {t}[1:10], s := {t}[11:]) END"
 
 
 def _utc_timestamp(x: str) -> str:
@@ -87,21 +89,21 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
             value = f"NULLIF(regexp_extract({t}, '^(\\S+)', 1), '')"
         elif spec.part == "rest":
             value = f"NULLIF(regexp_extract({t}, '^\\S+\\s+(.*)$', 1), '')"
-        checks.append((f"{{p}}[1] IN ({', '.join(map(_literal, FORMULA_STARTS))})",  # a name part too
+        checks.append((f"{{p}}[1] IN ({', '.join(map(literal, FORMULA_STARTS))})",  # a name part too
                        "'starts with = + - or @: looks like a spreadsheet formula'"))
         if spec.max_length:
             checks.append((f"length({t}) > {spec.max_length}",
                            f"'longer than {spec.max_length} characters (' || length({t}) || ')'"))
     elif spec.type == "email":
         value = f"lower({t})"
-        checks.append((f"NOT regexp_full_match({{p}}, {_literal(EMAIL_RE)})", "'not a valid email address'"))
+        checks.append((f"NOT regexp_full_match({{p}}, {literal(EMAIL_RE)})", "'not a valid email address'"))
     elif spec.type == "phone":
         digits = f"regexp_replace({t}, '[\\s().-]', '', 'g')"
-        value = f"CASE WHEN regexp_full_match({digits}, {_literal(INDIAN_PHONE_RE)}) THEN '+91-' || right({digits}, 10) END"
+        value = f"CASE WHEN regexp_full_match({digits}, {literal(INDIAN_PHONE_RE)}) THEN '+91-' || right({digits}, 10) END"
         checks.append(("{p} IS NULL", "'not an Indian 10-digit phone number (+91, 0 prefixes allowed)'"))
     elif spec.type == "number":
         value = (
-            f"CASE WHEN regexp_full_match({t}, {_literal(PLAIN_DECIMAL_RE)}) THEN rtrim(rtrim("
+            f"CASE WHEN regexp_full_match({t}, {literal(PLAIN_DECIMAL_RE)}) THEN rtrim(rtrim("
             f"CAST(try_cast({t} AS DECIMAL(38, 10)) AS VARCHAR), '0'), '.') END"
         )
         checks.append((f"{{p}} IS NULL AND {t} LIKE '%,%'", "'thousands separators are not allowed: plain decimal expected'"))
@@ -110,7 +112,7 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
             checks.append((f"CAST({t} AS DECIMAL(38, 10)) <= {spec.greater_than}",
                            f"'must be greater than {spec.greater_than:g}'"))
     elif spec.type in ("date", "datetime"):
-        value = _utc_timestamp(f"x_{spec.column}")
+        value = _utc_timestamp(_x(spec.column))
         checks.append(("{p} IS NULL", "'not an ISO 8601 date-time (YYYY-MM-DDTHH:MM:SS with Z or an offset)'"))
         checks.append(("{p} >= CAST(day AS TIMESTAMP) + INTERVAL 2 DAY",
                        "'in the future: after the end of the day following the file''s day'"))
@@ -122,9 +124,9 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
         else:
             pairs = ((option, option) for option in spec.options or [])
             reason = f"not one of the options: {', '.join(spec.options or [])}"
-        whens = " ".join(f"WHEN {_literal(key.lower())} THEN {_literal(val)}" for key, val in pairs)
+        whens = " ".join(f"WHEN {literal(key.lower())} THEN {literal(val)}" for key, val in pairs)
         value = f"CASE lower({t}) {whens} END"
-        checks.append(("{p} IS NULL", _literal(reason)))
+        checks.append(("{p} IS NULL", literal(reason)))
     if spec.part is not None:
         checks = [check for check in checks if check[0] != "{p} IS NULL"]
     plain = spec.value_map is None and spec.part is None
@@ -132,10 +134,10 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
 
 
 def _owner_rule(target: str, column: str, users: dict[str, str], required: bool, t: str) -> Rule:
-    whens = " ".join(f"WHEN {_literal(email)} THEN {_literal(user_id)}" for email, user_id in users.items())
+    whens = " ".join(f"WHEN {literal(email)} THEN {literal(user_id)}" for email, user_id in users.items())
     return Rule(
         target, column, f"CASE lower({t}) {whens} END",
-        [(f"{{p}} IS NULL AND NOT regexp_full_match(lower({t}), {_literal(EMAIL_RE)})", "'not a valid email address'"),
+        [(f"{{p}} IS NULL AND NOT regexp_full_match(lower({t}), {literal(EMAIL_RE)})", "'not a valid email address'"),
          ("{p} IS NULL", "'unknown owner: not one of the LeadSquared users in the mapping'")],
         required,
         plain=False,
@@ -144,9 +146,9 @@ def _owner_rule(target: str, column: str, users: dict[str, str], required: bool,
 
 def _template_sql(template: str, text_of_column: dict[str, str]) -> str:
     pieces = []
-    for literal, name, _, _ in string.Formatter().parse(template):
-        if literal:
-            pieces.append(_literal(literal))
+    for text, name, _, _ in string.Formatter().parse(template):
+        if text:
+            pieces.append(literal(text))
         if name:
             pieces.append(f"coalesce({text_of_column[name]}, '')")
     return "concat(" + ", ".join(pieces or ["''"]) + ")"
@@ -171,10 +173,10 @@ class _Query:
     def reason_sql(self, index: int) -> str:
         rule = self.rules[index]
         p = f"p{index}"
-        t = f"t_{rule.column}"
-        whens = [f"WHEN {t} IS NULL THEN {_literal('required value missing') if rule.required else 'NULL'}"]
+        t = _t(rule.column)
+        whens = [f"WHEN {t} IS NULL THEN {literal('required value missing') if rule.required else 'NULL'}"]
         whens += [f"WHEN {condition.replace('{p}', p)} THEN {reason}" for condition, reason in rule.checks]
-        case = f"CASE WHEN contains(\"{rule.column}\", chr(0)) THEN 'contains a NUL byte' {' '.join(whens)} END"
+        case = f"CASE WHEN contains({identifier(rule.column)}, chr(0)) THEN 'contains a NUL byte' {' '.join(whens)} END"
         return f"CASE WHEN {rule.only_when} THEN {case} END" if rule.only_when else case
 
     def reasons(self, extra: dict[str, list[str]] | None = None) -> list[tuple[str, bool, str]]:
@@ -194,9 +196,9 @@ class _Query:
         rules `indices`."""
         rules = [self.rules[i] for i in indices]
         columns = list(dict.fromkeys(rule.column for rule in rules if rule.column))
-        trimmed = ", ".join(f"{_trimmed(column)} AS t_{column}" for column in columns)
-        dated = list(dict.fromkeys(rule.column for rule in rules if f"x_{rule.column}." in rule.value))
-        parts = "".join(f", {_datetime_parts(f't_{column}')} AS x_{column}" for column in dated)
+        trimmed = ", ".join(f"{_trimmed(column)} AS {_t(column)}" for column in columns)
+        dated = list(dict.fromkeys(rule.column for rule in rules if f"{_x(rule.column)}." in rule.value))
+        parts = "".join(f", {_datetime_parts(_t(column))} AS {_x(column)}" for column in dated)
         values = ", ".join(f"{self.rules[i].value} AS p{i}" for i in indices)
         return f"""
             SELECT *, {values} FROM (
@@ -210,15 +212,15 @@ class _Query:
         narrow = [int(key[1:])] + ([int(version[1:])] if version else [])
         order = f"{version} DESC NULLS FIRST, row_number DESC" if version else "row_number DESC"
         latest = f"""
-            SELECT day, row_number FROM ({self._converted_sql(table, days, narrow)})
+            SELECT day, row_number, {key} AS key FROM ({self._converted_sql(table, days, narrow)})
             QUALIFY row_number() OVER (
                 PARTITION BY day, {key}, CASE WHEN {key} IS NULL THEN row_number END ORDER BY {order}) = 1"""
         reasons = self.reasons(extra)
         problems = ", ".join(f"{sql} AS r{i}" for i, (_, _, sql) in enumerate(reasons))
-        shown = f"chr(0), {_literal(NUL_SHOWN_AS)}"
+        shown = f"chr(0), {literal(NUL_SHOWN_AS)}"
         entries = ", ".join(
-            f"struct_pack(field := {_literal(name)}, reason := r{i}, "
-            f"value := {f'replace({_identifier(name)}, {shown})' if is_column else 'NULL'})"
+            f"struct_pack(field := {literal(name)}, reason := r{i}, "
+            f"value := {f'replace({identifier(name)}, {shown})' if is_column else 'NULL'})"
             for i, (name, is_column, _) in enumerate(reasons))
         bad = " OR ".join(f"r{i} IS NOT NULL" for i in range(len(reasons)))
         selected = ", ".join(f"{sql} AS {name}" for name, sql in outputs)
@@ -230,16 +232,15 @@ class _Query:
                     SELECT *, CASE WHEN {bad} THEN list_filter([{entries}], lambda e: e.reason IS NOT NULL) END AS errors
                     FROM (SELECT *, {problems} FROM ({converted})))"""
 
-        return Check(table, f"t_{self.rules[int(key[1:])].column}", latest, rows)
+        return Check(table, latest, rows)
 
 
 @dataclass(frozen=True)
 class Check:
-    """The SQL that checks one raw table: `latest` selects the (day, row_number) of the rows not
-    superseded; `rows(where)` gives the checked rows, with `errors` NULL when a row is fine."""
+    """The SQL that checks one raw table: `latest` selects the (day, row_number, key) of the rows
+    not superseded; `rows(where)` gives the checked rows, with `errors` NULL when a row is fine."""
 
     table: str
-    key: str  # the trimmed key column, as `rows` sees it
     latest: str
     rows: Callable[[str], str]
 
@@ -247,7 +248,7 @@ class Check:
 def _json_object(pairs: list[tuple[str, str]]) -> str:
     """A JSON object of the non-NULL values, keys in the given order (the same text DuckDB's
     to_json gives a MAP, built by concatenation: no per-row list or map)."""
-    members = ", ".join(f"{_literal(json.dumps(key) + ':')} || to_json({value})" for key, value in pairs)
+    members = ", ".join(f"{literal(json.dumps(key) + ':')} || to_json({value})" for key, value in pairs)
     return f"CAST('{{' || concat_ws(',', {members}) || '}}' AS JSON)"
 
 
@@ -256,7 +257,7 @@ def _opportunity_check(mapping: Mapping, days: str) -> Check:
     query = _Query()
 
     def t(column: str) -> str:
-        return f"t_{column}"
+        return _t(column)
 
     def add_field(target: str, spec: FieldSpec) -> str:
         return query.add(_field_rule(target, spec, t(spec.column)))
@@ -296,6 +297,7 @@ def _opportunity_check(mapping: Mapping, days: str) -> Check:
         else:
             fields.append((name, template_value(name, spec.template, spec.max_length)))
     fields.append((opp.owner.field, query.text(owner)))
+    crm_owned = opp.crm_owned()  # left out of record_hash: a change to them in the source is never sent
     status = dict(fields).get(opp.status_field)
     if opp.status_comment:
         comment = template_value(opp.status_comment.field, opp.status_comment.template,
@@ -311,45 +313,47 @@ def _opportunity_check(mapping: Mapping, days: str) -> Check:
     return query.check("raw_applications", days, key=source_id, version=updated_at, extra=template_checks, outputs=[
         ("source_id", t(opp.source_id.column)), ("source_updated_at", updated_at),
         ("search_by_value", query.text(search_by)), ("lead_fields", _json_object(lead)),
-        ("fields", _json_object(fields)), ("owner_email", f"lower({t(opp.owner.column)})"), ("note", note)])
+        ("fields", _json_object(fields)), ("owner_email", f"lower({t(opp.owner.column)})"), ("note", note),
+        ("source_owned_fields", _json_object([(name, sql) for name, sql in fields if name not in crm_owned])
+                                if crm_owned else "NULL")])
 
 
 def _activity_check(mapping: Mapping, days: str) -> Check:
     events = mapping.events
     opp = mapping.opportunity
     query = _Query()
-    t_type = f"t_{events.type_column}"
+    t_type = _t(events.type_column)
     event_id = query.add(_field_rule("event_id", FieldSpec(column=events.id_column, required=True, max_length=50),
-                                     f"t_{events.id_column}"))
+                                     _t(events.id_column)))
     source_id = query.add(_field_rule("source_id", FieldSpec(
         column=events.source_id_column, required=True, max_length=opp.source_id.max_length),
-        f"t_{events.source_id_column}"))
-    codes = " ".join(f"WHEN {_literal(name)} THEN {spec.activity_event}" for name, spec in events.types.items())
+        _t(events.source_id_column)))
+    codes = " ".join(f"WHEN {literal(name)} THEN {spec.activity_event}" for name, spec in events.types.items())
     activity_event = query.add(Rule(
         "activity_event", events.type_column, f"CASE lower({t_type}) {codes} END",
-        [("{p} IS NULL", _literal(f"unknown event type (known: {', '.join(events.types)})"))], True))
+        [("{p} IS NULL", literal(f"unknown event type (known: {', '.join(events.types)})"))], True))
     occurred_at = query.add(_field_rule("occurred_at", FieldSpec(
-        column=events.occurred_at_column, type="datetime", required=True), f"t_{events.occurred_at_column}"))
-    query.add(_owner_rule("owner_email", events.owner_column, opp.owner.users, True, f"t_{events.owner_column}"))
+        column=events.occurred_at_column, type="datetime", required=True), _t(events.occurred_at_column)))
+    query.add(_owner_rule("owner_email", events.owner_column, opp.owner.users, True, _t(events.owner_column)))
     note = "NULL"
     if events.note is not None:
-        note = query.text(query.add(_field_rule("note", events.note, f"t_{events.note.column}")))
+        note = query.text(query.add(_field_rule("note", events.note, _t(events.note.column))))
     per_type: list[str] = []
     for type_name, activity in events.types.items():
         pairs = []
         for name, spec in activity.fields.items():
-            index = query.add(_field_rule(name, spec, f"t_{spec.column}"))
-            query.rules[-1].only_when = f"lower({t_type}) = {_literal(type_name)}"
+            index = query.add(_field_rule(name, spec, _t(spec.column)))
+            query.rules[-1].only_when = f"lower({t_type}) = {literal(type_name)}"
             pairs.append((name, query.text(index)))
         type_fields = _json_object(pairs) if pairs else "'{}'::JSON"
-        per_type.append(f"WHEN {_literal(type_name)} THEN {type_fields}")
+        per_type.append(f"WHEN {literal(type_name)} THEN {type_fields}")
     fields = f"CASE lower({t_type}) {' '.join(per_type)} END"
     known = f"""CASE WHEN {source_id} IS NOT NULL AND {source_id} NOT IN (SELECT source_id FROM opportunity_records)
                 THEN 'no accepted application with this id (on any day)' END"""
     return query.check("raw_events", days, key=event_id, version=None,
                              extra={events.source_id_column: [known]}, outputs=[
         ("event_id", query.text(event_id)), ("source_id", query.text(source_id)),
-        ("activity_event", activity_event), ("owner_email", f"lower(t_{events.owner_column})"),
+        ("activity_event", activity_event), ("owner_email", f"lower({_t(events.owner_column)})"),
         ("note", note), ("fields", fields), ("occurred_at", occurred_at)])
 
 
@@ -376,7 +380,7 @@ def transform_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: M
             ("", _opportunity_check(mapping, in_days), "opportunity_records", "source_id", """
                 INSERT INTO opportunity_records
                 SELECT day, source_id, source_updated_at, search_by_value, lead_fields, fields,
-                       owner_email, note, md5(CAST(fields AS VARCHAR))"""),
+                       owner_email, note, md5(CAST(coalesce(source_owned_fields, fields) AS VARCHAR))"""),
             ("events_", _activity_check(mapping, in_days), "activity_records", "event_id", """
                 INSERT INTO activity_records
                 SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at"""),
@@ -384,8 +388,9 @@ def transform_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: M
             conn.execute(f"CREATE OR REPLACE TEMP TABLE _latest AS {check.latest}")
             is_latest = "(day, row_number) IN (SELECT (day, row_number) FROM _latest)"
             accepted = conn.execute(f"{insert} FROM ({check.rows(is_latest)}) WHERE errors IS NULL").fetchone()[0]
-            not_accepted = (f"{is_latest} AND ({check.key} IS NULL OR (day, {check.key}) NOT IN "
-                            f"(SELECT (day, {key}) FROM {records} WHERE day IN {in_days}))")
+            not_accepted = f"""(day, row_number) IN (
+                SELECT (day, row_number) FROM _latest WHERE key IS NULL OR (day, key) NOT IN (
+                    SELECT (day, {key}) FROM {records} WHERE day IN {in_days}))"""
             counts["reject_rows"] += conn.execute(f"""
                 INSERT INTO rejects
                 SELECT day, source_file, row_number, source_id, e.field, e.reason, e.value

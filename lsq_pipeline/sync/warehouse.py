@@ -1,10 +1,14 @@
-"""The warehouse's tables in DuckDB: the DDL of every sync table, created idempotently by `ensure_schema`."""
+"""The warehouse's tables in DuckDB and their schema version: `ensure_schema` brings any warehouse,
+new or made by an older release, up to this release's schema, in place and in one transaction."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import duckdb
 
 from lsq_pipeline.sync import history
+from lsq_pipeline.sync.sql import identifier
 
 APPLICATION_COLUMNS: tuple[str, ...] = (
     "application_id", "applicant_name", "email", "phone", "product", "amount",
@@ -21,7 +25,7 @@ RAW_TABLES: dict[str, str] = {"applications.csv": "raw_applications", "events.cs
 
 
 def _raw_table_ddl(table: str, columns: tuple[str, ...]) -> str:
-    source_columns = ",\n    ".join(f"{column} VARCHAR" for column in columns)
+    source_columns = ",\n    ".join(f"{identifier(column)} VARCHAR" for column in columns)
     return f"""
 CREATE TABLE IF NOT EXISTS {table} (
     day DATE,
@@ -31,7 +35,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 )"""
 
 
-SCHEMA_DDL: tuple[str, ...] = (
+BASELINE_DDL: tuple[str, ...] = (
     _raw_table_ddl("raw_applications", APPLICATION_COLUMNS),
     _raw_table_ddl("raw_events", EVENT_COLUMNS),
     """
@@ -65,11 +69,8 @@ CREATE TABLE IF NOT EXISTS opportunity_state (
     source_id VARCHAR PRIMARY KEY, opportunity_id VARCHAR, lead_id VARCHAR,
     event_code INTEGER, sent_hash VARCHAR, sent_fields JSON, remote_fields JSON,
     source_updated_at TIMESTAMP, remote_modified_on TIMESTAMP, status VARCHAR,
-    drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP, failed_hash VARCHAR,
-    attempts INTEGER DEFAULT 0
+    drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP, failed_hash VARCHAR
 )""",
-    # Warehouses made before retries: the count of failed sends of the version in failed_hash.
-    "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS attempts INTEGER DEFAULT 0",
     """
 CREATE TABLE IF NOT EXISTS activity_state (
     event_id VARCHAR PRIMARY KEY, source_id VARCHAR, opportunity_id VARCHAR,
@@ -90,12 +91,103 @@ TABLES: tuple[str, ...] = (
 )
 
 
-def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create every sync table that does not exist yet; safe to call on every connection."""
-    for statement in SCHEMA_DDL + history.SCHEMA_DDL:
-        conn.execute(statement)
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: a unique name, why it exists, and the statements that make it.
+
+    Statements must be safe on a warehouse that already has what they add (`IF NOT EXISTS`),
+    since warehouses made before versioning hold an unknown mix of the early steps."""
+
+    name: str
+    description: str
+    statements: tuple[str, ...]
 
 
-def day_list_sql(days) -> str:
-    """The days as a SQL tuple, e.g. `(DATE '2026-11-01')`, for `day IN ...` filters."""
-    return "(" + ", ".join(f"DATE '{day.isoformat()}'" for day in days) + ")"
+# The schema's history, oldest first. To change the schema, APPEND a step (never edit or
+# reorder one that shipped); its position is the schema version it brings the warehouse to.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "baseline",
+        "every table of release 0fc11b4; failed_hash for warehouses made before it",
+        (*BASELINE_DDL, "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS failed_hash VARCHAR"),
+    ),
+    Migration(
+        "journal_parent_batch",
+        "push_journal.parent_batch_id: the refused batch a split half was cut from",
+        ("ALTER TABLE push_journal ADD COLUMN IF NOT EXISTS parent_batch_id VARCHAR",),
+    ),
+    Migration(
+        "modes_and_ownership",
+        "sync_plan.reason: why the sync mode skipped a record; opportunity_state.drift (per drifted field: "
+        "sent, held, modified_on), repaired_fields and repaired_at (fields sent again after a change in LeadSquared)",
+        (
+            "ALTER TABLE sync_plan ADD COLUMN IF NOT EXISTS reason VARCHAR",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS drift JSON",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS repaired_fields VARCHAR[]",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS repaired_at TIMESTAMP",
+        ),
+    ),
+    Migration(
+        "retries_and_history",
+        "opportunity_state.attempts (failed sends of the version in failed_hash, for automatic retries); "
+        "the run history tables sync_runs and sync_errors",
+        ("ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS attempts INTEGER DEFAULT 0", *history.SCHEMA_DDL),
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class WarehouseVersionError(RuntimeError):
+    """The warehouse was made by a newer release than this one: opening it could lose data."""
+
+
+def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """The warehouse's schema version: 0 for a new one or one made before versioning."""
+    exists = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version' AND schema_name = 'main'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    return conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Bring the warehouse to `SCHEMA_VERSION`, applying the missing steps in one transaction
+    (all or none); returns the names applied. Cheap when the warehouse is current."""
+    if schema_version(conn) == SCHEMA_VERSION:
+        return []
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_version (
+                   version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, description VARCHAR,
+                   applied_at TIMESTAMP DEFAULT now())"""
+        )
+        applied = dict(conn.execute("SELECT version, name FROM schema_version").fetchall())
+        unknown = {v: n for v, n in applied.items() if v > SCHEMA_VERSION or MIGRATIONS[v - 1].name != n}
+        if unknown:
+            raise WarehouseVersionError(
+                f"the warehouse has schema steps this release does not know ({unknown}); it was made by a "
+                f"newer lsq_pipeline (this one knows up to version {SCHEMA_VERSION}): upgrade lsq_pipeline"
+            )
+        done = []
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            if version in applied:
+                continue
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, name, description) VALUES ($1, $2, $3)",
+                [version, migration.name, migration.description],
+            )
+            done.append(migration.name)
+        conn.execute("COMMIT")
+    except duckdb.TransactionException:
+        conn.execute("ROLLBACK")
+        if schema_version(conn) == SCHEMA_VERSION:  # another connection of this process migrated it
+            return []
+        raise
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return done

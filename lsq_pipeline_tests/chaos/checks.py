@@ -95,7 +95,8 @@ class Burster:
                 except requests.RequestException:
                     continue  # an injected fault
                 self.sent += 1
-                self.refused += answer.status_code == 429
+                # 429, or (as some accounts do) 200 with the rate-limit body
+                self.refused += answer.status_code == 429 or "MXAPIRateLimitExceededException" in answer.text
 
 
 @dataclass
@@ -105,12 +106,13 @@ class EndState:
     statuses: dict[str, int]
     activities_created: int
     activities_unknown: int
+    leads: int = 0
     notes: list[str] = field(default_factory=list)
 
 
 def assert_end_state(pipeline: Pipeline) -> EndState:
-    """Exactly one opportunity per accepted record, holding its latest accepted version; every
-    accepted record in_sync; every reject accounted for; no activity doubled or re-sent."""
+    """Exactly one opportunity per accepted record, holding its latest accepted version, on its
+    record's lead; no lead doubled; every accepted record in_sync; every reject accounted for; no activity doubled or re-sent."""
     accepted = {row[0] for row in pipeline.query("SELECT DISTINCT source_id FROM opportunity_records")}
     assert accepted, "nothing was accepted"
 
@@ -121,6 +123,23 @@ def assert_end_state(pipeline: Pipeline) -> EndState:
     assert set(remote) == accepted, (
         f"lost: {sorted(accepted - set(remote))[:10]}, unexpected: {sorted(set(remote) - accepted)[:10]}"
     )
+
+    # No lead doubled (a bulk lead create whose answer was lost is re-sent; Capture may also
+    # create the lead a bulk call already created): one lead per unique value, every
+    # opportunity on the lead its record names, and no lead the source does not name.
+    leads = pipeline.remote("leads")
+    for unique_field in ("EmailAddress", "Phone"):
+        values = Counter(v.lower() for lead in leads if (v := lead["Fields"].get(unique_field)))
+        doubled_leads = {value: n for value, n in values.items() if n > 1}
+        assert not doubled_leads, f"leads doubled on {unique_field}: {list(doubled_leads.items())[:5]}"
+    email_of_lead = {lead["ProspectId"]: lead["Fields"].get("EmailAddress", "").lower() for lead in leads}
+    emails_by_source: dict[str, set[str]] = {}
+    for source_id, email in pipeline.query("SELECT DISTINCT source_id, search_by_value FROM opportunity_records"):
+        emails_by_source.setdefault(source_id, set()).add(email.lower())
+    wrong_lead = [s for s, opps in remote.items() if email_of_lead.get(opps[0]["ProspectId"]) not in emails_by_source[s]]
+    assert not wrong_lead, f"opportunities on a lead their record does not name: {wrong_lead[:5]}"
+    unknown_leads = set(email_of_lead.values()) - set().union(*emails_by_source.values())
+    assert not unknown_leads, f"leads no source record names: {sorted(unknown_leads)[:5]}"
 
     # Field values equal to the latest accepted version of each record.
     latest = pipeline.query(
@@ -224,6 +243,7 @@ def assert_end_state(pipeline: Pipeline) -> EndState:
         statuses=dict(Counter(status for status, _ in states.values())),
         activities_created=counts.get("created", 0),
         activities_unknown=counts.get("unknown", 0),
+        leads=len(leads),
     )
 
 

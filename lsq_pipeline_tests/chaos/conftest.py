@@ -22,9 +22,15 @@ WINDOW_CALLS, WINDOW_SECONDS = 40, 0.5
 CHAOS = dict(fault_rate=0.05, lost_response_rate=0.02, latency_ms=30)
 
 
-@pytest.fixture
-def chaos_sandbox():
-    with run_sandbox(rate_limit_calls=WINDOW_CALLS, rate_limit_seconds=WINDOW_SECONDS, seed=5, **CHAOS) as running:
+# Every chaos test runs under each of the sandbox's behaviour profiles (README: "Guarantees
+# under each sandbox profile").
+PROFILES = ("documented", "terse", "field")
+
+
+@pytest.fixture(params=PROFILES)
+def chaos_sandbox(request):
+    with run_sandbox(rate_limit_calls=WINDOW_CALLS, rate_limit_seconds=WINDOW_SECONDS, seed=5,
+                     profile=request.param, **CHAOS) as running:
         yield running
 
 

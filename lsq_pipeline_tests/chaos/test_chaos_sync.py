@@ -28,6 +28,7 @@ def test_faults_lost_answers_and_429s_end_with_one_in_sync_opportunity_per_recor
     # The chaos really happened.
     assert stats["RateLimited"] > 0 and burster.refused > 0
     assert stats["TotalFaults"] > 0 and stats["LostResponses"] > 0
+    assert stats["Calls"].get("LeadBulkCreate", 0) > 0, "the leads were not created in bulk"
     end = assert_end_state(pipeline)
     assert len(end.accepted) > 1000 and end.rejected_only
     # One run over all days catches up events rejected on their day because their application
@@ -41,7 +42,7 @@ def test_faults_lost_answers_and_429s_end_with_one_in_sync_opportunity_per_recor
     assert {w: after.get(w, 0) - before.get(w, 0) for w in writes} == dict.fromkeys(writes, 0)
     end = assert_end_state(pipeline)
     print(
-        f"\nchaos: {len(end.accepted)} records in_sync, {len(end.rejected_only)} rejected-only, "
+        f"\nchaos: {len(end.accepted)} records in_sync on {end.leads} leads, {len(end.rejected_only)} rejected-only, "
         f"activities created {end.activities_created}, unknown {end.activities_unknown}; sandbox: "
         f"{stats['TotalCalls']} calls, {stats['RateLimited']} 429s ({burster.refused} of them the burster's), "
         f"{stats['TotalFaults']} faults, {stats['LostResponses']} lost answers"

@@ -15,10 +15,11 @@ import requests
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline_tests.chaos.checks import KEY_HEADERS, ChaosPipeline, assert_end_state, wait_for
-from lsq_pipeline_tests.chaos.conftest import FIRST_DAY
+from lsq_pipeline_tests.chaos.conftest import FIRST_DAY, PROFILES
 
 LAST_DAY = FIRST_DAY + timedelta(days=1)
-RUN_SECONDS = 150
+# A sync's wall time; generous, since each profile's runs share the cores with the others'.
+RUN_SECONDS = 300
 
 
 def _stats(url: str) -> dict:
@@ -40,13 +41,15 @@ def small_source(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("endpoint, calls", [("BulkAdd", 30), ("BulkActivities", 40)], ids=["creates", "activities"])
 def test_sigkill_in_the_middle_of_a_push_then_a_rerun_ends_in_the_same_state(
-    tmp_path, small_source, sync_process, endpoint, calls
+    tmp_path, small_source, sync_process, endpoint, calls, profile
 ):
     # Latency makes the push last several seconds; faults and lost answers stay on.
-    with run_sandbox(rate_limit_calls=0, latency_ms=120, fault_rate=0.05, lost_response_rate=0.02, seed=7) as sandbox:
+    with run_sandbox(rate_limit_calls=0, latency_ms=120, fault_rate=0.05, lost_response_rate=0.02, seed=7,
+                     profile=profile) as sandbox:
         first = sync_process(sandbox.url, small_source, FIRST_DAY, LAST_DAY, log_name="killed")
         wait_for(lambda: _stats(sandbox.url)["Calls"].get(endpoint, 0) >= calls or first.poll() is not None,
                  timeout=RUN_SECONDS, what=f"{calls} {endpoint} calls")
@@ -71,9 +74,11 @@ def test_sigkill_in_the_middle_of_a_push_then_a_rerun_ends_in_the_same_state(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_two_syncs_of_the_same_days_at_once_end_in_the_same_state(tmp_path, small_source, sync_process):
-    with run_sandbox(rate_limit_calls=0, latency_ms=20, fault_rate=0.05, lost_response_rate=0.02, seed=3) as sandbox:
+@pytest.mark.timeout(480)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_two_syncs_of_the_same_days_at_once_end_in_the_same_state(tmp_path, small_source, sync_process, profile):
+    with run_sandbox(rate_limit_calls=0, latency_ms=20, fault_rate=0.05, lost_response_rate=0.02, seed=3,
+                     profile=profile) as sandbox:
         one = sync_process(sandbox.url, small_source, FIRST_DAY, LAST_DAY, log_name="one")
         two = sync_process(sandbox.url, small_source, FIRST_DAY, LAST_DAY, log_name="two")
         logs = [_finish(one), _finish(two)]

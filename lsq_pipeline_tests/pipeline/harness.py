@@ -35,6 +35,8 @@ class Pipeline:
     instance: dg.DagsterInstance = field(default_factory=dg.DagsterInstance.ephemeral)
     access_key: str = SANDBOX_ACCESS_KEY
     secret_key: str = SANDBOX_SECRET_KEY
+    mapping: Path = MAPPING
+    leads_in_bulk: bool = True
     overrides: dict = field(default_factory=dict)  # other settings, e.g. {"max_attempts": 2}
 
     def settings(self) -> PipelineSettings:
@@ -44,7 +46,8 @@ class Pipeline:
             secret_key=self.secret_key,
             source_dir=self.source_dir,
             warehouse=self.warehouse,
-            mapping=MAPPING,
+            mapping=self.mapping,
+            leads_in_bulk=self.leads_in_bulk,
             rate_limit_calls=0,
             **{"max_reject_rate": 0.5, **self.overrides},
         )

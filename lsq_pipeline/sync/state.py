@@ -1,0 +1,364 @@
+"""The one owner of the state tables: every write to `push_journal`, `opportunity_state` and
+`activity_state` is a function here, each in its own transaction. Push and reconcile call these;
+no other module writes SQL against these tables (their schema and version: `warehouse.py`).
+
+The journal records every batch before it is sent and each row's answer after, so a run that
+died mid-push is resumed without blindly sending anything twice."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+
+INTERRUPTED = "the run stopped before the answer came"
+
+
+@dataclass
+class JournalEntry:
+    """One item of one batch: a create, capture, update or activity for one source record."""
+
+    kind: str
+    day: date | None
+    source_id: str
+    payload: dict
+    event_id: str | None = None
+    batch_id: str = ""
+    status: str = "sent"
+    opportunity_id: str | None = None
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex
+
+
+@contextmanager
+def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+# -- the journal ------------------------------------------------------------------------------
+
+
+def record_sent(
+    conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequence[JournalEntry], parent_batch_id: str | None = None
+) -> None:
+    """Write the batch down before it leaves: status `sent`, no answer yet, with the opportunity
+    it targets when known (updates, activities). `parent_batch_id`:
+    the refused batch these rows were cut from (a split)."""
+    if not entries:
+        return
+    conn.execute(
+        """
+        INSERT INTO push_journal (batch_id, run_id, kind, day, source_id, event_id, payload, opportunity_id,
+                                  status, sent_at, parent_batch_id)
+        SELECT unnest($1), $2, unnest($3), unnest($4)::DATE, unnest($5), unnest($6), unnest($7)::JSON, unnest($9),
+               'sent', now(), $8
+        """,
+        [
+            [e.batch_id for e in entries],
+            run_id,
+            [e.kind for e in entries],
+            [e.day for e in entries],
+            [e.source_id for e in entries],
+            [e.event_id for e in entries],
+            [json.dumps(e.payload, ensure_ascii=False) for e in entries],
+            parent_batch_id,
+            [e.opportunity_id for e in entries],
+        ],
+    )
+
+
+def _record_outcomes(conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequence[JournalEntry]) -> None:
+    """Write each row's answer: `ok` with the opportunity id, `failed` with the error, `unknown`,
+    `split` (the whole call was refused; the rows went again in halves) or `not_sent` (the day's
+    call budget ran out before it)."""
+    if not entries:
+        return
+    conn.execute(
+        """
+        UPDATE push_journal AS j
+        SET status = o.status, opportunity_id = coalesce(o.opportunity_id, j.opportunity_id), error = o.error,
+            answered_at = now()
+        FROM (
+            SELECT unnest($1) AS batch_id, unnest($2) AS kind, unnest($3) AS item_key,
+                   unnest($4) AS status, unnest($5) AS opportunity_id, unnest($6) AS error
+        ) AS o
+        WHERE j.run_id = $7 AND j.batch_id = o.batch_id AND j.kind = o.kind
+          AND coalesce(j.event_id, j.source_id) = o.item_key
+        """,
+        [
+            [e.batch_id for e in entries],
+            [e.kind for e in entries],
+            [e.event_id or e.source_id for e in entries],
+            [e.status for e in entries],
+            [e.opportunity_id for e in entries],
+            [e.error for e in entries],
+            run_id,
+        ],
+    )
+
+
+def record_split(conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequence[JournalEntry], error: str) -> None:
+    """The whole call was refused (nothing written): its rows are `split`, to be sent again in halves."""
+    for entry in entries:
+        entry.status, entry.error = "split", error
+    with _transaction(conn):
+        _record_outcomes(conn, run_id, entries)
+
+
+def mark_interrupted(
+    conn: duckdb.DuckDBPyConnection, run_id: str, run_is_alive: Callable[[str], bool]
+) -> dict[str, int]:
+    """Rows still `sent` by a run that is no longer alive (or by this run's own earlier, dead
+    attempt of the step) will never get their answer: their outcome becomes `unknown`. Rows of
+    live runs are left alone: their answers are on the way.
+
+    Creates among them are resolved by the next create (LeadSquared's duplicate answer);
+    activities are never re-sent, since LeadSquared cannot tell a repeat."""
+    owners = [row[0] for row in conn.execute("SELECT DISTINCT run_id FROM push_journal WHERE status = 'sent'").fetchall()]
+    dead = [owner for owner in owners if owner is None or owner == run_id or not run_is_alive(owner)]
+    if not dead:
+        return {}
+    with _transaction(conn):
+        rows = conn.execute(
+            """
+            UPDATE push_journal SET status = 'unknown', error = $1
+            WHERE status = 'sent' AND (run_id IS NULL OR run_id IN (SELECT unnest($2::VARCHAR[])))
+            RETURNING kind
+            """,
+            [INTERRUPTED, [owner for owner in dead if owner is not None]],
+        ).fetchall()
+        conn.execute(
+            """
+            INSERT OR REPLACE INTO activity_state (event_id, source_id, opportunity_id, status, error, pushed_at)
+            SELECT event_id, source_id, coalesce(opportunity_id, json_extract_string(payload, '$.opportunity_id')),
+                   'unknown', error, answered_at
+            FROM push_journal
+            WHERE kind = 'activity' AND status = 'unknown'
+              AND event_id NOT IN (SELECT event_id FROM activity_state WHERE status = 'created')
+            """
+        )
+    counts: dict[str, int] = {}
+    for (kind,) in rows:
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+# -- opportunity_state -----------------------------------------------------------------------
+
+
+def record_answers(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    entries: Sequence[JournalEntry],
+    rows_by_source: dict[str, dict],
+    event_code: int,
+) -> None:
+    """Journal the answers of opportunity writes and move their state rows, in one transaction:
+    `ok` rows become `pending` (sent, not yet read back), `failed` rows `failed` with the error.
+    Rows marked `extra["to_capture"]` go on to Capture; their state waits for that answer."""
+    ok = [(e, rows_by_source[e.source_id]) for e in entries if e.status == "ok"]
+    failed = [
+        (e, rows_by_source[e.source_id])
+        for e in entries
+        if e.status == "failed" and not e.extra.get("to_capture")
+    ]
+    with _transaction(conn):
+        _record_outcomes(conn, run_id, entries)
+        _upsert_pending(conn, ok, event_code)
+        _upsert_failed(conn, failed, event_code)
+
+
+def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
+    """An answered write: the state row now holds the opportunity and what was sent, until reconcile."""
+    if not pairs:
+        return
+    conn.execute(
+        """
+        INSERT INTO opportunity_state AS s
+            (source_id, opportunity_id, event_code, sent_hash, sent_fields, source_updated_at, status, error,
+             last_synced_at)
+        SELECT unnest($1), unnest($2), $3, unnest($4), unnest($5)::JSON, unnest($6)::TIMESTAMP, 'pending', NULL, now()
+        ON CONFLICT (source_id) DO UPDATE SET
+            opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
+            sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields,
+            source_updated_at = excluded.source_updated_at, status = 'pending', error = NULL,
+            last_synced_at = excluded.last_synced_at, attempts = 0
+        """,
+        [
+            [e.source_id for e, _ in pairs],
+            [e.opportunity_id for e, _ in pairs],
+            event_code,
+            [row["record_hash"] for _, row in pairs],
+            [json.dumps(row["full_fields"], ensure_ascii=False, sort_keys=True) for _, row in pairs],
+            [row["source_updated_at"] for _, row in pairs],
+        ],
+    )
+
+
+def _upsert_failed(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
+    """A refused write: the record is `failed` with the error; what was synced before stays, and
+    a hash of the refused version (its fields and its lead's) is kept so that exact version is
+    not sent again (after a transient error, not before `max_attempts` sends: see the plan).
+    `attempts` counts the failed sends of that version."""
+    if not pairs:
+        return
+    conn.execute(
+        """
+        INSERT INTO opportunity_state AS s
+            (source_id, event_code, status, error, failed_hash, last_synced_at, attempts)
+        SELECT unnest($1), $2, 'failed', unnest($3), md5(concat_ws('|', unnest($4), unnest($5))), now(), 1
+        ON CONFLICT (source_id) DO UPDATE SET status = 'failed', error = excluded.error,
+            attempts = CASE WHEN s.failed_hash = excluded.failed_hash THEN coalesce(s.attempts, 0) + 1 ELSE 1 END,
+            failed_hash = excluded.failed_hash, last_synced_at = excluded.last_synced_at
+        """,
+        [[e.source_id for e, _ in pairs], event_code, [e.error for e, _ in pairs],
+         [row["record_hash"] for _, row in pairs], [row["lead_fields_text"] for _, row in pairs]],
+    )
+
+
+def settle(
+    conn: duckdb.DuckDBPyConnection,
+    updates: list[tuple],
+    event_code: int,
+    days: Sequence[date],
+    drift: dict[str, dict] | None = None,
+    repaired: dict[str, set[str]] | None = None,
+) -> int:
+    """What reconcile read back, in one transaction: each row `(source_id, status, lead_id,
+    remote_fields JSON, remote_modified_on, drift_fields, error)` settles its state row, with
+    `drift` (source id -> {field: {sent, held, modified_on}}) and the fields `repaired` (sent
+    again); rejected records of `days` that were never synced get a `rejected` row, and those the
+    sync mode skipped a `skipped` one. Returns how many were new rejects."""
+    with _transaction(conn):
+        if updates:
+            _settle_read_back(conn, updates)
+        _record_drift(conn, drift or {}, repaired or {})
+        _mark_skipped(conn, event_code, days)
+        return _mark_rejected(conn, event_code, days)
+
+
+def _record_drift(conn: duckdb.DuckDBPyConnection, drift: dict[str, dict], repaired: dict[str, set[str]]) -> None:
+    """Per read-back row: the drifted fields with the value sent, the value held and LeadSquared's
+    ModifiedOn (NULL when none); and, when some were sent again, which and when."""
+    if not drift:
+        return
+    source_ids = list(drift)
+    conn.execute(
+        """
+        UPDATE opportunity_state AS s
+        SET drift = u.drift::JSON,
+            repaired_fields = CASE WHEN len(u.repaired) > 0 THEN u.repaired ELSE s.repaired_fields END,
+            repaired_at = CASE WHEN len(u.repaired) > 0 THEN now() ELSE s.repaired_at END
+        FROM (SELECT unnest($1) AS source_id, unnest($2) AS drift, unnest($3::VARCHAR[][]) AS repaired) AS u
+        WHERE s.source_id = u.source_id
+        """,
+        [source_ids,
+         [json.dumps(drift[source_id], ensure_ascii=False, sort_keys=True) if drift[source_id] else None
+          for source_id in source_ids],
+         [sorted(repaired.get(source_id, ())) for source_id in source_ids]],
+    )
+
+
+def _mark_skipped(conn: duckdb.DuckDBPyConnection, event_code: int, days: Sequence[date]) -> None:
+    """Records of these days that the sync mode skipped: state `skipped`, the reason in `error`
+    (a known opportunity keeps its id and what was last sent)."""
+    conn.execute(
+        """
+        INSERT INTO opportunity_state (source_id, event_code, status, error, last_synced_at)
+        SELECT source_id, $1, 'skipped', reason, now() FROM sync_plan
+        WHERE day IN (SELECT unnest($2::DATE[])) AND action = 'skipped'
+        ON CONFLICT (source_id) DO UPDATE SET status = 'skipped', error = excluded.error,
+                                              last_synced_at = excluded.last_synced_at
+        """,
+        [event_code, list(days)],
+    )
+
+
+def _settle_read_back(conn: duckdb.DuckDBPyConnection, updates: list[tuple]) -> None:
+    source_ids, statuses, lead_ids, remotes, modified, drifts, errors = (list(column) for column in zip(*updates))
+    conn.execute(
+        """
+        UPDATE opportunity_state AS s
+        SET status = u.status, lead_id = coalesce(u.lead_id, s.lead_id),
+            remote_fields = coalesce(u.remote_fields::JSON, s.remote_fields),
+            remote_modified_on = coalesce(u.remote_modified_on, s.remote_modified_on),
+            drift_fields = u.drift_fields, error = u.error, last_synced_at = now()
+        FROM (
+            SELECT unnest($1) AS source_id, unnest($2) AS status, unnest($3) AS lead_id,
+                   unnest($4) AS remote_fields, unnest($5::TIMESTAMP[]) AS remote_modified_on,
+                   unnest($6::VARCHAR[][]) AS drift_fields, unnest($7) AS error
+        ) AS u
+        WHERE s.source_id = u.source_id
+        """,
+        [source_ids, statuses, lead_ids, remotes, modified, drifts, errors],
+    )
+
+
+def _mark_rejected(conn: duckdb.DuckDBPyConnection, event_code: int, days: Sequence[date]) -> int:
+    """Records of these days that were rejected and never synced get a `rejected` state row."""
+    inserted = conn.execute(
+        """
+        INSERT INTO opportunity_state (source_id, event_code, status, error, last_synced_at)
+        SELECT source_id, $1, 'rejected', string_agg(field || ': ' || reason, '; ' ORDER BY field), now()
+        FROM rejects
+        WHERE day IN (SELECT unnest($2::DATE[])) AND source_id IS NOT NULL AND source_id <> ''
+          AND source_id NOT IN (SELECT source_id FROM opportunity_state)
+          AND source_id NOT IN (SELECT source_id FROM opportunity_records)
+        GROUP BY source_id
+        RETURNING source_id
+        """,
+        [event_code, list(days)],
+    ).fetchall()
+    return len(inserted)
+
+
+# -- activity_state ---------------------------------------------------------------------------
+
+ACTIVITY_STATUS = {"ok": "created", "failed": "failed", "unknown": "unknown"}
+"""A journal row's status -> the activity's status in `activity_state`."""
+
+
+def record_activities(
+    conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequence[JournalEntry], sent: bool
+) -> None:
+    """Journal the answers of activity writes (when they were `sent`) and set each activity's
+    state (`created` with its id, `failed`, `unknown`), in one transaction. An activity
+    `not_sent` (the day's call budget ran out) is journalled only: it stays planned."""
+    if not entries:
+        return
+    with _transaction(conn):
+        if sent:
+            _record_outcomes(conn, run_id, entries)
+        entries = [e for e in entries if e.status in ACTIVITY_STATUS]
+        if not entries:
+            return
+        conn.execute(
+            """
+            INSERT OR REPLACE INTO activity_state
+                (event_id, source_id, opportunity_id, activity_id, status, error, pushed_at)
+            SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5), unnest($6), now()
+            """,
+            [
+                [e.event_id for e in entries],
+                [e.source_id for e in entries],
+                [e.opportunity_id for e in entries],
+                [e.extra.get("activity_id") for e in entries],
+                [ACTIVITY_STATUS[e.status] for e in entries],
+                [e.error for e in entries],
+            ],
+        )

@@ -1,0 +1,99 @@
+"""Recovery is scoped to the dead run: two runs at once on an instance without pool limits (the
+ephemeral instance has none), the second starting its push while the first has calls in the
+air. The live run's journal rows are left alone and end answered; only a dead run's rows
+become `unknown`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import dagster as dg
+import pytest
+import requests
+
+from lsq_pipeline.defs.runs import HOST_TAG, PID_TAG, run_is_alive
+from lsq_pipeline.sandbox import run_sandbox
+from lsq_pipeline.sync.generate import generate
+from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
+from lsq_pipeline_tests.pipeline.harness import Pipeline
+
+SECOND_DAY = FIRST_DAY + timedelta(days=1)
+
+
+def _write_calls(pipeline: Pipeline) -> int:
+    calls = pipeline.stats()["Calls"]
+    return sum(calls.get(name, 0) for name in ("BulkAdd", "Capture", "BulkUpdate", "BulkActivities"))
+
+
+@pytest.mark.timeout(240)
+def test_a_second_run_leaves_the_rows_of_a_live_run_alone(tmp_path):
+    source = tmp_path / "source"
+    generate(source, rows=120, days=2, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
+    # Every call takes 1.5 s, so the first run's push keeps calls in the air for a while.
+    with run_sandbox(rate_limit_calls=0, latency_ms=1500) as sandbox:
+        instance = dg.DagsterInstance.ephemeral()
+        first = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, instance=instance)
+        second = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, instance=instance)
+        outcome: dict = {}
+        thread = threading.Thread(target=lambda: outcome.setdefault("first", first.run(FIRST_DAY)))
+        thread.start()
+        deadline = time.monotonic() + 120
+        while _write_calls(first) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _write_calls(first) > 0, "the first run never started its push"
+        (live,) = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.STARTED]
+        assert run_is_alive(instance, live.run_id)
+
+        result = second.run(SECOND_DAY)
+        thread.join(timeout=180)
+        assert result.success and outcome["first"].success
+
+    first_id, second_id = outcome["first"].run_id, result.run_id
+    rows = first.query("SELECT run_id, status, sent_at, answered_at FROM push_journal")
+    second_started = min(sent for run_id, _, sent, _ in rows if run_id == second_id)
+    in_the_air = [r for r in rows if r[0] == first_id and r[2] < second_started and r[3] > second_started]
+    assert in_the_air, "the second run's push did not start while the first had calls in the air"
+    assert {status for run_id, status, _, _ in rows if run_id == first_id} <= {"ok", "failed"}
+    assert not first.query("SELECT 1 FROM push_journal WHERE status IN ('unknown', 'sent')")
+    assert first.scalar("SELECT count(*) FROM activity_state WHERE status = 'unknown'") == 0
+    (pushed,) = [m for m in result.asset_materializations_for_node("push_journal")][:1]
+    assert pushed.metadata["unknown_from_dead_runs"].value == 0
+
+
+def test_a_run_is_dead_when_it_ended_or_its_launcher_is_gone(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+
+    @dg.op
+    def nothing() -> None:
+        pass
+
+    @dg.job
+    def job() -> None:
+        nothing()
+
+    finished = job.execute_in_process(instance=instance).run_id
+    assert not run_is_alive(instance, finished)
+    assert not run_is_alive(instance, "no-such-run")
+
+    def started_run(pid: int) -> str:
+        run = instance.create_run_for_job(job, tags={PID_TAG: str(pid), HOST_TAG: socket.gethostname()})
+        instance.handle_run_event(run.run_id, dg.DagsterEvent(
+            event_type_value=dg.DagsterEventType.RUN_START.value, job_name=run.job_name))
+        return run.run_id
+
+    assert run_is_alive(instance, started_run(os.getpid()))
+    gone = started_run(_a_finished_pid())
+    assert instance.get_run_by_id(gone).status == dg.DagsterRunStatus.STARTED
+    assert not run_is_alive(instance, gone)
+
+
+def _a_finished_pid() -> int:
+    import subprocess
+
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

@@ -1,0 +1,61 @@
+"""The state tables' owner: recovery touches only rows of runs that are not alive; a split
+batch's rows are `split` and its halves name it."""
+
+from __future__ import annotations
+
+from lsq_pipeline.sync import state
+from lsq_pipeline.sync.state import JournalEntry
+
+
+def _sent(conn, run_id: str, kind: str, key: str) -> JournalEntry:
+    entry = JournalEntry(kind, None, f"APP-{key}", {"n": key}, event_id=f"EVT-{key}" if kind == "activity" else None,
+                         batch_id=state.new_batch_id(), opportunity_id="OPP-1" if kind == "activity" else None)
+    state.record_sent(conn, run_id, [entry])
+    return entry
+
+
+def _statuses(conn) -> dict[str, str]:
+    return dict(conn.execute("SELECT run_id || ':' || coalesce(event_id, source_id), status FROM push_journal").fetchall())
+
+
+def test_only_rows_of_runs_that_are_not_alive_become_unknown(conn):
+    _sent(conn, "live", "create", "1")
+    _sent(conn, "live", "activity", "2")
+    _sent(conn, "dead", "create", "3")
+    _sent(conn, "dead", "activity", "4")
+    _sent(conn, "mine", "update", "5")  # this run's own earlier attempt of the step died
+    asked = []
+
+    def alive(run_id: str) -> bool:
+        asked.append(run_id)
+        return run_id == "live"
+
+    counts = state.mark_interrupted(conn, "mine", alive)
+    assert counts == {"create": 1, "activity": 1, "update": 1}
+    assert _statuses(conn) == {
+        "live:APP-1": "sent", "live:EVT-2": "sent",
+        "dead:APP-3": "unknown", "dead:EVT-4": "unknown", "mine:APP-5": "unknown",
+    }
+    assert sorted(asked) == ["dead", "live"]
+    # The dead run's activity is reported unknown (never re-sent), on its opportunity; the live one's is untouched.
+    assert conn.execute("SELECT event_id, opportunity_id, status FROM activity_state").fetchall() == [
+        ("EVT-4", "OPP-1", "unknown")]
+
+
+def test_nothing_is_touched_when_every_run_with_rows_in_the_air_is_alive(conn):
+    _sent(conn, "live", "create", "1")
+    assert state.mark_interrupted(conn, "mine", lambda run_id: True) == {}
+    assert _statuses(conn) == {"live:APP-1": "sent"}
+
+
+def test_a_split_batch_is_marked_and_its_halves_name_it(conn):
+    batch = [JournalEntry("create", None, f"APP-{i}", {}, batch_id="whole") for i in range(4)]
+    state.record_sent(conn, "run", batch)
+    state.record_split(conn, "run", batch, "MXInvalidFieldValueException: bad value (whole call)")
+    half = [JournalEntry("create", None, "APP-0", {}, batch_id="half")]
+    state.record_sent(conn, "run", half, parent_batch_id="whole")
+    rows = conn.execute(
+        "SELECT batch_id, status, parent_batch_id, error FROM push_journal WHERE source_id = 'APP-0' ORDER BY batch_id"
+    ).fetchall()
+    assert rows == [("half", "sent", "whole", None),
+                    ("whole", "split", None, "MXInvalidFieldValueException: bad value (whole call)")]

@@ -1,0 +1,110 @@
+"""The warehouse's schema version: a new warehouse, one made by the previous release (0fc11b4)
+and one made before `failed_hash` all open at the current version, in place, keeping their rows;
+a failing step changes nothing; a newer warehouse is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from lsq_pipeline.sync import warehouse
+from lsq_pipeline.sync.extract import extract_day
+from lsq_pipeline.sync.plan import plan_days
+from lsq_pipeline.sync.validate import transform_days
+from lsq_pipeline.sync.warehouse import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Migration,
+    WarehouseVersionError,
+    ensure_schema,
+    schema_version,
+)
+
+from .conftest import DAY, good_application, write_day
+
+PREVIOUS_RELEASE = Path(__file__).parent / "fixtures" / "warehouse_0fc11b4.sql"
+
+
+def _previous_release(path: Path) -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect(str(path))
+    conn.execute(PREVIOUS_RELEASE.read_text(encoding="utf-8"))
+    return conn
+
+
+def _load_day(conn, tmp_path: Path, mapping) -> None:
+    write_day(tmp_path / "source", DAY, [good_application(updated_at="2026-11-01T12:00:00Z"), good_application(application_id="APP-3")])
+    extract_day(conn, tmp_path / "source", DAY)
+    transform_days(conn, [DAY], mapping)
+
+
+def _columns(conn, table: str) -> list[str]:
+    return [row[0] for row in conn.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def test_a_new_warehouse_gets_every_step_and_the_current_version(tmp_path):
+    conn = duckdb.connect(str(tmp_path / "new.duckdb"))
+    assert schema_version(conn) == 0
+    assert ensure_schema(conn) == [m.name for m in MIGRATIONS]
+    assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS)
+    assert ensure_schema(conn) == []  # current: nothing to do
+    assert "parent_batch_id" in _columns(conn, "push_journal")
+
+
+def test_a_warehouse_of_the_previous_release_is_upgraded_in_place_keeping_its_rows(tmp_path, mapping):
+    path = tmp_path / "old.duckdb"
+    old = _previous_release(path)
+    before = {t: old.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+              for t in ("opportunity_state", "activity_state", "push_journal")}
+    old.close()
+
+    conn = duckdb.connect(str(path))
+    assert schema_version(conn) == 0
+    assert ensure_schema(conn) == [m.name for m in MIGRATIONS]
+    assert schema_version(conn) == SCHEMA_VERSION
+    applied = conn.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall()
+    assert applied == [(i, m.name) for i, m in enumerate(MIGRATIONS, start=1)]
+    for table, rows in before.items():
+        columns = len(rows[0])
+        assert [row[:columns] for row in conn.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()] == rows
+    assert conn.execute("SELECT parent_batch_id FROM push_journal").fetchall() == [(None,), (None,)]
+    # The upgraded warehouse works: APP-1 keeps its opportunity (an update, not a second create).
+    _load_day(conn, tmp_path, mapping)
+    assert plan_days(conn, [DAY], mapping) == {
+        "create": 1, "update": 1, "unchanged": 0, "stale": 0, "refused": 0, "skipped": 0, "activities": 0}
+    assert conn.execute("SELECT opportunity_id FROM sync_plan WHERE source_id = 'APP-1'").fetchone()[0] == (
+        "11111111-1111-4111-8111-111111111111")
+
+
+def test_a_warehouse_made_before_failed_hash_gets_the_column(tmp_path, mapping):
+    path = tmp_path / "older.duckdb"
+    conn = _previous_release(path)
+    conn.execute("ALTER TABLE opportunity_state DROP COLUMN failed_hash")
+    ensure_schema(conn)
+    assert "failed_hash" in _columns(conn, "opportunity_state")
+    _load_day(conn, tmp_path, mapping)
+    assert plan_days(conn, [DAY], mapping)["update"] == 1
+
+
+def test_a_failing_step_leaves_the_warehouse_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "old.duckdb"
+    _previous_release(path).close()
+    broken = Migration("broken", "fails half way", (
+        "ALTER TABLE opportunity_state ADD COLUMN half_way VARCHAR", "SELECT * FROM no_such_table"))
+    monkeypatch.setattr(warehouse, "MIGRATIONS", (*MIGRATIONS, broken))
+    monkeypatch.setattr(warehouse, "SCHEMA_VERSION", len(MIGRATIONS) + 1)
+    conn = duckdb.connect(str(path))
+    with pytest.raises(duckdb.CatalogException):
+        warehouse.ensure_schema(conn)
+    assert schema_version(conn) == 0
+    assert "half_way" not in _columns(conn, "opportunity_state")
+    assert "parent_batch_id" not in _columns(conn, "push_journal")
+
+
+def test_a_warehouse_of_a_newer_release_is_refused(tmp_path):
+    conn = duckdb.connect(str(tmp_path / "newer.duckdb"))
+    ensure_schema(conn)
+    conn.execute("INSERT INTO schema_version (version, name) VALUES ($1, 'from_the_future')", [SCHEMA_VERSION + 1])
+    with pytest.raises(WarehouseVersionError, match="newer lsq_pipeline"):
+        ensure_schema(conn)
