@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyrate_limiter import Rate, RateItem
@@ -108,29 +109,15 @@ class SlidingWindow:
 
     def acquire(self) -> float:
         """Block until one more call may start now; record it; return the seconds waited."""
-        started = time.monotonic()
-        while True:
-            pause_left = self._paused_until - time.monotonic()
-            if pause_left > 0:
-                time.sleep(pause_left)
-                continue
-            with self._lock:
-                now_ms = self._bucket.now()
-                decision = self._bucket.put_decision(RateItem(_ITEM_NAME, now_ms))
-                if decision.allowed:
-                    self._admitted += 1
-                    if self._admitted % _LEAK_EVERY == 0:
-                        self._bucket.leak(now_ms)
-                    return time.monotonic() - started
-                wait_ms = decision.retry_after_ms
-                if wait_ms is None:
-                    wait_ms = self._bucket.waiting(RateItem(_ITEM_NAME, now_ms))
-                window_seconds = self.window_seconds
-            # Sleep outside the lock; +1 ms so the oldest start has surely left the window.
-            time.sleep(min(max(wait_ms, 1) + 1, window_seconds * 1000) / 1000)
+        return self._wait(self._take_start)
 
     def wait_until_free(self) -> float:
         """Block until a start would be admitted now, without taking one; the seconds waited."""
+        return self._wait(self._free_in)
+
+    def _wait(self, wait_ms_at: Callable[[int], int]) -> float:
+        """Sleep until `wait_ms_at(now_ms)`, asked under the lock with a fresh clock each time,
+        answers 0 or less; the seconds waited."""
         started = time.monotonic()
         while True:
             pause_left = self._paused_until - time.monotonic()
@@ -138,15 +125,34 @@ class SlidingWindow:
                 time.sleep(pause_left)
                 continue
             with self._lock:
-                now_ms = self._bucket.now()
-                wait_ms = 0
-                for rate in self._bucket.rates:
-                    blocking = self._bucket.peek(rate.limit - 1)  # the limit-th latest start
-                    if blocking is not None:
-                        wait_ms = max(wait_ms, blocking.timestamp + rate.interval - now_ms)
+                wait_ms = wait_ms_at(self._bucket.now())
+                window_seconds = self.window_seconds
             if wait_ms <= 0:
                 return time.monotonic() - started
-            time.sleep((wait_ms + 1) / 1000)
+            # Sleep outside the lock; +1 ms so the oldest start has surely left the window.
+            time.sleep(min(wait_ms + 1, window_seconds * 1000) / 1000)
+
+    def _take_start(self, now_ms: int) -> int:
+        """Record a start at `now_ms` if the window admits it (0); else the ms to wait (> 0)."""
+        decision = self._bucket.put_decision(RateItem(_ITEM_NAME, now_ms))
+        if decision.allowed:
+            self._admitted += 1
+            if self._admitted % _LEAK_EVERY == 0:
+                self._bucket.leak(now_ms)
+            return 0
+        wait_ms = decision.retry_after_ms
+        if wait_ms is None:
+            wait_ms = self._bucket.waiting(RateItem(_ITEM_NAME, now_ms))
+        return max(wait_ms, 1)
+
+    def _free_in(self, now_ms: int) -> int:
+        """The ms until the window would admit a start, from the starts that block it (a peek)."""
+        wait_ms = 0
+        for rate in self._bucket.rates:
+            blocking = self._bucket.peek(rate.limit - 1)  # the limit-th latest start
+            if blocking is not None:
+                wait_ms = max(wait_ms, blocking.timestamp + rate.interval - now_ms)
+        return wait_ms
 
     def pause(self, seconds: float) -> None:
         """Hold back every call of this process for `seconds` from now (extends, never shortens)."""
