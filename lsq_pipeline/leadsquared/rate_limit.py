@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from lsq_pipeline.leadsquared.budget_store import BudgetStore
 
 _ITEM_NAME = "lsq"
+_YIELD_MS = 5
+"""How long a caller steps back while a `first` caller waits for its start."""
 _LEAK_EVERY = 64
 """Drop expired entries from the log every this many admitted calls."""
 
@@ -91,6 +93,7 @@ class SlidingWindow:
         self._lock = threading.Lock()
         self._paused_until = 0.0  # time.monotonic()
         self._admitted = 0
+        self._first_waiting = 0
         self.calls, self.seconds = calls, seconds
         self.window_seconds = self._window(seconds)
         self._bucket = store.window_bucket(rate_class, paced_rates(calls, self.window_seconds))
@@ -107,9 +110,20 @@ class SlidingWindow:
             self.window_seconds = self._window(seconds)
             self._bucket.rates = paced_rates(calls, self.window_seconds)
 
-    def acquire(self) -> float:
-        """Block until one more call may start now; record it; return the seconds waited."""
-        return self._wait(self._take_start)
+    def acquire(self, first: bool = False) -> float:
+        """Block until one more call may start now; record it; return the seconds waited.
+
+        `first`: ahead of every caller that is not (a bulk call's general start: the bulk start
+        it waited for is not lost to a queue of general calls)."""
+        if not first:
+            return self._wait(self._take_start)
+        with self._lock:
+            self._first_waiting += 1
+        try:
+            return self._wait(lambda now_ms: self._take_start(now_ms, first=True))
+        finally:
+            with self._lock:
+                self._first_waiting -= 1
 
     def wait_until_free(self) -> float:
         """Block until a start would be admitted now, without taking one; the seconds waited."""
@@ -132,8 +146,10 @@ class SlidingWindow:
             # Sleep outside the lock; +1 ms so the oldest start has surely left the window.
             time.sleep(min(wait_ms + 1, window_seconds * 1000) / 1000)
 
-    def _take_start(self, now_ms: int) -> int:
+    def _take_start(self, now_ms: int, first: bool = False) -> int:
         """Record a start at `now_ms` if the window admits it (0); else the ms to wait (> 0)."""
+        if self._first_waiting and not first:
+            return _YIELD_MS
         decision = self._bucket.put_decision(RateItem(_ITEM_NAME, now_ms))
         if decision.allowed:
             self._admitted += 1
