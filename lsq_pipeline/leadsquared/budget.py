@@ -193,11 +193,12 @@ class AccountBudget:
         # is sent: wait for its own window without taking a start, then the general start, then
         # its own (free by then). Taken one after the other, the first start would be recorded
         # before a wait for the second, earlier than the call reaches LeadSquared, and the
-        # server could count one call more in that window than the client did.
+        # server could count one call more in that window than the client did. The general start
+        # goes first, ahead of general calls, so the bulk window is not left idle behind them.
         with self._together:
             waited = windows[0].wait_until_free()
             for window in windows[1:]:
-                waited += window.acquire()
+                waited += window.acquire(first=True)
             return waited + windows[0].acquire()
 
     def calls_today(self) -> int:

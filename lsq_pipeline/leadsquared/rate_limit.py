@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyrate_limiter import Rate, RateItem
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from lsq_pipeline.leadsquared.budget_store import BudgetStore
 
 _ITEM_NAME = "lsq"
+_YIELD_MS = 5
+"""How long a caller steps back while a `first` caller waits for its start."""
 _LEAK_EVERY = 64
 """Drop expired entries from the log every this many admitted calls."""
 
@@ -88,6 +91,7 @@ class SlidingWindow:
         self._lock = threading.Lock()
         self._paused_until = 0.0  # time.monotonic()
         self._admitted = 0
+        self._first_waiting = 0
         self.calls, self.seconds = calls, seconds
         self.window_seconds = self._window(seconds)
         self._bucket = store.window_bucket(rate_class, paced_rates(calls, self.window_seconds))
@@ -104,8 +108,28 @@ class SlidingWindow:
             self.window_seconds = self._window(seconds)
             self._bucket.rates = paced_rates(calls, self.window_seconds)
 
-    def acquire(self) -> float:
-        """Block until one more call may start now; record it; return the seconds waited."""
+    def acquire(self, first: bool = False) -> float:
+        """Block until one more call may start now; record it; return the seconds waited.
+
+        `first`: ahead of every caller that is not (a bulk call's general start: the bulk start
+        it waited for is not lost to a queue of general calls)."""
+        if not first:
+            return self._wait(self._take_start)
+        with self._lock:
+            self._first_waiting += 1
+        try:
+            return self._wait(lambda now_ms: self._take_start(now_ms, first=True))
+        finally:
+            with self._lock:
+                self._first_waiting -= 1
+
+    def wait_until_free(self) -> float:
+        """Block until a start would be admitted now, without taking one; the seconds waited."""
+        return self._wait(self._free_in)
+
+    def _wait(self, wait_ms_at: Callable[[int], int]) -> float:
+        """Sleep until `wait_ms_at(now_ms)`, asked under the lock with a fresh clock each time,
+        answers 0 or less; the seconds waited."""
         started = time.monotonic()
         while True:
             pause_left = self._paused_until - time.monotonic()
@@ -113,38 +137,36 @@ class SlidingWindow:
                 time.sleep(pause_left)
                 continue
             with self._lock, self.store.window_lock(self.rate_class, self._bucket):
-                now_ms = self._bucket.now()
-                decision = self._bucket.put_decision(RateItem(_ITEM_NAME, now_ms))
-                if decision.allowed:
-                    self._admitted += 1
-                    if self._admitted % _LEAK_EVERY == 0:
-                        self._bucket.leak(now_ms)
-                    return time.monotonic() - started
-                wait_ms = decision.retry_after_ms
-                if wait_ms is None:
-                    wait_ms = self._bucket.waiting(RateItem(_ITEM_NAME, now_ms))
+                wait_ms = wait_ms_at(self._bucket.now())
                 window_seconds = self.window_seconds
-            # Sleep outside the lock; +1 ms so the oldest start has surely left the window.
-            time.sleep(min(max(wait_ms, 1) + 1, window_seconds * 1000) / 1000)
-
-    def wait_until_free(self) -> float:
-        """Block until a start would be admitted now, without taking one; the seconds waited."""
-        started = time.monotonic()
-        while True:
-            pause_left = self._paused_until - time.monotonic()
-            if pause_left > 0:
-                time.sleep(pause_left)
-                continue
-            with self._lock:
-                now_ms = self._bucket.now()
-                wait_ms = 0
-                for rate in self._bucket.rates:
-                    blocking = self._bucket.peek(rate.limit - 1)  # the limit-th latest start
-                    if blocking is not None:
-                        wait_ms = max(wait_ms, blocking.timestamp + rate.interval - now_ms)
             if wait_ms <= 0:
                 return time.monotonic() - started
-            time.sleep((wait_ms + 1) / 1000)
+            # Sleep outside the lock; +1 ms so the oldest start has surely left the window.
+            time.sleep(min(wait_ms + 1, window_seconds * 1000) / 1000)
+
+    def _take_start(self, now_ms: int, first: bool = False) -> int:
+        """Record a start at `now_ms` if the window admits it (0); else the ms to wait (> 0)."""
+        if self._first_waiting and not first:
+            return _YIELD_MS
+        decision = self._bucket.put_decision(RateItem(_ITEM_NAME, now_ms))
+        if decision.allowed:
+            self._admitted += 1
+            if self._admitted % _LEAK_EVERY == 0:
+                self._bucket.leak(now_ms)
+            return 0
+        wait_ms = decision.retry_after_ms
+        if wait_ms is None:
+            wait_ms = self._bucket.waiting(RateItem(_ITEM_NAME, now_ms))
+        return max(wait_ms, 1)
+
+    def _free_in(self, now_ms: int) -> int:
+        """The ms until the window would admit a start, from the starts that block it (a peek)."""
+        wait_ms = 0
+        for rate in self._bucket.rates:
+            blocking = self._bucket.peek(rate.limit - 1)  # the limit-th latest start
+            if blocking is not None:
+                wait_ms = max(wait_ms, blocking.timestamp + rate.interval - now_ms)
+        return wait_ms
 
     def pause(self, seconds: float) -> None:
         """Hold back every call of this process for `seconds` from now (extends, never shortens)."""

@@ -18,7 +18,7 @@ import duckdb
 
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, MAX_LEADS_PER_BULK_CREATE
 
-CAPTURES_PER_UNIT = 4
+CAPTURES_PER_UNIT = 2
 """Captures one general worker sends together (the client runs them concurrently): fewer journal
 writes per record, while the other workers keep the general window busy."""
 

@@ -364,11 +364,7 @@ class Pusher:
                 if result is None:
                     continue
                 if result.ok:
-                    entry.status, entry.opportunity_id = "ok", result.opportunity_id
-                    if result.already_existed:
-                        self.summary.already_existed += 1
-                    else:
-                        self.summary.created += 1
+                    self._created(entry, result, "created")
                 elif _needs_capture(result):
                     entry.status, entry.error = "failed", _error_text(result)
                     entry.extra["to_capture"] = True
@@ -378,6 +374,13 @@ class Pusher:
             self._record([entry for entry, _ in answered], by_source)
             self.progress.done("creates", sum(result is not None for _, result in answered) - len(to_capture))
         return to_capture
+
+    def _created(self, entry: JournalEntry, result: RowResult, counter: str) -> None:
+        """A create answered: a new opportunity (counted in `counter`), or the existing one the
+        type's duplicate rule found."""
+        entry.status, entry.opportunity_id = "ok", result.opportunity_id
+        counter = "already_existed" if result.already_existed else counter
+        setattr(self.summary, counter, getattr(self.summary, counter) + 1)
 
     def _capture(self, rows: list[dict], by_source: dict[str, dict], rounds: int) -> list[dict]:
         """Capture: creates the lead if needed and the opportunity, or answers the existing one
@@ -393,11 +396,7 @@ class Pusher:
                 if result is None:
                     continue
                 if result.ok:
-                    entry.status, entry.opportunity_id = "ok", result.opportunity_id
-                    if result.already_existed:
-                        self.summary.already_existed += 1
-                    else:
-                        self.summary.captured += 1
+                    self._created(entry, result, "captured")
                 elif result.outcome_unknown:
                     entry.status, entry.error = "unknown", _error_text(result)
                     self._captures_unknown[entry.source_id] += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from lsq_pipeline.sync.leads import CreateQueue, known_leads
+from lsq_pipeline.sync.leads import CAPTURES_PER_UNIT, CreateQueue, known_leads
 
 
 def row(source_id: str, email: str) -> dict:
@@ -34,8 +34,8 @@ def test_bulk_lane_takes_leads_from_the_front_general_lane_captures_from_the_bac
     assert queue.unknown_leads == 120
     groups = queue.take_leads()
     assert len(groups) == 50 and ids(groups[0]) == ["R-0", "R-0b"]
-    capture = queue.take_work()  # up to four unsent leads a unit, from the back
-    assert capture.kind == "capture_lead" and ids(capture.rows) == ["R-119", "R-118", "R-117", "R-116"]
+    capture = queue.take_work()  # up to CAPTURES_PER_UNIT unsent leads a unit, from the back
+    assert capture.kind == "capture_lead" and ids(capture.rows) == ["R-119", "R-118"][:CAPTURES_PER_UNIT]
     queue.leads_sent(groups)  # the 51 records of those leads are ready for Bulk Add
     add = queue.take_work()
     assert add.kind == "add" and ids(add.rows) == ["R-0", "R-0b"] + [f"R-{n}" for n in range(1, 24)]
