@@ -75,8 +75,13 @@ def _print_day(label: str, summary) -> None:
         f"{label}  created {summary.created:4d}  updated {summary.updated:4d}  "
         f"unchanged {planned.get('unchanged', 0):4d}  rejected {summary.rejected:3d}  "
         f"failed {summary.failed:3d}  activities {summary.activities:3d}  API calls {summary.api_calls:3d}"
-        + ("" if summary.success else "  RUN FAILED (see the run in the UI)")
     )
+    if not summary.success:
+        print(
+            f"{' ' * len(label)}  RUN FAILED; before it failed it sent {summary.write_calls} write calls: "
+            f"created {summary.created}, updated {summary.updated}, activities {summary.activities}, "
+            f"failed {summary.failed} (see the run in the UI: lsq-pipeline ui)"
+        )
 
 
 DAILY_BUDGET_SPENT_EXIT = 3
@@ -155,7 +160,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     settings = _checked_settings("sync")
     if settings is None:
         return 2
-    from lsq_pipeline.defs.runs import launch, summarize
+    from lsq_pipeline.defs.runs import launch, run_config, summarize
 
     if args.partition:
         first = last = args.partition
@@ -167,18 +172,28 @@ def _run_sync(args: argparse.Namespace) -> int:
     if last < first:
         print(f"lsq-pipeline sync: --to {last} is before --from {first}", file=sys.stderr)
         return 2
-    run = launch(first, last, dry_run=args.dry_run, full_reconcile=args.full_reconcile)
+    config = None if args.dry_run else run_config(args.full_reconcile, args.max_change_share)
+    run = launch(first, last, dry_run=args.dry_run, full_reconcile=args.full_reconcile, config=config)
     summary = summarize(settings.warehouse, run, first, last)
     label = f"{first}" if first == last else f"{first}..{last}"
-    if args.dry_run:
+    _print_outcome(label, summary, args.dry_run)
+    return _run_exit(run, summary)
+
+
+def _print_outcome(label: str, summary, dry_run: bool) -> None:
+    if dry_run:
         planned = summary.planned
         print(
             f"{label} (dry run, nothing sent): create {planned.get('create', 0)}, update "
             f"{planned.get('update', 0)}, unchanged {planned.get('unchanged', 0)}, stale "
-            f"{planned.get('stale', 0)}, rejected {summary.rejected}"
+            f"{planned.get('stale', 0)}, skipped by the mode {planned.get('skipped', 0)}, rejected {summary.rejected}"
         )
     else:
         _print_day(label, summary)
+
+
+def _run_exit(run, summary) -> int:
+    """The run's last line and the exit code: 0, 1 (the run failed), 3 (the day's call budget spent)."""
     print(f"Run {run.run_id} {'succeeded' if run.is_success else 'FAILED'}; see it in the UI (lsq-pipeline ui).")
     if run.is_success and summary.daily_budget_exhausted:
         _print_daily_budget_spent(summary)
@@ -196,16 +211,117 @@ def _add_sync_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--full-reconcile", action="store_true", help="read back every known opportunity, not only the touched ones"
     )
+    parser.add_argument(
+        "--max-change-share", type=float, metavar="SHARE",
+        help="this run may update up to this share of known opportunities (default LSQ_MAX_CHANGE_SHARE, 0.5)",
+    )
     parser.set_defaults(handler=_run_sync)
+
+
+def _run_retry(args: argparse.Namespace) -> int:
+    settings = _checked_settings("retry")
+    if settings is None:
+        return 2
+    if not (args.source_ids or args.all_failed):
+        print("lsq-pipeline retry: give --source-id ID (one or more) or --all-failed", file=sys.stderr)
+        return 2
+    import duckdb
+
+    from lsq_pipeline.defs.runs import launch, run_config, summarize
+
+    ids = list(args.source_ids or [])
+    with duckdb.connect(str(settings.warehouse), read_only=True) as conn:
+        found = conn.execute(
+            """SELECT s.source_id, max(r.day) FROM opportunity_state s JOIN opportunity_records r USING (source_id)
+               WHERE s.status = 'failed' AND ($2 OR s.source_id IN (SELECT unnest($1::VARCHAR[])))
+               GROUP BY s.source_id""",
+            [ids, args.all_failed],
+        ).fetchall()
+    not_failed = sorted(set(ids) - {source_id for source_id, _ in found})
+    if not_failed:
+        print(f"lsq-pipeline retry: not failed (nothing to retry): {', '.join(not_failed)}", file=sys.stderr)
+    if not found:
+        print("Nothing to retry: no failed record matches.")
+        return 0 if not not_failed else 2
+    day = max(last_day for _, last_day in found)
+    config = run_config(retry_source_ids=sorted(s for s, _ in found))
+    run = launch(day, day, dry_run=args.dry_run, config=config, retry=True)
+    summary = summarize(settings.warehouse, run, day, day)
+    _print_outcome(f"retry of {len(found)} failed records", summary, args.dry_run)
+    return _run_exit(run, summary)
+
+
+def _add_retry_command(subparsers: argparse._SubParsersAction) -> None:
+    """`lsq-pipeline retry`: send failed records again now, refused versions included."""
+    parser = subparsers.add_parser(
+        "retry", help="send failed records again now (refused or out of attempts included)",
+        description="Clears the refusal of failed records and syncs them now, as one run of retry_job.",
+    )
+    parser.add_argument("--source-id", dest="source_ids", action="append", metavar="ID", help="a record to retry")
+    parser.add_argument("--all-failed", action="store_true", help="every failed record")
+    parser.add_argument("--dry-run", action="store_true", help="plan and report; send nothing")
+    parser.set_defaults(handler=_run_retry)
+
+
+HISTORY_COLUMNS = (
+    "run_id", "job", "first_day", "last_day", "status", "started_at", "ended_at",
+    "succeeded_create", "succeeded_capture", "succeeded_update", "succeeded_activity",
+    "failed_create", "failed_update", "failed_activity", "api_calls_total", "errors", "reason",
+)
+
+
+def _run_history(args: argparse.Namespace) -> int:
+    settings = _checked_settings("history")
+    if settings is None:
+        return 2
+    import duckdb
+
+    from lsq_pipeline.sync.history import recent_runs
+
+    if not settings.warehouse.exists():
+        print("No runs yet (no warehouse).")
+        return 0
+    with duckdb.connect(str(settings.warehouse), read_only=True) as conn:
+        if not conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'sync_runs'").fetchone()[0]:
+            print("No runs yet.")
+            return 0
+        columns, rows = recent_runs(conn, args.last)
+    if not rows:
+        print("No runs yet.")
+        return 0
+    picked = [columns.index(name) for name in HISTORY_COLUMNS]
+    table = [[_history_cell(row[i]) for i in picked] for row in rows]
+    headers = [name.replace("succeeded_", "ok_") for name in HISTORY_COLUMNS]
+    widths = [max(len(h), *(len(r[n]) for r in table)) for n, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for line in table:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+    return 0
+
+
+def _history_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "strftime") and hasattr(value, "hour"):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def _add_history_command(subparsers: argparse._SubParsersAction) -> None:
+    """`lsq-pipeline history`: the run history table, newest first."""
+    parser = subparsers.add_parser("history", help="print the run history (sync_runs), newest first")
+    parser.add_argument("--last", type=int, default=20, metavar="N", help="how many runs (default 20)")
+    parser.set_defaults(handler=_run_history)
 
 
 def _run_ui(args: argparse.Namespace) -> int:
     from lsq_pipeline.defs.runs import use_project_instance
 
     use_project_instance()
-    command = ["dagster", "dev", "-w", "workspace.yaml", "--port", str(args.port)]
-    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} " + " ".join(command))
-    os.execvp(command[0], command)
+    # Through this interpreter: `.venv/bin/lsq-pipeline ui` works without activating the venv.
+    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "--port", str(args.port)]
+    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} " + " ".join(command), flush=True)
+    os.execv(command[0], command)
 
 
 def _add_ui_command(subparsers: argparse._SubParsersAction) -> None:
@@ -225,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate_command(subparsers)
     _add_demo_command(subparsers)
     _add_sync_command(subparsers)
+    _add_retry_command(subparsers)
+    _add_history_command(subparsers)
     _add_ui_command(subparsers)
     return parser
 

@@ -43,7 +43,11 @@ class PipelineSettings(BaseSettings):
     max_in_flight: int = Field(8, ge=1)
     leads_in_bulk: bool = True
     max_reject_rate: float = Field(0.20, ge=0, le=1)
-    duckdb_memory_limit: str = "1GB"
+    max_change_share: float = Field(0.5, ge=0, le=1)
+    max_attempts: int = Field(5, ge=1)
+    alert_webhook: str = ""
+    file_settle_seconds: float = Field(60.0, ge=0)
+    duckdb_memory_limit: str = "768MB"  # DuckDB fills its buffer pool up to it: + Python, a step stays under 1 GB
 
     @field_validator("plan", mode="before")
     @classmethod

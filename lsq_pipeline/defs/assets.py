@@ -4,8 +4,9 @@ Every asset processes the days of its run in order (a backfill over a range is o
 every step is safe to re-run: each replaces its own days, and the push resolves creates that
 may already have landed through LeadSquared's duplicate rule."""
 
-
+import warnings
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -18,7 +19,7 @@ from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.defs.source import SourceResource
 from lsq_pipeline.sync import extract as extract_rules
 from lsq_pipeline.sync import plan as plan_rules
-from lsq_pipeline.sync import validate
+from lsq_pipeline.sync import history, validate
 from lsq_pipeline.sync.push import Pusher
 from lsq_pipeline.sync.reconcile import ReconcileSummary, reconcile
 from lsq_pipeline.sync.warehouse import ensure_schema
@@ -26,6 +27,30 @@ from lsq_pipeline.sync.warehouse import ensure_schema
 WAREHOUSE_POOL = "lsq_warehouse"
 API_POOL = "leadsquared_api"
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+# A range backfill as one run needs `backfill_policy`, still beta in Dagster 1.13 with no stable
+# equivalent: quiet exactly that warning, so `demo` and `sync` print only their own lines.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
+
+def selected(context: dg.AssetExecutionContext, result: dg.MaterializeResult | dg.AssetCheckResult):
+    """The result if its asset (or check) is selected in this run. The multi-assets are
+    subsettable, so the UI's "Materialize all" over a range of days is accepted as one backfill
+    (Dagster 1.13 refuses it for a non-subsettable multi-asset whose outputs have different
+    parents); the step still refreshes every table of its days, which is harmless."""
+    if isinstance(result, dg.AssetCheckResult):
+        wanted = dg.AssetCheckKey(dg.AssetKey.from_coercible(result.asset_key), result.check_name)
+        if wanted in context.selected_asset_check_keys:
+            yield result
+    elif dg.AssetKey.from_coercible(result.asset_key) in context.selected_asset_keys:
+        yield result
+
+
+def errors_csv_path(database: str, run_id: str) -> Path:
+    """Where a run's errors CSV goes: `errors/<run id>.csv` next to the warehouse file."""
+    return Path(database).parent / "errors" / f"{run_id}.csv"
+
+
+DRIFT_PREVIEW_ROWS = 20
 
 
 def run_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -55,6 +80,7 @@ IN_RUN_DAYS = "day IN (SELECT unnest($1::DATE[]))"
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     pool=WAREHOUSE_POOL,
+    can_subset=True,
 )
 def extract(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source: SourceResource):
     """Load the day's export files into DuckDB. Re-running a day replaces that day's rows."""
@@ -70,18 +96,18 @@ def extract(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source
             context.log.debug(f"{day}: {loaded['applications']} applications, {loaded['events']} events")
         for warning in warnings:
             context.log.warning(warning)
-        yield dg.MaterializeResult(
+        yield from selected(context, dg.MaterializeResult(
             asset_key="raw_applications",
             metadata={
                 "days": ", ".join(str(d) for d in days),
                 "warnings": "\n".join(warnings) or "none",
                 **table_metadata(conn, "raw_applications", IN_RUN_DAYS, [days]),
             },
-        )
-        yield dg.MaterializeResult(
+        ))
+        yield from selected(context, dg.MaterializeResult(
             asset_key="raw_events",
             metadata=table_metadata(conn, "raw_events", IN_RUN_DAYS, [days]),
-        )
+        ))
 
 
 @dg.multi_asset(
@@ -113,12 +139,15 @@ def extract(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source
         dg.AssetCheckSpec(
             "reject_rate_below_threshold",
             asset="rejects",
-            description="The share of rejected application rows stays under the configured threshold.",
+            description="The share of rejected application rows stays under LSQ_MAX_REJECT_RATE; "
+            "above it the run stops before anything is pushed (a bad export).",
+            blocking=True,
         )
     ],
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     pool=WAREHOUSE_POOL,
+    can_subset=True,
 )
 def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source: SourceResource):
     """Normalise and validate the days' rows against the mapping; re-running replaces the days."""
@@ -137,20 +166,20 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
                 WHERE {IN_RUN_DAYS} AND source_file LIKE '%applications%'""",
             [days],
         ).fetchone()[0]
-        yield dg.MaterializeResult(
+        yield from selected(context, dg.MaterializeResult(
             asset_key="opportunity_records",
             metadata=table_metadata(conn, "opportunity_records", IN_RUN_DAYS, [days]),
-        )
-        yield dg.MaterializeResult(
+        ))
+        yield from selected(context, dg.MaterializeResult(
             asset_key="activity_records",
             metadata=table_metadata(conn, "activity_records", IN_RUN_DAYS, [days]),
-        )
+        ))
         by_field = conn.execute(
             f"""SELECT field, count(*) AS rows FROM rejects WHERE {IN_RUN_DAYS}
                 GROUP BY field ORDER BY rows DESC, field""",
             [days],
         ).fetchall()
-        yield dg.MaterializeResult(
+        yield from selected(context, dg.MaterializeResult(
             asset_key="rejects",
             metadata={
                 "accepted_applications": dg.MetadataValue.int(accepted),
@@ -159,20 +188,29 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
                 ),
                 **table_metadata(conn, "rejects", IN_RUN_DAYS, [days]),
             },
-        )
+        ))
     rate = rejected_rows / raw if raw else 0.0
-    yield dg.AssetCheckResult(
+    yield from selected(context, dg.AssetCheckResult(
         asset_key="rejects",
         check_name="reject_rate_below_threshold",
         passed=rate <= source.max_reject_rate,
-        severity=dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "reject_rate": dg.MetadataValue.float(round(rate, 4)),
             "threshold": dg.MetadataValue.float(source.max_reject_rate),
             "rejected_rows": dg.MetadataValue.int(rejected_rows),
             "raw_rows": dg.MetadataValue.int(raw),
         },
-    )
+    ))
+
+
+class PlanConfig(dg.Config):
+    max_change_share: float | None = None
+    """Overrides LSQ_MAX_CHANGE_SHARE for this run (e.g. 1.0 for a deliberate mass update)."""
+    retry_source_ids: list[str] = []
+    """Failed records to send again now, refused or out of attempts (the `retry` command)."""
+    retry_all_failed: bool = False
+    """Send every failed record again now."""
 
 
 @dg.asset(
@@ -182,15 +220,31 @@ def transform(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
     pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
     group_name="transform",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "change_share_below_threshold",
+            asset="sync_plan",
+            description="The plan updates at most LSQ_MAX_CHANGE_SHARE of the known opportunities; above it "
+            "(a broken mapping, a corrupted export) the run stops before the push. Override per run "
+            "with the asset's config `max_change_share`.",
+            blocking=True,
+        )
+    ],
 )
-def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source: SourceResource):
+def sync_plan(
+    context: dg.AssetExecutionContext, config: PlanConfig, warehouse: DuckDBResource, source: SourceResource
+):
     """What to send: creates, updates with only the changed fields, activities; unchanged and
     stale records send nothing. Computed against the state table, so re-planning is harmless."""
     days = run_days(context)
     mapping = source.load_mapping()
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
-        counts = plan_rules.plan_days(conn, days, mapping)
+        counts = plan_rules.plan_days(
+            conn, days, mapping, max_attempts=source.max_attempts,
+            retry_ids=config.retry_source_ids, retry_all_failed=config.retry_all_failed,
+        )
+        known = conn.execute("SELECT count(*) FROM opportunity_state WHERE opportunity_id IS NOT NULL").fetchone()[0]
         activities = conn.execute(
             f"SELECT count(*) FROM activity_plan WHERE {IN_RUN_DAYS}", [days]
         ).fetchone()[0]
@@ -198,16 +252,34 @@ def sync_plan(context: dg.AssetExecutionContext, warehouse: DuckDBResource, sour
             action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE) for action in ("create", "update")
         }
         context.log.debug(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
-                **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0))
-                   for action in ("create", "update", "unchanged", "stale", "refused")},
+                **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0)) for action in plan_rules.ACTIONS},
+                "mode": dg.MetadataValue.text(mapping.opportunity.mode),
                 "planned_activities": dg.MetadataValue.int(activities),
                 "create_batches": dg.MetadataValue.int(batches["create"]),
                 "update_batches": dg.MetadataValue.int(batches["update"]),
                 **table_metadata(conn, "sync_plan", IN_RUN_DAYS, [days]),
             }
         )
+    threshold = source.max_change_share if config.max_change_share is None else config.max_change_share
+    share = counts.get("update", 0) / known if known else 0.0
+    yield dg.AssetCheckResult(
+        asset_key="sync_plan",
+        check_name="change_share_below_threshold",
+        passed=share <= threshold,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None if share <= threshold else (
+            f"the plan updates {share:.0%} of the {known} known opportunities (limit {threshold:.0%}); "
+            "if intended, re-run with a higher max_change_share"
+        ),
+        metadata={
+            "change_share": dg.MetadataValue.float(round(share, 4)),
+            "threshold": dg.MetadataValue.float(threshold),
+            "planned_updates": dg.MetadataValue.int(counts.get("update", 0)),
+            "known_opportunities": dg.MetadataValue.int(known),
+        },
+    )
 
 
 @dg.asset(
@@ -249,10 +321,17 @@ def push_journal(
             f"daily call budget spent: {summary.records_waiting} records and {summary.activities_waiting} "
             "activities wait; the next run after 00:00 UTC continues"
         )
+    run_id = context.run.run_id
     with warehouse.get_connection() as conn:
-        journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [context.run.run_id])
+        journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [run_id])
+        counts = history.action_counts(conn, run_id, days)
+        errors = history.record_errors(conn, run_id, days)
+        errors_csv = history.write_errors_csv(conn, run_id, errors_csv_path(warehouse.database, run_id))
     return dg.MaterializeResult(
         metadata={
+            **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
+            "errors": dg.MetadataValue.int(errors),
+            "errors_csv": dg.MetadataValue.path(str(errors_csv.resolve())),
             "lead_bulk_calls": dg.MetadataValue.int(summary.lead_calls),
             "leads_sent_in_bulk": dg.MetadataValue.int(summary.leads_sent),
             "lead_bulk_calls_failed": dg.MetadataValue.int(summary.lead_calls_failed),
@@ -318,7 +397,8 @@ def opportunity_state(
     client = leadsquared.get_client()
     before = client.stats()
     try:
-        summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full)
+        summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full,
+                            crm_owned=mapping.opportunity.crm_owned(), repaired=mapping.opportunity.repaired())
         day_spent = False
     except DailyBudgetExhausted as error:  # pending rows stay pending: the next run reads them back
         context.log.warning(f"reconcile skipped: {error}")
@@ -337,8 +417,8 @@ def opportunity_state(
             """
         ).fetchall()
         drifted = conn.execute(
-            """SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
-               WHERE status = 'drifted' ORDER BY source_id LIMIT 20"""
+            f"""SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
+               WHERE status = 'drifted' ORDER BY source_id LIMIT {DRIFT_PREVIEW_ROWS}"""
         ).fetchall()
         state_meta = table_metadata(conn, "opportunity_state", "TRUE", [])
     yield dg.MaterializeResult(
@@ -348,6 +428,12 @@ def opportunity_state(
             "drifted": dg.MetadataValue.int(summary.drifted),
             "missing_in_leadsquared": dg.MetadataValue.int(summary.missing),
             "newly_rejected": dg.MetadataValue.int(summary.rejected),
+            "repaired": dg.MetadataValue.int(summary.repaired),
+            "drift_details": dg.MetadataValue.md(
+                preview(["source_id", "opportunity_id", "field", "sent", "held", "modified_on", "repaired"],
+                        summary.drift_details[:DRIFT_PREVIEW_ROWS])
+                if summary.drift_details else "no drift"
+            ),
             "full_reconcile": dg.MetadataValue.bool(config.full),
             "daily_budget_exhausted": dg.MetadataValue.bool(day_spent),
             "states": dg.MetadataValue.json(statuses),

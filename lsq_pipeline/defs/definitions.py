@@ -8,7 +8,9 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from lsq_pipeline.defs import assets
-from lsq_pipeline.defs.jobs import daily_sync_schedule, dry_run_job, sync_job
+from lsq_pipeline.defs.alerts import AlertWebhook
+from lsq_pipeline.defs.jobs import daily_sync_schedule, dry_run_job, retry_job, sync_job
+from lsq_pipeline.defs.sensors import alert_on_failed_runs, new_source_files, record_successful_runs
 from lsq_pipeline.defs.resources import LeadSquaredResource
 from lsq_pipeline.defs.source import SourceResource
 from lsq_pipeline.leadsquared.budget import BUDGET_FIELDS
@@ -43,7 +45,11 @@ def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableReso
             source_dir=str(settings.source_dir),
             mapping_path=str(settings.mapping),
             max_reject_rate=settings.max_reject_rate,
+            max_change_share=settings.max_change_share,
+            max_attempts=settings.max_attempts,
+            file_settle_seconds=settings.file_settle_seconds,
         ),
+        "alert_webhook": AlertWebhook(url=settings.alert_webhook),
     }
 
 
@@ -52,8 +58,9 @@ def build_definitions(settings: PipelineSettings | None = None) -> dg.Definition
     settings.check_paths()
     return dg.Definitions(
         assets=[assets.extract, assets.transform, assets.sync_plan, assets.push_journal, assets.opportunity_state],
-        jobs=[sync_job, dry_run_job],
+        jobs=[sync_job, dry_run_job, retry_job],
         schedules=[daily_sync_schedule],
+        sensors=[record_successful_runs, alert_on_failed_runs, new_source_files],
         resources=build_resources(settings),
     )
 

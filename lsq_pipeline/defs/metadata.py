@@ -8,6 +8,9 @@ import dagster as dg
 import duckdb
 
 from lsq_pipeline.leadsquared import ClientStats
+from lsq_pipeline.leadsquared.models import EndpointStats
+
+EMPTY = EndpointStats()
 
 PREVIEW_ROWS = 5
 PREVIEW_CELL_CHARS = 60
@@ -49,8 +52,14 @@ def table_metadata(
 
 
 def api_metadata(before: ClientStats, after: ClientStats) -> dict[str, dg.MetadataValue]:
-    """What this step spent of the account's API budget."""
+    """What this step spent of the account's API budget, in all and per endpoint (`api_calls_bulk_add`...)."""
+    per_endpoint = {
+        f"api_calls_{name}": dg.MetadataValue.int(stats.calls - before.per_endpoint.get(name, EMPTY).calls)
+        for name, stats in sorted(after.per_endpoint.items())
+        if stats.calls - before.per_endpoint.get(name, EMPTY).calls
+    }
     return {
+        **per_endpoint,
         "api_calls": dg.MetadataValue.int(after.calls - before.calls),
         "api_items": dg.MetadataValue.int(after.items - before.items),
         "api_retries": dg.MetadataValue.int(after.retries - before.retries),

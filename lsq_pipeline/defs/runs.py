@@ -29,7 +29,7 @@ def use_project_instance() -> dg.DagsterInstance:
     with FileLock(home / ".storage.lock"):
         instance = dg.DagsterInstance.get()
         instance.get_runs(limit=1)
-        instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.RUN_SUCCESS), limit=1)
+        instance.fetch_run_status_changes(dg.DagsterEventType.RUN_SUCCESS, limit=1)
         instance.all_instigator_state()
     return instance
 
@@ -46,8 +46,34 @@ def dry_run_job_definition() -> dg.JobDefinition:
     return defs.resolve_job_def("dry_run_job")
 
 
-def run_config(full_reconcile: bool) -> dict:
-    return {"ops": {"opportunity_state": {"config": {"full": full_reconcile}}}} if full_reconcile else {}
+def run_config(
+    full_reconcile: bool = False,
+    max_change_share: float | None = None,
+    retry_source_ids: list[str] | None = None,
+    retry_all_failed: bool = False,
+) -> dict:
+    """The run config of the sync (or retry) job for the command line's options."""
+    ops: dict[str, dict] = {}
+    if full_reconcile:
+        ops["opportunity_state"] = {"config": {"full": True}}
+    plan = {
+        key: value
+        for key, value in (
+            ("max_change_share", max_change_share),
+            ("retry_source_ids", retry_source_ids),
+            ("retry_all_failed", retry_all_failed or None),
+        )
+        if value is not None
+    }
+    if plan:
+        ops["sync_plan"] = {"config": plan}
+    return {"ops": ops} if ops else {}
+
+
+def retry_job_definition() -> dg.JobDefinition:
+    from lsq_pipeline.defs.definitions import defs
+
+    return defs.resolve_job_def("retry_job")
 
 
 def launch(
@@ -57,14 +83,18 @@ def launch(
     full_reconcile: bool = False,
     in_process: bool = False,
     quiet: bool = True,
+    config: dict | None = None,
+    retry: bool = False,
 ) -> dg.DagsterRun:
-    """Run the sync (or its dry run) over `first`..`last` as ONE run on the project instance.
+    """Run the sync (or its dry run, or the retry job) over `first`..`last` as ONE run on the
+    project instance, and write it to the run history (no daemon watches command-line runs).
 
     `in_process` runs every step in this process (the demo's speed); otherwise each step gets
     its own process, as under the daemon. `quiet` keeps the console to the push's progress
-    (every ~10 s, info) and warnings; the full event log is in the UI."""
+    (every ~10 s, info) and warnings; the full event log is in the UI. A dry retry plans only
+    (`sync_plan`)."""
     instance = use_project_instance()
-    job_fn = dry_run_job_definition if dry_run else sync_job_definition
+    job_fn = retry_job_definition if retry else dry_run_job_definition if dry_run else sync_job_definition
     tags = (
         {"dagster/partition": first.isoformat()}
         if first == last
@@ -75,16 +105,25 @@ def launch(
     )
     tags = {**tags, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     release_dead_runs(instance)
-    config = {} if dry_run else run_config(full_reconcile)
+    config = dict(config if config is not None else {} if dry_run else run_config(full_reconcile))
     if quiet:
         config = {**config, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    selection = [dg.AssetKey("sync_plan")] if retry and dry_run else None
     if in_process:
         result = job_fn().execute_in_process(
-            run_config=config, instance=instance, tags=tags, raise_on_error=False
+            run_config=config, instance=instance, tags=tags, raise_on_error=False, asset_selection=selection
         )
     else:
-        result = dg.execute_job(dg.reconstructable(job_fn), instance=instance, run_config=config, tags=tags)
-    return instance.get_run_by_id(result.run_id)
+        result = dg.execute_job(
+            dg.reconstructable(job_fn), instance=instance, run_config=config, tags=tags, asset_selection=selection
+        )
+    run = instance.get_run_by_id(result.run_id)
+    if not dry_run:
+        from lsq_pipeline.defs.definitions import defs
+        from lsq_pipeline.defs.history import record_run_outcome
+
+        record_run_outcome(instance, run, defs.resources["warehouse"])
+    return run
 
 
 def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -161,7 +200,8 @@ class DaySummary:
 
 def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> DaySummary:
     instance = dg.DagsterInstance.get()
-    api_calls = write_calls = records_waiting = 0
+    read_calls = records_waiting = 0
+    write_calls: int | None = None
     day_spent = False
     seen: set[dg.AssetKey] = set()
     for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
@@ -171,9 +211,10 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
         seen.add(materialization.asset_key)
         calls = materialization.metadata.get("api_calls")
         if calls is not None:
-            api_calls += calls.value
             if materialization.asset_key.path[-1] == "push_journal":
-                write_calls += calls.value
+                write_calls = calls.value
+            else:
+                read_calls += calls.value
         if materialization.asset_key.path[-1] == "push_journal" and "daily_budget_exhausted" in materialization.metadata:
             day_spent = day_spent or materialization.metadata["daily_budget_exhausted"].value
             records_waiting += materialization.metadata["records_waiting"].value
@@ -196,6 +237,11 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
                                        WHERE run_id = $1 AND kind <> 'activity' AND status = 'ok')""",
             [run.run_id],
         ).fetchone()[0]
+        if write_calls is None:  # the push died before its metadata: count the batches it sent
+            write_calls = conn.execute(
+                "SELECT count(DISTINCT batch_id) FROM push_journal WHERE run_id = $1 AND status <> 'not_sent'",
+                [run.run_id],
+            ).fetchone()[0]
         rejected = conn.execute(
             "SELECT count(DISTINCT (day, source_file, row_number)) FROM rejects WHERE day BETWEEN $1 AND $2",
             [first, last],
@@ -209,7 +255,7 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
         rejected=rejected,
         failed=failed,
         activities=journal.get("activity:ok", 0),
-        api_calls=api_calls,
+        api_calls=read_calls + write_calls,
         write_calls=write_calls,
         daily_budget_exhausted=day_spent,
         records_waiting=records_waiting,

@@ -15,7 +15,14 @@ class SourceResource(dg.ConfigurableResource):
 
     source_dir: str = Field(description="folder of YYYY-MM-DD/ day folders (LSQ_SOURCE_DIR)")
     mapping_path: str = Field(description="the mapping YAML (LSQ_MAPPING)")
-    max_reject_rate: float = Field(default=0.20, description="reject share above which the check warns")
+    max_reject_rate: float = Field(default=0.20, description="reject share above which the run stops before the push")
+    max_change_share: float = Field(
+        default=0.5, description="share of known opportunities a run may update before it stops (LSQ_MAX_CHANGE_SHARE)"
+    )
+    max_attempts: int = Field(default=5, description="sends of a transiently failed record before it waits (LSQ_MAX_ATTEMPTS)")
+    file_settle_seconds: float = Field(
+        default=60.0, description="how long a day's files must stay unchanged before the sensor syncs them"
+    )
 
     def source_path(self) -> Path:
         return Path(self.source_dir)

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from pyrate_limiter import AbstractBucket, InMemoryBucket, Rate, RedisBucket, SQLiteBucket
@@ -33,6 +34,15 @@ class BudgetStore(ABC):
     @abstractmethod
     def window_bucket(self, rate_class: str, rates: list[Rate]) -> AbstractBucket:
         """The log of call starts of `rate_class`, checked against `rates`."""
+
+    def window_lock(self, rate_class: str, bucket: AbstractBucket) -> AbstractContextManager[object]:
+        """Held by one process at a time around reading the clock and putting a start in the log.
+
+        pyrate-limiter's buckets take the timestamp from the caller: a process that read the
+        clock, then waited (for the file lock, for the CPU), would check the log without the
+        starts other processes put in meanwhile, and overfill the window.
+        """
+        return nullcontext()
 
     @abstractmethod
     def count_call(self, day: str, limit: int | None) -> bool:
@@ -113,6 +123,9 @@ class SQLiteStore(BudgetStore):
         self._buckets.append(bucket)
         return bucket
 
+    def window_lock(self, rate_class: str, bucket: AbstractBucket) -> AbstractContextManager[object]:
+        return bucket.lock  # the bucket's file lock (re-entrant): its put takes it again
+
     def count_call(self, day: str, limit: int | None) -> bool:
         with self._lock:
             cursor = self._conn.execute(
@@ -178,6 +191,10 @@ class RedisStore(BudgetStore):
 
     def window_bucket(self, rate_class: str, rates: list[Rate]) -> AbstractBucket:
         return RedisBucket.init(rates, self._redis, f"{self.namespace}:window:{rate_class}")
+
+    def window_lock(self, rate_class: str, bucket: AbstractBucket) -> AbstractContextManager[object]:
+        # redis-py's lock (SET NX PX, released by a script); it expires if its holder dies.
+        return self._redis.lock(f"{self.namespace}:window-lock:{rate_class}", timeout=10, sleep=0.002)
 
     def count_call(self, day: str, limit: int | None) -> bool:
         limit_value = _NO_DAILY_LIMIT if limit is None else limit

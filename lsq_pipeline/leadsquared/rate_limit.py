@@ -34,12 +34,10 @@ _LEAK_EVERY = 64
 """Drop expired entries from the log every this many admitted calls."""
 
 
-def window_with_margin(seconds: float, margin_fraction: float = 0.02, margin_min: float = 0.25) -> float:
-    """The client's window: the server's plus max(2 %, 250 ms), capped at 5 % of the window.
+def window_with_margin(seconds: float, margin_fraction: float = 0.02, margin_min: float = 0.1) -> float:
+    """The client's window: the server's plus max(2 %, 100 ms), capped at 5 % of the window.
 
-    At 25 calls / 5 s this is 5.25 s, i.e. 0.95 of the ceiling: a call's start may reach the
-    server a few hundred ms late on a loaded machine (measured with two processes sharing one
-    budget), and the oldest start of the window must not be counted later than the newest.
+    At 25 calls / 5 s this is 5.1 s, i.e. 0.98 of the ceiling.
     """
     margin = max(seconds * margin_fraction, margin_min)
     return seconds + min(margin, seconds * 0.05)  # 1 / 1.05 > 0.95 of the ceiling
@@ -130,15 +128,16 @@ class SlidingWindow:
         return self._wait(self._free_in)
 
     def _wait(self, wait_ms_at: Callable[[int], int]) -> float:
-        """Sleep until `wait_ms_at(now_ms)`, asked under the lock with a fresh clock each time,
-        answers 0 or less; the seconds waited."""
+        """Sleep until `wait_ms_at(now_ms)`, asked under the locks (this process's and the store's,
+        so processes sharing the window never miss each other's starts) with a fresh clock each
+        time, answers 0 or less; the seconds waited."""
         started = time.monotonic()
         while True:
             pause_left = self._paused_until - time.monotonic()
             if pause_left > 0:
                 time.sleep(pause_left)
                 continue
-            with self._lock:
+            with self._lock, self.store.window_lock(self.rate_class, self._bucket):
                 wait_ms = wait_ms_at(self._bucket.now())
                 window_seconds = self.window_seconds
             if wait_ms <= 0:

@@ -53,6 +53,10 @@ class FieldSpec(_Strict):
     value_map: dict[str, str] | None = None
     greater_than: float | None = None
     part: Literal["first", "rest"] | None = None
+    owner: Literal["source", "crm"] = "source"
+    """`crm`: LeadSquared's users own the field: sent when the opportunity is created, never again."""
+    on_drift: Literal["report", "repair"] = "report"
+    """A source-owned field changed in LeadSquared: report it, or send the sent value again."""
 
     @model_validator(mode="after")
     def _consistent(self) -> FieldSpec:
@@ -70,6 +74,8 @@ class FieldSpec(_Strict):
             raise ValueError(f"'max_length' only applies to a string, not to type {self.type}")
         if self.greater_than is not None and self.type != "number":
             raise ValueError(f"'greater_than' only applies to a number, not to type {self.type}")
+        if self.owner == "crm" and self.on_drift != "report":
+            raise ValueError("a field owned by the CRM is never sent again: 'on_drift' does not apply")
         if self.part is not None and self.type != "string":
             raise ValueError("'part' (first / rest word of a name) only applies to a string")
         if self.value_map is not None:
@@ -141,6 +147,16 @@ class OpportunitySpec(_Strict):
     note: FieldSpec | None = None
     status_field: SchemaName = "Status"
     status_comment: StatusComment | None = None
+    mode: Literal["upsert", "update_only", "create_only"] = "upsert"
+    """`update_only` never creates, `create_only` never updates: what the other would do is `skipped`."""
+
+    def crm_owned(self) -> list[str]:
+        """Schema names the CRM's users own: sent on create only, never drift."""
+        return [name for name, spec in self.fields.items() if spec.owner == "crm"]
+
+    def repaired(self) -> list[str]:
+        """Schema names sent again when someone changed them in LeadSquared."""
+        return [name for name, spec in self.fields.items() if spec.on_drift == "repair"]
 
 
 class ActivitySpec(_Strict):
@@ -201,6 +217,8 @@ def _check_cross_references(mapping: Mapping) -> list[str]:
 
     def spec_ok(path: str, spec: FieldSpec, columns: tuple[str, ...], file: str, template_ok: bool = False) -> None:
         column_ok(f"{path}.column", spec.column, columns, file)
+        if not template_ok and (spec.owner != "source" or spec.on_drift != "report"):
+            problems.append(f"{path}: 'owner' and 'on_drift' apply to opportunity.fields only")
         if spec.template is not None and not template_ok:
             problems.append(f"{path}.template: templates are supported in opportunity.fields and "
                             "opportunity.note only; give a column")
@@ -223,6 +241,11 @@ def _check_cross_references(mapping: Mapping) -> list[str]:
         spec_ok(f"opportunity.fields.{name}", spec, APPLICATION_COLUMNS, apps, template_ok=True)
     if opp.note:
         spec_ok("opportunity.note", opp.note, APPLICATION_COLUMNS, apps, template_ok=True)
+        if opp.note.owner != "source" or opp.note.on_drift != "report":
+            problems.append("opportunity.note: 'owner' and 'on_drift' apply to opportunity.fields only")
+    if opp.status_comment and opp.status_field in opp.crm_owned():
+        problems.append(f"opportunity.status_field: {opp.status_field!r} is owned by the CRM; "
+                        "its status comment would never follow it (drop one of the two)")
     if opp.status_comment:
         for name in template_columns(opp.status_comment.template):
             column_ok("opportunity.status_comment.template", name, APPLICATION_COLUMNS, apps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 import duckdb
@@ -9,7 +10,15 @@ import duckdb
 from lsq_pipeline.sync.mapping import Mapping
 from lsq_pipeline.sync.sql import day_list_sql, literal
 
-ACTIONS = ("create", "update", "unchanged", "stale", "refused")
+ACTIONS = ("create", "update", "unchanged", "stale", "refused", "skipped")
+# A state row whose error is not one of LeadSquared's business errors (`MX...`): a timeout, a
+# 5xx, the rate limit; worth sending again on a later run.
+RETRYABLE_SQL = "NOT starts_with(coalesce(error, ''), 'MX')"
+# Why a mode skips what upsert would send (sync_plan.reason, then the state row's error).
+SKIPPED_BY_MODE = {
+    "update_only": ("create", "mode update_only: no opportunity for this record, and this mode never creates"),
+    "create_only": ("update", "mode create_only: the opportunity exists, and this mode never updates"),
+}
 
 
 def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
@@ -22,21 +31,48 @@ def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
     if opp.status_comment:
         comment = literal(opp.status_comment.field)
         comment_clause = f" OR (e.key = {comment} AND {new}[{status}] IS DISTINCT FROM {old}[{status}])"
+    crm_owned = f"[{', '.join(literal(name) for name in opp.crm_owned())}]::VARCHAR[]"  # sent on create only
     return f"""to_json(map_from_entries(list_concat(
-                list_filter(map_entries({new}), lambda e: e.value IS DISTINCT FROM {old}[e.key]{comment_clause}),
-                list_transform(list_filter(map_keys({old}), lambda k: {new}[k] IS NULL),
+                list_filter(map_entries({new}), lambda e: NOT list_contains({crm_owned}, e.key)
+                            AND (e.value IS DISTINCT FROM {old}[e.key]{comment_clause})),
+                list_transform(list_filter(map_keys({old}), lambda k: {new}[k] IS NULL
+                                           AND NOT list_contains({crm_owned}, k)),
                                lambda k: struct_pack(key := k, value := '')))))"""
 
 
-def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mapping) -> dict[str, int]:
+def _full_fields_sql(mapping: Mapping, fields: str, sent: str) -> str:
+    """Every mapped field as it will stand once the update lands: a CRM-owned field keeps the
+    value last sent (it is not sent again), the others the source's."""
+    crm_owned = mapping.opportunity.crm_owned()
+    if not crm_owned:
+        return fields
+    kept = ", ".join(f"{literal(name)}, json_extract({sent}, {literal('$.' + name)})" for name in crm_owned)
+    return f"json_merge_patch({fields}, json_object({kept}))"
+
+
+def plan_days(
+    conn: duckdb.DuckDBPyConnection,
+    days: list[date],
+    mapping: Mapping,
+    max_attempts: int = 5,
+    retry_ids: Sequence[str] = (),
+    retry_all_failed: bool = False,
+) -> dict[str, int]:
     """Replace the days' rows in sync_plan and activity_plan, in one transaction.
 
     Each source_id's latest version across the days is compared with its state row: no state
     (or no opportunity id yet) -> create; older than the version last synced -> stale (never
     pushed); same hash as sent -> unchanged; else update with only the changed fields. The exact
     version LeadSquared refused last time -> refused (not re-sent until the source changes).
-    Events are planned unless their activity was already created. Returns counts by action
+    The mapping's mode turns the creates (`update_only`) or updates (`create_only`) into
+    `skipped`, with the reason. Events are planned unless their activity was already created. Returns counts by action
     and `activities`.
+
+    Retries: a record whose last send failed for a transient reason (not an `MX...` business
+    error) and has been tried fewer than `max_attempts` times is planned again in this run,
+    whatever its day, from its latest version. `retry_ids` and `retry_all_failed` (the `retry`
+    command) do the same for refused records and for those out of attempts. Such records are
+    planned under the run's last day.
     """
     days = sorted(set(days))
     if not days:
@@ -46,23 +82,37 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
     try:
         conn.execute(f"DELETE FROM sync_plan WHERE day IN {in_days}")
         conn.execute(f"DELETE FROM activity_plan WHERE day IN {in_days}")
+        skipped_action, skipped_reason = SKIPPED_BY_MODE.get(mapping.opportunity.mode, (None, None))
         conn.execute(f"""
-            INSERT INTO sync_plan
-            WITH latest AS (  -- found on the narrow (source_id, version, day), then the whole rows
-                SELECT * FROM opportunity_records
-                WHERE day IN {in_days} AND (source_id, day) IN (
-                    SELECT (source_id, day) FROM opportunity_records WHERE day IN {in_days}
+            INSERT INTO sync_plan (day, source_id, action, opportunity_id, fields, full_fields, search_by_value,
+                                   lead_fields, owner_email, note, record_hash, source_updated_at, reason)
+            WITH forced AS (
+                SELECT source_id FROM opportunity_state
+                WHERE status = 'failed' AND (source_id IN (SELECT unnest($retry_ids::VARCHAR[])) OR $retry_all)
+            ), retried AS (
+                SELECT source_id FROM opportunity_state
+                WHERE status = 'failed' AND {RETRYABLE_SQL} AND coalesce(attempts, 0) < $max_attempts
+                UNION SELECT source_id FROM forced
+            ), latest AS (  -- found on the narrow (source_id, version, day), then the whole rows
+                SELECT * REPLACE (CASE WHEN day IN {in_days} THEN day ELSE DATE '{days[-1]}' END AS day)
+                FROM opportunity_records
+                WHERE (day IN {in_days} OR source_id IN (SELECT source_id FROM retried)) AND (source_id, day) IN (
+                    SELECT (source_id, day) FROM opportunity_records
+                    WHERE day IN {in_days} OR source_id IN (SELECT source_id FROM retried)
                     QUALIFY row_number() OVER (
                         PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1)
             ), decided AS (
                 SELECT l.*, s.opportunity_id AS state_opportunity_id, s.sent_fields,
                     CASE WHEN s.status = 'failed'
                               AND s.failed_hash = md5(concat_ws('|', l.record_hash, l.lead_fields::VARCHAR))
+                              AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $max_attempts)
+                              AND l.source_id NOT IN (SELECT source_id FROM forced)
                               THEN 'refused'
                          WHEN s.source_id IS NULL OR s.opportunity_id IS NULL THEN 'create'
                          WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
                          WHEN l.record_hash = s.sent_hash THEN 'unchanged'
-                         ELSE 'update' END AS action
+                         ELSE 'update' END AS upsert_action,
+                    CASE WHEN upsert_action = $skipped THEN 'skipped' ELSE upsert_action END AS action
                 FROM latest l LEFT JOIN opportunity_state s USING (source_id)
             )
             SELECT day, source_id, action,
@@ -70,12 +120,15 @@ def plan_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: Mappin
                    CASE action WHEN 'create' THEN fields
                                WHEN 'update' THEN {_changed_fields_sql(mapping, 'new_map', 'old_map')}
                    END,
-                   fields, search_by_value, lead_fields, owner_email, note, record_hash, source_updated_at
+                   CASE WHEN action = 'update' THEN {_full_fields_sql(mapping, 'fields', 'sent_fields')} ELSE fields END,
+                   search_by_value, lead_fields, owner_email, note, record_hash, source_updated_at,
+                   CASE WHEN action = 'skipped' THEN $reason END
             FROM (SELECT *,
                     CASE WHEN action = 'update' THEN CAST(fields AS MAP(VARCHAR, VARCHAR)) END AS new_map,
                     CASE WHEN action = 'update' THEN coalesce(CAST(sent_fields AS MAP(VARCHAR, VARCHAR)),
                                                               MAP {{}}::MAP(VARCHAR, VARCHAR)) END AS old_map
-                  FROM decided)""")
+                  FROM decided)""", {"skipped": skipped_action, "reason": skipped_reason, "retry_ids": list(retry_ids),
+                                  "retry_all": retry_all_failed, "max_attempts": max_attempts})
         conn.execute(f"""
             INSERT INTO activity_plan
             SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at

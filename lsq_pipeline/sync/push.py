@@ -24,7 +24,14 @@ from datetime import date
 
 import duckdb
 
-from lsq_pipeline.leadsquared import DailyBudgetExhausted, LeadSquaredClient, RowResult, fields_from_dict
+from lsq_pipeline.leadsquared import (
+    DailyBudgetExhausted,
+    LeadSquaredClient,
+    RateLimitedError,
+    RowResult,
+    TransientError,
+    fields_from_dict,
+)
 from lsq_pipeline.leadsquared.errors import LeadSquaredAPIError
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.sync import leads, state
@@ -185,7 +192,8 @@ class Pusher:
         """Send journalled entries; every entry comes back with its result. A call LeadSquared
         refused whole with an MX error wrote nothing: its rows are journalled `split` and sent
         again in two halves (each journalled first), down to single rows, whose result is then
-        that error. Once the day's call budget is spent, an entry not sent comes back with
+        that error. A call still failing after the client's retries leaves its rows failed
+        with a transient error (retried by a later run). Once the day's call budget is spent, an entry not sent comes back with
         `None` and the status `not_sent` (its record stays planned), and nothing more is sent."""
         if self.summary.daily_budget_exhausted:
             return self._not_sent(entries, [None] * len(entries))
@@ -197,6 +205,12 @@ class Pusher:
         except LeadSquaredAPIError as error:
             results = error.results or [None] * len(entries)
             refusal = error
+        except (TransientError, RateLimitedError) as error:
+            # Still failing after the client's retries (timeouts, 5xx, the rate limit): the
+            # call's items end failed with that error and a later run sends them again (creates
+            # are found by the duplicate rule, updates are idempotent); the push goes on.
+            failed = RowResult(ok=False, exception_type=type(error).__name__, exception_message=str(error))
+            return [(entry, result or failed) for entry, result in zip(entries, error.results or [None] * len(entries))]
         answered: list[tuple[JournalEntry, RowResult | None]] = [
             (entry, result) for entry, result in zip(entries, results) if result is not None
         ]

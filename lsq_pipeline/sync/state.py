@@ -197,7 +197,7 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
             opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
             sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields,
             source_updated_at = excluded.source_updated_at, status = 'pending', error = NULL,
-            last_synced_at = excluded.last_synced_at
+            last_synced_at = excluded.last_synced_at, attempts = 0
         """,
         [
             [e.source_id for e, _ in pairs],
@@ -213,14 +213,17 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
 def _upsert_failed(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
     """A refused write: the record is `failed` with the error; what was synced before stays, and
     a hash of the refused version (its fields and its lead's) is kept so that exact version is
-    not sent again."""
+    not sent again (after a transient error, not before `max_attempts` sends: see the plan).
+    `attempts` counts the failed sends of that version."""
     if not pairs:
         return
     conn.execute(
         """
-        INSERT INTO opportunity_state AS s (source_id, event_code, status, error, failed_hash, last_synced_at)
-        SELECT unnest($1), $2, 'failed', unnest($3), md5(concat_ws('|', unnest($4), unnest($5))), now()
+        INSERT INTO opportunity_state AS s
+            (source_id, event_code, status, error, failed_hash, last_synced_at, attempts)
+        SELECT unnest($1), $2, 'failed', unnest($3), md5(concat_ws('|', unnest($4), unnest($5))), now(), 1
         ON CONFLICT (source_id) DO UPDATE SET status = 'failed', error = excluded.error,
+            attempts = CASE WHEN s.failed_hash = excluded.failed_hash THEN coalesce(s.attempts, 0) + 1 ELSE 1 END,
             failed_hash = excluded.failed_hash, last_synced_at = excluded.last_synced_at
         """,
         [[e.source_id for e, _ in pairs], event_code, [e.error for e, _ in pairs],
@@ -228,14 +231,62 @@ def _upsert_failed(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEnt
     )
 
 
-def settle(conn: duckdb.DuckDBPyConnection, updates: list[tuple], event_code: int, days: Sequence[date]) -> int:
+def settle(
+    conn: duckdb.DuckDBPyConnection,
+    updates: list[tuple],
+    event_code: int,
+    days: Sequence[date],
+    drift: dict[str, dict] | None = None,
+    repaired: dict[str, set[str]] | None = None,
+) -> int:
     """What reconcile read back, in one transaction: each row `(source_id, status, lead_id,
-    remote_fields JSON, remote_modified_on, drift_fields, error)` settles its state row; rejected
-    records of `days` that were never synced get a `rejected` row. Returns how many were new rejects."""
+    remote_fields JSON, remote_modified_on, drift_fields, error)` settles its state row, with
+    `drift` (source id -> {field: {sent, held, modified_on}}) and the fields `repaired` (sent
+    again); rejected records of `days` that were never synced get a `rejected` row, and those the
+    sync mode skipped a `skipped` one. Returns how many were new rejects."""
     with _transaction(conn):
         if updates:
             _settle_read_back(conn, updates)
+        _record_drift(conn, drift or {}, repaired or {})
+        _mark_skipped(conn, event_code, days)
         return _mark_rejected(conn, event_code, days)
+
+
+def _record_drift(conn: duckdb.DuckDBPyConnection, drift: dict[str, dict], repaired: dict[str, set[str]]) -> None:
+    """Per read-back row: the drifted fields with the value sent, the value held and LeadSquared's
+    ModifiedOn (NULL when none); and, when some were sent again, which and when."""
+    if not drift:
+        return
+    source_ids = list(drift)
+    conn.execute(
+        """
+        UPDATE opportunity_state AS s
+        SET drift = u.drift::JSON,
+            repaired_fields = CASE WHEN len(u.repaired) > 0 THEN u.repaired ELSE s.repaired_fields END,
+            repaired_at = CASE WHEN len(u.repaired) > 0 THEN now() ELSE s.repaired_at END
+        FROM (SELECT unnest($1) AS source_id, unnest($2) AS drift, unnest($3::VARCHAR[][]) AS repaired) AS u
+        WHERE s.source_id = u.source_id
+        """,
+        [source_ids,
+         [json.dumps(drift[source_id], ensure_ascii=False, sort_keys=True) if drift[source_id] else None
+          for source_id in source_ids],
+         [sorted(repaired.get(source_id, ())) for source_id in source_ids]],
+    )
+
+
+def _mark_skipped(conn: duckdb.DuckDBPyConnection, event_code: int, days: Sequence[date]) -> None:
+    """Records of these days that the sync mode skipped: state `skipped`, the reason in `error`
+    (a known opportunity keeps its id and what was last sent)."""
+    conn.execute(
+        """
+        INSERT INTO opportunity_state (source_id, event_code, status, error, last_synced_at)
+        SELECT source_id, $1, 'skipped', reason, now() FROM sync_plan
+        WHERE day IN (SELECT unnest($2::DATE[])) AND action = 'skipped'
+        ON CONFLICT (source_id) DO UPDATE SET status = 'skipped', error = excluded.error,
+                                              last_synced_at = excluded.last_synced_at
+        """,
+        [event_code, list(days)],
+    )
 
 
 def _settle_read_back(conn: duckdb.DuckDBPyConnection, updates: list[tuple]) -> None:

@@ -30,10 +30,6 @@ FORMULA_STARTS = ("=", "+", "-", "@")
 NUL_SHOWN_AS = "\u2400"
 
 
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _t(column: str) -> str:
     """The quoted name of a source column's trimmed text."""
     return identifier(f"t_{column}")
@@ -47,7 +43,7 @@ def _x(column: str) -> str:
 def _trimmed(column: str) -> str:
     """The column's text without surrounding whitespace, NULL when empty. trim() with a character
     set is slow, so it runs only on the few values that start or end with a control or space."""
-    c = _identifier(column)
+    c = identifier(column)
     return f"NULLIF(CASE WHEN {c}[1] <= ' ' OR {c}[-1] <= ' ' THEN trim({c}, e'{WHITESPACE}') ELSE {c} END, '')"
 
 
@@ -216,7 +212,7 @@ class _Query:
         narrow = [int(key[1:])] + ([int(version[1:])] if version else [])
         order = f"{version} DESC NULLS FIRST, row_number DESC" if version else "row_number DESC"
         latest = f"""
-            SELECT day, row_number FROM ({self._converted_sql(table, days, narrow)})
+            SELECT day, row_number, {key} AS key FROM ({self._converted_sql(table, days, narrow)})
             QUALIFY row_number() OVER (
                 PARTITION BY day, {key}, CASE WHEN {key} IS NULL THEN row_number END ORDER BY {order}) = 1"""
         reasons = self.reasons(extra)
@@ -224,7 +220,7 @@ class _Query:
         shown = f"chr(0), {literal(NUL_SHOWN_AS)}"
         entries = ", ".join(
             f"struct_pack(field := {literal(name)}, reason := r{i}, "
-            f"value := {f'replace({_identifier(name)}, {shown})' if is_column else 'NULL'})"
+            f"value := {f'replace({identifier(name)}, {shown})' if is_column else 'NULL'})"
             for i, (name, is_column, _) in enumerate(reasons))
         bad = " OR ".join(f"r{i} IS NOT NULL" for i in range(len(reasons)))
         selected = ", ".join(f"{sql} AS {name}" for name, sql in outputs)
@@ -236,16 +232,15 @@ class _Query:
                     SELECT *, CASE WHEN {bad} THEN list_filter([{entries}], lambda e: e.reason IS NOT NULL) END AS errors
                     FROM (SELECT *, {problems} FROM ({converted})))"""
 
-        return Check(table, _t(self.rules[int(key[1:])].column), latest, rows)
+        return Check(table, latest, rows)
 
 
 @dataclass(frozen=True)
 class Check:
-    """The SQL that checks one raw table: `latest` selects the (day, row_number) of the rows not
-    superseded; `rows(where)` gives the checked rows, with `errors` NULL when a row is fine."""
+    """The SQL that checks one raw table: `latest` selects the (day, row_number, key) of the rows
+    not superseded; `rows(where)` gives the checked rows, with `errors` NULL when a row is fine."""
 
     table: str
-    key: str  # the trimmed key column, as `rows` sees it
     latest: str
     rows: Callable[[str], str]
 
@@ -302,6 +297,7 @@ def _opportunity_check(mapping: Mapping, days: str) -> Check:
         else:
             fields.append((name, template_value(name, spec.template, spec.max_length)))
     fields.append((opp.owner.field, query.text(owner)))
+    crm_owned = opp.crm_owned()  # left out of record_hash: a change to them in the source is never sent
     status = dict(fields).get(opp.status_field)
     if opp.status_comment:
         comment = template_value(opp.status_comment.field, opp.status_comment.template,
@@ -317,7 +313,9 @@ def _opportunity_check(mapping: Mapping, days: str) -> Check:
     return query.check("raw_applications", days, key=source_id, version=updated_at, extra=template_checks, outputs=[
         ("source_id", t(opp.source_id.column)), ("source_updated_at", updated_at),
         ("search_by_value", query.text(search_by)), ("lead_fields", _json_object(lead)),
-        ("fields", _json_object(fields)), ("owner_email", f"lower({t(opp.owner.column)})"), ("note", note)])
+        ("fields", _json_object(fields)), ("owner_email", f"lower({t(opp.owner.column)})"), ("note", note),
+        ("source_owned_fields", _json_object([(name, sql) for name, sql in fields if name not in crm_owned])
+                                if crm_owned else "NULL")])
 
 
 def _activity_check(mapping: Mapping, days: str) -> Check:
@@ -382,7 +380,7 @@ def transform_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: M
             ("", _opportunity_check(mapping, in_days), "opportunity_records", "source_id", """
                 INSERT INTO opportunity_records
                 SELECT day, source_id, source_updated_at, search_by_value, lead_fields, fields,
-                       owner_email, note, md5(CAST(fields AS VARCHAR))"""),
+                       owner_email, note, md5(CAST(coalesce(source_owned_fields, fields) AS VARCHAR))"""),
             ("events_", _activity_check(mapping, in_days), "activity_records", "event_id", """
                 INSERT INTO activity_records
                 SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at"""),
@@ -390,8 +388,9 @@ def transform_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: M
             conn.execute(f"CREATE OR REPLACE TEMP TABLE _latest AS {check.latest}")
             is_latest = "(day, row_number) IN (SELECT (day, row_number) FROM _latest)"
             accepted = conn.execute(f"{insert} FROM ({check.rows(is_latest)}) WHERE errors IS NULL").fetchone()[0]
-            not_accepted = (f"{is_latest} AND ({check.key} IS NULL OR (day, {check.key}) NOT IN "
-                            f"(SELECT (day, {key}) FROM {records} WHERE day IN {in_days}))")
+            not_accepted = f"""(day, row_number) IN (
+                SELECT (day, row_number) FROM _latest WHERE key IS NULL OR (day, key) NOT IN (
+                    SELECT (day, {key}) FROM {records} WHERE day IN {in_days}))"""
             counts["reject_rows"] += conn.execute(f"""
                 INSERT INTO rejects
                 SELECT day, source_file, row_number, source_id, e.field, e.reason, e.value

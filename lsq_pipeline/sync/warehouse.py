@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from lsq_pipeline.sync import history
 from lsq_pipeline.sync.sql import identifier
 
 APPLICATION_COLUMNS: tuple[str, ...] = (
@@ -86,6 +87,7 @@ CREATE TABLE IF NOT EXISTS push_journal (
 TABLES: tuple[str, ...] = (
     "raw_applications", "raw_events", "opportunity_records", "activity_records", "rejects",
     "sync_plan", "activity_plan", "opportunity_state", "activity_state", "push_journal",
+    "sync_runs", "sync_errors",
 )
 
 
@@ -113,6 +115,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         "journal_parent_batch",
         "push_journal.parent_batch_id: the refused batch a split half was cut from",
         ("ALTER TABLE push_journal ADD COLUMN IF NOT EXISTS parent_batch_id VARCHAR",),
+    ),
+    Migration(
+        "modes_and_ownership",
+        "sync_plan.reason: why the sync mode skipped a record; opportunity_state.drift (per drifted field: "
+        "sent, held, modified_on), repaired_fields and repaired_at (fields sent again after a change in LeadSquared)",
+        (
+            "ALTER TABLE sync_plan ADD COLUMN IF NOT EXISTS reason VARCHAR",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS drift JSON",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS repaired_fields VARCHAR[]",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS repaired_at TIMESTAMP",
+        ),
+    ),
+    Migration(
+        "retries_and_history",
+        "opportunity_state.attempts (failed sends of the version in failed_hash, for automatic retries); "
+        "the run history tables sync_runs and sync_errors",
+        ("ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS attempts INTEGER DEFAULT 0", *history.SCHEMA_DDL),
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from datetime import date, timedelta
@@ -19,6 +17,7 @@ import requests
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline_tests.chaos.checks import ChaosPipeline, assert_end_state, subprocess_env
+from lsq_pipeline_tests.processes import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_DAY = date(2026, 11, 1)
@@ -63,12 +62,6 @@ TERMINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     answer = requests.post(url, json={"query": query, "variables": variables or {}}, timeout=30)
     answer.raise_for_status()
@@ -87,7 +80,7 @@ def deployment(tmp_path):
     home.mkdir()
     shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
     warehouse = tmp_path / "warehouse.duckdb"
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "dagster_dev.log"
     with run_sandbox(rate_limit_calls=0, latency_ms=5) as sandbox:
         env = subprocess_env(
@@ -106,7 +99,7 @@ def deployment(tmp_path):
             _wait_for_location(url, process, log_path)
             yield url, ChaosPipeline(source_dir=source, warehouse=warehouse, sandbox_url=sandbox.url), log_path
         finally:
-            _stop(process)
+            stop_group(process)
 
 
 def _wait_for_location(url: str, process: subprocess.Popen, log_path: Path) -> None:
@@ -127,25 +120,6 @@ def _wait_for_location(url: str, process: subprocess.Popen, log_path: Path) -> N
         time.sleep(1)
     raise AssertionError("dagster dev did not serve the code location in time:\n"
                          + log_path.read_text(errors="replace")[-3000:])
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the whole group (webserver, daemon, code server, run workers), then SIGKILL."""
-    for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        # The group may outlive its leader (run workers): make sure it is gone.
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        return
 
 
 @pytest.mark.slow

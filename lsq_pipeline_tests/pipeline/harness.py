@@ -37,6 +37,7 @@ class Pipeline:
     secret_key: str = SANDBOX_SECRET_KEY
     mapping: Path = MAPPING
     leads_in_bulk: bool = True
+    overrides: dict = field(default_factory=dict)  # other settings, e.g. {"max_attempts": 2}
 
     def settings(self) -> PipelineSettings:
         return PipelineSettings(
@@ -48,18 +49,32 @@ class Pipeline:
             mapping=self.mapping,
             leads_in_bulk=self.leads_in_bulk,
             rate_limit_calls=0,
-            max_reject_rate=0.5,
+            **{"max_reject_rate": 0.5, **self.overrides},
         )
 
-    def run(self, first: date, last: date | None = None, job: str = "sync_job", full: bool = False):
+    def definitions(self) -> dg.Definitions:
+        return build_definitions(self.settings())
+
+    def run(
+        self, first: date, last: date | None = None, job: str = "sync_job", full: bool = False,
+        config: dict | None = None,
+    ):
         """One run over first..last, in process; returns the ExecuteInProcessResult."""
-        definitions = build_definitions(self.settings())
-        return definitions.resolve_job_def(job).execute_in_process(
+        if config is None:
+            config = run_config(full) if job == "sync_job" else {}
+        return self.definitions().resolve_job_def(job).execute_in_process(
             instance=self.instance,
             tags=range_tags(first, last or first),
-            run_config=run_config(full) if job == "sync_job" else {},
+            run_config=config,
             raise_on_error=False,
         )
+
+    def record(self, result) -> dict | None:
+        """Write the run to sync_runs, as the run-status sensors do under the daemon."""
+        from lsq_pipeline.defs.history import record_run_outcome
+
+        run = self.instance.get_run_by_id(result.run_id)
+        return record_run_outcome(self.instance, run, self.definitions().resources["warehouse"])
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with duckdb.connect(str(self.warehouse), read_only=True) as conn:

@@ -1,5 +1,6 @@
-"""A push that dies mid-way (every answer lost, the step fails with writes landed but unanswered),
-then a re-run: exactly one opportunity per record, all in sync."""
+"""A push whose every answer is lost (the writes landed, the calls failed after their retries):
+the records end `failed` with a transient error instead of stopping the run, and the next run
+sends them again by itself: exactly one opportunity per record, all in sync."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from lsq_pipeline_tests.pipeline.harness import Pipeline
 
 
 @pytest.mark.timeout(180)
-def test_a_crash_mid_push_then_a_rerun_ends_with_one_opportunity_per_record(tmp_path):
+def test_lost_answers_then_a_rerun_ends_with_one_opportunity_per_record(tmp_path):
     source = tmp_path / "source"
     generate(source, rows=60, days=1, seed=8, start_day=FIRST_DAY, dirty_rate=0.0)
     state = tmp_path / "sandbox-state.jsonl"
@@ -29,12 +30,13 @@ def test_a_crash_mid_push_then_a_rerun_ends_with_one_opportunity_per_record(tmp_
         account=account, rate_limit_calls=0, lost_response_rate=1.0, seed=2, state_path=state
     ) as broken:
         pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", broken.url)
-        crashed = pipeline.run(FIRST_DAY)
-        assert not crashed.success
+        lost = pipeline.run(FIRST_DAY)
+        assert lost.success
         landed = pipeline.remote_by_source()
     assert landed, "the lost answers' writes landed in LeadSquared"
-    unanswered = pipeline.scalar("SELECT count(*) FROM push_journal WHERE status = 'sent'")
-    assert unanswered > 0
+    failed = pipeline.query("SELECT error, attempts FROM opportunity_state WHERE status = 'failed'")
+    assert failed and all(error.startswith("TransientError") and attempts == 1 for error, attempts in failed)
+    unanswered = pipeline.scalar("SELECT count(*) FROM push_journal WHERE status = 'unknown'")
 
     with run_sandbox(account=account, rate_limit_calls=0, state_path=state) as healthy:
         pipeline.sandbox_url = healthy.url
@@ -49,6 +51,7 @@ def test_a_crash_mid_push_then_a_rerun_ends_with_one_opportunity_per_record(tmp_
     assert {row[0] for row in pipeline.query("SELECT DISTINCT status FROM opportunity_state")} == {"in_sync"}
     assert pipeline.scalar("SELECT count(*) FROM push_journal WHERE status = 'sent'") == 0
     assert pipeline.scalar("SELECT count(*) FROM push_journal WHERE status = 'unknown'") == unanswered
+    assert pipeline.scalar("SELECT max(attempts) FROM opportunity_state") == 0
     created_activities = pipeline.scalar("SELECT count(*) FROM activity_state WHERE status = 'created'")
     assert created_activities > 0
     assert len(activities) >= created_activities

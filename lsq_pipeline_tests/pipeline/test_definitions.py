@@ -44,7 +44,12 @@ def test_assets_take_the_pools_that_protect_duckdb_and_the_api_budget():
 def test_checks_jobs_and_schedule_are_defined():
     graph = defs.resolve_asset_graph()
     checks = {key.name for key in graph.asset_check_keys}
-    assert checks == {"reject_rate_below_threshold", "one_opportunity_per_record", "pushed_records_in_sync"}
+    assert checks == {
+        "reject_rate_below_threshold", "change_share_below_threshold",
+        "one_opportunity_per_record", "pushed_records_in_sync",
+    }
+    blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
+    assert blocking == {"reject_rate_below_threshold", "change_share_below_threshold"}
     sync_job = defs.resolve_job_def("sync_job")
     dry_run = defs.resolve_job_def("dry_run_job")
     assert sync_job.partitions_def is not None
@@ -56,13 +61,27 @@ def test_checks_jobs_and_schedule_are_defined():
     assert schedule.cron_schedule == "0 3 * * *"
 
 
-def test_schedule_runs_the_day_that_just_ended():
-    schedule = defs.resolve_schedule_def("daily_sync_schedule")
+def schedule_tick(day: int):
+    """The daily schedule evaluated at 03:00 UTC on 2026-11-`day`, with the project's resources."""
     import datetime as dt
 
-    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 15, 3, 0, tzinfo=dt.UTC))
-    requests = list(schedule.evaluate_tick(context).run_requests)
+    context = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(2026, 11, day, 3, 0, tzinfo=dt.UTC),
+        resources={"source": defs.resources["source"]},
+        repository_def=defs.get_repository_def(),
+    )
+    return defs.resolve_schedule_def("daily_sync_schedule").evaluate_tick(context)
+
+
+def test_schedule_runs_the_day_that_just_ended():
+    requests = list(schedule_tick(15).run_requests)
     assert [r.partition_key for r in requests] == ["2026-11-14"]
+
+
+def test_schedule_skips_a_day_with_no_folder_with_a_message():
+    result = schedule_tick(20)
+    assert not result.run_requests
+    assert "nothing to sync for 2026-11-19" in result.skip_message
 
 
 @pytest.mark.parametrize(

@@ -121,3 +121,19 @@ def test_ensure_sandbox_starts_the_server_with_the_budget(tmp_path) -> None:
         assert _stats(planned)["DailyLimit"] == 34_560  # other options: a new server
     finally:
         stop_sandbox(state)
+
+
+def test_lead_bulk_routes_are_in_the_bulk_class_over_http() -> None:
+    from lsq_pipeline_tests.sandbox.conftest import LEAD_BULK_CREATE, lead
+
+    with run_sandbox(plan="pro") as sandbox:  # general 5 / 5 s, bulk 1 / 5 s
+        def create(n: int) -> requests.Response:
+            return requests.post(sandbox.url + LEAD_BULK_CREATE, json=[lead(EmailAddress=f"bulk{n}@example.com")],
+                                 headers=KEYS, timeout=5)
+
+        assert create(1).status_code == 200
+        refused = create(2)
+        assert refused.status_code == 429 and "limit of 1 in 5 second(s)" in refused.json()["ExceptionMessage"]
+        # The bulk call took one general start: 4 of the 5 are left for the other endpoints.
+        assert [_read(sandbox.url).status_code for _ in range(5)] == [200] * 4 + [429]
+        assert _stats(sandbox.url)["Refused"] == {"general": {"window": 1, "daily": 0}, "bulk": {"window": 1, "daily": 0}}

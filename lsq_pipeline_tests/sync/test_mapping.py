@@ -90,6 +90,32 @@ def test_templates_only_where_they_are_rendered(raw):
     assert "events.note.template: templates are supported in opportunity.fields and opportunity.note only" in _error(raw)
 
 
+def test_mode_and_ownership_are_read_with_defaults(raw, mapping):
+    assert mapping.opportunity.mode == "upsert"
+    assert mapping.opportunity.crm_owned() == [] and mapping.opportunity.repaired() == []
+    raw["opportunity"]["mode"] = "create_only"
+    raw["opportunity"]["fields"]["mx_Custom_3"]["owner"] = "crm"
+    raw["opportunity"]["fields"]["mx_Custom_4"]["on_drift"] = "repair"
+    opp = parse_mapping(raw).opportunity
+    assert (opp.mode, opp.crm_owned(), opp.repaired()) == ("create_only", ["mx_Custom_3"], ["mx_Custom_4"])
+
+
+def test_mode_and_ownership_mistakes_name_the_key(raw):
+    bad_mode = copy.deepcopy(raw)
+    bad_mode["opportunity"]["mode"] = "insert"
+    assert "opportunity.mode: Input should be 'upsert', 'update_only' or 'create_only'" in _error(bad_mode)
+    both = copy.deepcopy(raw)
+    both["opportunity"]["fields"]["mx_Custom_3"].update(owner="crm", on_drift="repair")
+    assert "opportunity.fields.mx_Custom_3: Value error, a field owned by the CRM is never sent again" in _error(both)
+    lead = copy.deepcopy(raw)
+    lead["opportunity"]["lead"]["capture_fields"]["Phone"]["owner"] = "crm"
+    assert ("opportunity.lead.capture_fields.Phone: 'owner' and 'on_drift' apply to opportunity.fields only"
+            in _error(lead))
+    status = copy.deepcopy(raw)
+    status["opportunity"]["fields"]["Status"]["owner"] = "crm"
+    assert "opportunity.status_field: 'Status' is owned by the CRM" in _error(status)
+
+
 @pytest.mark.parametrize(
     "name", ['mx_Custom_3"; DROP TABLE opportunity_state; --', "mx Custom 3", "3mx", "mx-Custom", "", "Státus"]
 )

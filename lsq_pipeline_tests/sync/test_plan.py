@@ -44,7 +44,7 @@ def _plan(conn) -> dict[str, tuple]:
 def test_new_records_are_created_with_all_fields(conn, load, mapping):
     load(DAY, [good_application()])
     assert plan_days(conn, [DAY], mapping) == {
-        "create": 1, "update": 0, "unchanged": 0, "stale": 0, "refused": 0, "activities": 0
+        "create": 1, "update": 0, "unchanged": 0, "stale": 0, "refused": 0, "skipped": 0, "activities": 0
     }
     action, opportunity_id, fields, full = _plan(conn)["APP-1"]
     assert (action, opportunity_id) == ("create", None) and fields == full and fields["mx_Custom_19"] == "Stage: New"

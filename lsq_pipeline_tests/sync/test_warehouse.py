@@ -72,7 +72,7 @@ def test_a_warehouse_of_the_previous_release_is_upgraded_in_place_keeping_its_ro
     # The upgraded warehouse works: APP-1 keeps its opportunity (an update, not a second create).
     _load_day(conn, tmp_path, mapping)
     assert plan_days(conn, [DAY], mapping) == {
-        "create": 1, "update": 1, "unchanged": 0, "stale": 0, "refused": 0, "activities": 0}
+        "create": 1, "update": 1, "unchanged": 0, "stale": 0, "refused": 0, "skipped": 0, "activities": 0}
     assert conn.execute("SELECT opportunity_id FROM sync_plan WHERE source_id = 'APP-1'").fetchone()[0] == (
         "11111111-1111-4111-8111-111111111111")
 

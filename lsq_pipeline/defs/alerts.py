@@ -1,0 +1,40 @@
+"""The alert webhook: a JSON summary of a failed or blocked run POSTed to `LSQ_ALERT_WEBHOOK`
+(Slack-style incoming webhooks, an on-call tool, any HTTP receiver)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+import dagster as dg
+import requests
+from pydantic import Field
+
+
+def _plain(value: object) -> object:
+    return value.isoformat() if isinstance(value, (date, datetime)) else value
+
+
+class AlertWebhook(dg.ConfigurableResource):
+    """Where alerts go; an empty URL sends none."""
+
+    url: str = Field(default="", description="the receiver's URL (LSQ_ALERT_WEBHOOK); empty: no alerts")
+    timeout_seconds: float = 10.0
+
+    def post(self, summary: dict[str, object]) -> bool:
+        """POST the summary as JSON; True when sent and answered 2xx. A receiver that is down
+        must not hide the run's own failure, so errors are returned, not raised."""
+        if not self.url:
+            return False
+        body = {key: _plain(value) for key, value in summary.items()}
+        if isinstance(body.get("api_calls"), str):
+            body["api_calls"] = json.loads(body["api_calls"])
+        body["text"] = (
+            f"lsq_pipeline run {body['run_id']} {body['status']} for {body['first_day']}..{body['last_day']}"
+            + (f": {body['reason']}" if body.get("reason") else "")
+        )
+        try:
+            answer = requests.post(self.url, json=body, timeout=self.timeout_seconds)
+        except requests.RequestException:
+            return False
+        return answer.ok

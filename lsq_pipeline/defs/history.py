@@ -1,0 +1,115 @@
+"""A finished Dagster run as its `sync_runs` row: status (blocked by a check or failed), its days,
+timing and API figures from the run's events; counts and errors from the warehouse.
+
+Called by the run-status sensors (runs under the daemon and the UI) and by the command line after
+its own runs (no daemon there), so every run gets exactly one row, re-written if recorded twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, datetime, timezone
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from lsq_pipeline.sync import history
+from lsq_pipeline.sync.warehouse import ensure_schema
+
+# The client's endpoint each journal kind goes to, for runs that died before the push's metadata.
+ENDPOINT_OF_KIND = {"create": "bulk_add", "capture": "capture", "update": "bulk_update", "activity": "bulk_activities"}
+API_CALLS_PREFIX = "api_calls_"
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+def run_day_range(run: dg.DagsterRun) -> tuple[date, date] | None:
+    """The run's first and last day, from its partition tags; None for an unpartitioned run."""
+    if run.tags.get("dagster/partition"):
+        day = date.fromisoformat(run.tags["dagster/partition"])
+        return day, day
+    start, end = (run.tags.get(tag) for tag in RANGE_TAGS)
+    return (date.fromisoformat(start), date.fromisoformat(end)) if start and end else None
+
+
+def _metadata_by_asset(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, object]]:
+    """The last materialization's metadata values of each asset of the run, by asset name."""
+    found: dict[str, dict[str, object]] = {}
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        found[materialization.asset_key.path[-1]] = {k: v.value for k, v in materialization.metadata.items()}
+    return found
+
+
+def blocking_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The blocking checks that failed with severity ERROR in the run, as `asset: check`."""
+    failed = []
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if not evaluation.passed and evaluation.blocking and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failed.append(f"{evaluation.asset_key.to_user_string()}: {evaluation.check_name}")
+    return failed
+
+
+def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    for record in records:
+        error = record.event_log_entry.dagster_event.event_specific_data.error
+        if error is not None:
+            return f"{record.event_log_entry.step_key}: {error.message.strip().splitlines()[0]}"
+    return None
+
+
+def _timestamp(seconds: float | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None) if seconds else None
+
+
+def record_run_outcome(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse: DuckDBResource
+) -> dict[str, object] | None:
+    """Write the run's `sync_runs` row and `sync_errors`; returns the row (None: no days)."""
+    days = run_day_range(run)
+    if days is None:
+        return None
+    blocked = blocking_failures(instance, run.run_id)
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        status, reason = "succeeded", None
+    elif blocked:
+        status, reason = "blocked", "blocked by " + ", ".join(blocked)
+    else:
+        status, reason = "failed", _failure_message(instance, run.run_id) or f"run {run.status.value}"
+    metadata = _metadata_by_asset(instance, run.run_id)
+    push, reconcile = metadata.get("push_journal"), metadata.get("opportunity_state", {})
+    stats = instance.get_run_record_by_id(run.run_id)
+    with warehouse.get_connection() as conn:
+        ensure_schema(conn)
+        if push is None:
+            batches = conn.execute(
+                "SELECT kind, count(DISTINCT batch_id) FROM push_journal"
+                " WHERE run_id = $1 AND status <> 'not_sent' GROUP BY kind",
+                [run.run_id],
+            ).fetchall()
+            api_calls = Counter({ENDPOINT_OF_KIND[kind]: calls for kind, calls in batches})
+        else:
+            api_calls = Counter()
+        for step in (push or {}, reconcile):
+            api_calls.update({k.removeprefix(API_CALLS_PREFIX): v for k, v in step.items()
+                              if k.startswith(API_CALLS_PREFIX) and v})
+        return history.record_run(
+            conn,
+            history.RunRecord(
+                run_id=run.run_id,
+                job=run.job_name,
+                first_day=days[0],
+                last_day=days[1],
+                status=status,
+                reason=reason,
+                mode=str(metadata.get("sync_plan", {}).get("mode", "")) or None,
+                started_at=_timestamp(stats.start_time if stats else None),
+                ended_at=_timestamp(stats.end_time if stats else None),
+                api_calls=dict(api_calls),
+                rate_limited_calls=sum(int(step.get("api_rate_limited_429", 0)) for step in (push or {}, reconcile)),
+                items_per_second=(push or {}).get("items_per_second"),
+                budget_exhausted=bool((push or {}).get("daily_budget_exhausted", False)),
+            ),
+        )

@@ -1,0 +1,166 @@
+"""Run history: `sync_runs` (one row per run) and `sync_errors` (one row per failed or rejected
+record per run), so a person can see what each night did without reading the journal.
+
+Everything here is computed from the warehouse (plan, journal, rejects) plus the figures the
+caller passes in (API calls, timing), so it can be re-written for a run at any time."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+
+ACTIONS = ("create", "update", "capture", "activity")
+OUTCOMES = ("planned", "attempted", "succeeded", "failed")
+RUN_STATUSES = ("succeeded", "failed", "blocked")
+
+SCHEMA_DDL: tuple[str, ...] = (
+    """
+CREATE TABLE IF NOT EXISTS sync_runs (
+    run_id VARCHAR PRIMARY KEY, job VARCHAR, first_day DATE, last_day DATE, mode VARCHAR,
+    status VARCHAR, reason VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
+    """
+    + ",\n    ".join(f"{outcome}_{action} INTEGER" for action in ACTIONS for outcome in OUTCOMES)
+    + """,
+    api_calls JSON, api_calls_total INTEGER, rate_limited_calls INTEGER, items_per_second DOUBLE,
+    budget_exhausted BOOLEAN, errors INTEGER
+)""",
+    """
+CREATE TABLE IF NOT EXISTS sync_errors (
+    run_id VARCHAR, kind VARCHAR, day DATE, source_id VARCHAR, event_id VARCHAR,
+    field VARCHAR, error VARCHAR, payload JSON
+)""",
+)
+ERROR_COLUMNS = ("run_id", "kind", "day", "source_id", "event_id", "field", "error", "payload")
+# The field a LeadSquared error names: "... for field 'mx_Custom_5' ...", "A Lead with same Phone
+# already exists.", or a bare schema name.
+_FIELD_IN_ERROR = r"""coalesce(nullif(regexp_extract(error, 'field ''([^'']+)''', 1), ''),
+                               nullif(regexp_extract(error, 'with same (\w+)', 1), ''),
+                               nullif(regexp_extract(error, '(mx_[A-Za-z0-9_]+)', 1), ''))"""
+
+
+@dataclass
+class RunRecord:
+    """One row of `sync_runs`: what the caller knows that the warehouse does not."""
+
+    run_id: str
+    job: str
+    first_day: date
+    last_day: date
+    status: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    mode: str | None = None
+    """The mapping's sync mode (upsert, update_only, create_only); None when the run never planned."""
+    reason: str | None = None
+    api_calls: dict[str, int] = field(default_factory=dict)
+    rate_limited_calls: int = 0
+    items_per_second: float | None = None
+    budget_exhausted: bool = False
+
+
+def action_counts(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[date]) -> dict[str, int]:
+    """`planned_create`, `attempted_update`, `failed_activity`, ... for one run over its days.
+
+    Planned counts come from the plan of the days (a capture is never planned: it is a create
+    whose lead was missing, so `planned_capture` is 0); the rest from the run's journal rows. A
+    create handed on to Capture is counted as attempted, not failed."""
+    planned = dict(
+        conn.execute(
+            """SELECT action, count(*) FROM sync_plan WHERE day IN (SELECT unnest($1::DATE[])) GROUP BY action
+               UNION ALL
+               SELECT 'activity', count(*) FROM activity_plan WHERE day IN (SELECT unnest($1::DATE[]))""",
+            [list(days)],
+        ).fetchall()
+    )
+    rows = conn.execute(
+        """
+        SELECT kind, count(*) FILTER (status <> 'not_sent'), count(*) FILTER (status = 'ok'),
+               count(*) FILTER (status IN ('failed', 'unknown') AND NOT (kind = 'create' AND source_id IN (
+                   SELECT source_id FROM push_journal WHERE run_id = $1 AND kind = 'capture')))
+        FROM push_journal WHERE run_id = $1 GROUP BY kind
+        """,
+        [run_id],
+    ).fetchall()
+    counts = {f"{outcome}_{action}": 0 for action in ACTIONS for outcome in OUTCOMES}
+    for action in ("create", "update", "activity"):
+        counts[f"planned_{action}"] = planned.get(action, 0)
+    for kind, attempted, succeeded, failed in rows:
+        counts[f"attempted_{kind}"] = attempted
+        counts[f"succeeded_{kind}"] = succeeded
+        counts[f"failed_{kind}"] = failed
+    return counts
+
+
+def record_errors(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[date]) -> int:
+    """(Re)write the run's `sync_errors`: every journal row it sent that failed, and every
+    rejected source row of its days. The payload is the journal's, which never holds a key."""
+    conn.execute("DELETE FROM sync_errors WHERE run_id = $1", [run_id])
+    conn.execute(
+        f"""
+        INSERT INTO sync_errors
+        SELECT run_id, kind, day, source_id, event_id, {_FIELD_IN_ERROR}, error, payload
+        FROM push_journal
+        WHERE run_id = $1 AND status IN ('failed', 'unknown')
+          AND NOT (kind = 'create' AND source_id IN (
+              SELECT source_id FROM push_journal WHERE run_id = $1 AND kind = 'capture'))
+        UNION ALL
+        SELECT $1, 'reject', day, source_id, NULL, field, reason,
+               to_json({{'source_file': source_file, 'row_number': row_number, 'value': value}})
+        FROM rejects WHERE day IN (SELECT unnest($2::DATE[]))
+        """,
+        [run_id, list(days)],
+    )
+    return conn.execute("SELECT count(*) FROM sync_errors WHERE run_id = $1", [run_id]).fetchone()[0]
+
+
+def write_errors_csv(conn: duckdb.DuckDBPyConnection, run_id: str, path: Path) -> Path:
+    """The run's `sync_errors` as a CSV a person can open in a spreadsheet."""
+    rows = conn.execute(
+        f"SELECT {', '.join(ERROR_COLUMNS)} FROM sync_errors WHERE run_id = $1 ORDER BY kind, day, source_id",
+        [run_id],
+    ).fetchall()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(ERROR_COLUMNS)
+        writer.writerows(rows)
+    return path
+
+
+def record_run(conn: duckdb.DuckDBPyConnection, record: RunRecord) -> dict[str, object]:
+    """Write (or re-write) the run's `sync_runs` row and its `sync_errors`; returns the row."""
+    days = _days(record.first_day, record.last_day)
+    errors = record_errors(conn, record.run_id, days)
+    row: dict[str, object] = {
+        "run_id": record.run_id, "job": record.job, "first_day": record.first_day,
+        "last_day": record.last_day, "mode": record.mode, "status": record.status,
+        "reason": record.reason, "started_at": record.started_at, "ended_at": record.ended_at,
+        **action_counts(conn, record.run_id, days),
+        "api_calls": json.dumps(record.api_calls, sort_keys=True),
+        "api_calls_total": sum(record.api_calls.values()),
+        "rate_limited_calls": record.rate_limited_calls,
+        "items_per_second": record.items_per_second,
+        "budget_exhausted": record.budget_exhausted,
+        "errors": errors,
+    }
+    conn.execute(
+        f"INSERT OR REPLACE INTO sync_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+        list(row.values()),
+    )
+    return row
+
+
+def recent_runs(conn: duckdb.DuckDBPyConnection, last: int) -> tuple[list[str], list[tuple]]:
+    """The newest `last` runs, newest first: column names and rows."""
+    cursor = conn.execute("SELECT * FROM sync_runs ORDER BY started_at DESC NULLS LAST, run_id LIMIT $1", [last])
+    return [d[0] for d in cursor.description], cursor.fetchall()
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [date.fromordinal(n) for n in range(first.toordinal(), last.toordinal() + 1)]

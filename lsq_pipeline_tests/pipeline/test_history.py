@@ -1,0 +1,131 @@
+"""Run history and alerts: sync_runs and sync_errors, the push's metadata and errors CSV, and the
+run-failure sensor's webhook, POSTed to a real local HTTP receiver."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+import pytest
+
+from lsq_pipeline.defs.sensors import alert_on_failed_runs, record_successful_runs
+from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
+from lsq_pipeline_tests.pipeline.harness import rewrite_rows
+
+
+def refuse_one_record(pipeline) -> set[str]:
+    """Give a second application another lead with the first one's phone: LeadSquared refuses
+    whichever of the two comes second; returns both ids."""
+    applications = pipeline.source_dir / FIRST_DAY.isoformat() / "applications.csv"
+    rows = list(csv.DictReader(applications.open(encoding="utf-8")))
+    first, second = rows[0], next(r for r in rows[1:] if r["email"] != rows[0]["email"])
+    rewrite_rows(applications, lambda r: {**r, "phone": first["phone"]}
+                 if r["application_id"] == second["application_id"] else r)
+    return {first["application_id"], second["application_id"]}
+
+
+def push_metadata(result) -> dict:
+    [materialization] = result.asset_materializations_for_node("push_journal")
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+@pytest.fixture
+def receiver():
+    """A local HTTP server that keeps the JSON bodies POSTed to it."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_run_writes_its_history_errors_csv_and_metadata(make_pipeline):
+    pipeline = make_pipeline(rows=30, days=1, dirty_rate=0.1)
+    pair = refuse_one_record(pipeline)
+    result = pipeline.run(FIRST_DAY)
+    assert result.success
+    meta = push_metadata(result)
+    accepted = pipeline.scalar("SELECT count(DISTINCT source_id) FROM opportunity_records")
+    assert meta["planned_create"] == accepted
+    assert meta["attempted_create"] == accepted
+    assert meta["succeeded_create"] + meta["succeeded_capture"] == accepted - 1
+    assert meta["failed_capture"] + meta["failed_create"] == 1
+    assert meta["api_calls_bulk_add"] >= 1 and meta["api_calls_capture"] >= 1
+
+    rejected = pipeline.scalar("SELECT count(*) FROM rejects")
+    assert rejected > 0
+    with open(meta["errors_csv"], encoding="utf-8") as handle:
+        lines = list(csv.DictReader(handle))
+    assert len(lines) == meta["errors"] == rejected + 1
+    [failure] = [line for line in lines if line["kind"] != "reject"]
+    assert failure["source_id"] in pair and failure["field"] == "Phone"
+    assert "already exists" in failure["error"]
+    assert "sandbox-secret-key" not in failure["payload"] and "sandbox-access-key" not in failure["payload"]
+
+    row = pipeline.record(result)
+    assert row["status"] == "succeeded" and row["job"] == "sync_job"
+    [(status, days, created, failed, calls, errors, started, ended)] = pipeline.query(
+        """SELECT status, first_day || '..' || last_day, succeeded_create + succeeded_capture,
+                  failed_create + failed_capture, api_calls_total, errors, started_at, ended_at
+           FROM sync_runs WHERE run_id = $1""",
+        [result.run_id],
+    )
+    assert (status, created, failed, errors) == ("succeeded", accepted - 1, 1, rejected + 1)
+    assert days == f"{FIRST_DAY}..{FIRST_DAY}"
+    assert calls >= meta["api_calls"] and started <= ended
+    assert pipeline.scalar("SELECT count(*) FROM sync_errors WHERE run_id = $1 AND field = 'Phone'",
+                           [result.run_id]) == 1
+
+
+def test_the_failure_sensor_records_a_blocked_run_and_posts_a_summary(make_pipeline, receiver):
+    url, received = receiver
+    pipeline = make_pipeline(rows=30, days=1, dirty_rate=0.5)
+    pipeline.overrides = {"max_reject_rate": 0.1, "alert_webhook": url}
+    result = pipeline.run(FIRST_DAY)
+    assert not result.success
+    run = pipeline.instance.get_run_by_id(result.run_id)
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    resources = pipeline.definitions().resources
+    context = dg.build_run_status_sensor_context(
+        sensor_name="alert_on_failed_runs", dagster_event=failure, dagster_instance=pipeline.instance,
+        dagster_run=run, resources={"warehouse": resources["warehouse"], "alert_webhook": resources["alert_webhook"]},
+    ).for_run_failure()
+    alert_on_failed_runs(context)
+
+    [(status, reason)] = pipeline.query("SELECT status, reason FROM sync_runs WHERE run_id = $1", [result.run_id])
+    assert status == "blocked" and "reject_rate_below_threshold" in reason
+    [alert] = received
+    assert alert["run_id"] == result.run_id and alert["status"] == "blocked"
+    assert alert["first_day"] == FIRST_DAY.isoformat()
+    assert "reject_rate_below_threshold" in alert["text"]
+    assert alert["errors"] == pipeline.scalar("SELECT count(*) FROM sync_errors WHERE run_id = $1", [result.run_id])
+    assert "secret" not in json.dumps(alert).lower()
+
+
+def test_the_success_sensor_records_a_successful_run(make_pipeline):
+    pipeline = make_pipeline(rows=10, days=1)
+    result = pipeline.run(FIRST_DAY)
+    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="record_successful_runs", dagster_event=success, dagster_instance=pipeline.instance,
+        dagster_run=pipeline.instance.get_run_by_id(result.run_id),
+        resources={"warehouse": pipeline.definitions().resources["warehouse"]},
+    )
+    record_successful_runs(context)
+    assert pipeline.query("SELECT status, errors FROM sync_runs") == [("succeeded", 0)]
