@@ -228,13 +228,15 @@ def _run_retry(args: argparse.Namespace) -> int:
     import duckdb
 
     from lsq_pipeline.defs.runs import launch, run_config, summarize
+    from lsq_pipeline.sync.plan import FAILURES_SQL
 
     ids = list(args.source_ids or [])
     with duckdb.connect(str(settings.warehouse), read_only=True) as conn:
         found = conn.execute(
-            """SELECT s.source_id, max(r.day) FROM opportunity_state s JOIN opportunity_records r USING (source_id)
-               WHERE s.status = 'failed' AND ($2 OR s.source_id IN (SELECT unnest($1::VARCHAR[])))
-               GROUP BY s.source_id""",
+            f"""WITH failures AS ({FAILURES_SQL})
+               SELECT f.source_id, max(r.day) FROM failures f JOIN opportunity_records r USING (source_id)
+               WHERE $2 OR f.source_id IN (SELECT unnest($1::VARCHAR[]))
+               GROUP BY f.source_id""",
             [ids, args.all_failed],
         ).fetchall()
     not_failed = sorted(set(ids) - {source_id for source_id, _ in found})

@@ -14,6 +14,16 @@ ACTIONS = ("create", "update", "unchanged", "stale", "refused", "skipped")
 # A state row whose error is not one of LeadSquared's business errors (`MX...`): a timeout, a
 # 5xx, the rate limit; worth sending again on a later run.
 RETRYABLE_SQL = "NOT starts_with(coalesce(error, ''), 'MX')"
+# Records whose last send failed, with the error and the failed sends: `failed` state rows, and
+# records never settled in the state whose journalled writes all failed or went unanswered
+# (e.g. a create that failed, then a Capture whose answer was lost), counted per run.
+FAILURES_SQL = """
+    SELECT source_id, error, coalesce(attempts, 0) AS attempts FROM opportunity_state WHERE status = 'failed'
+    UNION ALL
+    SELECT source_id, arg_max(error, sent_at), count(DISTINCT run_id) FROM push_journal
+    WHERE kind IN ('create', 'capture', 'update') AND status IN ('failed', 'unknown')
+      AND source_id NOT IN (SELECT source_id FROM opportunity_state)
+    GROUP BY source_id"""
 # Why a mode skips what upsert would send (sync_plan.reason, then the state row's error).
 SKIPPED_BY_MODE = {
     "update_only": ("create", "mode update_only: no opportunity for this record, and this mode never creates"),
@@ -86,12 +96,12 @@ def plan_days(
         conn.execute(f"""
             INSERT INTO sync_plan (day, source_id, action, opportunity_id, fields, full_fields, search_by_value,
                                    lead_fields, owner_email, note, record_hash, source_updated_at, reason)
-            WITH forced AS (
-                SELECT source_id FROM opportunity_state
-                WHERE status = 'failed' AND (source_id IN (SELECT unnest($retry_ids::VARCHAR[])) OR $retry_all)
+            WITH failures AS ({FAILURES_SQL}
+            ), forced AS (
+                SELECT source_id FROM failures
+                WHERE source_id IN (SELECT unnest($retry_ids::VARCHAR[])) OR $retry_all
             ), retried AS (
-                SELECT source_id FROM opportunity_state
-                WHERE status = 'failed' AND {RETRYABLE_SQL} AND coalesce(attempts, 0) < $max_attempts
+                SELECT source_id FROM failures WHERE {RETRYABLE_SQL} AND attempts < $max_attempts
                 UNION SELECT source_id FROM forced
             ), latest AS (  -- found on the narrow (source_id, version, day), then the whole rows
                 SELECT * REPLACE (CASE WHEN day IN {in_days} THEN day ELSE DATE '{days[-1]}' END AS day)
@@ -106,7 +116,7 @@ def plan_days(
                     CASE WHEN s.status = 'failed'
                               AND s.failed_hash = md5(concat_ws('|', l.record_hash, l.lead_fields::VARCHAR))
                               AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $max_attempts)
-                              AND l.source_id NOT IN (SELECT source_id FROM forced)
+                              AND f.source_id IS NULL
                               THEN 'refused'
                          WHEN s.source_id IS NULL OR s.opportunity_id IS NULL THEN 'create'
                          WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
@@ -114,6 +124,7 @@ def plan_days(
                          ELSE 'update' END AS upsert_action,
                     CASE WHEN upsert_action = $skipped THEN 'skipped' ELSE upsert_action END AS action
                 FROM latest l LEFT JOIN opportunity_state s USING (source_id)
+                LEFT JOIN forced f ON f.source_id = l.source_id
             )
             SELECT day, source_id, action,
                    CASE WHEN action = 'create' THEN NULL ELSE state_opportunity_id END,
