@@ -128,8 +128,9 @@ class SlidingWindow:
         return self._wait(self._free_in)
 
     def _wait(self, wait_ms_at: Callable[[int], int]) -> float:
-        """Sleep until `wait_ms_at(now_ms)`, asked under the lock with a fresh clock each time,
-        answers 0 or less; the seconds waited."""
+        """Sleep until `wait_ms_at(now_ms)`, asked under the locks (this process's and the store's,
+        so processes sharing the window never miss each other's starts) with a fresh clock each
+        time, answers 0 or less; the seconds waited."""
         started = time.monotonic()
         while True:
             pause_left = self._paused_until - time.monotonic()
