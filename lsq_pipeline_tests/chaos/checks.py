@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def subprocess_env(base: dict, *, sandbox_url: str, source: Path, warehouse: Pat
     return env
 
 
+BURST_CONNECTIONS = 10
+
+
 class Burster:
     """A second client of the same account: bursts of cheap reads from a thread, so the
     account's window really fills and the pipeline meets 429s."""
@@ -84,19 +88,26 @@ class Burster:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        session = requests.Session()
-        endpoint = f"{self.url}/v2/OpportunityManagement.svc/GetOpportunitiesById"
+        # The burst goes out at once from several connections: sent one after the other, a burst
+        # only spreads over the window (the 30 ms latency) and the pipeline's paced calls never meet it.
+        with ThreadPoolExecutor(max_workers=BURST_CONNECTIONS, thread_name_prefix="burster") as pool:
+            while not self._stop.wait(self.every):
+                for refused in pool.map(self._send, range(self.burst)):
+                    if refused is not None:
+                        self.sent += 1
+                        self.refused += refused
+
+    def _send(self, _: int) -> bool | None:
+        """One cheap read; True if refused for the rate, None if it met an injected fault."""
         body = {"OpportunityEventCode": 12002, "OpportunityIds": ["00000000-0000-0000-0000-000000000000"],
                 "Columns": {"Include_CSV": "mx_Custom_1"}}
-        while not self._stop.wait(self.every):
-            for _ in range(self.burst):
-                try:
-                    answer = session.post(endpoint, json=body, headers=KEY_HEADERS, timeout=10)
-                except requests.RequestException:
-                    continue  # an injected fault
-                self.sent += 1
-                # 429, or (as some accounts do) 200 with the rate-limit body
-                self.refused += answer.status_code == 429 or "MXAPIRateLimitExceededException" in answer.text
+        try:
+            answer = requests.post(f"{self.url}/v2/OpportunityManagement.svc/GetOpportunitiesById",
+                                   json=body, headers=KEY_HEADERS, timeout=10)
+        except requests.RequestException:
+            return None  # an injected fault
+        # 429, or (as some accounts do) 200 with the rate-limit body
+        return answer.status_code == 429 or "MXAPIRateLimitExceededException" in answer.text
 
 
 @dataclass

@@ -49,7 +49,7 @@ def _spend(url: str, redis_url: str, calls: int, seconds: float, sent: int) -> N
 def test_two_processes_sharing_redis_are_never_refused(redis_url) -> None:
     """25 calls / 5 s on both sides: 0 refused over 600 calls (about two minutes)."""
     with sandbox(rate_limit_calls=25, rate_limit_seconds=5.0) as server:
-        context = multiprocessing.get_context("fork")
+        context = multiprocessing.get_context("spawn")  # fork of a threaded, Redis-connected process can crash
         processes = [context.Process(target=_spend, args=(server.url, redis_url, 25, 5.0, 300)) for _ in range(2)]
         for process in processes:
             process.start()
