@@ -321,7 +321,9 @@ def _run_ui(args: argparse.Namespace) -> int:
 
     use_project_instance()
     # Through this interpreter: `.venv/bin/lsq-pipeline ui` works without activating the venv.
-    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "--port", str(args.port)]
+    # `dagster dev` warns that `dg dev` supersedes it; dg is a separate package the project does not need.
+    quiet = ["-W", "ignore:Function `dev_command` is superseded"]
+    command = [sys.executable, *quiet, "-m", "dagster", "dev", "-w", "workspace.yaml", "--port", str(args.port)]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} " + " ".join(command), flush=True)
     os.execv(command[0], command)
 
