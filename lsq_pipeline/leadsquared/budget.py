@@ -29,7 +29,6 @@ from lsq_pipeline.leadsquared.rate_limit import SlidingWindow
 logger = logging.getLogger(__name__)
 
 RateClass = Literal["general", "bulk"]
-RATE_CLASSES: tuple[RateClass, ...] = ("general", "bulk")
 
 
 @dataclass(frozen=True)

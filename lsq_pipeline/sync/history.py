@@ -17,7 +17,6 @@ import duckdb
 
 ACTIONS = ("create", "update", "capture", "activity")
 OUTCOMES = ("planned", "attempted", "succeeded", "failed")
-RUN_STATUSES = ("succeeded", "failed", "blocked")
 
 SCHEMA_DDL: tuple[str, ...] = (
     """

@@ -84,12 +84,6 @@ CREATE TABLE IF NOT EXISTS push_journal (
 )""",
 )
 
-TABLES: tuple[str, ...] = (
-    "raw_applications", "raw_events", "opportunity_records", "activity_records", "rejects",
-    "sync_plan", "activity_plan", "opportunity_state", "activity_state", "push_journal",
-    "sync_runs", "sync_errors",
-)
-
 
 @dataclass(frozen=True)
 class Migration:
