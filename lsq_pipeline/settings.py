@@ -41,6 +41,8 @@ class PipelineSettings(BaseSettings):
     rate_limit_db: str = "data/rate_limit.sqlite"
     rate_limit_redis: str = Field("", description="redis://... shares the budget across machines")
     max_in_flight: int = Field(8, ge=1)
+    max_retries: int = Field(5, ge=0, description="re-sends of a call that failed transiently (timeout, 5xx)")
+    retry_backoff_seconds: float = Field(0.5, ge=0, description="first backoff; doubled each retry, with full jitter")
     leads_in_bulk: bool = True
     max_reject_rate: float = Field(0.20, ge=0, le=1)
     max_change_share: float = Field(0.5, ge=0, le=1)

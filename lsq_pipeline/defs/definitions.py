@@ -40,6 +40,8 @@ def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableReso
             rate_limit_redis=_secret("LSQ_RATE_LIMIT_REDIS", settings.rate_limit_redis),
             max_in_flight=settings.max_in_flight,
             leads_in_bulk=settings.leads_in_bulk,
+            max_retries=settings.max_retries,
+            backoff_base=settings.retry_backoff_seconds,
         ),
         "source": SourceResource(
             source_dir=str(settings.source_dir),

@@ -49,9 +49,10 @@ BULK_LEAD_CALLS_IN_FLIGHT = 4
 """Lead bulk creates in the air at once: enough to keep a 5 / 5 s bulk window busy through 1 s of
 latency and the wait for a general start."""
 
-# How many times a create whose capture went unanswered is resolved within one push; after
-# that its journal row stays `unknown` and the next run resolves it the same way.
-RESOLVE_ROUNDS = 3
+# How many times a create whose capture went unanswered is resolved within one push (each round
+# loses its answer with the chance of any call, so a few make an unresolved record rare); after
+# that the record is `failed` with the lost answer (retryable) and the next run resolves it.
+RESOLVE_ROUNDS = 6
 
 # Bulk Add row failures that name a bad value of the record itself: Capture would refuse it
 # the same way. Any other failure (a missing lead however worded, a bare `false`, a duplicate
@@ -386,7 +387,8 @@ class Pusher:
         """Capture: creates the lead if needed and the opportunity, or answers the existing one
         (`ConflictedOpportunityId`) under the type's duplicate rule. A capture whose answer was
         lost is never re-sent (Capture may not apply the rule): it is returned for Bulk Add, which
-        finds the lead if the capture landed and answers its opportunity."""
+        finds the lead if the capture landed and answers its opportunity; after `rounds` lost
+        answers the record is failed with that error, and a later run resolves it."""
         entries = _with_batch_ids([JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows])
         self._journal_sent(entries)
         answered = self._send(entries, lambda batch: self.client.capture_opportunities([e.payload for e in batch]))
@@ -398,10 +400,14 @@ class Pusher:
                 if result.ok:
                     self._created(entry, result, "captured")
                 elif result.outcome_unknown:
-                    entry.status, entry.error = "unknown", _error_text(result)
                     self._captures_unknown[entry.source_id] += 1
                     if self._captures_unknown[entry.source_id] < rounds:
+                        entry.status, entry.error = "unknown", _error_text(result)
+                        entry.extra["to_add"] = True
                         to_add.append(by_source[entry.source_id])
+                    else:  # the record is failed (retryable); its journal row keeps that the answer was lost
+                        self._failed(entry, result)
+                        entry.status = "unknown"
                 else:
                     self._failed(entry, result)
             self._record([entry for entry, _ in answered], by_source)

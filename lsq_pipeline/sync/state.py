@@ -169,13 +169,15 @@ def record_answers(
     event_code: int,
 ) -> None:
     """Journal the answers of opportunity writes and move their state rows, in one transaction:
-    `ok` rows become `pending` (sent, not yet read back), `failed` rows `failed` with the error.
-    Rows marked `extra["to_capture"]` go on to Capture; their state waits for that answer."""
+    `ok` rows become `pending` (sent, not yet read back); `failed` rows, and `unknown` ones left
+    unresolved, `failed` with the error (a lost answer is retryable). Rows marked
+    `extra["to_capture"]` (on to Capture) or `extra["to_add"]` (back to Bulk Add) go on; their
+    state waits for that answer."""
     ok = [(e, rows_by_source[e.source_id]) for e in entries if e.status == "ok"]
     failed = [
         (e, rows_by_source[e.source_id])
         for e in entries
-        if e.status == "failed" and not e.extra.get("to_capture")
+        if e.status in ("failed", "unknown") and not (e.extra.get("to_capture") or e.extra.get("to_add"))
     ]
     with _transaction(conn):
         _record_outcomes(conn, run_id, entries)
