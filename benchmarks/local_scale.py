@@ -88,7 +88,7 @@ def main() -> None:
     conn.execute("""INSERT OR REPLACE INTO opportunity_state (source_id, opportunity_id, event_code, sent_hash,
                         sent_fields, source_updated_at, status)
                     SELECT source_id, 'OPP-' || source_id, 12002, record_hash, full_fields, source_updated_at,
-                           'in_sync' FROM sync_plan""")
+                           'in_sync' FROM sync_plan_payloads""")
     step("replan", lambda: plan_days(conn, days, mapping))
     print(f"extract + transform + plan: {total:.1f} s, cpu {cpu_total:.1f} s, peak {peak:.0f} MB "
           f"(bar: <= 8 s, <= 1024 MB) -> {'PASS' if total <= 8 and peak <= 1024 else 'FAIL'}; "

@@ -68,7 +68,10 @@ def plan_days(
     retry_ids: Sequence[str] = (),
     retry_all_failed: bool = False,
 ) -> dict[str, int]:
-    """Replace the days' rows in sync_plan and activity_plan, in one transaction.
+    """Replace the days' rows in sync_plan and activity_plan, in one transaction. sync_plan holds
+    decisions, not copies: each row names the record's version (`record_day`, `record_hash`) and
+    only an update carries its payload; the view `sync_plan_payloads` joins the rest from
+    opportunity_records (a version replaced since the plan drops out of it, never sent stale).
 
     Each source_id's latest version across the days is compared with its state row: no state
     (or no opportunity id yet) -> create; older than the version last synced -> stale (never
@@ -94,8 +97,7 @@ def plan_days(
         conn.execute(f"DELETE FROM activity_plan WHERE day IN {in_days}")
         skipped_action, skipped_reason = SKIPPED_BY_MODE.get(mapping.opportunity.mode, (None, None))
         conn.execute(f"""
-            INSERT INTO sync_plan (day, source_id, action, opportunity_id, fields, full_fields, search_by_value,
-                                   lead_fields, owner_email, note, record_hash, source_updated_at, reason)
+            INSERT INTO sync_plan (day, source_id, action, opportunity_id, record_day, record_hash, reason)
             WITH failures AS ({FAILURES_SQL}
             ), forced AS (
                 SELECT source_id FROM failures
@@ -103,20 +105,21 @@ def plan_days(
             ), retried AS (
                 SELECT source_id FROM failures WHERE {RETRYABLE_SQL} AND attempts < $max_attempts
                 UNION SELECT source_id FROM forced
-            ), latest AS (  -- found on the narrow (source_id, version, day), then the whole rows
-                SELECT * REPLACE (CASE WHEN day IN {in_days} THEN day ELSE DATE '{days[-1]}' END AS day)
+            ), latest AS (  -- each record's latest version, found on the narrow columns
+                SELECT CASE WHEN day IN {in_days} THEN day ELSE DATE '{days[-1]}' END AS day, day AS record_day,
+                       source_id, source_updated_at, record_hash
                 FROM opportunity_records
-                WHERE (day IN {in_days} OR source_id IN (SELECT source_id FROM retried)) AND (source_id, day) IN (
-                    SELECT (source_id, day) FROM opportunity_records
-                    WHERE day IN {in_days} OR source_id IN (SELECT source_id FROM retried)
-                    QUALIFY row_number() OVER (
-                        PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1)
+                WHERE day IN {in_days} OR source_id IN (SELECT source_id FROM retried)
+                QUALIFY row_number() OVER (PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1
+            ), refused_leads AS (  -- the lead fields of records whose last send was refused (for failed_hash)
+                SELECT day, source_id, lead_fields FROM opportunity_records
+                WHERE source_id IN (SELECT source_id FROM opportunity_state WHERE status = 'failed')
             ), decided AS (
-                SELECT l.*, s.opportunity_id AS state_opportunity_id, s.sent_fields,
+                SELECT l.day, l.source_id, l.record_day, l.record_hash, s.opportunity_id AS state_opportunity_id,
                     CASE WHEN s.status = 'failed'
-                              AND s.failed_hash = md5(concat_ws('|', l.record_hash, l.lead_fields::VARCHAR))
+                              AND s.failed_hash = md5(concat_ws('|', l.record_hash, f.lead_fields::VARCHAR))
                               AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $max_attempts)
-                              AND f.source_id IS NULL
+                              AND forced.source_id IS NULL
                               THEN 'refused'
                          WHEN s.source_id IS NULL OR s.opportunity_id IS NULL THEN 'create'
                          WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
@@ -124,22 +127,29 @@ def plan_days(
                          ELSE 'update' END AS upsert_action,
                     CASE WHEN upsert_action = $skipped THEN 'skipped' ELSE upsert_action END AS action
                 FROM latest l LEFT JOIN opportunity_state s USING (source_id)
-                LEFT JOIN forced f ON f.source_id = l.source_id
+                LEFT JOIN refused_leads f ON f.day = l.record_day AND f.source_id = l.source_id
+                LEFT JOIN forced ON forced.source_id = l.source_id
             )
-            SELECT day, source_id, action,
-                   CASE WHEN action = 'create' THEN NULL ELSE state_opportunity_id END,
-                   CASE action WHEN 'create' THEN fields
-                               WHEN 'update' THEN {_changed_fields_sql(mapping, 'new_map', 'old_map')}
-                   END,
-                   CASE WHEN action = 'update' THEN {_full_fields_sql(mapping, 'fields', 'sent_fields')} ELSE fields END,
-                   search_by_value, lead_fields, owner_email, note, record_hash, source_updated_at,
-                   CASE WHEN action = 'skipped' THEN $reason END
-            FROM (SELECT *,
-                    CASE WHEN action = 'update' THEN CAST(fields AS MAP(VARCHAR, VARCHAR)) END AS new_map,
-                    CASE WHEN action = 'update' THEN coalesce(CAST(sent_fields AS MAP(VARCHAR, VARCHAR)),
-                                                              MAP {{}}::MAP(VARCHAR, VARCHAR)) END AS old_map
-                  FROM decided)""", {"skipped": skipped_action, "reason": skipped_reason, "retry_ids": list(retry_ids),
-                                  "retry_all": retry_all_failed, "max_attempts": max_attempts})
+            SELECT day, source_id, action, CASE WHEN action = 'create' THEN NULL ELSE state_opportunity_id END,
+                   record_day, record_hash, CASE WHEN action = 'skipped' THEN $reason END
+            FROM decided""", {"skipped": skipped_action, "reason": skipped_reason, "retry_ids": list(retry_ids),
+                              "retry_all": retry_all_failed, "max_attempts": max_attempts})
+        # The payload of each update: only its changed fields, from the record and what was last sent.
+        conn.execute(f"""
+            UPDATE sync_plan AS p SET fields = u.fields, full_fields = u.full_fields
+            FROM (
+                SELECT source_id, {_changed_fields_sql(mapping, 'new_map', 'old_map')} AS fields,
+                       {_full_fields_sql(mapping, 'fields', 'sent_fields')} AS full_fields
+                FROM (SELECT p.source_id, r.fields, s.sent_fields,
+                             CAST(r.fields AS MAP(VARCHAR, VARCHAR)) AS new_map,
+                             coalesce(CAST(s.sent_fields AS MAP(VARCHAR, VARCHAR)),
+                                      MAP {{}}::MAP(VARCHAR, VARCHAR)) AS old_map
+                      FROM sync_plan p
+                      JOIN opportunity_records r ON r.day = p.record_day AND r.source_id = p.source_id
+                      JOIN opportunity_state s ON s.source_id = p.source_id
+                      WHERE p.action = 'update' AND p.day IN {in_days})
+            ) AS u
+            WHERE p.source_id = u.source_id AND p.action = 'update' AND p.day IN {in_days}""")
         conn.execute(f"""
             INSERT INTO activity_plan
             SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at

@@ -171,7 +171,7 @@ class Pusher:
             """
             SELECT day, source_id, opportunity_id, fields, full_fields, search_by_value, lead_fields,
                    owner_email, note, record_hash, source_updated_at
-            FROM sync_plan WHERE action = $1 AND day IN (SELECT unnest($2::DATE[]))
+            FROM sync_plan_payloads WHERE action = $1 AND day IN (SELECT unnest($2::DATE[]))
             ORDER BY source_updated_at, source_id
             """,
             [action, list(days)],

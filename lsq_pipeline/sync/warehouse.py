@@ -127,6 +127,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the run history tables sync_runs and sync_errors",
         ("ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS attempts INTEGER DEFAULT 0", *history.SCHEMA_DDL),
     ),
+    Migration(
+        "narrow_plan",
+        "sync_plan holds decisions only (the planned version by record_day and record_hash, the update's changed "
+        "fields); the view sync_plan_payloads joins them with opportunity_records (the plan is rebuilt each run)",
+        (
+            "DROP VIEW IF EXISTS sync_plan_payloads",
+            "DROP TABLE IF EXISTS sync_plan",
+            """CREATE TABLE sync_plan (
+                   day DATE, source_id VARCHAR, action VARCHAR, opportunity_id VARCHAR, record_day DATE,
+                   record_hash VARCHAR, fields JSON, full_fields JSON, reason VARCHAR)""",
+            """CREATE VIEW sync_plan_payloads AS
+               SELECT p.day, p.source_id, p.action, p.opportunity_id,
+                      CASE WHEN p.action = 'create' THEN r.fields ELSE p.fields END AS fields,
+                      coalesce(p.full_fields, r.fields) AS full_fields, r.search_by_value, r.lead_fields,
+                      r.owner_email, r.note, r.record_hash, r.source_updated_at, p.reason
+               FROM sync_plan p JOIN opportunity_records r
+                 ON r.day = p.record_day AND r.source_id = p.source_id AND r.record_hash = p.record_hash""",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -40,6 +40,6 @@ def test_every_raw_row_is_accepted_rejected_or_superseded(conn, tmp_path: Path, 
     assert planned["activities"] == one("SELECT count(*) FROM activity_records")
 
     conn.execute("""INSERT INTO opportunity_state (source_id, opportunity_id, sent_hash, sent_fields, source_updated_at)
-                    SELECT source_id, 'OPP-' || source_id, record_hash, full_fields, source_updated_at FROM sync_plan""")
+                    SELECT source_id, 'OPP-' || source_id, record_hash, full_fields, source_updated_at FROM sync_plan_payloads""")
     replanned = plan_days(conn, days, mapping)
     assert replanned["unchanged"] == planned["create"] and replanned["update"] == replanned["create"] == 0

@@ -37,7 +37,7 @@ def _mark_synced(conn, source_id: str = "APP-1", opportunity_id: str | None = "O
 
 
 def _plan(conn) -> dict[str, tuple]:
-    rows = conn.execute("SELECT source_id, action, opportunity_id, fields, full_fields FROM sync_plan").fetchall()
+    rows = conn.execute("SELECT source_id, action, opportunity_id, fields, full_fields FROM sync_plan_payloads").fetchall()
     return {r[0]: (r[1], r[2], json.loads(r[3]) if r[3] else None, json.loads(r[4])) for r in rows}
 
 
@@ -49,7 +49,7 @@ def test_new_records_are_created_with_all_fields(conn, load, mapping):
     action, opportunity_id, fields, full = _plan(conn)["APP-1"]
     assert (action, opportunity_id) == ("create", None) and fields == full and fields["mx_Custom_19"] == "Stage: New"
     row = conn.execute("SELECT search_by_value, owner_email, note, record_hash IS NOT NULL, lead_fields "
-                       "FROM sync_plan").fetchone()
+                       "FROM sync_plan_payloads").fetchone()
     assert row[:4] == ("asha@mail.example", "priya.sharma@lendco.example", "Loan application APP-1: Home Loan", True)
 
 
@@ -118,7 +118,7 @@ def test_latest_version_across_the_planned_days(conn, load, mapping):
     load(DAY, [good_application(amount="100")])
     load(DAY2, [good_application(amount="200", updated_at="2026-11-02T09:00:00Z")])
     assert plan_days(conn, [DAY, DAY2], mapping)["create"] == 1
-    assert conn.execute("SELECT day, fields->>'mx_Custom_3' FROM sync_plan").fetchone() == (DAY2, "200")
+    assert conn.execute("SELECT day, fields->>'mx_Custom_3' FROM sync_plan_payloads").fetchone() == (DAY2, "200")
 
 
 def test_replanning_replaces_the_days_rows(conn, load, mapping):
@@ -126,7 +126,7 @@ def test_replanning_replaces_the_days_rows(conn, load, mapping):
     plan_days(conn, [DAY], mapping)
     _mark_synced(conn)
     plan_days(conn, [DAY], mapping)
-    assert conn.execute("SELECT action FROM sync_plan").fetchall() == [("unchanged",)]
+    assert conn.execute("SELECT action FROM sync_plan_payloads").fetchall() == [("unchanged",)]
 
 
 def test_activities_already_created_are_not_planned_again(conn, load, mapping):
@@ -149,3 +149,14 @@ def test_a_version_leadsquared_refused_is_not_sent_again_until_it_changes(conn, 
     assert _plan(conn)["APP-1"][:3] == ("refused", None, None)
     load(DAY2, [good_application(phone="+91 90000 00009")])  # only the lead's phone changed
     assert plan_days(conn, [DAY2], mapping)["create"] == 1
+
+
+def test_a_version_replaced_after_the_plan_is_never_sent_under_the_old_decision(conn, load, mapping):
+    load(DAY, [good_application(amount="100")])
+    plan_days(conn, [DAY], mapping)
+    assert conn.execute("SELECT fields->>'mx_Custom_3' FROM sync_plan_payloads").fetchall() == [("100",)]
+    load(DAY, [good_application(amount="300")])  # the day transformed again before the push
+    assert conn.execute("SELECT action FROM sync_plan").fetchall() == [("create",)]
+    assert conn.execute("SELECT count(*) FROM sync_plan_payloads").fetchone()[0] == 0
+    plan_days(conn, [DAY], mapping)
+    assert conn.execute("SELECT fields->>'mx_Custom_3' FROM sync_plan_payloads").fetchall() == [("300",)]
