@@ -61,6 +61,7 @@ def test_demo_sync_and_history_print_no_dagster_warning(tmp_path):
     sync = lsq(folder, "sync", "--partition", FIRST_DAY.isoformat())
     assert sync.returncode == 0, sync.stderr
     assert "Warning" not in sync.stdout + sync.stderr
+    assert " - DEBUG - " not in sync.stdout + sync.stderr, "Dagster's engine debug lines on the console"
     assert "created    0  updated    0" in sync.stdout
 
     history = lsq(folder, "history", "--last", "2")
