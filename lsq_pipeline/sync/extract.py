@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.sync.sql import identifier
+from lsq_pipeline.sync.sql import day_list_sql, identifier, literal
 from lsq_pipeline.sync.warehouse import RAW_TABLES, SOURCE_FILES
 
 HEADER_PROBE_BYTES = 1 << 16
@@ -94,15 +94,52 @@ def _csv_problem(message: str, path: Path, width: int) -> str:
     return f"cannot be read as CSV: {where} {detail}".strip()
 
 
-def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    quoted = ", ".join(identifier(column) for column in columns)
+def _read_sql(columns: list[str]) -> str:
+    """Append one file's records (the quoted `columns`), in file order, to `_extracted`: without a
+    row_number window, which would make DuckDB read and insert the file on one thread."""
     return f"""
-        INSERT INTO {identifier(table)} (day, source_file, row_number, {quoted})
-        SELECT $day, $source_file, row_number() OVER (), {quoted}
+        INSERT INTO _extracted
+        SELECT {', '.join(columns)}
         FROM read_csv($path, header = true, delim = ',', quote = '"', escape = '"',
                       all_varchar = true, auto_detect = true, strict_mode = true,
                       encoding = 'utf-8')
     """
+
+
+def _load(conn: duckdb.DuckDBPyConnection, source_dir: Path, days: list[date], file_name: str) -> dict[date, int]:
+    """Replace the days' rows of one raw table with the days' `file_name`; returns rows per day.
+
+    The files are appended one after the other to a new temporary table, whose rowids number
+    the appended records consecutively in order (DuckDB keeps insertion order, its default
+    `preserve_insertion_order`): a record's `row_number` is its rowid minus the rowid of its
+    file's first record, plus one.
+    """
+    columns = [identifier(column) for column in SOURCE_FILES[file_name]]
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _extracted ({', '.join(f'{c} VARCHAR' for c in columns)})")
+    counts: dict[date, int] = {}
+    for day in dict.fromkeys(days):
+        path = source_dir / day.isoformat() / file_name
+        try:
+            counts[day] = conn.execute(_read_sql(columns), {"path": str(path)}).fetchone()[0]
+        except duckdb.Error as error:
+            width = len(_read_header(path))
+            raise SourceFileError(path, _csv_problem(str(error), path, width)) from None
+    # Rowids of a table created in the open transaction do not start at 0.
+    first = conn.execute("SELECT coalesce(min(rowid), 0) FROM _extracted").fetchone()[0]
+    files = []
+    for day, count in counts.items():
+        files.append(f"(DATE {literal(day.isoformat())}, {literal(f'{day.isoformat()}/{file_name}')}, "
+                     f"{first}, {first + count})")
+        first += count
+    table = identifier(RAW_TABLES[file_name])
+    conn.execute(f"DELETE FROM {table} WHERE day IN {day_list_sql(days)}")
+    conn.execute(f"""
+        INSERT INTO {table} (day, source_file, row_number, {', '.join(columns)})
+        SELECT f.day, f.source_file, e.rowid - f.first + 1, {', '.join(f'e.{c}' for c in columns)}
+        FROM _extracted AS e JOIN (VALUES {', '.join(files)}) AS f(day, source_file, first, stop)
+            ON e.rowid >= f.first AND e.rowid < f.stop""")
+    conn.execute("DROP TABLE _extracted")
+    return counts
 
 
 def _check_headers(day_dir: Path) -> list[str]:
@@ -130,19 +167,8 @@ def extract_days(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, days: 
     loaded = {day: {"warnings": _check_headers(source_dir / day.isoformat())} for day in days}
     conn.execute("BEGIN TRANSACTION")
     try:
-        for day in days:
-            for file_name, columns in SOURCE_FILES.items():
-                table = RAW_TABLES[file_name]
-                path = source_dir / day.isoformat() / file_name
-                conn.execute(f"DELETE FROM {identifier(table)} WHERE day = $day", {"day": day})
-                try:
-                    count = conn.execute(
-                        _insert_sql(table, columns),
-                        {"day": day, "source_file": f"{day.isoformat()}/{file_name}", "path": str(path)},
-                    ).fetchone()[0]
-                except duckdb.Error as error:
-                    width = len(_read_header(path))
-                    raise SourceFileError(path, _csv_problem(str(error), path, width)) from None
+        for file_name in SOURCE_FILES:
+            for day, count in _load(conn, source_dir, days, file_name).items():
                 loaded[day][file_name.removesuffix(".csv")] = count
         conn.execute("COMMIT")
     except BaseException:
