@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.sync.sql import identifier
+from lsq_pipeline.sync.sql import day_list_sql, identifier, literal
 from lsq_pipeline.sync.warehouse import RAW_TABLES, SOURCE_FILES
 
 HEADER_PROBE_BYTES = 1 << 16
@@ -94,15 +94,73 @@ def _csv_problem(message: str, path: Path, width: int) -> str:
     return f"cannot be read as CSV: {where} {detail}".strip()
 
 
-def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    quoted = ", ".join(identifier(column) for column in columns)
+def _read_sql(columns: list[str], file: str) -> str:
+    """Append the records (the quoted `columns`) of the files `$paths` to `_extracted`, each file's
+    in file order, `file` giving their file's index in `$paths`. No row_number window: it would
+    make DuckDB read and insert on one thread."""
     return f"""
-        INSERT INTO {identifier(table)} (day, source_file, row_number, {quoted})
-        SELECT $day, $source_file, row_number() OVER (), {quoted}
-        FROM read_csv($path, header = true, delim = ',', quote = '"', escape = '"',
+        INSERT INTO _extracted
+        SELECT {file}, {', '.join(columns)}
+        FROM read_csv($paths, header = true, delim = ',', quote = '"', escape = '"',
                       all_varchar = true, auto_detect = true, strict_mode = true,
                       encoding = 'utf-8')
     """
+
+
+def _header_line(path: Path) -> bytes:
+    """The file's first line with its line end: files whose header lines are the same bytes read
+    alike in one read_csv (same columns in the same order, same line ends)."""
+    with path.open("rb") as handle:
+        return b"".join(re.split(b"(\r\n|\r|\n)", handle.read(HEADER_PROBE_BYTES), maxsplit=1)[:2])
+
+
+class _ReadTogetherFailed(Exception):
+    """Reading a table's files in one statement failed: read them again one by one."""
+
+
+def _load(conn: duckdb.DuckDBPyConnection, source_dir: Path, days: list[date], file_name: str,
+          together: bool) -> dict[date, int]:
+    """Replace the days' rows of one raw table with the days' `file_name`; returns rows per day.
+
+    The files are read into a new temporary table, `together` in one read_csv when their header
+    lines are the same (DuckDB reads them in parallel), else one by one. Its rowids number the
+    records consecutively in the order read (DuckDB keeps insertion order, its default
+    `preserve_insertion_order`; that a file's rowids are consecutive is checked): a record's
+    `row_number` is its rowid minus the rowid of its file's first record, plus one.
+    """
+    columns = [identifier(column) for column in SOURCE_FILES[file_name]]
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _extracted (file INTEGER, {', '.join(f'{c} VARCHAR' for c in columns)})")
+    unique_days = list(dict.fromkeys(days))
+    paths = [source_dir / day.isoformat() / file_name for day in unique_days]
+    if together and len({_header_line(path) for path in paths}) == 1:
+        try:
+            conn.execute(_read_sql(columns, "file_index"), {"paths": [str(path) for path in paths]})
+        except duckdb.Error:
+            raise _ReadTogetherFailed from None
+    else:
+        for file, path in enumerate(paths):
+            try:
+                conn.execute(_read_sql(columns, str(file)), {"paths": [str(path)]})
+            except duckdb.Error as error:
+                width = len(_read_header(path))
+                raise SourceFileError(path, _csv_problem(str(error), path, width)) from None
+    read = {file: (first, count) for file, first, count, span in conn.execute(
+        "SELECT file, min(rowid), count(*), max(rowid) - min(rowid) + 1 FROM _extracted GROUP BY file").fetchall()
+        if count == span}
+    if len(read) != conn.execute("SELECT count(DISTINCT file) FROM _extracted").fetchone()[0]:
+        raise RuntimeError(f"{file_name}: a file's records were not read consecutively; row_number would be wrong")
+    files = ", ".join(
+        f"({file}, DATE {literal(day.isoformat())}, {literal(f'{day.isoformat()}/{file_name}')}, {read[file][0]})"
+        for file, day in enumerate(unique_days) if file in read)
+    table = identifier(RAW_TABLES[file_name])
+    conn.execute(f"DELETE FROM {table} WHERE day IN {day_list_sql(unique_days)}")
+    if files:
+        conn.execute(f"""
+            INSERT INTO {table} (day, source_file, row_number, {', '.join(columns)})
+            SELECT f.day, f.source_file, e.rowid - f.first + 1, {', '.join(f'e.{c}' for c in columns)}
+            FROM _extracted AS e JOIN (VALUES {files}) AS f(file, day, source_file, first) USING (file)""")
+    conn.execute("DROP TABLE _extracted")
+    return {day: read.get(file, (0, 0))[1] for file, day in enumerate(unique_days)}
 
 
 def _check_headers(day_dir: Path) -> list[str]:
@@ -128,27 +186,28 @@ def extract_days(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, days: 
     """
     source_dir = Path(source_dir)
     loaded = {day: {"warnings": _check_headers(source_dir / day.isoformat())} for day in days}
+    try:
+        counts = _load_all(conn, source_dir, days, together=True)
+    except _ReadTogetherFailed:
+        # Read one by one: names the bad file, or loads files that cannot be read together.
+        counts = _load_all(conn, source_dir, days, together=False)
+    for file_name, rows in counts.items():
+        for day, count in rows.items():
+            loaded[day][file_name.removesuffix(".csv")] = count
+    return loaded
+
+
+def _load_all(conn: duckdb.DuckDBPyConnection, source_dir: Path, days: list[date],
+              together: bool) -> dict[str, dict[date, int]]:
+    """`_load` of every source file, in one transaction."""
     conn.execute("BEGIN TRANSACTION")
     try:
-        for day in days:
-            for file_name, columns in SOURCE_FILES.items():
-                table = RAW_TABLES[file_name]
-                path = source_dir / day.isoformat() / file_name
-                conn.execute(f"DELETE FROM {identifier(table)} WHERE day = $day", {"day": day})
-                try:
-                    count = conn.execute(
-                        _insert_sql(table, columns),
-                        {"day": day, "source_file": f"{day.isoformat()}/{file_name}", "path": str(path)},
-                    ).fetchone()[0]
-                except duckdb.Error as error:
-                    width = len(_read_header(path))
-                    raise SourceFileError(path, _csv_problem(str(error), path, width)) from None
-                loaded[day][file_name.removesuffix(".csv")] = count
+        counts = {file_name: _load(conn, source_dir, days, file_name, together) for file_name in SOURCE_FILES}
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return loaded
+    return counts
 
 
 def extract_day(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, day: date) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lsq_pipeline.sync.extract import SourceFileError, extract_day
+from lsq_pipeline.sync.extract import SourceFileError, extract_day, extract_days
 
 from .conftest import DAY, DEMO_SOURCE, good_application, good_event, write_day
 
@@ -118,3 +118,42 @@ def test_header_only_file_is_an_empty_day(conn, tmp_path: Path):
     assert extract_day(conn, tmp_path, DAY)["events"] == 0
     write_day(tmp_path, DAY, [good_application()], [good_event()])
     assert extract_day(conn, tmp_path, DAY)["events"] == 1
+
+
+def test_days_loaded_together_number_each_files_records_from_one(conn, tmp_path: Path):
+    """Files with the same header are read in one statement; row_number still restarts per file."""
+    days = [DAY + timedelta(days=i) for i in range(3)]
+    for day, n in zip(days, (3, 0, 2)):
+        write_day(tmp_path, day, [good_application(application_id=f"APP-{day.day}-{i}") for i in range(1, n + 1)])
+    loaded = extract_days(conn, tmp_path, days)
+    assert [loaded[day]["applications"] for day in days] == [3, 0, 2]
+    assert conn.execute("SELECT source_file, row_number, application_id FROM raw_applications ORDER BY ALL").fetchall() == [
+        ("2026-11-01/applications.csv", 1, "APP-1-1"), ("2026-11-01/applications.csv", 2, "APP-1-2"),
+        ("2026-11-01/applications.csv", 3, "APP-1-3"),
+        ("2026-11-03/applications.csv", 1, "APP-3-1"), ("2026-11-03/applications.csv", 2, "APP-3-2")]
+
+
+def test_days_whose_files_differ_in_column_order_and_line_ends(conn, tmp_path: Path):
+    """Files with different header lines are read one by one, each by its own header."""
+    other = DAY + timedelta(days=1)
+    write_day(tmp_path, DAY, [good_application()])
+    write_day(tmp_path, other, [])
+    values = dict(zip(HEADER.split(","), ROW.replace("APP-1", "APP-2").split(",")))
+    names = [*reversed(values), "branch"]
+    (tmp_path / other.isoformat() / "applications.csv").write_bytes(
+        (",".join(names) + "\r\n" + ",".join(values.get(name, "Pune") for name in names) + "\r\n").encode())
+    extract_days(conn, tmp_path, [DAY, other])
+    assert conn.execute("SELECT day, row_number, application_id, email FROM raw_applications ORDER BY day").fetchall() == [
+        (DAY, 1, "APP-1", "asha@mail.example"), (other, 1, "APP-2", "asha@mail.example")]
+
+
+def test_a_bad_file_among_days_is_named_and_no_day_loads(conn, tmp_path: Path):
+    other = DAY + timedelta(days=1)
+    write_day(tmp_path, DAY, [good_application()])
+    write_day(tmp_path, other, [good_application()])
+    with (tmp_path / other.isoformat() / "applications.csv").open("a", encoding="utf-8") as handle:
+        handle.write(ROW + ",extra\n")
+    with pytest.raises(SourceFileError, match="cannot be read as CSV") as caught:
+        extract_days(conn, tmp_path, [DAY, other])
+    assert caught.value.path == tmp_path / other.isoformat() / "applications.csv"
+    assert _rows(conn) == 0
