@@ -35,11 +35,6 @@ def _t(column: str) -> str:
     return identifier(f"t_{column}")
 
 
-def _x(column: str) -> str:
-    """The quoted name of a source column's date, time and offset parts."""
-    return identifier(f"x_{column}")
-
-
 def _trimmed(column: str) -> str:
     """The column's text without surrounding whitespace, NULL when empty. trim() with a character
     set is slow, so it runs only on the few values that start or end with a control or space."""
@@ -47,22 +42,16 @@ def _trimmed(column: str) -> str:
     return f"NULLIF(CASE WHEN {c}[1] <= ' ' OR {c}[-1] <= ' ' THEN trim({c}, e'{WHITESPACE}') ELSE {c} END, '')"
 
 
-def _datetime_parts(t: str) -> str:
-    """ISO 8601 text `t` as a struct of its date `d` and the rest `s` (time and offset), NULL when
-    it is not ISO 8601: one DFA match, then plain string functions (no capture groups)."""
-    return f"CASE WHEN regexp_full_match({t}, {literal(ISO_DATETIME_RE)}) THEN struct_pack(d := {t}[1:10], s := {t}[11:]) END"
-
-
-def _utc_timestamp(x: str) -> str:
-    """A UTC TIMESTAMP from the parts struct `x` (Z, an offset, or naive = UTC), NULL if invalid.
-    The time part holds no sign, so the offset starts at the first + or - after the date."""
-    at = f"greatest(strpos({x}.s, '+'), strpos({x}.s, '-'))"
-    time = f"rtrim({x}.s[2:CASE WHEN {at} > 0 THEN {at} - 1 ELSE length({x}.s) END], 'Z')"
-    offset = (
-        f"CASE WHEN {at} = 0 THEN 0 ELSE (CASE WHEN {x}.s[{at}] = '-' THEN -1 ELSE 1 END) * "
-        f"(CAST({x}.s[{at} + 1:{at} + 2] AS INTEGER) * 60 + CAST(right({x}.s, 2) AS INTEGER)) END"
-    )
-    return f"try_cast({x}.d || ' ' || coalesce(NULLIF({time}, ''), '00:00:00') AS TIMESTAMP) - to_minutes({offset})"
+def _utc_timestamp(t: str) -> str:
+    """A UTC TIMESTAMP from ISO 8601 text `t` (Z, an offset, or naive = UTC), NULL if it is not
+    ISO 8601 or not a real instant: one DFA match, then DuckDB's own TIMESTAMPTZ parser, given an
+    explicit `Z` when the text has no offset (never the session's time zone) and a midnight when
+    it is a date alone."""
+    has_time = f"{t}[11] IN ('T', ' ')"
+    with_time = f"CASE WHEN {has_time} THEN {t} ELSE {t}[1:10] || 'T00:00:00' || {t}[11:] END"
+    has_offset = f"(ends_with({t}, 'Z') OR contains({t}[11:], '+') OR contains({t}[11:], '-'))"
+    return (f"CASE WHEN regexp_full_match({t}, {literal(ISO_DATETIME_RE)}) THEN timezone('UTC', try_cast("
+            f"{with_time} || CASE WHEN {has_offset} THEN '' ELSE 'Z' END AS TIMESTAMPTZ)) END")
 
 
 @dataclass
@@ -112,7 +101,7 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
             checks.append((f"CAST({t} AS DECIMAL(38, 10)) <= {spec.greater_than}",
                            f"'must be greater than {spec.greater_than:g}'"))
     elif spec.type in ("date", "datetime"):
-        value = _utc_timestamp(_x(spec.column))
+        value = _utc_timestamp(t)
         checks.append(("{p} IS NULL", "'not an ISO 8601 date-time (YYYY-MM-DDTHH:MM:SS with Z or an offset)'"))
         checks.append(("{p} >= CAST(day AS TIMESTAMP) + INTERVAL 2 DAY",
                        "'in the future: after the end of the day following the file''s day'"))
@@ -192,18 +181,14 @@ class _Query:
 
     def _converted_sql(self, table: str, days: str, indices: list[int], where: str = "TRUE") -> str:
         """The days' raw rows (those matching `where`, which may use the trimmed texts) with
-        `t_<column>` trimmed texts, `x_<column>` date-time parts and `p<i>` converted values of the
-        rules `indices`."""
+        `t_<column>` trimmed texts and `p<i>` converted values of the rules `indices`."""
         rules = [self.rules[i] for i in indices]
         columns = list(dict.fromkeys(rule.column for rule in rules if rule.column))
         trimmed = ", ".join(f"{_trimmed(column)} AS {_t(column)}" for column in columns)
-        dated = list(dict.fromkeys(rule.column for rule in rules if f"{_x(rule.column)}." in rule.value))
-        parts = "".join(f", {_datetime_parts(_t(column))} AS {_x(column)}" for column in dated)
         values = ", ".join(f"{self.rules[i].value} AS p{i}" for i in indices)
         return f"""
             SELECT *, {values} FROM (
-                SELECT *{parts} FROM (
-                    SELECT *, {trimmed} FROM {table} WHERE day IN {days}) WHERE {where})"""
+                SELECT *, {trimmed} FROM {table} WHERE day IN {days}) WHERE {where}"""
 
     def check(self, table: str, days: str, key: str, version: str | None,
               outputs: list[tuple[str, str]], extra: dict[str, list[str]] | None = None) -> Check:
