@@ -88,6 +88,18 @@ def test_dates_become_utc(run, stamp, utc):
     assert accepted["APP-1"]["mx_Custom_7"] == utc
 
 
+@pytest.mark.parametrize(("stamp", "utc"), [
+    ("2026-11-01T10:05", "2026-11-01 10:05:00"),
+    ("2026-11-01", "2026-11-01 00:00:00"),
+    ("2026-11-01+05:30", "2026-10-31 18:30:00"),
+    ("2026-11-01T10:05:00+0530", "2026-11-01 04:35:00"),
+])
+def test_naive_and_short_dates_are_utc_whatever_the_session_time_zone(run, conn, stamp, utc):
+    conn.execute("SET TimeZone = 'America/Los_Angeles'")
+    accepted, _ = run([good_application(updated_at=stamp)])
+    assert accepted["APP-1"]["mx_Custom_7"] == utc
+
+
 @pytest.mark.parametrize("stamp", ["01/11/2026 10:05", "2026-13-01T10:00:00Z", "2026-02-30T10:00:00Z", "yesterday"])
 def test_other_date_formats_are_rejected(run, stamp):
     assert _reject(run, updated_at=stamp) == [
