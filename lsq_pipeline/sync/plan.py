@@ -141,7 +141,7 @@ def plan_days(
                 SELECT source_id, {_changed_fields_sql(mapping, 'new_map', 'old_map')} AS fields,
                        {_full_fields_sql(mapping, 'fields', 'sent_fields')} AS full_fields
                 FROM (SELECT p.source_id, r.fields, s.sent_fields,
-                             CAST(r.fields AS MAP(VARCHAR, VARCHAR)) AS new_map,
+                             CAST(r.fields::JSON AS MAP(VARCHAR, VARCHAR)) AS new_map,
                              coalesce(CAST(s.sent_fields AS MAP(VARCHAR, VARCHAR)),
                                       MAP {{}}::MAP(VARCHAR, VARCHAR)) AS old_map
                       FROM sync_plan p

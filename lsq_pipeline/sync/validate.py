@@ -247,10 +247,11 @@ class Check:
 
 
 def _json_object(pairs: list[tuple[str, str]]) -> str:
-    """A JSON object of the non-NULL values, keys in the given order (the same text DuckDB's
-    to_json gives a MAP, built by concatenation: no per-row list or map)."""
+    """The text of a JSON object of the non-NULL values, keys in the given order (the same text
+    DuckDB's to_json gives a MAP, built by concatenation: no per-row list or map). Valid JSON by
+    construction, so it is stored as VARCHAR: a JSON column would parse every row again."""
     members = ", ".join(f"{literal(json.dumps(key) + ':')} || to_json({value})" for key, value in pairs)
-    return f"CAST('{{' || concat_ws(',', {members}) || '}}' AS JSON)"
+    return f"'{{' || concat_ws(',', {members}) || '}}'"
 
 
 def _opportunity_check(mapping: Mapping, days: str) -> Check:
@@ -346,7 +347,7 @@ def _activity_check(mapping: Mapping, days: str) -> Check:
             index = query.add(_field_rule(name, spec, _t(spec.column)))
             query.rules[-1].only_when = f"lower({t_type}) = {literal(type_name)}"
             pairs.append((name, query.text(index)))
-        type_fields = _json_object(pairs) if pairs else "'{}'::JSON"
+        type_fields = _json_object(pairs) if pairs else "'{}'"
         per_type.append(f"WHEN {literal(type_name)} THEN {type_fields}")
     fields = f"CASE lower({t_type}) {' '.join(per_type)} END"
     known = f"""CASE WHEN {source_id} IS NOT NULL AND {source_id} NOT IN (SELECT source_id FROM opportunity_records)

@@ -146,6 +146,16 @@ MIGRATIONS: tuple[Migration, ...] = (
                  ON r.day = p.record_day AND r.source_id = p.source_id AND r.record_hash = p.record_hash""",
         ),
     ),
+    Migration(
+        "json_as_text",
+        "opportunity_records.lead_fields and fields, activity_records.fields: VARCHAR holding JSON text (built valid "
+        "by transform; a JSON column parsed every row again on insert)",
+        (
+            "ALTER TABLE opportunity_records ALTER lead_fields TYPE VARCHAR",
+            "ALTER TABLE opportunity_records ALTER fields TYPE VARCHAR",
+            "ALTER TABLE activity_records ALTER fields TYPE VARCHAR",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
