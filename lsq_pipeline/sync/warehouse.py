@@ -85,6 +85,16 @@ CREATE TABLE IF NOT EXISTS push_journal (
 )
 
 
+SYNC_PLAN_PAYLOADS_VIEW = """CREATE VIEW sync_plan_payloads AS
+   SELECT p.day, p.source_id, p.action, p.opportunity_id,
+          CASE WHEN p.action = 'create' THEN r.fields ELSE p.fields END AS fields,
+          coalesce(p.full_fields, r.fields) AS full_fields, r.search_by_value, r.lead_fields,
+          r.owner_email, r.note, r.record_hash, r.source_updated_at, p.reason
+   FROM sync_plan p JOIN opportunity_records r
+     ON r.day = p.record_day AND r.source_id = p.source_id AND r.record_hash = p.record_hash"""
+"""What each planned record sends: the decision joined with the version it names (see plan.py)."""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One step of the schema: a unique name, why it exists, and the statements that make it.
@@ -130,30 +140,40 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "narrow_plan",
         "sync_plan holds decisions only (the planned version by record_day and record_hash, the update's changed "
-        "fields); the view sync_plan_payloads joins them with opportunity_records (the plan is rebuilt each run)",
+        "fields); the plan is rebuilt each run (the view sync_plan_payloads comes with json_as_text)",
         (
-            "DROP VIEW IF EXISTS sync_plan_payloads",
             "DROP TABLE IF EXISTS sync_plan",
             """CREATE TABLE sync_plan (
                    day DATE, source_id VARCHAR, action VARCHAR, opportunity_id VARCHAR, record_day DATE,
                    record_hash VARCHAR, fields JSON, full_fields JSON, reason VARCHAR)""",
-            """CREATE VIEW sync_plan_payloads AS
-               SELECT p.day, p.source_id, p.action, p.opportunity_id,
-                      CASE WHEN p.action = 'create' THEN r.fields ELSE p.fields END AS fields,
-                      coalesce(p.full_fields, r.fields) AS full_fields, r.search_by_value, r.lead_fields,
-                      r.owner_email, r.note, r.record_hash, r.source_updated_at, p.reason
-               FROM sync_plan p JOIN opportunity_records r
-                 ON r.day = p.record_day AND r.source_id = p.source_id AND r.record_hash = p.record_hash""",
         ),
     ),
     Migration(
         "json_as_text",
         "opportunity_records.lead_fields and fields, activity_records.fields: VARCHAR holding JSON text (built valid "
-        "by transform; a JSON column parsed every row again on insert)",
+        "by transform; a JSON column parsed every row again on insert), compressed with zstd (faster to write and "
+        "smaller than the default for long texts); both tables copied; the view sync_plan_payloads (each planned "
+        "record's payload)",
         (
-            "ALTER TABLE opportunity_records ALTER lead_fields TYPE VARCHAR",
-            "ALTER TABLE opportunity_records ALTER fields TYPE VARCHAR",
-            "ALTER TABLE activity_records ALTER fields TYPE VARCHAR",
+            "DROP VIEW IF EXISTS sync_plan_payloads",
+            """CREATE TABLE opportunity_records_new (
+                   day DATE, source_id VARCHAR, source_updated_at TIMESTAMP, search_by_value VARCHAR,
+                   lead_fields VARCHAR USING COMPRESSION zstd, fields VARCHAR USING COMPRESSION zstd,
+                   owner_email VARCHAR, note VARCHAR, record_hash VARCHAR)""",
+            """INSERT INTO opportunity_records_new
+               SELECT day, source_id, source_updated_at, search_by_value, lead_fields::VARCHAR, fields::VARCHAR,
+                      owner_email, note, record_hash FROM opportunity_records""",
+            "DROP TABLE opportunity_records",
+            "ALTER TABLE opportunity_records_new RENAME TO opportunity_records",
+            """CREATE TABLE activity_records_new (
+                   day DATE, event_id VARCHAR, source_id VARCHAR, activity_event INTEGER, owner_email VARCHAR,
+                   note VARCHAR, fields VARCHAR USING COMPRESSION zstd, occurred_at TIMESTAMP)""",
+            """INSERT INTO activity_records_new
+               SELECT day, event_id, source_id, activity_event, owner_email, note, fields::VARCHAR, occurred_at
+               FROM activity_records""",
+            "DROP TABLE activity_records",
+            "ALTER TABLE activity_records_new RENAME TO activity_records",
+            SYNC_PLAN_PAYLOADS_VIEW,
         ),
     ),
 )

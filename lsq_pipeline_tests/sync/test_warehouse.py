@@ -108,3 +108,18 @@ def test_a_warehouse_of_a_newer_release_is_refused(tmp_path):
     conn.execute("INSERT INTO schema_version (version, name) VALUES ($1, 'from_the_future')", [SCHEMA_VERSION + 1])
     with pytest.raises(WarehouseVersionError, match="newer lsq_pipeline"):
         ensure_schema(conn)
+
+
+def test_the_records_json_is_text_written_with_zstd(tmp_path, mapping):
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(conn)
+    write_day(tmp_path, DAY, [good_application(application_id=f"APP-{i}") for i in range(50)])
+    extract_day(conn, tmp_path, DAY)
+    transform_days(conn, [DAY], mapping)
+    conn.execute("CHECKPOINT")
+    compression = dict(conn.execute(
+        """SELECT DISTINCT column_name, compression FROM pragma_storage_info('opportunity_records')
+           WHERE column_name IN ('fields', 'lead_fields') AND segment_type = 'VARCHAR'""").fetchall())
+    assert compression == {"fields": "ZSTD", "lead_fields": "ZSTD"}
+    assert conn.execute("SELECT typeof(fields), fields->>'mx_Custom_1' FROM opportunity_records "
+                        "WHERE source_id = 'APP-7'").fetchone() == ("VARCHAR", "APP-7")
