@@ -29,16 +29,20 @@ def lead_key(search_by_value: str | None) -> str:
 
 
 def known_leads(conn: duckdb.DuckDBPyConnection, search_by_values: Sequence[str]) -> set[str]:
-    """The leads (by `lead_key`) among `search_by_values` that the state already holds: some record
-    of theirs got an opportunity or a lead id. LeadSquared is asked only about the others."""
+    """The leads (by `lead_key`) among `search_by_values` that exist or may: the state holds an
+    opportunity or a lead id of one of their records, or a Capture of one of their records went
+    unanswered (it may have made the lead and an opportunity: such a record goes Bulk Add first,
+    never straight to Capture). LeadSquared is asked only about the others."""
     if not search_by_values:
         return set()
     rows = conn.execute(
         """
         SELECT DISTINCT lower(trim(r.search_by_value))
-        FROM opportunity_records r JOIN opportunity_state s USING (source_id)
-        WHERE (s.opportunity_id IS NOT NULL OR s.lead_id IS NOT NULL)
-          AND lower(trim(r.search_by_value)) IN (SELECT unnest($1::VARCHAR[]))
+        FROM opportunity_records r
+        WHERE lower(trim(r.search_by_value)) IN (SELECT unnest($1::VARCHAR[]))
+          AND (r.source_id IN (SELECT source_id FROM opportunity_state
+                               WHERE opportunity_id IS NOT NULL OR lead_id IS NOT NULL)
+               OR r.source_id IN (SELECT source_id FROM push_journal WHERE kind = 'capture' AND status = 'unknown'))
         """,
         [sorted({lead_key(value) for value in search_by_values})],
     ).fetchall()

@@ -57,6 +57,9 @@ RESOLVE_ROUNDS = 6
 # Bulk Add row failures that name a bad value of the record itself: Capture would refuse it
 # the same way. Any other failure (a missing lead however worded, a bare `false`, a duplicate
 # answered without an id) goes to Capture, whose documented answer decides.
+CALL_FAILURES = frozenset({TransientError.__name__, RateLimitedError.__name__})
+"""How `_send` names a call that still failed after the client's retries (timeouts, 5xx, the rate limit)."""
+
 REFUSED_VALUES = frozenset({
     "MXInvalidFieldValueException",
     "MXMandatoryAttributeMissingException",
@@ -116,6 +119,11 @@ def _needs_capture(result: RowResult) -> bool:
     return not result.ok and result.exception_type not in REFUSED_VALUES
 
 
+def _call_failed(result: RowResult) -> bool:
+    """The whole Bulk Add call failed after the client's retries: no row was answered."""
+    return result.exception_type in CALL_FAILURES
+
+
 class Pusher:
     """Sends one run's plan; the journal and state rows are written through `state` as answers come.
 
@@ -146,6 +154,7 @@ class Pusher:
         self._lock = threading.RLock()
         """Held while the summary changes and while the warehouse is written (lanes run in threads)."""
         self._captures_unknown: Counter[str] = Counter()
+        """Captures per record whose answer was lost in this push."""
 
     # -- the whole push ---------------------------------------------------------------------
     def push(self, days: Sequence[date]) -> PushSummary:
@@ -366,6 +375,11 @@ class Pusher:
                     continue
                 if result.ok:
                     self._created(entry, result, "created")
+                elif _call_failed(result):
+                    # Unanswered, the call may have created the opportunity (or an earlier Capture
+                    # may have): a Capture now could make a second one. Failed (retryable); a later
+                    # run's Bulk Add resolves it through the duplicate rule.
+                    self._failed(entry, result)
                 elif _needs_capture(result):
                     entry.status, entry.error = "failed", _error_text(result)
                     entry.extra["to_capture"] = True

@@ -12,7 +12,6 @@ import pytest
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sandbox.account import SeedLead, load_account
 from lsq_pipeline.sync.generate import generate
-from lsq_pipeline.sync.push import RESOLVE_ROUNDS
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 
@@ -58,31 +57,32 @@ def test_lost_answers_then_a_rerun_ends_with_one_opportunity_per_record(tmp_path
 
 
 @pytest.mark.timeout(240)
-def test_a_create_whose_every_capture_answer_was_lost_is_failed_in_the_state_then_resolved(tmp_path):
-    """New leads, every answer lost: each record goes Bulk Add, Capture (lands, unanswered), back
-    to Bulk Add, ... until the rounds run out. It must not vanish from the state table: it is
-    `failed` with the lost answer (retryable), and the next run settles it with no double."""
+@pytest.mark.parametrize("profile", ["documented", "field"])
+def test_a_create_whose_bulk_add_went_unanswered_is_never_captured_blindly(tmp_path, profile):
+    """New leads, every answer lost (the writes land): the lead bulk create lands unanswered, Bulk
+    Add creates the opportunity unanswered. A Capture then could make a second opportunity (the
+    `field` profile's Capture ignores the duplicate rule), so none is sent: the record is `failed`
+    (retryable), never missing from the state table, and the next run resolves it through Bulk
+    Add's duplicate answer with no double."""
     source = tmp_path / "source"
     generate(source, rows=4, days=1, seed=4, start_day=FIRST_DAY, dirty_rate=0.0, events=0)
     state = tmp_path / "sandbox-state.jsonl"
-    pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", "", leads_in_bulk=False,
-                        overrides={"retry_backoff_seconds": 0.01})
-    with run_sandbox(rate_limit_calls=0, lost_response_rate=1.0, seed=2, state_path=state) as broken:
+    pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", "", overrides={"retry_backoff_seconds": 0.01})
+    with run_sandbox(rate_limit_calls=0, lost_response_rate=1.0, seed=2, state_path=state, profile=profile) as broken:
         pipeline.sandbox_url = broken.url
         assert pipeline.run(FIRST_DAY).success
-        broken_stats = pipeline.stats()
-        captures = broken_stats["Calls"].get("Capture", 0)
+        captures = pipeline.stats()["Calls"].get("Capture", 0)
     accepted = {row[0] for row in pipeline.query("SELECT source_id FROM opportunity_records")}
     assert len(accepted) >= 2
     states = dict(pipeline.query("SELECT source_id, status || ': ' || error FROM opportunity_state"))
     assert set(states) == accepted, "a record whose answers were all lost has no state row"
-    assert all(status.startswith("failed: OutcomeUnknown") for status in states.values()), states
-    assert captures == len(accepted) * RESOLVE_ROUNDS, broken_stats  # one Capture a round, never re-sent blindly
-    assert pipeline.scalar("SELECT count(*) FROM push_journal WHERE kind = 'capture' AND status = 'unknown'") == captures
+    assert all(status.startswith("failed: TransientError") for status in states.values()), states
+    assert captures == 0
 
-    with run_sandbox(rate_limit_calls=0, state_path=state) as healthy:
+    with run_sandbox(rate_limit_calls=0, state_path=state, profile=profile) as healthy:
         pipeline.sandbox_url = healthy.url
         assert pipeline.run(FIRST_DAY).success
         remote = pipeline.remote_by_source()
+        assert pipeline.stats()["Calls"].get("Capture", 0) == 0  # resolved through Bulk Add
     assert {source_id: len(opportunities) for source_id, opportunities in remote.items()} == dict.fromkeys(accepted, 1)
     assert {row[0] for row in pipeline.query("SELECT DISTINCT status FROM opportunity_state")} == {"in_sync"}

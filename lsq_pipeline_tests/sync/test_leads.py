@@ -94,3 +94,13 @@ def test_known_leads_are_those_with_an_opportunity_or_a_lead_id_in_the_state(con
     asked = ["has.opp@x.example", "HAS.LEAD@x.example ", "failed@x.example", "new@x.example"]
     assert known_leads(conn, asked) == {"has.opp@x.example", "has.lead@x.example"}
     assert known_leads(conn, []) == set()
+
+
+def test_a_lead_whose_capture_went_unanswered_counts_as_known(conn) -> None:
+    """That capture may have made the lead and an opportunity: the record goes Bulk Add first
+    (the duplicate rule answers), never straight to a second Capture."""
+    conn.execute("INSERT INTO opportunity_records (source_id, search_by_value) VALUES "
+                 "('C-1', 'lost@x.example'), ('C-2', 'answered@x.example')")
+    conn.execute("INSERT INTO push_journal (source_id, kind, status) VALUES "
+                 "('C-1', 'capture', 'unknown'), ('C-2', 'capture', 'failed')")
+    assert known_leads(conn, ["lost@x.example", "answered@x.example"]) == {"lost@x.example"}
