@@ -58,6 +58,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--lost-response-rate", type=float, default=0.0)
+    parser.add_argument("--fault-endpoints", type=lambda text: text.split(","), default=None,
+                        help="comma-separated endpoint names (e.g. Capture) that faults and lost answers hit; default all")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--account", type=Path, default=None, help="account definition (YAML)")
     parser.add_argument("--idle-timeout", type=float, default=None, help="exit after S seconds without calls")
@@ -74,7 +76,7 @@ def serve(args: argparse.Namespace) -> int:
         rate_limit_calls=calls, rate_limit_seconds=seconds, bulk_rate_limit_calls=bulk_calls,
         bulk_rate_limit_seconds=bulk_seconds, daily_limit=args.daily_limit, rate_limit_status=args.rate_limit_status,
         latency_ms=args.latency_ms, fault_rate=args.fault_rate, lost_response_rate=args.lost_response_rate,
-        seed=args.seed, idle_timeout=args.idle_timeout, verbose=not args.quiet,
+        fault_endpoints=args.fault_endpoints, seed=args.seed, idle_timeout=args.idle_timeout, verbose=not args.quiet,
     )
     backend = SandboxBackend(args.account, args.state, profile=options.profile)
     server = SandboxHTTPServer((args.host, args.port), backend, options)

@@ -80,9 +80,19 @@ class SandboxOptions(BaseModel):
     latency_ms: float = Field(0, ge=0)
     fault_rate: float = Field(0.0, ge=0, le=1)
     lost_response_rate: float = Field(0.0, ge=0, le=1)
+    fault_endpoints: list[str] | None = None
+    """Endpoint names (e.g. `Capture`) that faults and lost answers hit; None: every endpoint."""
     seed: int | None = None
     idle_timeout: float | None = Field(None, gt=0)
     verbose: bool = False
+
+    @model_validator(mode="after")
+    def _known_fault_endpoints(self) -> SandboxOptions:
+        known = {name for name, _ in API_ROUTES.values()}
+        unknown = sorted(set(self.fault_endpoints or ()) - known)
+        if unknown:
+            raise ValueError(f"unknown endpoints in fault_endpoints: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return self
 
     @model_validator(mode="after")
     def _profile_defaults(self) -> SandboxOptions:
@@ -270,7 +280,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if refusal is not None:
             backend.stats.count("rate_limited")
             return options.rate_limit_status, refusal.error.body()
-        if server.chance(options.fault_rate):
+        targeted = options.fault_endpoints is None or endpoint in options.fault_endpoints
+        if targeted and server.chance(options.fault_rate):
             kind = server.pick_fault()
             backend.stats.count("faults", kind)
             server.log(f"sandbox: injected fault {kind} on {endpoint}")
@@ -294,7 +305,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             answer = backend.bulk_create_or_update_leads(body)
         else:
             answer = backend.bulk_add_activities(query.get("opportunityid"), body)
-        if is_write and server.chance(options.lost_response_rate):
+        if is_write and targeted and server.chance(options.lost_response_rate):
             backend.stats.count("lost_responses")
             server.log(f"sandbox: dropping the answer of a committed {endpoint}")
             raise _Dropped()
@@ -415,7 +426,7 @@ def run_sandbox(
     Options are those of `SandboxOptions`: access_key, secret_key, profile ("documented", "terse",
     "field"), plan, rate_limit_calls (0 = off), rate_limit_seconds, bulk_rate_limit_calls,
     bulk_rate_limit_seconds, daily_limit, bulk_counts_against_general, rate_limit_status,
-    rate_limit_refused_count, latency_ms, fault_rate, lost_response_rate, seed.
+    rate_limit_refused_count, latency_ms, fault_rate, lost_response_rate, fault_endpoints, seed.
     """
     settings = SandboxOptions(**options)
     backend = SandboxBackend(account, state_path, profile=settings.profile)

@@ -12,6 +12,7 @@ import pytest
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sandbox.account import SeedLead, load_account
 from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.sync.push import RESOLVE_ROUNDS
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 
@@ -84,5 +85,35 @@ def test_a_create_whose_bulk_add_went_unanswered_is_never_captured_blindly(tmp_p
         assert pipeline.run(FIRST_DAY).success
         remote = pipeline.remote_by_source()
         assert pipeline.stats()["Calls"].get("Capture", 0) == 0  # resolved through Bulk Add
+    assert {source_id: len(opportunities) for source_id, opportunities in remote.items()} == dict.fromkeys(accepted, 1)
+    assert {row[0] for row in pipeline.query("SELECT DISTINCT status FROM opportunity_state")} == {"in_sync"}
+
+
+@pytest.mark.timeout(240)
+def test_a_create_whose_captures_all_went_unanswered_is_failed_in_the_state_then_resolved(tmp_path):
+    """`terse`: Bulk Add answers a duplicate without id, so the record goes to Capture; every
+    Capture lands unanswered and the record goes back to Bulk Add, round after round. When the
+    rounds run out it must not vanish from the state table: it is `failed` with the lost answer
+    (retryable), and the next run settles it with no double."""
+    source = tmp_path / "source"
+    generate(source, rows=4, days=1, seed=4, start_day=FIRST_DAY, dirty_rate=0.0, events=0)
+    state = tmp_path / "sandbox-state.jsonl"
+    pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", "", leads_in_bulk=False)
+    with run_sandbox(rate_limit_calls=0, lost_response_rate=1.0, fault_endpoints=["Capture"], seed=2,
+                     state_path=state, profile="terse") as broken:
+        pipeline.sandbox_url = broken.url
+        assert pipeline.run(FIRST_DAY).success
+        captures = pipeline.stats()["Calls"].get("Capture", 0)
+    accepted = {row[0] for row in pipeline.query("SELECT source_id FROM opportunity_records")}
+    assert len(accepted) >= 2
+    states = dict(pipeline.query("SELECT source_id, status || ': ' || error FROM opportunity_state"))
+    assert set(states) == accepted, "a record whose captures all went unanswered has no state row"
+    assert all(status.startswith("failed: OutcomeUnknown") for status in states.values()), states
+    assert captures == len(accepted) * RESOLVE_ROUNDS
+
+    with run_sandbox(rate_limit_calls=0, state_path=state, profile="terse") as healthy:
+        pipeline.sandbox_url = healthy.url
+        assert pipeline.run(FIRST_DAY).success
+        remote = pipeline.remote_by_source()
     assert {source_id: len(opportunities) for source_id, opportunities in remote.items()} == dict.fromkeys(accepted, 1)
     assert {row[0] for row in pipeline.query("SELECT DISTINCT status FROM opportunity_state")} == {"in_sync"}

@@ -232,3 +232,9 @@ def test_lead_bulk_answer_rows_or_count(profile):
 def test_profiles_are_frozen_tables():
     with pytest.raises(FrozenInstanceError):
         DOCUMENTED.bad_value_fails_batch = True  # type: ignore[misc]
+
+
+def test_fault_endpoints_name_known_endpoints_only() -> None:
+    assert SandboxOptions(fault_endpoints=["Capture", "BulkAdd"]).fault_endpoints == ["Capture", "BulkAdd"]
+    with pytest.raises(ValueError, match="unknown endpoints in fault_endpoints: Captur"):
+        SandboxOptions(fault_endpoints=["Captur"])
