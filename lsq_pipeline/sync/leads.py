@@ -30,9 +30,10 @@ def lead_key(search_by_value: str | None) -> str:
 
 def known_leads(conn: duckdb.DuckDBPyConnection, search_by_values: Sequence[str]) -> set[str]:
     """The leads (by `lead_key`) among `search_by_values` that exist or may: the state holds an
-    opportunity or a lead id of one of their records, or a Capture of one of their records went
-    unanswered (it may have made the lead and an opportunity: such a record goes Bulk Add first,
-    never straight to Capture). LeadSquared is asked only about the others."""
+    opportunity or a lead id of one of their records, or a create or Capture of one of their
+    records is unanswered (`unknown`, or `sent` by a run still going): it may have made the lead
+    and an opportunity, so such a record goes Bulk Add first (the duplicate rule answers), never
+    straight to Capture. LeadSquared is asked only about the others."""
     if not search_by_values:
         return set()
     rows = conn.execute(
@@ -42,7 +43,8 @@ def known_leads(conn: duckdb.DuckDBPyConnection, search_by_values: Sequence[str]
         WHERE lower(trim(r.search_by_value)) IN (SELECT unnest($1::VARCHAR[]))
           AND (r.source_id IN (SELECT source_id FROM opportunity_state
                                WHERE opportunity_id IS NOT NULL OR lead_id IS NOT NULL)
-               OR r.source_id IN (SELECT source_id FROM push_journal WHERE kind = 'capture' AND status = 'unknown'))
+               OR r.source_id IN (SELECT source_id FROM push_journal
+                                  WHERE kind IN ('create', 'capture') AND status IN ('unknown', 'sent')))
         """,
         [sorted({lead_key(value) for value in search_by_values})],
     ).fetchall()

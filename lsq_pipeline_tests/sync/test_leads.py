@@ -96,11 +96,14 @@ def test_known_leads_are_those_with_an_opportunity_or_a_lead_id_in_the_state(con
     assert known_leads(conn, []) == set()
 
 
-def test_a_lead_whose_capture_went_unanswered_counts_as_known(conn) -> None:
-    """That capture may have made the lead and an opportunity: the record goes Bulk Add first
-    (the duplicate rule answers), never straight to a second Capture."""
+def test_a_lead_whose_create_or_capture_went_unanswered_counts_as_known(conn) -> None:
+    """That write may have made the lead and an opportunity: the record goes Bulk Add first (the
+    duplicate rule answers), never straight to a Capture (which may ignore the rule)."""
     conn.execute("INSERT INTO opportunity_records (source_id, search_by_value) VALUES "
-                 "('C-1', 'lost@x.example'), ('C-2', 'answered@x.example')")
+                 "('C-1', 'lost@x.example'), ('C-2', 'answered@x.example'), ('C-3', 'killed@x.example'), "
+                 "('C-4', 'in.flight@x.example')")
     conn.execute("INSERT INTO push_journal (source_id, kind, status) VALUES "
-                 "('C-1', 'capture', 'unknown'), ('C-2', 'capture', 'failed')")
-    assert known_leads(conn, ["lost@x.example", "answered@x.example"]) == {"lost@x.example"}
+                 "('C-1', 'capture', 'unknown'), ('C-2', 'capture', 'failed'), ('C-3', 'create', 'unknown'), "
+                 "('C-4', 'create', 'sent')")
+    asked = ["lost@x.example", "answered@x.example", "killed@x.example", "in.flight@x.example"]
+    assert known_leads(conn, asked) == {"lost@x.example", "killed@x.example", "in.flight@x.example"}
