@@ -57,6 +57,28 @@ def test_lost_answers_then_a_rerun_ends_with_one_opportunity_per_record(tmp_path
     assert len(activities) >= created_activities
 
 
+def _new_records(tmp_path, **settings) -> tuple[Pipeline, object]:
+    """A few records whose leads are new, a warehouse, and the sandbox's state file (kept across its restarts)."""
+    source = tmp_path / "source"
+    generate(source, rows=4, days=1, seed=4, start_day=FIRST_DAY, dirty_rate=0.0, events=0)
+    return Pipeline(source, tmp_path / "warehouse.duckdb", "", **settings), tmp_path / "sandbox-state.jsonl"
+
+
+def _each_failed_with(pipeline: Pipeline, error: str) -> set[str]:
+    """Every accepted record has a `failed` state row whose error starts with `error`; returns them."""
+    accepted = {row[0] for row in pipeline.query("SELECT source_id FROM opportunity_records")}
+    assert len(accepted) >= 2
+    states = dict(pipeline.query("SELECT source_id, status || ': ' || error FROM opportunity_state"))
+    assert set(states) == accepted, "a record whose answers were lost has no state row"
+    assert all(status.startswith(f"failed: {error}") for status in states.values()), states
+    return accepted
+
+
+def _one_opportunity_each_in_sync(pipeline: Pipeline, accepted: set[str], remote: dict) -> None:
+    assert {source_id: len(opportunities) for source_id, opportunities in remote.items()} == dict.fromkeys(accepted, 1)
+    assert {row[0] for row in pipeline.query("SELECT DISTINCT status FROM opportunity_state")} == {"in_sync"}
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("profile", ["documented", "field"])
 def test_a_create_whose_bulk_add_went_unanswered_is_never_captured_blindly(tmp_path, profile):
@@ -65,28 +87,18 @@ def test_a_create_whose_bulk_add_went_unanswered_is_never_captured_blindly(tmp_p
     `field` profile's Capture ignores the duplicate rule), so none is sent: the record is `failed`
     (retryable), never missing from the state table, and the next run resolves it through Bulk
     Add's duplicate answer with no double."""
-    source = tmp_path / "source"
-    generate(source, rows=4, days=1, seed=4, start_day=FIRST_DAY, dirty_rate=0.0, events=0)
-    state = tmp_path / "sandbox-state.jsonl"
-    pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", "", overrides={"retry_backoff_seconds": 0.01})
+    pipeline, state = _new_records(tmp_path, overrides={"retry_backoff_seconds": 0.01})
     with run_sandbox(rate_limit_calls=0, lost_response_rate=1.0, seed=2, state_path=state, profile=profile) as broken:
         pipeline.sandbox_url = broken.url
         assert pipeline.run(FIRST_DAY).success
-        captures = pipeline.stats()["Calls"].get("Capture", 0)
-    accepted = {row[0] for row in pipeline.query("SELECT source_id FROM opportunity_records")}
-    assert len(accepted) >= 2
-    states = dict(pipeline.query("SELECT source_id, status || ': ' || error FROM opportunity_state"))
-    assert set(states) == accepted, "a record whose answers were all lost has no state row"
-    assert all(status.startswith("failed: TransientError") for status in states.values()), states
-    assert captures == 0
+        assert pipeline.stats()["Calls"].get("Capture", 0) == 0
+    accepted = _each_failed_with(pipeline, "TransientError")
 
     with run_sandbox(rate_limit_calls=0, state_path=state, profile=profile) as healthy:
         pipeline.sandbox_url = healthy.url
         assert pipeline.run(FIRST_DAY).success
-        remote = pipeline.remote_by_source()
         assert pipeline.stats()["Calls"].get("Capture", 0) == 0  # resolved through Bulk Add
-    assert {source_id: len(opportunities) for source_id, opportunities in remote.items()} == dict.fromkeys(accepted, 1)
-    assert {row[0] for row in pipeline.query("SELECT DISTINCT status FROM opportunity_state")} == {"in_sync"}
+        _one_opportunity_each_in_sync(pipeline, accepted, pipeline.remote_by_source())
 
 
 @pytest.mark.timeout(240)
@@ -95,25 +107,16 @@ def test_a_create_whose_captures_all_went_unanswered_is_failed_in_the_state_then
     Capture lands unanswered and the record goes back to Bulk Add, round after round. When the
     rounds run out it must not vanish from the state table: it is `failed` with the lost answer
     (retryable), and the next run settles it with no double."""
-    source = tmp_path / "source"
-    generate(source, rows=4, days=1, seed=4, start_day=FIRST_DAY, dirty_rate=0.0, events=0)
-    state = tmp_path / "sandbox-state.jsonl"
-    pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", "", leads_in_bulk=False)
+    pipeline, state = _new_records(tmp_path, leads_in_bulk=False)
     with run_sandbox(rate_limit_calls=0, lost_response_rate=1.0, fault_endpoints=["Capture"], seed=2,
                      state_path=state, profile="terse") as broken:
         pipeline.sandbox_url = broken.url
         assert pipeline.run(FIRST_DAY).success
         captures = pipeline.stats()["Calls"].get("Capture", 0)
-    accepted = {row[0] for row in pipeline.query("SELECT source_id FROM opportunity_records")}
-    assert len(accepted) >= 2
-    states = dict(pipeline.query("SELECT source_id, status || ': ' || error FROM opportunity_state"))
-    assert set(states) == accepted, "a record whose captures all went unanswered has no state row"
-    assert all(status.startswith("failed: OutcomeUnknown") for status in states.values()), states
+    accepted = _each_failed_with(pipeline, "OutcomeUnknown")
     assert captures == len(accepted) * RESOLVE_ROUNDS
 
     with run_sandbox(rate_limit_calls=0, state_path=state, profile="terse") as healthy:
         pipeline.sandbox_url = healthy.url
         assert pipeline.run(FIRST_DAY).success
-        remote = pipeline.remote_by_source()
-    assert {source_id: len(opportunities) for source_id, opportunities in remote.items()} == dict.fromkeys(accepted, 1)
-    assert {row[0] for row in pipeline.query("SELECT DISTINCT status FROM opportunity_state")} == {"in_sync"}
+        _one_opportunity_each_in_sync(pipeline, accepted, pipeline.remote_by_source())
