@@ -54,12 +54,12 @@ latency and the wait for a general start."""
 # that the record is `failed` with the lost answer (retryable) and the next run resolves it.
 RESOLVE_ROUNDS = 6
 
-# Bulk Add row failures that name a bad value of the record itself: Capture would refuse it
-# the same way. Any other failure (a missing lead however worded, a bare `false`, a duplicate
-# answered without an id) goes to Capture, whose documented answer decides.
 CALL_FAILURES = frozenset({TransientError.__name__, RateLimitedError.__name__})
 """How `_send` names a call that still failed after the client's retries (timeouts, 5xx, the rate limit)."""
 
+# Bulk Add row failures that name a bad value of the record itself: Capture would refuse it
+# the same way. Any other failure (a missing lead however worded, a bare `false`, a duplicate
+# answered without an id) goes to Capture, whose documented answer decides.
 REFUSED_VALUES = frozenset({
     "MXInvalidFieldValueException",
     "MXMandatoryAttributeMissingException",
