@@ -25,8 +25,9 @@ def test_faults_lost_answers_and_429s_end_with_one_in_sync_opportunity_per_recor
             result = pipeline.run(day)
             assert result.success, f"run of {day} failed"
     stats = pipeline.stats()
-    # The chaos really happened.
-    assert stats["RateLimited"] > 0 and burster.refused > 0
+    # The chaos really happened: the other client sent its bursts and the pipeline's own calls met
+    # 429s (whether a burst itself was refused depends on how the two interleave on loaded cores).
+    assert burster.sent > 0 and stats["RateLimited"] - burster.refused > 0, "the pipeline met no 429"
     assert stats["TotalFaults"] > 0 and stats["LostResponses"] > 0
     assert stats["Calls"].get("LeadBulkCreate", 0) > 0, "the leads were not created in bulk"
     end = assert_end_state(pipeline)
