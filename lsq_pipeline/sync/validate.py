@@ -24,6 +24,7 @@ WHITESPACE = " \\t\\r\\n"
 # Full-match patterns without capture groups, so RE2 runs them as a DFA.
 EMAIL_RE = r"[a-z0-9._%+'-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"
 INDIAN_PHONE_RE = r"(?:\+91|0091|91|0)?[1-9][0-9]{9}"
+INDIAN_PHONE_PLAIN_RE = r"(?:\+91-?|0091|91|0)?[1-9][0-9]{9}"  # matches INDIAN_PHONE_RE once separators go
 PLAIN_DECIMAL_RE = r"[+-]?[0-9]+(?:\.[0-9]+)?"
 WHOLE_NUMBER_RE = r"[1-9][0-9]{0,27}"  # fits DECIMAL(38, 10) unchanged
 ISO_DATETIME_RE = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-](?:0\d|1[0-4]):?[0-5]\d)?"
@@ -45,14 +46,22 @@ def _trimmed(column: str) -> str:
 
 def _utc_timestamp(t: str) -> str:
     """A UTC TIMESTAMP from ISO 8601 text `t` (Z, an offset, or naive = UTC), NULL if it is not
-    ISO 8601 or not a real instant: one DFA match, then DuckDB's own TIMESTAMPTZ parser, given an
-    explicit `Z` when the text has no offset (never the session's time zone) and a midnight when
-    it is a date alone."""
+    ISO 8601 or not a real instant: one DFA match, then DuckDB's own parser. The usual shapes,
+    `YYYY-MM-DDTHH:MM:SSZ` and `…+HH:MM`, are cast as they are; any other is given an explicit `Z`
+    when it has no offset (never the session's time zone) and a midnight when it is a date alone.
+    The instant is read through its epoch, which needs no time zone."""
     has_time = f"{t}[11] IN ('T', ' ')"
     with_time = f"CASE WHEN {has_time} THEN {t} ELSE {t}[1:10] || 'T00:00:00' || {t}[11:] END"
     has_offset = f"(ends_with({t}, 'Z') OR contains({t}[11:], '+') OR contains({t}[11:], '-'))"
-    return (f"CASE WHEN regexp_full_match({t}, {literal(ISO_DATETIME_RE)}) THEN timezone('UTC', try_cast("
-            f"{with_time} || CASE WHEN {has_offset} THEN '' ELSE 'Z' END AS TIMESTAMPTZ)) END")
+    completed = f"{with_time} || CASE WHEN {has_offset} THEN '' ELSE 'Z' END"
+
+    def utc(text: str) -> str:
+        return f"make_timestamp(epoch_us(try_cast({text} AS TIMESTAMPTZ)))"
+
+    return (f"CASE WHEN regexp_full_match({t}, {literal(ISO_DATETIME_RE)}) THEN CASE "
+            f"WHEN length({t}) = 20 AND {t}[20] = 'Z' THEN try_cast({t} AS TIMESTAMP) "
+            f"WHEN length({t}) = 25 AND {t}[20] IN ('+', '-') THEN {utc(t)} "
+            f"ELSE {utc(completed)} END END")
 
 
 @dataclass
@@ -100,8 +109,11 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
         value = f"lower({t})"
         checks.append((f"NOT regexp_full_match({{p}}, {literal(EMAIL_RE)})", "'not a valid email address'"))
     elif spec.type == "phone":
+        # A number written without separators (or as +91-…, the normal form) is cut as it is;
+        # the separators are removed, with a slower regular expression, from the others.
         digits = f"regexp_replace({t}, '[\\s().-]', '', 'g')"
-        value = f"CASE WHEN regexp_full_match({digits}, {literal(INDIAN_PHONE_RE)}) THEN '+91-' || right({digits}, 10) END"
+        value = (f"CASE WHEN regexp_full_match({t}, {literal(INDIAN_PHONE_PLAIN_RE)}) THEN '+91-' || right({t}, 10) "
+                 f"WHEN regexp_full_match({digits}, {literal(INDIAN_PHONE_RE)}) THEN '+91-' || right({digits}, 10) END")
         checks.append(("{p} IS NULL", "'not an Indian 10-digit phone number (+91, 0 prefixes allowed)'"))
     elif spec.type == "number":
         # A whole number without leading zeros (most amounts) is its own normal form; any other
@@ -211,11 +223,13 @@ class _Query:
         """The check of `table`'s rows: the latest version of a key in a day wins (a NULL key
         never supersedes), ordered by `version` then by row."""
         narrow = [int(key[1:])] + ([int(version[1:])] if version else [])
-        order = f"{version} DESC NULLS FIRST, row_number DESC" if version else "row_number DESC"
+        # A hash aggregate, not a window: the winner of each (day, key) is the row with a NULL
+        # version if any (it is rejected), else the highest version, then the last row.
+        winner = (f"arg_max(row_number, ({version} IS NULL, coalesce({version}, TIMESTAMP '-infinity'), row_number))"
+                  if version else "max(row_number)")
         latest = f"""
-            SELECT day, row_number, {key} AS key FROM ({self._converted_sql(table, days, narrow)})
-            QUALIFY row_number() OVER (
-                PARTITION BY day, {key}, CASE WHEN {key} IS NULL THEN row_number END ORDER BY {order}) = 1"""
+            SELECT day, {winner} AS row_number, {key} AS key FROM ({self._converted_sql(table, days, narrow)})
+            GROUP BY day, {key}, CASE WHEN {key} IS NULL THEN row_number END"""
         reasons = self.reasons(extra)
         problems = ", ".join(f"{sql} AS r{i}" for i, (_, _, sql) in enumerate(reasons))
         shown = f"chr(0), {literal(NUL_SHOWN_AS)}"
