@@ -110,7 +110,7 @@ def test_a_warehouse_of_a_newer_release_is_refused(tmp_path):
         ensure_schema(conn)
 
 
-def test_the_records_json_is_text_written_with_zstd(tmp_path, mapping):
+def test_the_records_texts_are_written_with_zstd(tmp_path, mapping):
     conn = duckdb.connect(str(tmp_path / "w.duckdb"))
     ensure_schema(conn)
     write_day(tmp_path, DAY, [good_application(application_id=f"APP-{i}") for i in range(50)])
@@ -119,7 +119,25 @@ def test_the_records_json_is_text_written_with_zstd(tmp_path, mapping):
     conn.execute("CHECKPOINT")
     compression = dict(conn.execute(
         """SELECT DISTINCT column_name, compression FROM pragma_storage_info('opportunity_records')
-           WHERE column_name IN ('fields', 'lead_fields') AND segment_type = 'VARCHAR'""").fetchall())
-    assert compression == {"fields": "ZSTD", "lead_fields": "ZSTD"}
+           WHERE segment_type = 'VARCHAR' AND column_name != 'owner_email'""").fetchall())
+    assert compression == dict.fromkeys(
+        ["source_id", "search_by_value", "lead_fields", "fields", "note", "record_hash"], "ZSTD")
     assert conn.execute("SELECT typeof(fields), fields->>'mx_Custom_1' FROM opportunity_records "
                         "WHERE source_id = 'APP-7'").fetchone() == ("VARCHAR", "APP-7")
+
+
+def test_zstd_record_texts_keeps_the_records_and_their_payloads(tmp_path, mapping, monkeypatch):
+    conn = duckdb.connect(str(tmp_path / "v6.duckdb"))
+    with monkeypatch.context() as before:
+        before.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:6])
+        before.setattr(warehouse, "SCHEMA_VERSION", 6)
+        warehouse.ensure_schema(conn)
+    _load_day(conn, tmp_path, mapping)
+    plan_days(conn, [DAY], mapping)
+    records = conn.execute("SELECT * FROM opportunity_records ORDER BY ALL").fetchall()
+    payloads = conn.execute("SELECT * FROM sync_plan_payloads ORDER BY ALL").fetchall()
+    assert len(records) == 2 and len(payloads) == 2
+
+    assert ensure_schema(conn) == ["zstd_record_texts"]
+    assert conn.execute("SELECT * FROM opportunity_records ORDER BY ALL").fetchall() == records
+    assert conn.execute("SELECT * FROM sync_plan_payloads ORDER BY ALL").fetchall() == payloads
