@@ -64,10 +64,12 @@ def test_emails_are_lowercased_and_checked(run):
     assert _reject(run, email="") == [("email", "required value missing")]
 
 
-@pytest.mark.parametrize("phone", ["9876543210", "+91 98765 43210", "098765-43210", "+91-9876543210", "919876543210"])
-def test_indian_phones_take_one_format(run, phone):
+@pytest.mark.parametrize("phone", ["9876543210", "+91 98765 43210", "098765-43210", "+91-9876543210", "919876543210",
+                                   "09876543210", "00919876543210", "+919876543210", "(+91) 98765.43210"])
+def test_indian_phones_take_one_format(run, conn, phone):
     accepted, rejects = run([good_application(phone=phone)])
     assert rejects == [] and accepted
+    assert conn.execute("SELECT lead_fields->>'Phone' FROM opportunity_records").fetchone()[0] == "+91-9876543210"
 
 
 def test_other_phones_are_rejected(run, conn):
@@ -79,6 +81,8 @@ def test_other_phones_are_rejected(run, conn):
 @pytest.mark.parametrize(("stamp", "utc"), [
     ("2026-11-01T10:05:00Z", "2026-11-01 10:05:00"),
     ("2026-11-01T10:05:00+05:30", "2026-11-01 04:35:00"),
+    ("2026-11-01T10:05:00-08:00", "2026-11-01 18:05:00"),
+    ("2026-11-01 10:05:00Z", "2026-11-01 10:05:00"),
     ("2026-11-01T10:05:00-0300", "2026-11-01 13:05:00"),
     ("2026-11-01 10:05:00", "2026-11-01 10:05:00"),
     ("2026-11-01T10:05:00.123Z", "2026-11-01 10:05:00"),
@@ -93,6 +97,8 @@ def test_dates_become_utc(run, stamp, utc):
     ("2026-11-01", "2026-11-01 00:00:00"),
     ("2026-11-01+05:30", "2026-10-31 18:30:00"),
     ("2026-11-01T10:05:00+0530", "2026-11-01 04:35:00"),
+    ("2026-11-01T10:05:00+05:30", "2026-11-01 04:35:00"),
+    ("2026-11-01T10:05:00Z", "2026-11-01 10:05:00"),
 ])
 def test_naive_and_short_dates_are_utc_whatever_the_session_time_zone(run, conn, stamp, utc):
     conn.execute("SET TimeZone = 'America/Los_Angeles'")
