@@ -260,12 +260,23 @@ class Check:
     rows: Callable[[str], str]
 
 
-def _json_object(pairs: list[tuple[str, str]]) -> str:
+def _json_object(pairs: list[tuple[str, str]], first_present: bool = False) -> str:
     """The text of a JSON object of the non-NULL values, keys in the given order (the same text
     DuckDB's to_json gives a MAP, built by concatenation: no per-row list or map). Valid JSON by
-    construction, so it is stored as VARCHAR: a JSON column would parse every row again."""
-    members = ", ".join(f"{literal(json.dumps(key) + ':')} || to_json({value})" for key, value in pairs)
-    return f"'{{' || concat_ws(',', {members}) || '}}'"
+    construction, so it is stored as VARCHAR: a JSON column would parse every row again.
+
+    When the first value is never NULL (`first_present`: a required value of an accepted row),
+    one concat() takes every key and value as arguments of their own, a key given only when its
+    value is there (concat skips NULLs): no string is built per member, a third less work."""
+    if not first_present:
+        members = ", ".join(f"{literal(json.dumps(key) + ':')} || to_json({value})" for key, value in pairs)
+        return f"'{{' || concat_ws(',', {members}) || '}}'"
+    (first_key, first_value), rest = pairs[0], pairs[1:]
+    arguments = [literal("{" + json.dumps(first_key) + ":"), f"to_json({first_value})"]
+    for key, value in rest:
+        arguments += [f"CASE WHEN {value} IS NOT NULL THEN {literal(',' + json.dumps(key) + ':')} END",
+                      f"to_json({value})"]
+    return f"concat({', '.join(arguments)}, '}}')"
 
 
 def _opportunity_check(mapping: Mapping, days: str) -> Check:
@@ -326,10 +337,12 @@ def _opportunity_check(mapping: Mapping, days: str) -> Check:
     else:
         note = template_value("note", opp.note.template, opp.note.max_length)
 
+    # Both objects start with a required value (the search-by value, the source id): never NULL when accepted.
     return query.check("raw_applications", days, key=source_id, version=updated_at, extra=template_checks, outputs=[
         ("source_id", t(opp.source_id.column)), ("source_updated_at", updated_at),
-        ("search_by_value", query.text(search_by)), ("lead_fields", _json_object(lead)),
-        ("fields", _json_object(fields)), ("owner_email", f"lower({t(opp.owner.column)})"), ("note", note),
+        ("search_by_value", query.text(search_by)), ("lead_fields", _json_object(lead, first_present=True)),
+        ("fields", _json_object(fields, first_present=True)), ("owner_email", f"lower({t(opp.owner.column)})"),
+        ("note", note),
         ("source_owned_fields", _json_object([(name, sql) for name, sql in fields if name not in crm_owned])
                                 if crm_owned else "NULL")])
 
