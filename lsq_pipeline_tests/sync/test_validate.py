@@ -59,6 +59,17 @@ def test_a_good_row_is_sent_exactly_so(run, conn):
     assert row[4] == row[5]
 
 
+def test_missing_optional_values_leave_their_keys_out_of_compact_json(run, conn):
+    accepted, rejects = run([good_application(phone="", stage="", created_at="", applicant_name='Ásha "Ji"')])
+    assert rejects == []
+    lead_fields, fields = conn.execute("SELECT lead_fields, fields FROM opportunity_records").fetchone()
+    assert lead_fields == r'{"EmailAddress":"asha@mail.example","FirstName":"Ásha","LastName":"\"Ji\""}'  # no Phone
+    assert fields == json.dumps(accepted["APP-1"], ensure_ascii=False, separators=(",", ":"))
+    assert list(accepted["APP-1"]) == ["mx_Custom_1", "mx_Custom_2", "mx_Custom_3", "mx_Custom_4", "mx_Custom_7",
+                                       "Owner"]
+    assert accepted["APP-1"]["mx_Custom_4"] == 'Ásha "Ji"'
+
+
 def test_emails_are_lowercased_and_checked(run):
     assert _reject(run, email="asha at mail.example") == [("email", "not a valid email address")]
     assert _reject(run, email="") == [("email", "required value missing")]
