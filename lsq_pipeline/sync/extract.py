@@ -13,6 +13,7 @@ from lsq_pipeline.sync.sql import day_list_sql, identifier, literal
 from lsq_pipeline.sync.warehouse import RAW_TABLES, SOURCE_FILES
 
 HEADER_PROBE_BYTES = 1 << 16
+LINE_END = re.compile(b"(\r\n|\r|\n)")
 
 
 class SourceFileError(Exception):
@@ -24,14 +25,19 @@ class SourceFileError(Exception):
         self.problem = problem
 
 
+def _probe(path: Path) -> bytes:
+    """The file's first bytes: enough for its header line."""
+    with path.open("rb") as handle:
+        return handle.read(HEADER_PROBE_BYTES)
+
+
 def _read_header(path: Path) -> list[str]:
     if not path.is_file():
         raise SourceFileError(path, "file is missing")
-    with path.open("rb") as handle:
-        probe = handle.read(HEADER_PROBE_BYTES)
+    probe = _probe(path)
     if not probe.strip(b"\xef\xbb\xbf \t\r\n"):
         raise SourceFileError(path, "file is empty (no header row)")
-    header_line = re.split(b"\r\n|\r|\n", probe.removeprefix(b"\xef\xbb\xbf"), maxsplit=1)[0]
+    header_line = LINE_END.split(probe.removeprefix(b"\xef\xbb\xbf"), maxsplit=1)[0]
     try:
         text = header_line.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -110,8 +116,7 @@ def _read_sql(columns: list[str], file: str) -> str:
 def _header_line(path: Path) -> bytes:
     """The file's first line with its line end: files whose header lines are the same bytes read
     alike in one read_csv (same columns in the same order, same line ends)."""
-    with path.open("rb") as handle:
-        return b"".join(re.split(b"(\r\n|\r|\n)", handle.read(HEADER_PROBE_BYTES), maxsplit=1)[:2])
+    return b"".join(LINE_END.split(_probe(path), maxsplit=1)[:2])
 
 
 class _ReadTogetherFailed(Exception):
