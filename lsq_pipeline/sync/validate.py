@@ -39,9 +39,10 @@ def _t(column: str) -> str:
 
 def _trimmed(column: str) -> str:
     """The column's text without surrounding whitespace, NULL when empty. trim() with a character
-    set is slow, so it runs only on the few values that start or end with a control or space."""
+    set is slow, so it runs only on the few values that start or end with a control or space
+    (`< '!'`: a byte comparison, cheaper than taking the first character)."""
     c = identifier(column)
-    return f"NULLIF(CASE WHEN {c}[1] <= ' ' OR {c}[-1] <= ' ' THEN trim({c}, e'{WHITESPACE}') ELSE {c} END, '')"
+    return f"NULLIF(CASE WHEN {c} < '!' OR {c}[-1] <= ' ' THEN trim({c}, e'{WHITESPACE}') ELSE {c} END, '')"
 
 
 def _utc_timestamp(t: str) -> str:
