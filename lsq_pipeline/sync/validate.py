@@ -268,7 +268,7 @@ def _json_object(pairs: list[tuple[str, str]], first_present: bool = False) -> s
 
     When the first value is never NULL (`first_present`: a required value of an accepted row),
     one concat() takes every key and value as arguments of their own, a key given only when its
-    value is there (concat skips NULLs): no string is built per member, a third less work."""
+    value is there (concat skips NULLs): no string is built per member, a quarter less work."""
     if not first_present:
         members = ", ".join(f"{literal(json.dumps(key) + ':')} || to_json({value})" for key, value in pairs)
         return f"'{{' || concat_ws(',', {members}) || '}}'"
