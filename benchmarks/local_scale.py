@@ -1,9 +1,11 @@
 """Local cost at scale: generate 1,000,000 application rows, then time extract, transform and plan.
 
-Run: `.venv/bin/python benchmarks/local_scale.py [--rows N] [--days D] [--memory-limit 768MB]`.
+Run: `.venv/bin/python benchmarks/local_scale.py [--rows N] [--days D] [--memory-limit 768MB] [--repeat R]`.
 Prints seconds and the process's peak resident memory (ru_maxrss) after each step. The plan
 runs twice: with an empty state (all creates) and after marking every record synced (the
-compare path: all unchanged). Output goes to benchmarks/out/ (gitignored).
+compare path: all unchanged). `--repeat` runs it all R times on a new warehouse each (a shared
+machine varies by half a second from run to run) and ends with the median. Output goes to
+benchmarks/out/ (gitignored).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,7 +25,7 @@ import duckdb
 from lsq_pipeline.settings import PipelineSettings
 from lsq_pipeline.sync.extract import extract_days
 from lsq_pipeline.sync.generate import generate
-from lsq_pipeline.sync.mapping import load_mapping
+from lsq_pipeline.sync.mapping import Mapping, load_mapping
 from lsq_pipeline.sync.plan import plan_days
 from lsq_pipeline.sync.validate import transform_days
 from lsq_pipeline.sync.warehouse import ensure_schema
@@ -50,13 +53,12 @@ def main() -> None:
                         help="DuckDB memory_limit (default: the pipeline's, LSQ_DUCKDB_MEMORY_LIMIT)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--reuse-source", action="store_true", help="keep the files of the last run")
+    parser.add_argument("--repeat", type=int, default=1, help="runs, each on a new warehouse")
     args = parser.parse_args()
 
-    source, warehouse = args.out / "source", args.out / "warehouse.duckdb"
+    source = args.out / "source"
     if not args.reuse_source:
         shutil.rmtree(source, ignore_errors=True)
-    for leftover in (warehouse, warehouse.with_suffix(".duckdb.wal")):
-        leftover.unlink(missing_ok=True)
     days = [START + timedelta(days=i) for i in range(args.days)]
     mapping = load_mapping(REPO / "data" / "mapping.yaml")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, DuckDB {duckdb.__version__}, "
@@ -68,7 +70,18 @@ def main() -> None:
         print(f"generate   {time.perf_counter() - started:6.1f} s  (not part of the bar) "
               f"{written['applications']:,} application rows, {written['events']:,} event rows")
 
-    conn = duckdb.connect(str(warehouse), config={"memory_limit": args.memory_limit})
+    totals = [_run(args.out / "warehouse.duckdb", args.memory_limit, source, days, mapping)
+              for _ in range(args.repeat)]
+    if len(totals) > 1:
+        print(f"{len(totals)} runs: {', '.join(f'{total:.1f}' for total in totals)} s; "
+              f"median {statistics.median(totals):.1f} s, best {min(totals):.1f} s")
+
+
+def _run(warehouse: Path, memory_limit: str, source: Path, days: list[date], mapping: Mapping) -> float:
+    """Extract, transform and plan on a new warehouse, then the re-plan; prints each step, returns the total."""
+    for leftover in (warehouse, warehouse.with_suffix(".duckdb.wal")):
+        leftover.unlink(missing_ok=True)
+    conn = duckdb.connect(str(warehouse), config={"memory_limit": memory_limit})
     ensure_schema(conn)
     steps: list[tuple[str, float]] = []
 
@@ -94,6 +107,7 @@ def main() -> None:
           f"(bar: <= 8 s, <= 1024 MB) -> {'PASS' if total <= 8 and peak <= 1024 else 'FAIL'}; "
           f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows the wall time)")
     conn.close()
+    return total
 
 
 def _extract_all(conn: duckdb.DuckDBPyConnection, source: Path, days: list[date]) -> dict[str, int]:
