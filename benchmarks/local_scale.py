@@ -3,9 +3,9 @@
 Run: `.venv/bin/python benchmarks/local_scale.py [--rows N] [--days D] [--memory-limit 768MB] [--repeat R]`.
 Prints seconds and the process's peak resident memory (ru_maxrss) after each step. The plan
 runs twice: with an empty state (all creates) and after marking every record synced (the
-compare path: all unchanged). `--repeat` runs it all R times, each in a new process on a new warehouse (a shared
-machine varies by half a second from run to run) and ends with the median. Output goes to
-benchmarks/out/ (gitignored).
+compare path: all unchanged). `--repeat` runs it all R times, each in a new process on a new
+warehouse (a shared machine varies by half a second from run to run), and ends with the median.
+Output goes to benchmarks/out/ (gitignored).
 """
 
 from __future__ import annotations
