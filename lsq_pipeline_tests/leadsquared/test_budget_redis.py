@@ -13,6 +13,7 @@ import pytest
 
 from lsq_pipeline.leadsquared import DailyBudgetExhausted, OpportunityUpdate, fields_from_dict
 from lsq_pipeline_tests.leadsquared.conftest import EVENT_CODE, inspect, make_client, sandbox
+from lsq_pipeline_tests.leadsquared.test_rate_limit import check_move_start
 
 MISSING_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -105,6 +106,16 @@ def test_a_learned_limit_and_the_daily_count_are_shared_through_redis(redis_url)
                 second.update_opportunities(_updates(25 * 10))
             assert second.budget.calls_today() == 12
         assert inspect(server, "stats")["Refused"]["general"]["window"] == refused
+
+
+def test_a_start_moves_later_in_the_redis_log(redis_url) -> None:
+    from lsq_pipeline.leadsquared.budget_store import RedisStore
+
+    store = RedisStore(redis_url, "lsq:test")
+    try:
+        check_move_start(store)
+    finally:
+        store.close()
 
 
 def test_a_redis_password_never_shows() -> None:
