@@ -132,3 +132,15 @@ def test_a_start_moves_later_in_the_log(kind, tmp_path) -> None:
     finally:
         store.close()
 
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_call_sent_late_holds_the_window_from_its_send(kind, tmp_path) -> None:
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "rate.sqlite")
+    window = SlidingWindow(1, 0.5, store=store, safety_margin=False)
+    try:
+        window.acquire()
+        time.sleep(0.3)  # held up between its start and its send
+        window.sent(time.monotonic())
+        assert window.acquire() >= 0.45  # a window from the send, not 0.2 s from the start
+    finally:
+        window.close()
