@@ -143,7 +143,8 @@ class AccountBudget:
     """What the client spends: one `SlidingWindow` per class, the day's count, kept in a `BudgetStore`.
 
     `acquire(rate_class)` counts the call against the day (when a daily limit is set) or
-    raises `DailyBudgetExhausted`, then blocks for the windows. `refused(rate_class, message)`
+    raises `DailyBudgetExhausted`, then blocks for the windows; `sent(rate_class, at)`, from the
+    same thread, moves its starts to when the call was sent. `refused(rate_class, message)`
     takes in a server refusal.
     """
 
@@ -199,6 +200,15 @@ class AccountBudget:
             for window in windows[1:]:
                 waited += window.acquire(first=True)
             return waited + windows[0].acquire()
+
+    def sent(self, rate_class: str, at: float) -> None:
+        """The call this thread acquired last was sent at `at` (`time.monotonic()`). Never raises:
+        the call is out and its answer matters more; a start not moved stays where it was granted."""
+        try:
+            for window in self.windows_of(rate_class):
+                window.sent(at)
+        except Exception:  # noqa: BLE001 - e.g. Redis unreachable: the next acquire will say so
+            logger.warning("could not move a %s call's start to its send", rate_class, exc_info=True)
 
     def calls_today(self) -> int:
         return self.store.calls_on(self.today().isoformat())

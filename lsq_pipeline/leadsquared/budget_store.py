@@ -15,10 +15,12 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
+from bisect import bisect_left, insort
 from contextlib import AbstractContextManager, nullcontext
+from operator import attrgetter
 from pathlib import Path
 
-from pyrate_limiter import AbstractBucket, InMemoryBucket, Rate, RedisBucket, SQLiteBucket
+from pyrate_limiter import AbstractBucket, InMemoryBucket, Rate, RateItem, RedisBucket, SQLiteBucket
 
 LEARNED_LIMIT_SECONDS = 24 * 3600
 """A limit learned from a refusal holds this long (a plan can be raised; the next refusal teaches again)."""
@@ -43,6 +45,11 @@ class BudgetStore(ABC):
         starts other processes put in meanwhile, and overfill the window.
         """
         return nullcontext()
+
+    @abstractmethod
+    def move_start(self, bucket: AbstractBucket, from_ms: int, to_ms: int) -> None:
+        """Move one start logged at `from_ms` to `to_ms`, when its call was sent (later); called under
+        `window_lock`. No start at `from_ms` (left the log): nothing moves."""
 
     @abstractmethod
     def count_call(self, day: str, limit: int | None) -> bool:
@@ -74,6 +81,14 @@ class MemoryStore(BudgetStore):
 
     def window_bucket(self, rate_class: str, rates: list[Rate]) -> AbstractBucket:
         return InMemoryBucket(rates)
+
+    def move_start(self, bucket: AbstractBucket, from_ms: int, to_ms: int) -> None:
+        assert isinstance(bucket, InMemoryBucket)
+        timestamp = attrgetter("timestamp")
+        index = bisect_left(bucket.items, from_ms, key=timestamp)
+        if index < len(bucket.items) and bucket.items[index].timestamp == from_ms:
+            moved = bucket.items.pop(index)
+            insort(bucket.items, RateItem(moved.name, to_ms), key=timestamp)  # the log stays sorted
 
     def count_call(self, day: str, limit: int | None) -> bool:
         with self._lock:
@@ -126,6 +141,15 @@ class SQLiteStore(BudgetStore):
     def window_lock(self, rate_class: str, bucket: AbstractBucket) -> AbstractContextManager[object]:
         return bucket.lock  # the bucket's file lock (re-entrant): its put takes it again
 
+    def move_start(self, bucket: AbstractBucket, from_ms: int, to_ms: int) -> None:
+        assert isinstance(bucket, SQLiteBucket)
+        bucket.conn.execute(
+            f"UPDATE '{bucket.table}' SET item_timestamp = ?1 "
+            f"WHERE rowid = (SELECT rowid FROM '{bucket.table}' WHERE item_timestamp = ?2 LIMIT 1)",
+            (to_ms, from_ms),
+        )
+        bucket.conn.commit()
+
     def count_call(self, day: str, limit: int | None) -> bool:
         with self._lock:
             cursor = self._conn.execute(
@@ -172,6 +196,12 @@ return 1
 """
 """Count one call unless the day's limit is reached, atomically (Redis runs a script alone)."""
 
+_MOVE_START_SCRIPT = """
+local member = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1], 'LIMIT', 0, 1)[1]
+if member then redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member) end
+"""
+"""Give one start logged at ARGV[1] the time ARGV[2] (pyrate-limiter names the members at random)."""
+
 
 class RedisStore(BudgetStore):
     """Shared by every process, on any machine, that names the same Redis and account.
@@ -188,6 +218,7 @@ class RedisStore(BudgetStore):
         self.namespace = namespace
         self._redis = redis.Redis.from_url(url)
         self._count_call = self._redis.register_script(_COUNT_CALL_SCRIPT)
+        self._move_start = self._redis.register_script(_MOVE_START_SCRIPT)
 
     def window_bucket(self, rate_class: str, rates: list[Rate]) -> AbstractBucket:
         return RedisBucket.init(rates, self._redis, f"{self.namespace}:window:{rate_class}")
@@ -195,6 +226,10 @@ class RedisStore(BudgetStore):
     def window_lock(self, rate_class: str, bucket: AbstractBucket) -> AbstractContextManager[object]:
         # redis-py's lock (SET NX PX, released by a script); it expires if its holder dies.
         return self._redis.lock(f"{self.namespace}:window-lock:{rate_class}", timeout=10, sleep=0.002)
+
+    def move_start(self, bucket: AbstractBucket, from_ms: int, to_ms: int) -> None:
+        assert isinstance(bucket, RedisBucket)
+        self._move_start(keys=[bucket.bucket_key], args=[from_ms, to_ms])
 
     def count_call(self, day: str, limit: int | None) -> bool:
         limit_value = _NO_DAILY_LIMIT if limit is None else limit

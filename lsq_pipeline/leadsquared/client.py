@@ -25,6 +25,7 @@ Retry rules:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import random
@@ -514,14 +515,17 @@ class LeadSquaredClient:
         """One HTTP POST: the parsed body of a usable answer, or a classified exception."""
         started = time.monotonic()
         status: int | str = "-"
+        body = _SentBody(data)
         try:
-            response = self._session.post(url, params=params, data=data, timeout=self.timeout)
+            response = self._session.post(url, params=params, data=body, timeout=self.timeout)
             status = response.status_code
             return self._classify(endpoint, response, item_count)
         except requests.RequestException as error:
             status = type(error).__name__
             raise _Transient(_describe_network_error(error), unknown=not _surely_not_sent(error)) from None
         finally:
+            if body.sent_at is not None:
+                self.budget.sent(endpoint.rate_class, body.sent_at)
             duration = time.monotonic() - started
             self._count(endpoint, calls=1, seconds_in_calls=duration)
             logger.debug(
@@ -582,6 +586,19 @@ class LeadSquaredClient:
             stats = self._endpoint_stats.setdefault(endpoint.name, EndpointStats())  # any endpoint, of any class
             for field, increment in increments.items():
                 setattr(stats, field, getattr(stats, field) + increment)
+
+
+class _SentBody(io.BytesIO):
+    """A call's body that notes when it was read to its end: urllib3 reads a body as it writes
+    it, so by then the call is sent, and its start in the window moves there (`AccountBudget.sent`)."""
+
+    sent_at: float | None = None
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        if not chunk:
+            self.sent_at = time.monotonic()  # the last end read, if a send was ever rewound
+        return chunk
 
 
 class _OutcomeUnknown(Exception):

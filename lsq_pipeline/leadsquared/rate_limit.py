@@ -8,6 +8,12 @@ account's learns the real one from the first refusal instead of a whole burst of
 pyrate-limiter bucket given by a `BudgetStore` (in memory, SQLite or Redis), so that every
 process sharing the store shares the window.
 
+A start is logged when the window grants it, then moved to the time the call was really sent
+(`sent`): between the two, a thread can stall for longer than the margin (the store's round
+trips, the GIL, a busy CPU; 90-170 ms seen on a loaded 2-core machine), and a start logged that
+much before its call left would let the call a window later reach the server inside its window.
+The move is made when the call's answer is back, so it holds for answers faster than a window.
+
 pyrate-limiter's own blocking `Limiter.try_acquire` is not used: while it waits it advances the
 item's timestamp by the planned sleep instead of reading the clock, so a late wake-up records a
 start earlier than the real one and the server can count one call more than the client did.
@@ -64,7 +70,8 @@ def paced_rates(calls: int, window_seconds: float) -> list[Rate]:
 class SlidingWindow:
     """At most `calls` call starts in any window of `seconds` (+ safety margin). Thread safe.
 
-    `acquire()` blocks until a start is allowed and returns the seconds it waited.
+    `acquire()` blocks until a start is allowed and returns the seconds it waited; `sent(at)`,
+    from the same thread, moves that start to when the call was really sent.
     `pause(seconds)` holds back every caller (the server refused a call: another client of the
     account is spending the budget). `set_limit(calls, seconds)` changes the limit in place,
     keeping the log (a limit learned from the server's refusal).
@@ -92,6 +99,7 @@ class SlidingWindow:
         self._paused_until = 0.0  # time.monotonic()
         self._admitted = 0
         self._first_waiting = 0
+        self._granted = threading.local()  # ms: the start this thread was granted last, not yet sent
         self.calls, self.seconds = calls, seconds
         self.window_seconds = self._window(seconds)
         self._bucket = store.window_bucket(rate_class, paced_rates(calls, self.window_seconds))
@@ -123,6 +131,17 @@ class SlidingWindow:
             with self._lock:
                 self._first_waiting -= 1
 
+    def sent(self, at: float) -> None:
+        """The call of this thread's last start was sent at `at` (`time.monotonic()`): its start moves there."""
+        granted_ms = getattr(self._granted, "ms", None)
+        self._granted.ms = None
+        if granted_ms is None:
+            return
+        with self._lock, self.store.window_lock(self.rate_class, self._bucket):
+            sent_ms = self._bucket.now() - int((time.monotonic() - at) * 1000)  # rounded later, never earlier
+            if sent_ms > granted_ms:
+                self.store.move_start(self._bucket, granted_ms, sent_ms)
+
     def wait_until_free(self) -> float:
         """Block until a start would be admitted now, without taking one; the seconds waited."""
         return self._wait(self._free_in)
@@ -151,6 +170,7 @@ class SlidingWindow:
             return _YIELD_MS
         decision = self._bucket.put_decision(RateItem(_ITEM_NAME, now_ms))
         if decision.allowed:
+            self._granted.ms = now_ms
             self._admitted += 1
             if self._admitted % _LEAK_EVERY == 0:
                 self._bucket.leak(now_ms)

@@ -143,6 +143,24 @@ def test_a_learned_limit_reaches_every_process_sharing_the_store(tmp_path) -> No
         assert inspect(server, "stats")["Refused"]["general"]["window"] == refused_before
 
 
+def test_a_call_held_up_after_its_start_is_counted_from_its_send(monkeypatch) -> None:
+    """The first call stalls 0.3 s between its start and its send (store round trips, a busy
+    CPU: more than the 50 ms margin); the second, sent at once, still arrives a window later."""
+    with sandbox(rate_limit_calls=1, rate_limit_seconds=1) as server:
+        with make_client(server.url, rate_limit_calls=1, rate_limit_seconds=1) as client:
+            acquire, stalls = client.budget.acquire, iter([0.3])
+
+            def acquire_then_stall(*args: str) -> float:
+                waited = acquire(*args)
+                time.sleep(next(stalls, 0))
+                return waited
+
+            monkeypatch.setattr(client.budget, "acquire", acquire_then_stall)
+            client.update_opportunities([_update(n) for n in range(25 * 2)])
+            assert client.stats().rate_limited == 0
+        assert inspect(server, "stats")["Refused"]["general"]["window"] == 0
+
+
 def test_a_limit_set_lower_on_purpose_is_kept() -> None:
     """An account split between machines: the client keeps 2/1 though the server names 10/1."""
     budget = AccountBudget(AccountLimits(WindowLimit(2, 1.0)))

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import traceback
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from lsq_pipeline.leadsquared import DailyBudgetExhausted, OpportunityUpdate, fields_from_dict
 from lsq_pipeline_tests.leadsquared.conftest import EVENT_CODE, inspect, make_client, sandbox
+from lsq_pipeline_tests.leadsquared.test_rate_limit import check_move_start
 
 MISSING_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -38,27 +41,52 @@ def _updates(count: int) -> list[OpportunityUpdate]:
     ]
 
 
-def _spend(url: str, redis_url: str, calls: int, seconds: float, sent: int) -> None:
-    with make_client(url, rate_limit_calls=calls, rate_limit_seconds=seconds, rate_limit_redis=redis_url) as client:
-        client.update_opportunities(_updates(25 * sent))
-        assert client.stats().calls == sent
+def _spend(url: str, redis_url: str, calls: int, seconds: float, sent: int, report: str) -> None:
+    """Send `sent` calls; write what happened to `report` (a spawned child's traceback goes to its stderr only)."""
+    stats = None
+    try:
+        with make_client(url, rate_limit_calls=calls, rate_limit_seconds=seconds, rate_limit_redis=redis_url) as client:
+            try:
+                client.update_opportunities(_updates(25 * sent))
+            finally:
+                stats = client.stats()
+            assert stats.calls == sent, f"{stats.calls} calls sent for {sent} updates"
+    except BaseException:
+        Path(report).write_text(f"{traceback.format_exc()}{_summary(stats)}")
+        raise
+    Path(report).write_text(f"ok: {_summary(stats)}")
+
+
+def _summary(stats) -> str:
+    if stats is None:
+        return "no client stats"
+    return (f"calls {stats.calls}, rate_limited (429) {stats.rate_limited}, retries {stats.retries}, "
+            f"transient failures {stats.transient_failures}, window wait {stats.window_wait_seconds:.1f} s")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_two_processes_sharing_redis_are_never_refused(redis_url) -> None:
+def test_two_processes_sharing_redis_are_never_refused(redis_url, tmp_path) -> None:
     """25 calls / 5 s on both sides: 0 refused over 600 calls (about two minutes)."""
+    reports = [tmp_path / f"process-{n}.txt" for n in range(2)]
     with sandbox(rate_limit_calls=25, rate_limit_seconds=5.0) as server:
         context = multiprocessing.get_context("spawn")  # fork of a threaded, Redis-connected process can crash
-        processes = [context.Process(target=_spend, args=(server.url, redis_url, 25, 5.0, 300)) for _ in range(2)]
+        processes = [context.Process(target=_spend, args=(server.url, redis_url, 25, 5.0, 300, str(report)))
+                     for report in reports]
         for process in processes:
             process.start()
         for process in processes:
             process.join(timeout=240)
-            assert process.exitcode == 0
         stats = inspect(server, "stats")
-    assert stats["TotalCalls"] == 600
-    assert stats["Refused"]["general"] == {"window": 0, "daily": 0}
+    outcomes = [
+        f"process {n}: exit code {process.exitcode}; "
+        + (report.read_text() if report.exists() else "no report (killed, or still running after 240 s)")
+        for n, (process, report) in enumerate(zip(processes, reports))
+    ]
+    message = "\n".join([*outcomes, f"sandbox: {stats['TotalCalls']} calls, refused {stats['Refused']['general']}"])
+    assert all(process.exitcode == 0 for process in processes), message
+    assert stats["TotalCalls"] == 600, message
+    assert stats["Refused"]["general"] == {"window": 0, "daily": 0}, message
 
 
 def test_a_learned_limit_and_the_daily_count_are_shared_through_redis(redis_url) -> None:
@@ -78,6 +106,16 @@ def test_a_learned_limit_and_the_daily_count_are_shared_through_redis(redis_url)
                 second.update_opportunities(_updates(25 * 10))
             assert second.budget.calls_today() == 12
         assert inspect(server, "stats")["Refused"]["general"]["window"] == refused
+
+
+def test_a_start_moves_later_in_the_redis_log(redis_url) -> None:
+    from lsq_pipeline.leadsquared.budget_store import RedisStore
+
+    store = RedisStore(redis_url, "lsq:test")
+    try:
+        check_move_start(store)
+    finally:
+        store.close()
 
 
 def test_a_redis_password_never_shows() -> None:

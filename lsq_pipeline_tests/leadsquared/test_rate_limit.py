@@ -6,7 +6,10 @@ from __future__ import annotations
 import threading
 import time
 
-from lsq_pipeline.leadsquared.budget_store import SQLiteStore
+import pytest
+from pyrate_limiter import Rate, RateItem
+
+from lsq_pipeline.leadsquared.budget_store import BudgetStore, MemoryStore, SQLiteStore
 from lsq_pipeline.leadsquared.rate_limit import SlidingWindow, window_with_margin
 
 
@@ -109,3 +112,35 @@ def test_set_limit_keeps_the_log_of_starts() -> None:
     window.set_limit(3, 1.0)  # the three starts already made fill the new limit
     assert (window.calls, window.seconds) == (3, 1.0)
     assert window.acquire() >= 0.9
+
+
+def check_move_start(store: BudgetStore) -> None:
+    """One start of three moves later, the log stays in order (for every store)."""
+    bucket = store.window_bucket("general", [Rate(3, 10_000)])
+    for timestamp in (100, 200, 300):
+        assert bucket.put(RateItem("lsq", timestamp))
+    store.move_start(bucket, 100, 250)
+    store.move_start(bucket, 150, 400)  # no start there: nothing moves
+    assert [bucket.peek(index).timestamp for index in range(3)] == [300, 250, 200]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_start_moves_later_in_the_log(kind, tmp_path) -> None:
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "rate.sqlite")
+    try:
+        check_move_start(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_call_sent_late_holds_the_window_from_its_send(kind, tmp_path) -> None:
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "rate.sqlite")
+    window = SlidingWindow(1, 0.5, store=store, safety_margin=False)
+    try:
+        window.acquire()
+        time.sleep(0.3)  # held up between its start and its send
+        window.sent(time.monotonic())
+        assert window.acquire() >= 0.45  # a window from the send, not 0.2 s from the start
+    finally:
+        window.close()
