@@ -183,8 +183,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "zstd_record_texts",
         "opportunity_records.source_id, search_by_value, note and record_hash compressed with zstd too: a "
-        "million-record transform writes it faster (the default compression's analysis costs more) in a third of "
-        "the blocks; the table copied, the view sync_plan_payloads made again",
+        "million-record transform writes it faster (the default compression's analysis costs more), the file no "
+        "larger; the table copied, the view sync_plan_payloads made again",
         (
             "DROP VIEW sync_plan_payloads",
             *_copied("opportunity_records", """
