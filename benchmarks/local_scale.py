@@ -87,7 +87,8 @@ def _run(warehouse: Path, memory_limit: str, source: Path, days: list[date], map
     """Extract, transform and plan on a new warehouse, then the re-plan; prints each step, returns the total."""
     for leftover in (warehouse, warehouse.with_suffix(".duckdb.wal")):
         leftover.unlink(missing_ok=True)
-    conn = duckdb.connect(str(warehouse), config={"memory_limit": memory_limit, "enable_progress_bar": False})
+    conn = duckdb.connect(str(warehouse), config={"memory_limit": memory_limit})
+    conn.execute("SET enable_progress_bar = false")  # a session option: DuckDB refuses it in the connect config
     ensure_schema(conn)
     steps: list[tuple[str, float]] = []
 
