@@ -168,6 +168,16 @@ def test_a_limit_set_lower_on_purpose_is_kept() -> None:
     assert budget.windows["general"].calls == 2
 
 
+def test_a_refusal_at_the_believed_limit_teaches_nothing(tmp_path) -> None:
+    """A 429 naming the limit the client already keeps (jitter on a loaded machine, another
+    script of the account) pauses the window once and stores no learned limit."""
+    budget = AccountBudget(AccountLimits(WindowLimit(25, 5.0)), store=SQLiteStore(str(tmp_path / "b.sqlite")))
+    assert budget.refused("general", "bulk_update", MXAPIRateLimitExceededException(25, 5).message)
+    window = budget.windows["general"]
+    assert (window.calls, window.seconds) == (25, 5.0)
+    assert budget.store.learned_limit("general") is None
+
+
 # --- the daily count ----------------------------------------------------------------------------
 
 
