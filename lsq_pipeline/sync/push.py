@@ -153,6 +153,9 @@ class Pusher:
         self.progress = PushProgress(client, log)
         self._lock = threading.RLock()
         """Held while the summary changes and while the warehouse is written (lanes run in threads)."""
+        self._lead_counts_lock = threading.Lock()
+        """Held while the bulk lanes count their calls: they write no journal, so they never wait
+        behind the general lanes' warehouse writes."""
         self._captures_unknown: Counter[str] = Counter()
         """Captures per record whose answer was lost in this push."""
 
@@ -325,7 +328,7 @@ class Pusher:
                     return
                 finally:
                     queue.leads_sent(groups)
-                with self._lock:
+                with self._lead_counts_lock:
                     self.summary.lead_calls += len(batches)
                     for batch in batches:
                         if batch.status == "answered":
