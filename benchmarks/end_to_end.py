@@ -34,7 +34,7 @@ import dagster as dg
 import requests
 
 from lsq_pipeline.defs.definitions import build_definitions
-from lsq_pipeline.defs.runs import run_config
+from lsq_pipeline.defs.runs import QUIET_CONSOLE, run_config
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings
 from lsq_pipeline.sync.generate import generate
@@ -103,8 +103,6 @@ def main() -> None:
           f"applications) and {counts['events']:,} events over {args.days} day(s) in "
           f"{time.perf_counter() - started:.1f} s")
     last = START + timedelta(days=args.days - 1)
-    # Dagster's console logger at INFO: its DEBUG engine lines would bury the figures.
-    QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     tags = {"dagster/asset_partition_range_start": START.isoformat(),
             "dagster/asset_partition_range_end": last.isoformat()}
 
@@ -120,7 +118,7 @@ def main() -> None:
         def run(label: str, full: bool = False) -> None:
             before = calls(url)
             began = time.perf_counter()
-            result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config(full) | QUIET,
+            result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config(full) | QUIET_CONSOLE,
                                             raise_on_error=False)
             seconds = time.perf_counter() - began
             after = calls(url)

@@ -29,6 +29,7 @@ import requests
 
 from end_to_end import HEADERS, calls, sandbox
 from lsq_pipeline.defs.definitions import build_definitions
+from lsq_pipeline.defs.runs import QUIET_CONSOLE
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, MAX_LEADS_PER_BULK_CREATE
 from lsq_pipeline.sandbox.__main__ import parse_rate_limit
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings
@@ -65,7 +66,7 @@ def run_case(args: argparse.Namespace, source: Path, bulk: tuple[int, float], ou
         job = build_definitions(settings).resolve_job_def("sync_job")
         began = time.perf_counter()
         result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), partition_key=DAY.isoformat(),
-                                        raise_on_error=False)
+                                        run_config=QUIET_CONSOLE, raise_on_error=False)
         seconds = time.perf_counter() - began
         stats = requests.get(f"{url}/sandbox/stats", headers=HEADERS, timeout=30).json()
         leads = requests.get(f"{url}/sandbox/leads", headers=HEADERS, timeout=60).json()

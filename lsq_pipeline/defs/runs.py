@@ -46,6 +46,10 @@ def dry_run_job_definition() -> dg.JobDefinition:
     return defs.resolve_job_def("dry_run_job")
 
 
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+"""Run config keeping Dagster's console logger at INFO: its DEBUG engine lines would bury the output."""
+
+
 def run_config(
     full_reconcile: bool = False,
     max_change_share: float | None = None,
@@ -107,7 +111,7 @@ def launch(
     release_dead_runs(instance)
     config = dict(config if config is not None else {} if dry_run else run_config(full_reconcile))
     if quiet:
-        config = {**config, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        config = {**config, **QUIET_CONSOLE}
     selection = [dg.AssetKey("sync_plan")] if retry and dry_run else None
     if in_process:
         result = job_fn().execute_in_process(
