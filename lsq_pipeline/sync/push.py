@@ -152,7 +152,8 @@ class Pusher:
         self.summary = PushSummary()
         self.progress = PushProgress(client, log)
         self._lock = threading.RLock()
-        """Held while the summary changes and while the warehouse is written (lanes run in threads)."""
+        """Held while the summary changes (its lead counts aside) and while the warehouse is written
+        (lanes run in threads)."""
         self._lead_counts_lock = threading.Lock()
         """Held while the bulk lanes count their calls: they write no journal, so they never wait
         behind the general lanes' warehouse writes."""
