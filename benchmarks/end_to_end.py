@@ -33,8 +33,8 @@ from pathlib import Path
 import dagster as dg
 import requests
 
-from lsq_pipeline.defs.definitions import build_definitions
-from lsq_pipeline.defs.runs import QUIET_CONSOLE, run_config
+from lsq_pipeline.orchestration.definitions import build_definitions
+from lsq_pipeline.orchestration.runs import QUIET_CONSOLE, run_config
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings
 from lsq_pipeline.sync.generate import generate

@@ -28,8 +28,8 @@ import dagster as dg
 import requests
 
 from end_to_end import HEADERS, calls, sandbox
-from lsq_pipeline.defs.definitions import build_definitions
-from lsq_pipeline.defs.runs import QUIET_CONSOLE
+from lsq_pipeline.orchestration.definitions import build_definitions
+from lsq_pipeline.orchestration.runs import QUIET_CONSOLE
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, MAX_LEADS_PER_BULK_CREATE
 from lsq_pipeline.sandbox.__main__ import parse_rate_limit
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings

@@ -59,16 +59,6 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
 
 
-def _source_days(source_dir: Path) -> list[date]:
-    days = []
-    for child in sorted(source_dir.iterdir()) if source_dir.is_dir() else []:
-        try:
-            days.append(date.fromisoformat(child.name))
-        except ValueError:
-            continue
-    return days
-
-
 def _print_day(label: str, summary) -> None:
     planned = summary.planned
     print(
@@ -92,47 +82,63 @@ def _print_daily_budget_spent(summary) -> None:
     print(f"daily call budget spent: {summary.records_waiting} records wait; the next run after 00:00 UTC continues")
 
 
-def _checked_settings(command: str):
-    """The settings, or None after printing which variable is wrong."""
-    from lsq_pipeline.settings import SettingsError, load_settings
+def _checked_settings(command: str, args: argparse.Namespace, paths: bool = True):
+    """The settings of the account `--account` names, checked; None after printing what is wrong
+    (the variable of the default account, or the account and the attribute)."""
+    from lsq_pipeline.orchestration.runs import pick_account
+    from lsq_pipeline.settings import SettingsError
 
     try:
-        settings = load_settings()
-        settings.check_paths()
+        settings = pick_account(args.account)
+        settings.check_keys()
+        if paths:
+            settings.check_paths()
     except SettingsError as error:
         print(f"lsq-pipeline {command}: {error}", file=sys.stderr)
         return None
     return settings
 
 
+def _add_account_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--account", metavar="NAME",
+                        help="the account (a LeadSquaredSyncComponent); required when several are defined")
+
+
 def _run_demo(args: argparse.Namespace) -> int:
-    os.environ.pop("LSQ_API_HOST", None)  # the demo always talks to the embedded sandbox
-    settings = _checked_settings("demo")
+    if args.account is None:
+        os.environ.pop("LSQ_API_HOST", None)  # the default account's demo always talks to the embedded sandbox
+    settings = _checked_settings("demo", args)
     if settings is None:
         return 2
-    from lsq_pipeline.defs.runs import launch, summarize
+    if not settings.uses_sandbox:
+        print(f"lsq-pipeline demo: account {settings.account} talks to {settings.api_host}, not the embedded "
+              f"sandbox; sync it with: lsq-pipeline sync --account {settings.account} --from DAY --to DAY",
+              file=sys.stderr)
+        return 2
+    from lsq_pipeline.orchestration.runs import launch, summarize
+    from lsq_pipeline.settings import source_days
 
-    days = _source_days(settings.source_dir)
+    days = source_days(settings.path("source_dir"))
     if not days:
-        print(f"lsq-pipeline demo: no YYYY-MM-DD folders under {settings.source_dir}", file=sys.stderr)
+        print(f"lsq-pipeline demo: no YYYY-MM-DD folders under {settings.path('source_dir')}", file=sys.stderr)
         return 2
     print(f"Syncing {len(days)} days from {settings.source_dir} to the embedded LeadSquared sandbox "
           f"(state in {settings.sandbox_dir}/)")
     writes = 0
     ok = True
     for day in days:
-        run = launch(day, day, in_process=True)
-        summary = summarize(settings.warehouse, run, day, day)
+        run = launch(settings, day, day)
+        summary = summarize(settings.path("warehouse"), run, day, day)
         writes += summary.write_calls
         ok = ok and summary.success
         _print_day(day.isoformat(), summary)
         if summary.daily_budget_exhausted:
             _print_daily_budget_spent(summary)
             return DAILY_BUDGET_SPENT_EXIT
-    _print_state(settings.warehouse)
+    _print_state(settings.path("warehouse"))
     if writes == 0 and ok:
         print("Nothing to send: LeadSquared already matches the source (0 write calls).")
-    print(f"Warehouse (DuckDB): {settings.warehouse.resolve()}  -- state table: opportunity_state")
+    print(f"Warehouse (DuckDB): {settings.path('warehouse').resolve()}  -- state table: opportunity_state")
     print("Open the UI to see the runs and lineage: lsq-pipeline ui")
     return 0 if ok else 1
 
@@ -153,14 +159,15 @@ def _add_demo_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="sync every source day in order against the embedded sandbox and print a summary"
     )
+    _add_account_argument(parser)
     parser.set_defaults(handler=_run_demo)
 
 
 def _run_sync(args: argparse.Namespace) -> int:
-    settings = _checked_settings("sync")
+    settings = _checked_settings("sync", args)
     if settings is None:
         return 2
-    from lsq_pipeline.defs.runs import launch, run_config, summarize
+    from lsq_pipeline.orchestration.runs import launch, run_config, summarize
 
     if args.partition:
         first = last = args.partition
@@ -172,9 +179,9 @@ def _run_sync(args: argparse.Namespace) -> int:
     if last < first:
         print(f"lsq-pipeline sync: --to {last} is before --from {first}", file=sys.stderr)
         return 2
-    config = None if args.dry_run else run_config(args.full_reconcile, args.max_change_share)
-    run = launch(first, last, dry_run=args.dry_run, full_reconcile=args.full_reconcile, config=config)
-    summary = summarize(settings.warehouse, run, first, last)
+    config = None if args.dry_run else run_config(settings, args.full_reconcile, args.max_change_share)
+    run = launch(settings, first, last, dry_run=args.dry_run, full_reconcile=args.full_reconcile, config=config)
+    summary = summarize(settings.path("warehouse"), run, first, last)
     label = f"{first}" if first == last else f"{first}..{last}"
     _print_outcome(label, summary, args.dry_run)
     return _run_exit(run, summary)
@@ -215,11 +222,12 @@ def _add_sync_command(subparsers: argparse._SubParsersAction) -> None:
         "--max-change-share", type=float, metavar="SHARE",
         help="this run may update up to this share of known opportunities (default LSQ_MAX_CHANGE_SHARE, 0.5)",
     )
+    _add_account_argument(parser)
     parser.set_defaults(handler=_run_sync)
 
 
 def _run_retry(args: argparse.Namespace) -> int:
-    settings = _checked_settings("retry")
+    settings = _checked_settings("retry", args)
     if settings is None:
         return 2
     if not (args.source_ids or args.all_failed):
@@ -227,11 +235,11 @@ def _run_retry(args: argparse.Namespace) -> int:
         return 2
     import duckdb
 
-    from lsq_pipeline.defs.runs import launch, run_config, summarize
+    from lsq_pipeline.orchestration.runs import launch, run_config, summarize
     from lsq_pipeline.sync.plan import FAILURES_SQL
 
     ids = list(args.source_ids or [])
-    with duckdb.connect(str(settings.warehouse), read_only=True) as conn:
+    with duckdb.connect(str(settings.path("warehouse")), read_only=True) as conn:
         found = conn.execute(
             f"""WITH failures AS ({FAILURES_SQL})
                SELECT f.source_id, max(r.day) FROM failures f JOIN opportunity_records r USING (source_id)
@@ -246,9 +254,9 @@ def _run_retry(args: argparse.Namespace) -> int:
         print("Nothing to retry: no failed record matches.")
         return 0 if not not_failed else 2
     day = max(last_day for _, last_day in found)
-    config = run_config(retry_source_ids=sorted(s for s, _ in found))
-    run = launch(day, day, dry_run=args.dry_run, config=config, retry=True)
-    summary = summarize(settings.warehouse, run, day, day)
+    config = run_config(settings, retry_source_ids=sorted(s for s, _ in found))
+    run = launch(settings, day, day, dry_run=args.dry_run, config=config, retry=True)
+    summary = summarize(settings.path("warehouse"), run, day, day)
     _print_outcome(f"retry of {len(found)} failed records", summary, args.dry_run)
     return _run_exit(run, summary)
 
@@ -262,6 +270,7 @@ def _add_retry_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--source-id", dest="source_ids", action="append", metavar="ID", help="a record to retry")
     parser.add_argument("--all-failed", action="store_true", help="every failed record")
     parser.add_argument("--dry-run", action="store_true", help="plan and report; send nothing")
+    _add_account_argument(parser)
     parser.set_defaults(handler=_run_retry)
 
 
@@ -273,17 +282,17 @@ HISTORY_COLUMNS = (
 
 
 def _run_history(args: argparse.Namespace) -> int:
-    settings = _checked_settings("history")
+    settings = _checked_settings("history", args, paths=False)
     if settings is None:
         return 2
     import duckdb
 
     from lsq_pipeline.sync.history import recent_runs
 
-    if not settings.warehouse.exists():
+    if not settings.path("warehouse").exists():
         print("No runs yet (no warehouse).")
         return 0
-    with duckdb.connect(str(settings.warehouse), read_only=True) as conn:
+    with duckdb.connect(str(settings.path("warehouse")), read_only=True) as conn:
         if not conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'sync_runs'").fetchone()[0]:
             print("No runs yet.")
             return 0
@@ -313,24 +322,28 @@ def _add_history_command(subparsers: argparse._SubParsersAction) -> None:
     """`lsq-pipeline history`: the run history table, newest first."""
     parser = subparsers.add_parser("history", help="print the run history (sync_runs), newest first")
     parser.add_argument("--last", type=int, default=20, metavar="N", help="how many runs (default 20)")
+    _add_account_argument(parser)
     parser.set_defaults(handler=_run_history)
 
 
 def _run_ui(args: argparse.Namespace) -> int:
-    from lsq_pipeline.defs.runs import use_project_instance
+    from lsq_pipeline.definitions import PROJECT_ROOT
+    from lsq_pipeline.orchestration.runs import use_project_instance
 
     use_project_instance()
-    # Through this interpreter: `.venv/bin/lsq-pipeline ui` works without activating the venv.
-    # `dagster dev` warns that `dg dev` supersedes it; dg is a separate package the project does not need.
-    quiet = ["-W", "ignore:Function `dev_command` is superseded"]
-    command = [sys.executable, *quiet, "-m", "dagster", "dev", "-w", "workspace.yaml", "--port", str(args.port)]
+    # `dg dev` of this venv (beside this interpreter), so `.venv/bin/lsq-pipeline ui` works without
+    # activating it; --use-active-venv keeps dg on this environment instead of looking for its own.
+    dg_cli = Path(sys.executable).with_name("dg")
+    command = [str(dg_cli), "dev", "--use-active-venv", "--port", str(args.port)]
+    os.environ["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} " + " ".join(command), flush=True)
+    os.chdir(PROJECT_ROOT)
     os.execv(command[0], command)
 
 
 def _add_ui_command(subparsers: argparse._SubParsersAction) -> None:
-    """`lsq-pipeline ui`: `dagster dev` on the project's instance (webserver and daemon)."""
-    parser = subparsers.add_parser("ui", help="open the Dagster UI (dagster dev) on the project's instance")
+    """`lsq-pipeline ui`: `dg dev` on the project's instance (webserver and daemon)."""
+    parser = subparsers.add_parser("ui", help="open the Dagster UI (dg dev) on the project's instance")
     parser.add_argument("--port", type=int, default=3000)
     parser.set_defaults(handler=_run_ui)
 

@@ -1,36 +1,52 @@
-"""The pipeline's configuration, read once from `LSQ_*` environment variables and checked early."""
+"""One LeadSquared account's settings: the attributes of a `LeadSquaredSyncComponent`, or, for the
+default account, `LSQ_*` environment variables (attribute = variable without `LSQ_`).
+
+Secrets are never values here: `access_key_env` and the other `*_env` settings NAME the variables
+that hold them, read through `dg.EnvVar` when a run starts."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from datetime import date
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lsq_pipeline.leadsquared import AccountLimits
 from lsq_pipeline.leadsquared.budget import PlanName, limits_of
 
 SANDBOX_ACCESS_KEY = "sandbox-access-key"
 SANDBOX_SECRET_KEY = "sandbox-secret-key"
+DEFAULT_ACCOUNT = "default"
+ENV_PREFIX = "LSQ_"
+DEFAULT_FIRST_DAY = date(2026, 11, 1)
+ExecutorName = Literal["in_process", "multiprocess", "inherit"]
 
 
 class SettingsError(ValueError):
-    """A setting is missing or wrong; the message names the environment variable."""
+    """A setting is missing or wrong; the message names the variable (default account) or the
+    account and the attribute, never a secret."""
 
 
-class PipelineSettings(BaseSettings):
-    """Where the source, the warehouse and LeadSquared are. Relative paths are taken from the
-    current directory, so run commands from the project folder."""
+class AccountAttributes(BaseModel):
+    """Where one account's source, warehouse and LeadSquared are, its limits and its guards: the
+    attributes of a `LeadSquaredSyncComponent`, declared once."""
 
-    model_config = SettingsConfigDict(env_prefix="LSQ_", extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
-    api_host: str = Field("", description="LeadSquared API host; empty means the embedded sandbox")
-    access_key: SecretStr | None = None
-    secret_key: SecretStr | None = None
-    source_dir: Path = Path("data/source")
-    warehouse: Path = Path("data/warehouse.duckdb")
-    mapping: Path = Path("data/mapping.yaml")
-    sandbox_dir: Path = Path("data/sandbox")
+    account: str = Field(DEFAULT_ACCOUNT, pattern=r"^[a-z][a-z0-9_]*$",
+                         description="asset-key prefix; names the jobs, schedule, sensors, pools ('default': none)")
+    source_dir: str = Field("data/source", description="folder of YYYY-MM-DD/ export folders")
+    mapping: str = Field("data/mapping.yaml", description="the declarative mapping YAML")
+    warehouse: str = Field("data/warehouse.duckdb", description="the DuckDB file")
+    sandbox_dir: str = Field("data/sandbox", description="state folder of the embedded sandbox")
+    api_host: str = Field("", description="LeadSquared API host, e.g. https://api-in21.leadsquared.com; "
+                                          "empty: the embedded sandbox")
+    access_key_env: str = Field("", description="NAME of the variable holding the access key")
+    secret_key_env: str = Field("", description="NAME of the variable holding the secret key")
     plan: PlanName | None = Field(None, description="LeadSquared plan: presets of the limits below")
     rate_limit_calls: int | None = Field(None, ge=0, description="general window; default the plan's, else 25")
     rate_limit_seconds: float | None = Field(None, gt=0)
@@ -38,66 +54,176 @@ class PipelineSettings(BaseSettings):
     bulk_rate_limit_seconds: float | None = Field(None, gt=0)
     daily_call_limit: int | None = Field(None, ge=0, description="calls a UTC day; default the plan's, else none")
     bulk_counts_against_general: bool = True
-    rate_limit_db: str = "data/rate_limit.sqlite"
-    rate_limit_redis: str = Field("", description="redis://... shares the budget across machines")
+    rate_limit_db: str = Field("data/rate_limit.sqlite",
+                                description="SQLite file of the budget, shared by the machine's processes "
+                                                  "(empty: each process its own)")
+    rate_limit_redis_env: str = Field("", description="NAME of the variable holding a redis:// URL that "
+                                                      "shares the budget across machines")
     max_in_flight: int = Field(8, ge=1)
     max_retries: int = Field(5, ge=0, description="re-sends of a call that failed transiently (timeout, 5xx)")
-    retry_backoff_seconds: float = Field(0.5, ge=0, description="first backoff; doubled each retry, with full jitter")
+    retry_backoff_seconds: float = Field(0.5, ge=0, description="first backoff; doubled each retry, with jitter")
     leads_in_bulk: bool = True
     max_reject_rate: float = Field(0.20, ge=0, le=1)
     max_change_share: float = Field(0.5, ge=0, le=1)
     max_attempts: int = Field(5, ge=1)
-    alert_webhook: str = ""
+    alert_webhook_env: str = Field("", description="NAME of the variable holding the alert webhook URL")
     file_settle_seconds: float = Field(60.0, ge=0)
     duckdb_memory_limit: str = "768MB"  # DuckDB fills its buffer pool up to it: + Python, a step stays under 1 GB
+    schedule: str = Field("0 3 * * *", description="cron (UTC) of the daily sync of the day that ended")
+    first_day: str | None = Field(None, description="where the daily partitions start; default the oldest "
+                                                     "day folder, else 2026-11-01")
+    owners: list[str] = Field(default_factory=list, description="asset owners, e.g. team:crm-data")
+    executor: ExecutorName = Field("in_process", description="in_process (default), multiprocess, or inherit "
+                                                             "the deployment's executor")
 
     @field_validator("plan", mode="before")
     @classmethod
     def _plan_in_any_case(cls, value: object) -> object:
         return value.strip().lower() or None if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _keys_with_a_real_host(self) -> PipelineSettings:
-        if self.api_host and not (self.access_key and self.secret_key):
-            missing = [
-                name
-                for name, value in (("LSQ_ACCESS_KEY", self.access_key), ("LSQ_SECRET_KEY", self.secret_key))
-                if not value
-            ]
-            raise ValueError(f"LSQ_API_HOST is set, so {' and '.join(missing)} must be set too")
-        return self
+    @field_validator("rate_limit_calls", "rate_limit_seconds", "bulk_rate_limit_calls", "bulk_rate_limit_seconds",
+                     "daily_call_limit", "first_day", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("first_day")
+    @classmethod
+    def _a_day(cls, value: str | None) -> str | None:
+        return None if value is None else date.fromisoformat(value).isoformat()  # ValueError names the text
+
+
+class AccountSettings(AccountAttributes):
+    """An account's attributes, checked, with the folder its relative paths are taken from (the
+    dg project root): names, paths, limits and the checks a run makes when it starts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: Path = Field(Path("."), description="folder relative paths are taken from (the dg project root)")
+
+    # --- names -------------------------------------------------------------------------------
+
+    @property
+    def is_default(self) -> bool:
+        return self.account == DEFAULT_ACCOUNT
+
+    def name(self, base: str) -> str:
+        """A job, schedule, sensor, pool or resource name: today's for the default account,
+        prefixed by the account otherwise (`acme_sync_job`)."""
+        return base if self.is_default else f"{self.account}_{base}"
+
+    def key_prefix(self) -> list[str]:
+        return [] if self.is_default else [self.account]
+
+    def setting_name(self, attribute: str) -> str:
+        """How an error names a setting: `LSQ_SOURCE_DIR` (default account), `account acme: source_dir`."""
+        return f"{ENV_PREFIX}{attribute.upper()}" if self.is_default else f"account {self.account}: {attribute}"
+
+    # --- values ------------------------------------------------------------------------------
+
+    def path(self, attribute: str) -> Path:
+        """A path setting, relative ones taken from `root`."""
+        value = Path(getattr(self, attribute))
+        return value if value.is_absolute() else self.root / value
 
     def account_limits(self) -> AccountLimits:
-        """The plan's preset with every variable set explicitly put over it."""
+        """The plan's preset with every limit set explicitly put over it."""
         return limits_of(self)
 
     @property
     def uses_sandbox(self) -> bool:
         return not self.api_host
 
-    def access_key_value(self) -> str:
-        return self.access_key.get_secret_value() if self.access_key else SANDBOX_ACCESS_KEY
+    def first_partition_day(self) -> date:
+        """`first_day`, else the oldest `YYYY-MM-DD` folder of the source, else 2026-11-01."""
+        if self.first_day:
+            return date.fromisoformat(self.first_day)
+        return min(source_days(self.path("source_dir")), default=DEFAULT_FIRST_DAY)
 
-    def secret_key_value(self) -> str:
-        return self.secret_key.get_secret_value() if self.secret_key else SANDBOX_SECRET_KEY
+    # --- checks, when a run starts -------------------------------------------------------------
+
+    def check_keys(self) -> None:
+        """With a real host, both key variables must be named and set (their values are never shown)."""
+        if self.uses_sandbox:
+            return
+        unset = [
+            self.setting_name(attribute) if not variable else variable
+            for attribute, variable in (("access_key_env", self.access_key_env), ("secret_key_env", self.secret_key_env))
+            if not (variable and os.environ.get(variable))
+        ]
+        if unset:
+            raise SettingsError(f"{self.setting_name('api_host')} is set, so {' and '.join(unset)} must be set too")
 
     def check_paths(self) -> None:
-        """Fail early, naming the variable, when the source or the mapping is not there."""
-        if not self.source_dir.is_dir():
-            raise SettingsError(f"LSQ_SOURCE_DIR: {self.source_dir} is not a folder")
-        if not self.mapping.is_file():
-            raise SettingsError(f"LSQ_MAPPING: {self.mapping} is not a file")
-        if self.warehouse.exists() and self.warehouse.is_dir():
-            raise SettingsError(f"LSQ_WAREHOUSE: {self.warehouse} is a folder, not a DuckDB file")
+        """Fail, naming the setting, when the source or the mapping is not there."""
+        if not self.path("source_dir").is_dir():
+            raise SettingsError(f"{self.setting_name('source_dir')}: {self.path('source_dir')} is not a folder")
+        if not self.path("mapping").is_file():
+            raise SettingsError(f"{self.setting_name('mapping')}: {self.path('mapping')} is not a file")
+        if self.path("warehouse").is_dir():
+            raise SettingsError(f"{self.setting_name('warehouse')}: {self.path('warehouse')} is a folder, "
+                                "not a DuckDB file")
+
+    def check_ready(self) -> None:
+        """Everything a run needs from the disk and the environment."""
+        self.check_keys()
+        self.check_paths()
 
 
-def load_settings() -> PipelineSettings:
-    """Read the environment; a bad value raises SettingsError naming the variable, never a key."""
+ENV_DEFAULTS = {
+    "access_key_env": "LSQ_ACCESS_KEY",
+    "secret_key_env": "LSQ_SECRET_KEY",
+    "rate_limit_redis_env": "LSQ_RATE_LIMIT_REDIS",
+    "alert_webhook_env": "LSQ_ALERT_WEBHOOK",
+}
+"""The default account's secrets live in today's variables."""
+_NOT_FROM_ENV = {"account", "root", *ENV_DEFAULTS}
+_LIST_SETTING = re.compile(r"^\s*\[")
+
+
+def settings_from(attributes: dict[str, object], env_prefix: str = "") -> AccountSettings:
+    """Validate an account's attributes; with `env_prefix`, each attribute not given is read from
+    `<env_prefix><ATTRIBUTE>` when that variable is set. A bad value raises SettingsError naming
+    the variable it came from, or the account and the attribute."""
+    values = dict(attributes)
+    from_env: dict[str, str] = {}
+    if env_prefix:
+        for attribute in AccountSettings.model_fields.keys() - _NOT_FROM_ENV - values.keys():
+            variable = f"{env_prefix}{attribute.upper()}"
+            if variable in os.environ:
+                raw = os.environ[variable]
+                values[attribute] = json.loads(raw) if attribute == "owners" and _LIST_SETTING.match(raw) else (
+                    [owner.strip() for owner in raw.split(",") if owner.strip()] if attribute == "owners" else raw
+                )
+                from_env[attribute] = variable
     try:
-        return PipelineSettings()
+        return AccountSettings.model_validate(values)
     except ValidationError as error:
+        account = str(values.get("account", DEFAULT_ACCOUNT))
         problems = "; ".join(
-            f"LSQ_{str(e['loc'][0]).upper()}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+            f"{_origin(account, from_env, str(e['loc'][0]))}: {e['msg']}" if e["loc"] else e["msg"]
             for e in error.errors(include_input=False)
         )
         raise SettingsError(f"bad configuration: {problems}") from None
+
+
+def _origin(account: str, from_env: dict[str, str], attribute: str) -> str:
+    return from_env.get(attribute) or f"account {account}: {attribute}"
+
+
+def load_settings(root: Path | None = None) -> AccountSettings:
+    """The default account from `LSQ_*` variables (today's names and defaults), keys checked."""
+    settings = settings_from({"account": DEFAULT_ACCOUNT, "root": root or Path.cwd(), **ENV_DEFAULTS}, ENV_PREFIX)
+    settings.check_keys()
+    return settings
+
+
+def source_days(source_dir: Path) -> list[date]:
+    """The `YYYY-MM-DD` folders under `source_dir`, oldest first; none if it is not a folder."""
+    days = []
+    for child in sorted(source_dir.iterdir()) if source_dir.is_dir() else []:
+        try:
+            days.append(date.fromisoformat(child.name))
+        except ValueError:
+            continue
+    return days

@@ -1,1 +1,1 @@
-"""Dagster definitions: resources, assets, checks, jobs and schedules."""
+"""The dg defs folder: YAML instances of `LeadSquaredSyncComponent` only, one folder per account."""

@@ -3,7 +3,8 @@
 A store holds, per rate class, the window's log of call starts (a pyrate-limiter bucket), the
 limit learned from the server's refusal, and the count of calls per UTC day:
 - `MemoryStore`: this process only;
-- `SQLiteStore`: every process of the machine that names the same file;
+- `SQLiteStore`: every process of the machine that names the same file, one budget per account
+  in it (several accounts may share one file);
 - `RedisStore`: every process on every machine that names the same Redis (pyrate-limiter's
   Redis bucket for the windows; a Lua script for the daily count, which a sliding rate of
   pyrate-limiter cannot express: the day is a calendar day, UTC).
@@ -118,23 +119,28 @@ class MemoryStore(BudgetStore):
 
 
 class SQLiteStore(BudgetStore):
-    """Shared by the processes of one machine through a SQLite file (and its `.lock` file)."""
+    """Shared by the processes of one machine through a SQLite file (and its `.lock` file); the
+    rows of each account are kept apart by `account` (a digest of host and access key)."""
 
-    def __init__(self, db_path: str | Path) -> None:
+    def __init__(self, db_path: str | Path, account: str = "default") -> None:
         self.db_path = str(db_path)
+        self.account = account
         Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._buckets: list[SQLiteBucket] = []
         self._conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
         with self._lock:
-            self._conn.execute("CREATE TABLE IF NOT EXISTS lsq_daily_calls (day TEXT PRIMARY KEY, calls INTEGER NOT NULL)")
             self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS lsq_learned_limits "
-                "(rate_class TEXT PRIMARY KEY, calls INTEGER NOT NULL, seconds REAL NOT NULL, learned_at REAL NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS lsq_account_daily_calls "
+                "(account TEXT NOT NULL, day TEXT NOT NULL, calls INTEGER NOT NULL, PRIMARY KEY (account, day))"
+            )
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS lsq_account_learned_limits (account TEXT NOT NULL, rate_class TEXT NOT NULL, "
+                "calls INTEGER NOT NULL, seconds REAL NOT NULL, learned_at REAL NOT NULL, PRIMARY KEY (account, rate_class))"
             )
 
     def window_bucket(self, rate_class: str, rates: list[Rate]) -> AbstractBucket:
-        bucket = SQLiteBucket.init_from_file(rates, table=f"lsq_window_{rate_class}", db_path=self.db_path, use_file_lock=True)
+        bucket = SQLiteBucket.init_from_file(rates, table=f"lsq_window_{self.account}_{rate_class}", db_path=self.db_path, use_file_lock=True)
         self._buckets.append(bucket)
         return bucket
 
@@ -153,29 +159,33 @@ class SQLiteStore(BudgetStore):
     def count_call(self, day: str, limit: int | None) -> bool:
         with self._lock:
             cursor = self._conn.execute(
-                "INSERT INTO lsq_daily_calls (day, calls) VALUES (?1, 1) "
-                "ON CONFLICT (day) DO UPDATE SET calls = calls + 1 WHERE calls < ?2",
-                (day, _NO_DAILY_LIMIT if limit is None else limit),
+                "INSERT INTO lsq_account_daily_calls (account, day, calls) VALUES (?1, ?2, 1) "
+                "ON CONFLICT (account, day) DO UPDATE SET calls = calls + 1 WHERE calls < ?3",
+                (self.account, day, _NO_DAILY_LIMIT if limit is None else limit),
             )
             return cursor.rowcount == 1
 
     def calls_on(self, day: str) -> int:
         with self._lock:
-            row = self._conn.execute("SELECT calls FROM lsq_daily_calls WHERE day = ?", (day,)).fetchone()
+            row = self._conn.execute(
+                "SELECT calls FROM lsq_account_daily_calls WHERE account = ? AND day = ?", (self.account, day)
+            ).fetchone()
         return row[0] if row else 0
 
     def learned_limit(self, rate_class: str) -> tuple[int, float] | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT calls, seconds FROM lsq_learned_limits WHERE rate_class = ? AND learned_at >= ?",
-                (rate_class, time.time() - LEARNED_LIMIT_SECONDS),
+                "SELECT calls, seconds FROM lsq_account_learned_limits "
+                "WHERE account = ? AND rate_class = ? AND learned_at >= ?",
+                (self.account, rate_class, time.time() - LEARNED_LIMIT_SECONDS),
             ).fetchone()
         return (row[0], row[1]) if row else None
 
     def learn_limit(self, rate_class: str, calls: int, seconds: float) -> None:
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO lsq_learned_limits VALUES (?, ?, ?, ?)", (rate_class, calls, seconds, time.time())
+                "INSERT OR REPLACE INTO lsq_account_learned_limits VALUES (?, ?, ?, ?, ?)",
+                (self.account, rate_class, calls, seconds, time.time()),
             )
 
     def close(self) -> None:
@@ -184,7 +194,7 @@ class SQLiteStore(BudgetStore):
         self._conn.close()
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({self.db_path!r})"
+        return f"SQLiteStore({self.db_path!r}, account={self.account!r})"
 
 
 _COUNT_CALL_SCRIPT = """

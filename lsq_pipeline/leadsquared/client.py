@@ -204,10 +204,12 @@ class LeadSquaredClient:
         self._seconds_waiting = 0.0
 
     def _budget_store(self, db_path: str | None, redis_url: str | None) -> BudgetStore:
+        """The budget is LeadSquared's: keyed by the account (host and access key, hashed), so two
+        configurations of one account share it and two accounts never do."""
+        account = hashlib.sha256(f"{self.base_url}\0{self._secrets[0]}".encode()).hexdigest()[:16]
         if redis_url:
-            account = hashlib.sha256(f"{self.base_url}\0{self._secrets[0]}".encode()).hexdigest()[:16]
             return RedisStore(redis_url, f"lsq:{account}")
-        return SQLiteStore(db_path) if db_path else MemoryStore()
+        return SQLiteStore(db_path, account) if db_path else MemoryStore()
 
     # --- the five endpoints -------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
 from lsq_pipeline_tests.pipeline.harness import MAPPING, Pipeline
 
 KEY_HEADERS = {"x-LSQ-AccessKey": SANDBOX_ACCESS_KEY, "x-LSQ-SecretKey": SANDBOX_SECRET_KEY}
@@ -33,7 +33,7 @@ class ChaosPipeline(Pipeline):
     rate_limit_seconds: float = 1.0
     max_in_flight: int = 8
 
-    def settings(self) -> PipelineSettings:
+    def settings(self) -> AccountSettings:
         return super().settings().model_copy(
             update={
                 "rate_limit_calls": self.rate_limit_calls,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lsq_pipeline.defs.resources import LeadSquaredResource, normalize_api_host
+from lsq_pipeline.orchestration.resources import LeadSquaredResource, normalize_api_host
 from lsq_pipeline.leadsquared import LeadSquaredClient
 from lsq_pipeline_tests.leadsquared.conftest import ACCESS_KEY, EVENT_CODE, SECRET_KEY, capture, sandbox
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from lsq_pipeline.defs.resources import LeadSquaredResource
+from lsq_pipeline.orchestration.resources import LeadSquaredResource
 from lsq_pipeline.leadsquared import LeadSquaredError, OpportunityUpdate, fields_from_dict
 from lsq_pipeline.leadsquared.client import LeadSquaredClient
 from lsq_pipeline.leadsquared.models import BULK_UPDATE

@@ -4,6 +4,8 @@ the sync job run in process on an ephemeral Dagster instance."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -12,12 +14,19 @@ import dagster as dg
 import duckdb
 import requests
 
-from lsq_pipeline.defs.definitions import build_definitions
-from lsq_pipeline.defs.runs import run_config
-from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings
+from lsq_pipeline.orchestration.definitions import build_definitions
+from lsq_pipeline.orchestration.runs import run_config
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPING = REPO / "data" / "mapping.yaml"
+
+
+def key_variable(value: str) -> str:
+    """The name of a variable holding `value` (set here): keys reach the pipeline only by name."""
+    name = "LSQ_TEST_KEY_" + hashlib.sha256(value.encode()).hexdigest()[:12].upper()
+    os.environ[name] = value
+    return name
 
 
 def range_tags(first: date, last: date) -> dict[str, str]:
@@ -38,19 +47,24 @@ class Pipeline:
     mapping: Path = MAPPING
     leads_in_bulk: bool = True
     overrides: dict = field(default_factory=dict)  # other settings, e.g. {"max_attempts": 2}
+    account: str = "default"
 
-    def settings(self) -> PipelineSettings:
-        return PipelineSettings(
+    def settings(self) -> AccountSettings:
+        return AccountSettings(
+            account=self.account,
             api_host=self.sandbox_url,
-            access_key=self.access_key,
-            secret_key=self.secret_key,
-            source_dir=self.source_dir,
-            warehouse=self.warehouse,
-            mapping=self.mapping,
+            access_key_env=key_variable(self.access_key),
+            secret_key_env=key_variable(self.secret_key),
+            source_dir=str(self.source_dir),
+            warehouse=str(self.warehouse),
+            mapping=str(self.mapping),
             leads_in_bulk=self.leads_in_bulk,
-            rate_limit_calls=0,
-            **{"max_reject_rate": 0.5, **self.overrides},
+            rate_limit_db=str(self.warehouse.parent / "rate_limit.sqlite"),
+            **{"rate_limit_calls": 0, "max_reject_rate": 0.5, **self.overrides},
         )
+
+    def job_name(self, job: str) -> str:
+        return self.settings().name(job)
 
     def definitions(self) -> dg.Definitions:
         return build_definitions(self.settings())
@@ -61,8 +75,8 @@ class Pipeline:
     ):
         """One run over first..last, in process; returns the ExecuteInProcessResult."""
         if config is None:
-            config = run_config(full) if job == "sync_job" else {}
-        return self.definitions().resolve_job_def(job).execute_in_process(
+            config = run_config(self.settings(), full) if job == "sync_job" else {}
+        return self.definitions().resolve_job_def(self.job_name(job)).execute_in_process(
             instance=self.instance,
             tags=range_tags(first, last or first),
             run_config=config,
@@ -71,10 +85,10 @@ class Pipeline:
 
     def record(self, result) -> dict | None:
         """Write the run to sync_runs, as the run-status sensors do under the daemon."""
-        from lsq_pipeline.defs.history import record_run_outcome
+        from lsq_pipeline.orchestration.history import record_run_outcome
 
         run = self.instance.get_run_by_id(result.run_id)
-        return record_run_outcome(self.instance, run, self.definitions().resources["warehouse"])
+        return record_run_outcome(self.instance, run, self.definitions().resources[self.job_name("warehouse")])
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with duckdb.connect(str(self.warehouse), read_only=True) as conn:

@@ -12,10 +12,10 @@ import dagster as dg
 import pytest
 import requests
 
-from lsq_pipeline.defs.definitions import build_resources
+from lsq_pipeline.orchestration.definitions import build_resources
 from lsq_pipeline.leadsquared import AccountLimits, WindowLimit
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.settings import load_settings
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, load_settings
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.chaos.checks import subprocess_env
@@ -78,9 +78,12 @@ def test_plan_and_overrides_from_the_environment_reach_the_client(monkeypatch, t
         monkeypatch.setenv(variable, value)
     settings = load_settings()
     assert settings.account_limits() == AccountLimits(WindowLimit(5, 5.0), WindowLimit(2, 5.0), 5000, False)
-    with run_sandbox(rate_limit_calls=0) as sandbox:
-        resource = build_resources(settings.model_copy(update={"api_host": sandbox.url}))["leadsquared"]
-        client = resource.get_client()
+    monkeypatch.setenv("LSQ_ACCESS_KEY", SANDBOX_ACCESS_KEY)
+    monkeypatch.setenv("LSQ_SECRET_KEY", SANDBOX_SECRET_KEY)
+    with run_sandbox(rate_limit_calls=0) as sandbox, dg.build_resources(
+        build_resources(settings.model_copy(update={"api_host": sandbox.url}))
+    ) as resources:
+        client = resources.leadsquared.get_client()
         assert client.budget.limits == settings.account_limits()
         assert {name: w.calls for name, w in client.budget.windows.items()} == {"general": 5, "bulk": 2}
 

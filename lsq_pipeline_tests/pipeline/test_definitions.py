@@ -6,7 +6,9 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from lsq_pipeline.defs.definitions import defs
+from lsq_pipeline.orchestration.runs import code_location
+
+defs = code_location()
 from lsq_pipeline.settings import SettingsError, load_settings
 
 ASSETS = {

@@ -8,8 +8,8 @@ from datetime import date
 
 import dagster as dg
 
-from lsq_pipeline.defs.sensors import new_source_files
-from lsq_pipeline.defs.source import SourceResource
+from lsq_pipeline.orchestration.definitions import build_definitions
+from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import MAPPING
 
@@ -17,13 +17,12 @@ SETTLE = 0.5
 
 
 def tick(source_dir, instance, cursor):
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor,
-        resources={"source": SourceResource(source_dir=str(source_dir), mapping_path=str(MAPPING),
-                                            file_settle_seconds=SETTLE)},
+    defs = build_definitions(
+        AccountSettings(source_dir=str(source_dir), mapping=str(MAPPING), file_settle_seconds=SETTLE)
     )
-    result = new_source_files(context)
-    return result, context.cursor
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"source": defs.resources["source"]})
+    result = defs.resolve_sensor_def("new_source_files").evaluate_tick(context)
+    return result, result.cursor
 
 
 def test_a_complete_settled_day_folder_launches_that_days_run(make_pipeline, tmp_path):
@@ -34,11 +33,11 @@ def test_a_complete_settled_day_folder_launches_that_days_run(make_pipeline, tmp
     shutil.copy(pipeline.source_dir / day / "applications.csv", watched / day)
 
     result, cursor = tick(watched, pipeline.instance, None)
-    assert isinstance(result, dg.SkipReason) and "no new complete day folder" in result.skip_message
+    assert not result.run_requests and "no new complete day folder" in result.skip_message
 
     shutil.copy(pipeline.source_dir / day / "events.csv", watched / day)
     result, cursor = tick(watched, pipeline.instance, cursor)
-    assert isinstance(result, dg.SkipReason) and day in result.skip_message  # just arrived: settling
+    assert not result.run_requests and day in result.skip_message  # just arrived: settling
 
     time.sleep(SETTLE + 0.1)
     result, cursor = tick(watched, pipeline.instance, cursor)
@@ -54,7 +53,7 @@ def test_a_complete_settled_day_folder_launches_that_days_run(make_pipeline, tmp
     (watched / day / "applications.csv").write_text(
         (watched / day / "applications.csv").read_text(encoding="utf-8") + "\n", encoding="utf-8")
     result, cursor = tick(watched, pipeline.instance, cursor)
-    assert isinstance(result, dg.SkipReason), "a changed file settles again before its run"
+    assert not result.run_requests, "a changed file settles again before its run"
     time.sleep(SETTLE + 0.1)
     result, _ = tick(watched, pipeline.instance, cursor)
     [again] = result.run_requests

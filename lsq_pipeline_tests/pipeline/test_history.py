@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from lsq_pipeline.defs.sensors import alert_on_failed_runs, record_successful_runs
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import rewrite_rows
 
@@ -93,20 +92,19 @@ def test_a_run_writes_its_history_errors_csv_and_metadata(make_pipeline):
                            [result.run_id]) == 1
 
 
-def test_the_failure_sensor_records_a_blocked_run_and_posts_a_summary(make_pipeline, receiver):
+def test_the_failure_sensor_records_a_blocked_run_and_posts_a_summary(make_pipeline, receiver, monkeypatch):
     url, received = receiver
     pipeline = make_pipeline(rows=30, days=1, dirty_rate=0.5)
-    pipeline.overrides = {"max_reject_rate": 0.1, "alert_webhook": url}
+    monkeypatch.setenv("LSQ_TEST_ALERT_WEBHOOK", url)
+    pipeline.overrides = {"max_reject_rate": 0.1, "alert_webhook_env": "LSQ_TEST_ALERT_WEBHOOK"}
     result = pipeline.run(FIRST_DAY)
     assert not result.success
     run = pipeline.instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
-    resources = pipeline.definitions().resources
     context = dg.build_run_status_sensor_context(
-        sensor_name="alert_on_failed_runs", dagster_event=failure, dagster_instance=pipeline.instance,
-        dagster_run=run, resources={"warehouse": resources["warehouse"], "alert_webhook": resources["alert_webhook"]},
+        sensor_name="alert_on_failed_runs", dagster_event=failure, dagster_instance=pipeline.instance, dagster_run=run,
     ).for_run_failure()
-    alert_on_failed_runs(context)
+    pipeline.definitions().resolve_sensor_def("alert_on_failed_runs")(context)
 
     [(status, reason)] = pipeline.query("SELECT status, reason FROM sync_runs WHERE run_id = $1", [result.run_id])
     assert status == "blocked" and "reject_rate_below_threshold" in reason
@@ -125,7 +123,6 @@ def test_the_success_sensor_records_a_successful_run(make_pipeline):
     context = dg.build_run_status_sensor_context(
         sensor_name="record_successful_runs", dagster_event=success, dagster_instance=pipeline.instance,
         dagster_run=pipeline.instance.get_run_by_id(result.run_id),
-        resources={"warehouse": pipeline.definitions().resources["warehouse"]},
     )
-    record_successful_runs(context)
+    pipeline.definitions().resolve_sensor_def("record_successful_runs")(context)
     assert pipeline.query("SELECT status, errors FROM sync_runs") == [("succeeded", 0)]

@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 import requests
 
-from lsq_pipeline.defs.runs import HOST_TAG, PID_TAG, run_is_alive
+from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, run_is_alive
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY

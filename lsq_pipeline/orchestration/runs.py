@@ -3,6 +3,7 @@ shows in the UI, and reading back what each run did."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from dataclasses import dataclass
@@ -13,10 +14,12 @@ import dagster as dg
 import duckdb
 from filelock import FileLock
 
+from lsq_pipeline.orchestration.assets import account_key
+from lsq_pipeline.orchestration.jobs import SETTINGS_METADATA
+from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
+from lsq_pipeline.settings import AccountSettings, SettingsError
+
 INSTANCE_DIR = Path("instance")
-# Who launched a command-line run, so a later command can tell that its process is gone.
-PID_TAG = "lsq_pipeline/launcher_pid"
-HOST_TAG = "lsq_pipeline/launcher_host"
 
 
 def use_project_instance() -> dg.DagsterInstance:
@@ -34,16 +37,40 @@ def use_project_instance() -> dg.DagsterInstance:
     return instance
 
 
-def sync_job_definition() -> dg.JobDefinition:
-    from lsq_pipeline.defs.definitions import defs
+@functools.cache
+def code_location() -> dg.Definitions:
+    """The project's code location, loaded once per process."""
+    from lsq_pipeline.definitions import load_code_location
 
-    return defs.resolve_job_def("sync_job")
+    return load_code_location()
 
 
-def dry_run_job_definition() -> dg.JobDefinition:
-    from lsq_pipeline.defs.definitions import defs
+def job_named(name: str) -> dg.JobDefinition:
+    """A job of the code location (the reconstructor of command-line runs)."""
+    return code_location().resolve_job_def(name)
 
-    return defs.resolve_job_def("dry_run_job")
+
+def accounts() -> dict[str, AccountSettings]:
+    """The accounts of the code location, from their sync jobs' metadata."""
+    found = {}
+    for job in code_location().jobs:
+        if SETTINGS_METADATA in (job.metadata or {}):
+            settings = AccountSettings.model_validate_json(str(job.metadata[SETTINGS_METADATA]))
+            found[settings.account] = settings
+    return found
+
+
+def pick_account(name: str | None) -> AccountSettings:
+    """The account `--account` names; required when more than one is defined."""
+    defined = accounts()
+    if name is None and len(defined) == 1:
+        return next(iter(defined.values()))
+    if name in defined:
+        return defined[name]
+    choices = ", ".join(sorted(defined)) or "none"
+    if name is None:
+        raise SettingsError(f"--account is required: this project defines several accounts ({choices})")
+    raise SettingsError(f"--account {name}: no such account (defined: {choices})")
 
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -51,15 +78,16 @@ QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def run_config(
+    settings: AccountSettings,
     full_reconcile: bool = False,
     max_change_share: float | None = None,
     retry_source_ids: list[str] | None = None,
     retry_all_failed: bool = False,
 ) -> dict:
-    """The run config of the sync (or retry) job for the command line's options."""
+    """The run config of the account's sync (or retry) job for the command line's options."""
     ops: dict[str, dict] = {}
     if full_reconcile:
-        ops["opportunity_state"] = {"config": {"full": True}}
+        ops[account_key(settings, "opportunity_state").to_python_identifier()] = {"config": {"full": True}}
     plan = {
         key: value
         for key, value in (
@@ -70,35 +98,28 @@ def run_config(
         if value is not None
     }
     if plan:
-        ops["sync_plan"] = {"config": plan}
+        ops[account_key(settings, "sync_plan").to_python_identifier()] = {"config": plan}
     return {"ops": ops} if ops else {}
 
 
-def retry_job_definition() -> dg.JobDefinition:
-    from lsq_pipeline.defs.definitions import defs
-
-    return defs.resolve_job_def("retry_job")
-
-
 def launch(
+    settings: AccountSettings,
     first: date,
     last: date,
     dry_run: bool = False,
     full_reconcile: bool = False,
-    in_process: bool = False,
     quiet: bool = True,
     config: dict | None = None,
     retry: bool = False,
 ) -> dg.DagsterRun:
-    """Run the sync (or its dry run, or the retry job) over `first`..`last` as ONE run on the
-    project instance, and write it to the run history (no daemon watches command-line runs).
+    """Run the account's sync (or its dry run, or its retry job) over `first`..`last` as ONE run
+    on the project instance, on the job's executor, and write it to the run history (no daemon
+    watches command-line runs).
 
-    `in_process` runs every step in this process (the demo's speed); otherwise each step gets
-    its own process, as under the daemon. `quiet` keeps the console to the push's progress
-    (every ~10 s, info) and warnings; the full event log is in the UI. A dry retry plans only
-    (`sync_plan`)."""
+    `quiet` keeps the console to the push's progress (every ~10 s, info) and warnings; the full
+    event log is in the UI. A dry retry plans only (`sync_plan`)."""
     instance = use_project_instance()
-    job_fn = retry_job_definition if retry else dry_run_job_definition if dry_run else sync_job_definition
+    job_name = settings.name("retry_job" if retry else "dry_run_job" if dry_run else "sync_job")
     tags = (
         {"dagster/partition": first.isoformat()}
         if first == last
@@ -109,79 +130,18 @@ def launch(
     )
     tags = {**tags, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     release_dead_runs(instance)
-    config = dict(config if config is not None else {} if dry_run else run_config(full_reconcile))
+    config = dict(config if config is not None else {} if dry_run else run_config(settings, full_reconcile))
     if quiet:
         config = {**config, **QUIET_CONSOLE}
-    selection = [dg.AssetKey("sync_plan")] if retry and dry_run else None
-    if in_process:
-        result = job_fn().execute_in_process(
-            run_config=config, instance=instance, tags=tags, raise_on_error=False, asset_selection=selection
-        )
-    else:
-        result = dg.execute_job(
-            dg.reconstructable(job_fn), instance=instance, run_config=config, tags=tags, asset_selection=selection
-        )
+    selection = [dg.AssetKey([*settings.key_prefix(), "sync_plan"])] if retry and dry_run else None
+    job = dg.build_reconstructable_job(__name__, job_named.__name__, reconstructable_args=(job_name,))
+    result = dg.execute_job(job, instance=instance, run_config=config, tags=tags, asset_selection=selection)
     run = instance.get_run_by_id(result.run_id)
     if not dry_run:
-        from lsq_pipeline.defs.definitions import defs
-        from lsq_pipeline.defs.history import record_run_outcome
+        from lsq_pipeline.orchestration.history import record_run_outcome
 
-        record_run_outcome(instance, run, defs.resources["warehouse"])
+        record_run_outcome(instance, run, code_location().resources[settings.name("warehouse")])
     return run
-
-
-def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Command-line runs of this machine whose launching process is gone (killed with SIGKILL,
-    machine rebooted) stay `STARTED` and keep their pool slots forever: no daemon watches them.
-    Mark them failed and give their slots back, so the next run does not wait on a dead one."""
-    released = []
-    host = socket.gethostname()
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
-                              tags={HOST_TAG: host})
-    )
-    for record in records:
-        run = record.dagster_run
-        pid = int(run.tags.get(PID_TAG, "0") or 0)
-        if not pid or _alive(pid):
-            continue
-        instance.report_run_failed(run, f"its process {pid} is gone (killed); pool slots released")
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        released.append(run.run_id)
-    return released
-
-
-# Runs in these states may still send and answer; every other state is over.
-_LIVE_STATUSES = {
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-}
-
-
-def run_is_alive(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """Whether a run may still be sending: the instance knows it, it has not ended, and, for a
-    command-line run of this machine, its launching process is still there (a SIGKILLed run
-    stays `STARTED` on the instance). A run the instance does not know is taken as dead."""
-    run = instance.get_run_by_id(run_id)
-    if run is None or run.status not in _LIVE_STATUSES:
-        return False
-    pid = int(run.tags.get(PID_TAG, "0") or 0)
-    if pid and run.tags.get(HOST_TAG) == socket.gethostname():
-        return _alive(pid)
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

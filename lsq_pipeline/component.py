@@ -1,0 +1,61 @@
+"""`LeadSquaredSyncComponent`: one LeadSquared account and its source, as a dg Component.
+
+Add one `defs.yaml` per account to any dg project (`dg scaffold defs
+lsq_pipeline.LeadSquaredSyncComponent NAME`); each instance brings the account's assets, checks,
+jobs, schedule, sensors, pools and resources, named after its `account`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from lsq_pipeline.settings import DEFAULT_ACCOUNT, AccountAttributes, AccountSettings, settings_from
+from lsq_pipeline.sync.mapping import load_mapping
+
+
+class LeadSquaredSyncScaffolder(dg.Scaffolder):
+    """`dg scaffold defs lsq_pipeline.LeadSquaredSyncComponent acme`: a starter `defs.yaml` whose
+    account, paths and key variables are named after the folder."""
+
+    def scaffold(self, request: dg.ScaffoldRequest) -> None:
+        from dagster.components.component_scaffolding import scaffold_component
+
+        account = request.target_path.name.lower().replace("-", "_")
+        variable = account.upper()
+        scaffold_component(request, {
+            "account": account,
+            "source_dir": f"data/{account}/source",
+            "mapping": f"data/{account}/mapping.yaml",
+            "warehouse": f"data/{account}/warehouse.duckdb",
+            "sandbox_dir": f"data/{account}/sandbox",
+            "rate_limit_db": "data/rate_limit.sqlite",
+            "access_key_env": f"{variable}_LSQ_ACCESS_KEY",
+            "secret_key_env": f"{variable}_LSQ_SECRET_KEY",
+            "schedule": "0 3 * * *",
+        })
+
+
+@dg.scaffold_with(LeadSquaredSyncScaffolder)
+class LeadSquaredSyncComponent(dg.Component, dg.Resolvable, AccountAttributes):
+    """Keeps one LeadSquared account's opportunities in step with daily export files: extract,
+    transform, plan, push and reconcile as daily-partitioned assets under the account's prefix.
+    Omit `api_host` to sync against the embedded LeadSquared sandbox. Keys are never values here:
+    `access_key_env` and `secret_key_env` name the variables that hold them."""
+
+    env_prefix: str = Field("", description="read each attribute not given here from <env_prefix><ATTRIBUTE> "
+                                            "when that variable is set (the shipped instance: LSQ_)")
+
+    def settings(self, project_root: Path) -> AccountSettings:
+        """The account's settings, relative paths taken from the project root."""
+        given = self.model_dump(exclude_unset=True, exclude={"env_prefix"})
+        return settings_from({"account": DEFAULT_ACCOUNT, **given, "root": project_root}, self.env_prefix)
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        from lsq_pipeline.orchestration.definitions import build_definitions
+
+        settings = self.settings(context.project_root)
+        if settings.path("mapping").is_file():  # a bad mapping fails the load, naming the file and key
+            load_mapping(settings.path("mapping"))
+        return build_definitions(settings)

@@ -1,0 +1,74 @@
+"""One account's Definitions: its assets, checks, jobs, schedule, sensors and resources.
+
+`LeadSquaredSyncComponent` builds it from a `defs.yaml`; tests and benchmarks build it from
+settings directly. Nothing here reads the disk or fails on the environment: a run checks those
+when it starts."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from lsq_pipeline.leadsquared.budget import BUDGET_FIELDS
+from lsq_pipeline.orchestration.alerts import AlertWebhook
+from lsq_pipeline.orchestration.assets import build_assets, daily_partitions
+from lsq_pipeline.orchestration.jobs import build_jobs, build_schedule
+from lsq_pipeline.orchestration.resources import LeadSquaredResource
+from lsq_pipeline.orchestration.sensors import build_sensors
+from lsq_pipeline.orchestration.source import SourceResource
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
+
+
+def _secret(variable: str, required: bool = False, fallback: str = "") -> str | dg.EnvVar:
+    """A secret by the NAME of its variable, so the UI shows the name, never the value. An optional
+    secret whose variable is not set is `fallback` (no Redis, no alerts, the sandbox's keys)."""
+    return dg.EnvVar(variable) if variable and (required or os.environ.get(variable)) else fallback
+
+
+def build_resources(settings: AccountSettings) -> dict[str, dg.ConfigurableResource]:
+    """The account's resources under its keys (`warehouse`, `acme_warehouse`...)."""
+    real_host = not settings.uses_sandbox
+    resources = {
+        "warehouse": DuckDBResource(
+            database=str(settings.path("warehouse")),
+            connection_config={"memory_limit": settings.duckdb_memory_limit},
+        ),
+        "leadsquared": LeadSquaredResource(
+            api_host=settings.api_host,
+            access_key=_secret(settings.access_key_env, real_host, SANDBOX_ACCESS_KEY),
+            secret_key=_secret(settings.secret_key_env, real_host, SANDBOX_SECRET_KEY),
+            sandbox_dir=str(settings.path("sandbox_dir")),
+            plan=settings.plan or "",
+            **{name: getattr(settings, name) for name in BUDGET_FIELDS},
+            rate_limit_db=str(settings.path("rate_limit_db")) if settings.rate_limit_db else "",
+            rate_limit_redis=_secret(settings.rate_limit_redis_env),
+            max_in_flight=settings.max_in_flight,
+            leads_in_bulk=settings.leads_in_bulk,
+            max_retries=settings.max_retries,
+            backoff_base=settings.retry_backoff_seconds,
+        ),
+        "source": SourceResource(
+            source_dir=str(settings.path("source_dir")),
+            mapping_path=str(settings.path("mapping")),
+            max_reject_rate=settings.max_reject_rate,
+            max_change_share=settings.max_change_share,
+            max_attempts=settings.max_attempts,
+            file_settle_seconds=settings.file_settle_seconds,
+        ),
+        "alert_webhook": AlertWebhook(url=_secret(settings.alert_webhook_env)),
+    }
+    return {settings.name(role): resource for role, resource in resources.items()}
+
+
+def build_definitions(settings: AccountSettings) -> dg.Definitions:
+    partitions = daily_partitions(settings)
+    resources = build_resources(settings)
+    return dg.Definitions(
+        assets=build_assets(settings, partitions),
+        jobs=build_jobs(settings),
+        schedules=[build_schedule(settings)],
+        sensors=build_sensors(settings, partitions, resources),
+        resources=resources,
+    )

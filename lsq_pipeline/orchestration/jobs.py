@@ -1,0 +1,71 @@
+"""One account's jobs and schedule: the sync, its dry run, the retry, and the daily sync of the previous day."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+
+from lsq_pipeline.orchestration.assets import resource_keys, source_resource
+from lsq_pipeline.settings import AccountSettings
+
+ACCOUNT_TAG = "lsq_pipeline/account"
+SETTINGS_METADATA = "lsq_pipeline/settings"
+"""The sync job's metadata key holding the account's settings (no secret: keys are variable names)."""
+EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor, "inherit": None}
+PLAN_STEPS = ("raw_applications", "raw_events", "opportunity_records", "activity_records", "rejects", "sync_plan")
+
+
+def build_jobs(settings: AccountSettings) -> list[dg.UnresolvedAssetJobDefinition]:
+    """`sync_job`, `dry_run_job` and `retry_job` of the account, on its executor; each run is
+    tagged with the account, so the UI can filter one account's runs."""
+    prefix = settings.key_prefix()
+
+    def keys(*names: str) -> dg.AssetSelection:
+        return dg.AssetSelection.assets(*(dg.AssetKey([*prefix, name]) for name in names))
+
+    common = {"executor_def": EXECUTORS[settings.executor], "tags": {ACCOUNT_TAG: settings.account}}
+    return [
+        dg.define_asset_job(
+            settings.name("sync_job"),
+            selection=keys(*PLAN_STEPS, "push_journal", "opportunity_state"),
+            description="Extract, transform, plan, push to LeadSquared and reconcile the selected days.",
+            metadata={SETTINGS_METADATA: settings.model_dump_json()},
+            **common,
+        ),
+        dg.define_asset_job(
+            settings.name("dry_run_job"),
+            selection=keys(*PLAN_STEPS),
+            description="Plan the selected days and report the batches, sending nothing to LeadSquared.",
+            **common,
+        ),
+        dg.define_asset_job(
+            settings.name("retry_job"),
+            selection=keys("sync_plan", "push_journal", "opportunity_state"),
+            description="Send failed records again now: set sync_plan's config `retry_source_ids` (or "
+            "`retry_all_failed: true`); refused versions and records out of attempts included. Any day "
+            "will do as the partition: the records come from whatever day holds them.",
+            **common,
+        ),
+    ]
+
+
+def build_schedule(settings: AccountSettings) -> dg.ScheduleDefinition:
+    """The daily sync of the day that just ended, on the account's cron (UTC)."""
+
+    @dg.schedule(
+        cron_schedule=settings.schedule,
+        job_name=settings.name("sync_job"),
+        execution_timezone="UTC",
+        name=settings.name("daily_sync_schedule"),
+        required_resource_keys=resource_keys(settings, "source"),
+        description="Sync the day that just ended; a day with no folder is skipped with a message, not failed.",
+    )
+    def daily_sync_schedule(context: dg.ScheduleEvaluationContext):
+        source = source_resource(context.resources, settings)
+        day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
+        if not (source.source_path() / day).is_dir():
+            return dg.SkipReason(f"no folder {source.source_path() / day}: nothing to sync for {day}")
+        return dg.RunRequest(run_key=f"scheduled-{day}", partition_key=day)
+
+    return daily_sync_schedule
