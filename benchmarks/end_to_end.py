@@ -36,7 +36,7 @@ import requests
 from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.runs import QUIET_CONSOLE, run_config
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings
+from lsq_pipeline.settings import ENV_DEFAULTS, SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
 from lsq_pipeline.sync.generate import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,9 +107,10 @@ def main() -> None:
             "dagster/asset_partition_range_end": last.isoformat()}
 
     with sandbox(args.server, args.out / "sandbox.log") as url:
-        settings = PipelineSettings(
-            api_host=url, access_key=SANDBOX_ACCESS_KEY, secret_key=SANDBOX_SECRET_KEY,
-            source_dir=source, warehouse=warehouse, mapping=REPO / "data" / "mapping.yaml",
+        os.environ.update(LSQ_ACCESS_KEY=SANDBOX_ACCESS_KEY, LSQ_SECRET_KEY=SANDBOX_SECRET_KEY)  # the sandbox's keys
+        settings = AccountSettings(
+            api_host=url, **ENV_DEFAULTS,
+            source_dir=str(source), warehouse=str(warehouse), mapping=str(REPO / "data" / "mapping.yaml"),
             rate_limit_calls=0, rate_limit_db="", max_in_flight=args.max_in_flight, max_reject_rate=1.0,
         )
         job = build_definitions(settings).resolve_job_def("sync_job")
@@ -118,7 +119,7 @@ def main() -> None:
         def run(label: str, full: bool = False) -> None:
             before = calls(url)
             began = time.perf_counter()
-            result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config(full) | QUIET_CONSOLE,
+            result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config(settings, full) | QUIET_CONSOLE,
                                             raise_on_error=False)
             seconds = time.perf_counter() - began
             after = calls(url)

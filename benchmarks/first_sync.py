@@ -32,7 +32,7 @@ from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.runs import QUIET_CONSOLE
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, MAX_LEADS_PER_BULK_CREATE
 from lsq_pipeline.sandbox.__main__ import parse_rate_limit
-from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, PipelineSettings
+from lsq_pipeline.settings import ENV_DEFAULTS, SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
 from lsq_pipeline.sync.generate import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,9 +56,10 @@ def run_case(args: argparse.Namespace, source: Path, bulk: tuple[int, float], ou
     out.mkdir(parents=True)
     server_args = ["--rate-limit", label(args.general), "--bulk-rate-limit", label(bulk), "--latency-ms", str(args.latency_ms)]
     with sandbox("process", out / "sandbox.log", server_args) as url:
-        settings = PipelineSettings(
-            api_host=url, access_key=SANDBOX_ACCESS_KEY, secret_key=SANDBOX_SECRET_KEY,
-            source_dir=source, warehouse=out / "warehouse.duckdb", mapping=REPO / "data" / "mapping.yaml",
+        os.environ.update(LSQ_ACCESS_KEY=SANDBOX_ACCESS_KEY, LSQ_SECRET_KEY=SANDBOX_SECRET_KEY)  # the sandbox's keys
+        settings = AccountSettings(
+            api_host=url, **ENV_DEFAULTS,
+            source_dir=str(source), warehouse=str(out / "warehouse.duckdb"), mapping=str(REPO / "data" / "mapping.yaml"),
             rate_limit_calls=args.general[0], rate_limit_seconds=args.general[1],
             bulk_rate_limit_calls=bulk[0], bulk_rate_limit_seconds=bulk[1],
             rate_limit_db="", max_in_flight=args.max_in_flight, max_reject_rate=1.0,

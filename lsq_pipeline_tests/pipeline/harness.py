@@ -59,8 +59,8 @@ class Pipeline:
             warehouse=str(self.warehouse),
             mapping=str(self.mapping),
             leads_in_bulk=self.leads_in_bulk,
-            rate_limit_db=str(self.warehouse.parent / "rate_limit.sqlite"),
-            **{"rate_limit_calls": 0, "max_reject_rate": 0.5, **self.overrides},
+            **{"rate_limit_calls": 0, "max_reject_rate": 0.5,
+               "rate_limit_db": str(self.warehouse.parent / "rate_limit.sqlite"), **self.overrides},
         )
 
     def job_name(self, job: str) -> str:

@@ -20,7 +20,8 @@ def tick(source_dir, instance, cursor):
     defs = build_definitions(
         AccountSettings(source_dir=str(source_dir), mapping=str(MAPPING), file_settle_seconds=SETTLE)
     )
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"source": defs.resources["source"]})
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"source": defs.resources["source"]},
+                                      repository_def=defs.get_repository_def())
     result = defs.resolve_sensor_def("new_source_files").evaluate_tick(context)
     return result, result.cursor
 
