@@ -128,14 +128,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     ok = True
     for day in days:
         run = launch(settings, day, day)
-        summary = summarize(settings.path("warehouse"), run, day, day)
+        summary = summarize(settings, run, day, day)
         writes += summary.write_calls
         ok = ok and summary.success
         _print_day(day.isoformat(), summary)
         if summary.daily_budget_exhausted:
             _print_daily_budget_spent(summary)
             return DAILY_BUDGET_SPENT_EXIT
-    _print_state(settings.path("warehouse"))
+    _print_state(settings)
     if writes == 0 and ok:
         print("Nothing to send: LeadSquared already matches the source (0 write calls).")
     print(f"Warehouse (DuckDB): {settings.path('warehouse').resolve()}  -- state table: opportunity_state")
@@ -143,10 +143,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _print_state(warehouse: Path) -> None:
-    import duckdb
+def _print_state(settings) -> None:
+    from lsq_pipeline.orchestration.runs import warehouse_of
 
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
+    with warehouse_of(settings).get_connection() as conn:
         states = conn.execute(
             "SELECT status, count(*) FROM opportunity_state GROUP BY status ORDER BY status"
         ).fetchall()
@@ -181,7 +181,7 @@ def _run_sync(args: argparse.Namespace) -> int:
         return 2
     config = None if args.dry_run else run_config(settings, args.full_reconcile, args.max_change_share)
     run = launch(settings, first, last, dry_run=args.dry_run, full_reconcile=args.full_reconcile, config=config)
-    summary = summarize(settings.path("warehouse"), run, first, last)
+    summary = summarize(settings, run, first, last)
     label = f"{first}" if first == last else f"{first}..{last}"
     _print_outcome(label, summary, args.dry_run)
     return _run_exit(run, summary)
@@ -233,13 +233,12 @@ def _run_retry(args: argparse.Namespace) -> int:
     if not (args.source_ids or args.all_failed):
         print("lsq-pipeline retry: give --source-id ID (one or more) or --all-failed", file=sys.stderr)
         return 2
-    import duckdb
 
-    from lsq_pipeline.orchestration.runs import launch, run_config, summarize
+    from lsq_pipeline.orchestration.runs import launch, run_config, summarize, warehouse_of
     from lsq_pipeline.sync.plan import FAILURES_SQL
 
     ids = list(args.source_ids or [])
-    with duckdb.connect(str(settings.path("warehouse")), read_only=True) as conn:
+    with warehouse_of(settings).get_connection() as conn:
         found = conn.execute(
             f"""WITH failures AS ({FAILURES_SQL})
                SELECT f.source_id, max(r.day) FROM failures f JOIN opportunity_records r USING (source_id)
@@ -256,7 +255,7 @@ def _run_retry(args: argparse.Namespace) -> int:
     day = max(last_day for _, last_day in found)
     config = run_config(settings, retry_source_ids=sorted(s for s, _ in found))
     run = launch(settings, day, day, dry_run=args.dry_run, config=config, retry=True)
-    summary = summarize(settings.path("warehouse"), run, day, day)
+    summary = summarize(settings, run, day, day)
     _print_outcome(f"retry of {len(found)} failed records", summary, args.dry_run)
     return _run_exit(run, summary)
 
@@ -285,14 +284,13 @@ def _run_history(args: argparse.Namespace) -> int:
     settings = _checked_settings("history", args, paths=False)
     if settings is None:
         return 2
-    import duckdb
-
+    from lsq_pipeline.orchestration.runs import warehouse_of
     from lsq_pipeline.sync.history import recent_runs
 
     if not settings.path("warehouse").exists():
         print("No runs yet (no warehouse).")
         return 0
-    with duckdb.connect(str(settings.path("warehouse")), read_only=True) as conn:
+    with warehouse_of(settings).get_connection() as conn:
         if not conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'sync_runs'").fetchone()[0]:
             print("No runs yet.")
             return 0
@@ -332,12 +330,13 @@ def _run_ui(args: argparse.Namespace) -> int:
 
     use_project_instance()
     # `dg dev` of this venv (beside this interpreter), so `.venv/bin/lsq-pipeline ui` works without
-    # activating it; --use-active-venv keeps dg on this environment instead of looking for its own.
-    dg_cli = Path(sys.executable).with_name("dg")
-    command = [str(dg_cli), "dev", "--use-active-venv", "--port", str(args.port)]
+    # activating it: --use-active-venv with VIRTUAL_ENV keeps dg on this environment. The workspace
+    # file of this folder if it has one (a project folder), else the project's.
+    workspace = Path("workspace.yaml") if Path("workspace.yaml").is_file() else PROJECT_ROOT / "workspace.yaml"
+    command = [str(Path(sys.executable).with_name("dg")), "dev", "-w", str(workspace), "--use-active-venv",
+               "--port", str(args.port)]
     os.environ["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} " + " ".join(command), flush=True)
-    os.chdir(PROJECT_ROOT)
     os.execv(command[0], command)
 
 

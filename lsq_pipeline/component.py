@@ -7,6 +7,7 @@ jobs, schedule, sensors, pools and resources, named after its `account`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
@@ -46,11 +47,15 @@ class LeadSquaredSyncComponent(dg.Component, dg.Resolvable, AccountAttributes):
 
     env_prefix: str = Field("", description="read each attribute not given here from <env_prefix><ATTRIBUTE> "
                                             "when that variable is set (the shipped instance: LSQ_)")
+    paths_relative_to: Literal["project", "working_directory"] = Field(
+        "project", description="where relative paths start: the dg project root, or the folder a command "
+                               "runs in (the shipped instance, as LSQ_* paths always did)")
 
     def settings(self, project_root: Path) -> AccountSettings:
-        """The account's settings, relative paths taken from the project root."""
-        given = self.model_dump(exclude_unset=True, exclude={"env_prefix"})
-        return settings_from({"account": DEFAULT_ACCOUNT, **given, "root": project_root}, self.env_prefix)
+        """The account's settings, relative paths taken from `paths_relative_to`."""
+        given = self.model_dump(exclude_unset=True, exclude={"env_prefix", "paths_relative_to"})
+        root = project_root if self.paths_relative_to == "project" else Path.cwd()
+        return settings_from({"account": DEFAULT_ACCOUNT, **given, "root": root}, self.env_prefix)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from lsq_pipeline.orchestration.definitions import build_definitions

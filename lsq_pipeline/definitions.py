@@ -4,6 +4,7 @@ Named by `[tool.dg]` (dg dev), `[tool.dagster]` and `workspace.yaml` (dagster de
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +14,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_code_location() -> dg.Definitions:
-    return dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
+    """Every instance of the defs folder. dg's loader itself raises beta warnings about its own
+    metadata (code references); they are quieted here, where they are raised, and nowhere else."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.BetaWarning, module=r"dagster\.")
+        return dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
 
 
 @dg.definitions

@@ -50,6 +50,12 @@ def build_jobs(settings: AccountSettings) -> list[dg.UnresolvedAssetJobDefinitio
     ]
 
 
+def settings_of(job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition) -> AccountSettings | None:
+    """The account a sync job belongs to, from its metadata (None for any other job)."""
+    value = (job.metadata or {}).get(SETTINGS_METADATA)
+    return None if value is None else AccountSettings.model_validate_json(getattr(value, "value", value))
+
+
 def build_schedule(settings: AccountSettings) -> dg.ScheduleDefinition:
     """The daily sync of the day that just ended, on the account's cron (UTC)."""
 

@@ -11,11 +11,11 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import duckdb
+from dagster_duckdb import DuckDBResource
 from filelock import FileLock
 
 from lsq_pipeline.orchestration.assets import account_key
-from lsq_pipeline.orchestration.jobs import SETTINGS_METADATA
+from lsq_pipeline.orchestration.jobs import settings_of
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
 from lsq_pipeline.settings import AccountSettings, SettingsError
 
@@ -52,12 +52,8 @@ def job_named(name: str) -> dg.JobDefinition:
 
 def accounts() -> dict[str, AccountSettings]:
     """The accounts of the code location, from their sync jobs' metadata."""
-    found = {}
-    for job in code_location().jobs:
-        if SETTINGS_METADATA in (job.metadata or {}):
-            settings = AccountSettings.model_validate_json(str(job.metadata[SETTINGS_METADATA]))
-            found[settings.account] = settings
-    return found
+    found = (settings_of(job) for job in code_location().jobs)
+    return {settings.account: settings for settings in found if settings}
 
 
 def pick_account(name: str | None, defined: dict[str, AccountSettings] | None = None) -> AccountSettings:
@@ -163,7 +159,12 @@ class DaySummary:
     records_waiting: int = 0
 
 
-def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> DaySummary:
+def warehouse_of(settings: AccountSettings) -> DuckDBResource:
+    """The account's warehouse resource: its connections wait out another process's lock."""
+    return code_location().resources[settings.name("warehouse")]
+
+
+def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: date) -> DaySummary:
     instance = dg.DagsterInstance.get()
     read_calls = records_waiting = 0
     write_calls: int | None = None
@@ -183,7 +184,7 @@ def summarize(warehouse: Path, run: dg.DagsterRun, first: date, last: date) -> D
         if materialization.asset_key.path[-1] == "push_journal" and "daily_budget_exhausted" in materialization.metadata:
             day_spent = day_spent or materialization.metadata["daily_budget_exhausted"].value
             records_waiting += materialization.metadata["records_waiting"].value
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
+    with warehouse_of(settings).get_connection() as conn:
         planned = dict(
             conn.execute(
                 "SELECT action, count(*) FROM sync_plan WHERE day BETWEEN $1 AND $2 GROUP BY action", [first, last]

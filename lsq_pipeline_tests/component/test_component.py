@@ -16,6 +16,7 @@ import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 
 from lsq_pipeline import LeadSquaredSyncComponent
+from lsq_pipeline.orchestration.jobs import settings_of
 from lsq_pipeline.orchestration.runs import pick_account
 from lsq_pipeline.settings import AccountSettings, SettingsError
 
@@ -44,11 +45,13 @@ attributes:
 """
 
 
-def load(defs_yaml: str) -> dg.Definitions:
+def load(defs_yaml: str, roots: list[Path] | None = None) -> dg.Definitions:
+    """The definitions of a dg project whose defs folder holds `defs_yaml` (its root put in `roots`)."""
     with create_defs_folder_sandbox() as sandbox:
         folder = sandbox.defs_folder_path / "accounts"
         folder.mkdir()
         (folder / "defs.yaml").write_text(defs_yaml)
+        (roots if roots is not None else []).append(sandbox.project_root)
         with sandbox.build_all_defs() as defs:
             return defs
 
@@ -65,7 +68,8 @@ def test_scaffold_writes_a_starter_named_after_the_folder():
 
 
 def test_two_accounts_load_side_by_side_with_their_own_names():
-    defs = load(TWO_ACCOUNTS.format(mapping=REPO / "data" / "mapping.yaml"))
+    roots: list[Path] = []
+    defs = load(TWO_ACCOUNTS.format(mapping=REPO / "data" / "mapping.yaml"), roots)
     jobs = {job.name for job in defs.jobs}
     for account in ("acme", "globex"):
         assert {f"{account}_sync_job", f"{account}_dry_run_job", f"{account}_retry_job"} <= jobs
@@ -85,6 +89,8 @@ def test_two_accounts_load_side_by_side_with_their_own_names():
     assert graph.get(dg.AssetKey(["acme", "sync_plan"])).partitions_def.start.date() == date(2026, 11, 1)
     assert defs.resolve_job_def("globex_sync_job").executor_def.name == "multiprocess"
     assert defs.resolve_job_def("acme_sync_job").executor_def.name == "in_process"
+    acme = settings_of(defs.resolve_job_def("acme_sync_job"))
+    assert acme.path("source_dir") == roots[0] / "data" / "acme" / "source"  # from the project root
 
 
 def test_a_run_of_an_account_with_missing_paths_fails_at_its_start_naming_the_account_and_attribute(tmp_path):
@@ -126,7 +132,7 @@ def test_the_code_location_loads_from_any_folder_without_any_variable(tmp_path):
                             timeout=120)
     assert answer.returncode == 0, answer.stderr
     assert "['dry_run_job', 'retry_job', 'sync_job']" in answer.stdout
-    assert str(REPO / "no/such/folder") in answer.stdout  # relative to the project, not the current folder
+    assert str(tmp_path / "no/such/folder") in answer.stdout  # LSQ_* paths: from the folder a command runs in
 
 
 def test_the_account_is_required_when_several_are_defined_and_the_choices_are_named():
