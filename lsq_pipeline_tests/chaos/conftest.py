@@ -54,11 +54,12 @@ def sync_process(tmp_path):
     started: list[subprocess.Popen] = []
 
     def start(sandbox_url: str, source_dir: Path, first: date, last: date, log_name: str = "sync",
-              rate_limit: tuple[int, float] = (0, 1.0)) -> subprocess.Popen:
+              rate_limit: tuple[int, float] = (0, 1.0), executor: str = "in_process") -> subprocess.Popen:
         env = subprocess_env(
             os.environ, sandbox_url=sandbox_url, source=source_dir, warehouse=warehouse, dagster_home=home,
             rate_limit_db=tmp_path / "rate_limit.sqlite", rate_limit=rate_limit,
         )
+        env["LSQ_EXECUTOR"] = executor
         log = open(tmp_path / f"{log_name}.log", "ab")
         process = subprocess.Popen(
             [str(REPO / ".venv" / "bin" / "lsq-pipeline"), "sync", "--from", first.isoformat(), "--to", last.isoformat()],

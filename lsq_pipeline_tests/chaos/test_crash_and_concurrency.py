@@ -1,6 +1,7 @@
-"""The sync as users run it (`lsq-pipeline sync`, each step in its own process, on a Dagster
-instance with the shipped dagster.yaml): killed with SIGKILL in the middle of a push, then run
-again; and two syncs of the same days started at once on the same warehouse and instance."""
+"""The sync as users run it (`lsq-pipeline sync` on a Dagster instance with the shipped
+dagster.yaml, on either executor: every step in the run's process, or each in its own): killed
+with SIGKILL in the middle of a push, then run again; and two syncs of the same days started at
+once on the same warehouse and instance."""
 
 from __future__ import annotations
 
@@ -43,14 +44,18 @@ def small_source(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(480)
 @pytest.mark.parametrize("profile", PROFILES)
-@pytest.mark.parametrize("endpoint, calls", [("BulkAdd", 30), ("BulkActivities", 40)], ids=["creates", "activities"])
+@pytest.mark.parametrize(
+    "endpoint, calls, executor",
+    [("BulkAdd", 30, "in_process"), ("BulkActivities", 40, "in_process"), ("BulkAdd", 30, "multiprocess")],
+    ids=["creates", "activities", "creates-multiprocess"],
+)
 def test_sigkill_in_the_middle_of_a_push_then_a_rerun_ends_in_the_same_state(
-    tmp_path, small_source, sync_process, endpoint, calls, profile
+    tmp_path, small_source, sync_process, endpoint, calls, executor, profile
 ):
     # Latency makes the push last several seconds; faults and lost answers stay on.
     with run_sandbox(rate_limit_calls=0, latency_ms=120, fault_rate=0.05, lost_response_rate=0.02, seed=7,
                      profile=profile) as sandbox:
-        first = sync_process(sandbox.url, small_source, FIRST_DAY, LAST_DAY, log_name="killed")
+        first = sync_process(sandbox.url, small_source, FIRST_DAY, LAST_DAY, log_name="killed", executor=executor)
         wait_for(lambda: _stats(sandbox.url)["Calls"].get(endpoint, 0) >= calls or first.poll() is not None,
                  timeout=RUN_SECONDS, what=f"{calls} {endpoint} calls")
         assert first.poll() is None, "the sync ended before it could be killed:\n" + first.log_path.read_text()[-2000:]
@@ -62,7 +67,7 @@ def test_sigkill_in_the_middle_of_a_push_then_a_rerun_ends_in_the_same_state(
         left_sent = pipeline.scalar("SELECT count(*) FROM push_journal WHERE status = 'sent'")
         assert left_sent > 0 or endpoint == "BulkAdd", "the kill did not interrupt a batch in the air"
 
-        _finish(sync_process(sandbox.url, small_source, FIRST_DAY, LAST_DAY, log_name="rerun"))
+        _finish(sync_process(sandbox.url, small_source, FIRST_DAY, LAST_DAY, log_name="rerun", executor=executor))
         end = assert_end_state(pipeline)
         # The interrupted rows were settled, not re-sent blindly: creates resolved by the
         # duplicate rule, activities reported unknown.
