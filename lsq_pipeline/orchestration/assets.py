@@ -60,6 +60,11 @@ def account_key(settings: AccountSettings, name: str) -> dg.AssetKey:
     return dg.AssetKey([*settings.key_prefix(), name])
 
 
+def table_of(settings: AccountSettings, group: str) -> dict[str, object]:
+    """What every DuckDB table asset of the account says of itself: its kind, owners and group."""
+    return {"kinds": {"duckdb"}, "owners": settings.owners, "group_name": settings.name(group)}
+
+
 def resource_keys(settings: AccountSettings, *roles: str) -> set[str]:
     return {settings.name(role) for role in roles or RESOURCE_ROLES}
 
@@ -127,6 +132,9 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
     def key(name: str) -> dg.AssetKey:
         return account_key(settings, name)
 
+    step = {"partitions_def": partitions, "backfill_policy": SINGLE_RUN, "required_resource_keys": resource_keys(settings)}
+    warehouse_multi_step = {**step, "pool": settings.name(WAREHOUSE_POOL), "can_subset": True}
+
     def _ready(context: dg.AssetExecutionContext) -> AccountResources:
         """The account's resources, once its folders, files and key variables are checked: a run
         fails at its start, naming the setting, where loading the definitions never does."""
@@ -138,24 +146,16 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
             dg.AssetSpec(
                 key("raw_applications"),
                 description="Each day's applications.csv, every column as text, as exported.",
-                kinds={"duckdb"},
-                owners=settings.owners,
-                group_name=settings.name("extract"),
+                **table_of(settings, "extract"),
             ),
             dg.AssetSpec(
                 key("raw_events"),
                 description="Each day's events.csv, every column as text, as exported.",
-                kinds={"duckdb"},
-                owners=settings.owners,
-                group_name=settings.name("extract"),
+                **table_of(settings, "extract"),
             ),
         ],
         name=key("extract").to_python_identifier(),
-        partitions_def=partitions,
-        backfill_policy=SINGLE_RUN,
-        pool=settings.name(WAREHOUSE_POOL),
-        can_subset=True,
-        required_resource_keys=resource_keys(settings),
+        **warehouse_multi_step,
     )
     def extract(context: dg.AssetExecutionContext):
         """Load the day's export files into DuckDB. Re-running a day replaces that day's rows."""
@@ -194,25 +194,19 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
                 deps=[key("raw_applications")],
                 description="Accepted applications, normalised and mapped to LeadSquared fields; "
                 "the latest version of a record in a day wins.",
-                kinds={"duckdb"},
-                owners=settings.owners,
-                group_name=settings.name("transform"),
+                **table_of(settings, "transform"),
             ),
             dg.AssetSpec(
                 key("activity_records"),
                 deps=[key("raw_events"), key("raw_applications")],
                 description="Accepted application events mapped to LeadSquared activities.",
-                kinds={"duckdb"},
-                owners=settings.owners,
-                group_name=settings.name("transform"),
+                **table_of(settings, "transform"),
             ),
             dg.AssetSpec(
                 key("rejects"),
                 deps=[key("raw_applications"), key("raw_events")],
                 description="Every rejected source row with the field and the reason: nothing is dropped silently.",
-                kinds={"duckdb"},
-                owners=settings.owners,
-                group_name=settings.name("transform"),
+                **table_of(settings, "transform"),
             ),
         ],
         check_specs=[
@@ -225,11 +219,7 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
             )
         ],
         name=key("transform").to_python_identifier(),
-        partitions_def=partitions,
-        backfill_policy=SINGLE_RUN,
-        pool=settings.name(WAREHOUSE_POOL),
-        can_subset=True,
-        required_resource_keys=resource_keys(settings),
+        **warehouse_multi_step,
     )
     def transform(context: dg.AssetExecutionContext):
         """Normalise and validate the days' rows against the mapping; re-running replaces the days."""
@@ -291,13 +281,9 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
     @dg.asset(
         key=key("sync_plan"),
         deps=[key("opportunity_records"), key("activity_records")],
-        partitions_def=partitions,
-        backfill_policy=SINGLE_RUN,
+        **step,
         pool=settings.name(WAREHOUSE_POOL),
-        kinds={"duckdb"},
-        group_name=settings.name("transform"),
-        owners=settings.owners,
-        required_resource_keys=resource_keys(settings),
+        **table_of(settings, "transform"),
         check_specs=[
             dg.AssetCheckSpec(
                 "change_share_below_threshold",
@@ -363,13 +349,9 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
     @dg.asset(
         key=key("push_journal"),
         deps=[key("sync_plan")],
-        partitions_def=partitions,
-        backfill_policy=SINGLE_RUN,
+        **step,
         pool=settings.name(API_POOL),
-        kinds={"duckdb"},
-        group_name=settings.name("push"),
-        owners=settings.owners,
-        required_resource_keys=resource_keys(settings),
+        **table_of(settings, "push"),
     )
     def push_journal(context: dg.AssetExecutionContext):
         """Send the plan to LeadSquared and journal every batch before it goes and every row's
@@ -438,13 +420,9 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
     @dg.asset(
         key=key("opportunity_state"),
         deps=[key("push_journal")],
-        partitions_def=partitions,
-        backfill_policy=SINGLE_RUN,
+        **step,
         pool=settings.name(API_POOL),
-        kinds={"duckdb"},
-        group_name=settings.name("reconcile"),
-        owners=settings.owners,
-        required_resource_keys=resource_keys(settings),
+        **table_of(settings, "reconcile"),
         check_specs=[
             dg.AssetCheckSpec(
                 "one_opportunity_per_record",
