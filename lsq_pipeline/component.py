@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from lsq_pipeline.settings import DEFAULT_ACCOUNT, AccountAttributes, AccountSettings, settings_from
 from lsq_pipeline.sync.mapping import load_mapping
@@ -50,6 +50,18 @@ class LeadSquaredSyncComponent(dg.Component, dg.Resolvable, AccountAttributes):
     paths_relative_to: Literal["project", "working_directory"] = Field(
         "project", description="where relative paths start: the dg project root, or the folder a command "
                                "runs in (the shipped instance, as LSQ_* paths always did)")
+
+    @classmethod
+    def model(cls) -> type[BaseModel]:
+        """The YAML schema dg derives, with each attribute's description (dg drops those of fields
+        with defaults), so `dg utils inspect-component` and editors show them."""
+        derived = super().model()
+        for name, field in derived.model_fields.items():
+            described = cls.model_fields.get(name)
+            if described is not None and described.description and not field.description:
+                field.description = described.description
+        derived.model_rebuild(force=True)
+        return derived
 
     def settings(self, project_root: Path) -> AccountSettings:
         """The account's settings, relative paths taken from `paths_relative_to`."""
