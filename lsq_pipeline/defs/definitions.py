@@ -49,6 +49,7 @@ def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableReso
             max_reject_rate=settings.max_reject_rate,
             max_change_share=settings.max_change_share,
             max_attempts=settings.max_attempts,
+            read_back_grace_seconds=settings.read_back_grace_seconds,
             file_settle_seconds=settings.file_settle_seconds,
         ),
         "alert_webhook": AlertWebhook(url=settings.alert_webhook),

@@ -84,7 +84,9 @@ def plan_days(
     Retries: a record whose last send failed for a transient reason (not an `MX...` business
     error) and has been tried fewer than `max_attempts` times is planned again in this run,
     whatever its day, from its latest version. `retry_ids` and `retry_all_failed` (the `retry`
-    command) do the same for refused records and for those out of attempts. Such records are
+    command) do the same for refused records and for those out of attempts. A `missing` record
+    (not found by the read-back past its grace) is planned `create` the same way (`skipped` under
+    `update_only`); the push reads it back once more before it re-creates it. Such records are
     planned under the run's last day.
     """
     days = sorted(set(days))
@@ -105,6 +107,7 @@ def plan_days(
             ), retried AS (
                 SELECT source_id FROM failures WHERE {RETRYABLE_SQL} AND attempts < $max_attempts
                 UNION SELECT source_id FROM forced
+                UNION SELECT source_id FROM opportunity_state WHERE status = 'missing'
             ), latest AS (  -- each record's latest version, found on the narrow columns
                 SELECT CASE WHEN day IN {in_days} THEN day ELSE DATE '{days[-1]}' END AS day, day AS record_day,
                        source_id, source_updated_at, record_hash
@@ -121,7 +124,7 @@ def plan_days(
                               AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $max_attempts)
                               AND forced.source_id IS NULL
                               THEN 'refused'
-                         WHEN s.source_id IS NULL OR s.opportunity_id IS NULL THEN 'create'
+                         WHEN s.source_id IS NULL OR s.opportunity_id IS NULL OR s.status = 'missing' THEN 'create'
                          WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
                          WHEN l.record_hash = s.sent_hash THEN 'unchanged'
                          ELSE 'update' END AS upsert_action,
