@@ -29,6 +29,9 @@ SKIPPED_BY_MODE = {
     "update_only": ("create", "mode update_only: no opportunity for this record, and this mode never creates"),
     "create_only": ("update", "mode create_only: the opportunity exists, and this mode never updates"),
 }
+MISSING_NOT_RECREATED = ("mode update_only: the opportunity was not found in LeadSquared past the read-back grace "
+                         "(missing), and this mode never re-creates it")
+"""The reason of a `missing` record skipped under update_only: its state stays `missing` (see `state`)."""
 
 
 def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
@@ -119,6 +122,7 @@ def plan_days(
                 WHERE source_id IN (SELECT source_id FROM opportunity_state WHERE status = 'failed')
             ), decided AS (
                 SELECT l.day, l.source_id, l.record_day, l.record_hash, s.opportunity_id AS state_opportunity_id,
+                    s.status AS state_status,
                     CASE WHEN s.status = 'failed'
                               AND s.failed_hash = md5(concat_ws('|', l.record_hash, f.lead_fields::VARCHAR))
                               AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $max_attempts)
@@ -134,8 +138,11 @@ def plan_days(
                 LEFT JOIN forced ON forced.source_id = l.source_id
             )
             SELECT day, source_id, action, CASE WHEN action = 'create' THEN NULL ELSE state_opportunity_id END,
-                   record_day, record_hash, CASE WHEN action = 'skipped' THEN $reason END
-            FROM decided""", {"skipped": skipped_action, "reason": skipped_reason, "retry_ids": list(retry_ids),
+                   record_day, record_hash,
+                   CASE WHEN action = 'skipped' AND state_status = 'missing' THEN $missing_reason
+                        WHEN action = 'skipped' THEN $reason END
+            FROM decided""", {"skipped": skipped_action, "reason": skipped_reason, "missing_reason": MISSING_NOT_RECREATED,
+                              "retry_ids": list(retry_ids),
                               "retry_all": retry_all_failed, "max_attempts": max_attempts})
         # The payload of each update: only its changed fields, from the record and what was last sent.
         conn.execute(f"""

@@ -16,6 +16,8 @@ from datetime import date, datetime
 
 import duckdb
 
+from lsq_pipeline.sync.plan import MISSING_NOT_RECREATED
+
 INTERRUPTED = "the run stopped before the answer came"
 
 
@@ -300,18 +302,18 @@ def _record_drift(conn: duckdb.DuckDBPyConnection, drift: dict[str, dict], repai
 
 def _mark_skipped(conn: duckdb.DuckDBPyConnection, event_code: int, days: Sequence[date]) -> None:
     """Records of these days that the sync mode skipped: state `skipped`, the reason in `error`
-    (a known opportunity keeps its id and what was last sent). A `missing` record stays `missing`
-    (under `update_only` it is never re-created, and is reported as missing)."""
+    (a known opportunity keeps its id and what was last sent). A `missing` record skipped under
+    `update_only` keeps the status its read-back gave (`missing`, or found after all): it is
+    reported as missing, never re-created."""
     conn.execute(
         """
-        INSERT INTO opportunity_state AS s (source_id, event_code, status, error, last_synced_at)
+        INSERT INTO opportunity_state (source_id, event_code, status, error, last_synced_at)
         SELECT source_id, $1, 'skipped', reason, now() FROM sync_plan
-        WHERE day IN (SELECT unnest($2::DATE[])) AND action = 'skipped'
+        WHERE day IN (SELECT unnest($2::DATE[])) AND action = 'skipped' AND reason IS DISTINCT FROM $3
         ON CONFLICT (source_id) DO UPDATE SET status = 'skipped', error = excluded.error,
                                               last_synced_at = excluded.last_synced_at
-        WHERE s.status <> 'missing'
         """,
-        [event_code, list(days)],
+        [event_code, list(days), MISSING_NOT_RECREATED],
     )
 
 
