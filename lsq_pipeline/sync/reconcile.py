@@ -157,7 +157,7 @@ def _missing_error(row: Tracked, waited: float, grace_seconds: float) -> str:
             f"({waited:.0f} s, past the read-back grace of {grace_seconds:g} s); last confirmed {confirmed}")
 
 
-def _decide(row: Tracked, held: dict | None, waited: float, grace_seconds: float,
+def decide(row: Tracked, held: dict | None, waited: float, grace_seconds: float,
             crm_owned: Sequence[str]) -> tuple[str, list[str]]:
     """(status, differing fields) of one read-back: `in_sync`, `drifted`, `pending` (not yet) or `missing`."""
     if held is None:
@@ -199,7 +199,7 @@ def reconcile(
     decisions: dict[str, tuple[Tracked, dict | None, str, list[str], float]] = {}
     for row in rows:
         held = held_by_id.get(row.opportunity_id)
-        decisions[row.source_id] = (row, held, *_decide(row, held, row.waited_seconds, grace_seconds, crm_owned),
+        decisions[row.source_id] = (row, held, *decide(row, held, row.waited_seconds, grace_seconds, crm_owned),
                                     row.waited_seconds)
     waiting = [row for row, _, status, _, _ in decisions.values() if status == "pending"]
     if waiting and reread_after_seconds > 0:
@@ -210,7 +210,7 @@ def reconcile(
         for row in waiting:
             held = held_again.get(row.opportunity_id)
             waited = row.waited_seconds + elapsed
-            decisions[row.source_id] = (row, held, *_decide(row, held, waited, grace_seconds, crm_owned), waited)
+            decisions[row.source_id] = (row, held, *decide(row, held, waited, grace_seconds, crm_owned), waited)
 
     updates: list[state.ReadBack] = []
     details: dict[str, dict] = {}
