@@ -60,8 +60,8 @@ class Tracked:
     opportunity_id: str
     status: str
     sent: dict[str, str]
-    previous_sent: dict[str, str] | None
-    """What was sent before our last write (None: nothing)."""
+    earlier_sent: list[dict[str, str]]
+    """The versions sent before our last write and not confirmed since, oldest first."""
     read_modified_on: datetime | None
     """LeadSquared's ModifiedOn at the last read that counted (before our last write, for a pending row)."""
     waited_seconds: float
@@ -108,13 +108,14 @@ def drift(sent_fields: dict[str, str], held: dict[str, str | None], crm_owned: S
 
 def not_yet(row: Tracked, held: dict, differing: Sequence[str]) -> bool:
     """A read-back that shows the opportunity as it stood before our write: its ModifiedOn is not
-    newer than the one read before it, or (never read before) its differing fields hold what was
-    sent before this write. Only LeadSquared's own ModifiedOn values are compared, never our clock."""
+    newer than the one read before it, or its differing fields hold a version sent before this write
+    and not confirmed since (never read before; or several writes inside one lag). Only
+    LeadSquared's own ModifiedOn values are compared, never our clock."""
     held_modified_on = parse_leadsquared_datetime(held.get("ModifiedOn"))
     if row.read_modified_on is not None and held_modified_on is not None and held_modified_on <= row.read_modified_on:
         return True
-    return row.previous_sent is not None and all(
-        values_agree(row.previous_sent.get(name), held.get(name)) for name in differing)
+    return any(all(values_agree(version.get(name), held.get(name)) for name in differing)
+               for version in row.earlier_sent)
 
 
 def _tracked(conn_factory, event_code: int, full: bool) -> list[Tracked]:
@@ -122,7 +123,7 @@ def _tracked(conn_factory, event_code: int, full: bool) -> list[Tracked]:
     with conn_factory() as conn:
         rows = conn.execute(
             f"""
-            SELECT source_id, opportunity_id, status, sent_fields, previous_sent_fields, remote_modified_on,
+            SELECT source_id, opportunity_id, status, sent_fields, earlier_sent_fields, remote_modified_on,
                    CASE WHEN status = 'pending'
                         THEN greatest(epoch(now()) - epoch(coalesce(read_back_since, last_synced_at)::TIMESTAMPTZ), 0)
                         ELSE 0 END,
@@ -133,16 +134,17 @@ def _tracked(conn_factory, event_code: int, full: bool) -> list[Tracked]:
             """,
             [event_code],
         ).fetchall()
-    return [Tracked(source_id, opportunity_id, status, json.loads(sent or "{}"),
-                    json.loads(previous) if previous else None, modified_on, float(waited or 0), since, confirmed)
-            for source_id, opportunity_id, status, sent, previous, modified_on, waited, since, confirmed in rows]
+    return [Tracked(source_id, opportunity_id, status, json.loads(sent or "{}"), json.loads(earlier or "[]"),
+                    modified_on, float(waited or 0), since, confirmed)
+            for source_id, opportunity_id, status, sent, earlier, modified_on, waited, since, confirmed in rows]
 
 
 def _read(client: LeadSquaredClient, event_code: int, rows: Sequence[Tracked], summary: ReconcileSummary) -> dict[str, dict]:
     """GetOpportunitiesById for the rows: opportunity id -> what LeadSquared holds."""
     if not rows:
         return {}
-    columns = sorted({"ModifiedOn", *(name for row in rows for name in (*row.sent, *(row.previous_sent or {})))})
+    columns = sorted({"ModifiedOn", *(name for row in rows for version in (row.sent, *row.earlier_sent)
+                                      for name in version)})
     calls_before = client.stats().calls
     held = {opportunity["ProspectActivityId"]: opportunity
             for opportunity in client.get_opportunities(event_code, [row.opportunity_id for row in rows], columns)}

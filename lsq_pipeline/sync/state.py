@@ -19,6 +19,9 @@ import duckdb
 from lsq_pipeline.sync.plan import MISSING_NOT_RECREATED
 
 INTERRUPTED = "the run stopped before the answer came"
+EARLIER_VERSIONS_KEPT = 5
+"""Versions sent before the last write and not yet confirmed that a read-back may still show
+(several runs inside one lag); older ones are past any grace."""
 
 
 @dataclass
@@ -189,8 +192,9 @@ def record_answers(
 
 def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
     """An answered write: the state row now holds the opportunity and what was sent, until reconcile.
-    The read-back's grace starts now (`read_back_since`), and what was sent before this write is kept
-    (`previous_sent_fields`), so a lagging read that still shows it is told from drift."""
+    The read-back's grace starts now (`read_back_since`), and the versions sent before this write
+    and not confirmed since are kept (`earlier_sent_fields`, the last `EARLIER_VERSIONS_KEPT`), so a
+    lagging read that still shows one of them is told from drift."""
     if not pairs:
         return
     conn.execute(
@@ -202,7 +206,9 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
                now()
         ON CONFLICT (source_id) DO UPDATE SET
             opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
-            previous_sent_fields = s.sent_fields,
+            earlier_sent_fields = to_json(list_slice(list_filter(
+                CASE WHEN s.status IN ('pending', 'missing', 'failed') THEN coalesce(s.earlier_sent_fields::JSON[], [])
+                     ELSE [] END || [s.sent_fields], lambda version: version IS NOT NULL), -$7, -1)),
             sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields,
             source_updated_at = excluded.source_updated_at, status = 'pending', error = NULL,
             last_synced_at = excluded.last_synced_at, attempts = 0, read_back_since = excluded.read_back_since
@@ -214,6 +220,7 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
             [row["record_hash"] for _, row in pairs],
             [json.dumps(row["full_fields"], ensure_ascii=False, sort_keys=True) for _, row in pairs],
             [row["source_updated_at"] for _, row in pairs],
+            EARLIER_VERSIONS_KEPT,
         ],
     )
 

@@ -199,12 +199,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "read_back_grace",
         "reads lag writes: opportunity_state.read_back_since (when the read-back's grace began: our last write, "
         "or the first read that did not find a confirmed record), confirmed_at (the last read-back that found it), "
-        "previous_sent_fields (what was sent before the last write); sync_runs.pending_read_back and missing. "
+        "earlier_sent_fields (the versions sent before the last write and not confirmed since, a JSON list); "
+        "sync_runs.pending_read_back and missing. "
         "Rows failed only because a read-back did not find them go back to pending, to be read again",
         (
             "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS read_back_since TIMESTAMP",
             "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS confirmed_at TIMESTAMP",
-            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS previous_sent_fields JSON",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS earlier_sent_fields JSON",
             "ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS pending_read_back INTEGER",
             "ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS missing INTEGER",
             "UPDATE opportunity_state SET confirmed_at = last_synced_at WHERE status IN ('in_sync', 'drifted')",

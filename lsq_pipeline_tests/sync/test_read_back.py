@@ -11,9 +11,9 @@ BEFORE_WRITE = datetime(2026, 11, 1, 9, 0, 0)  # ModifiedOn read before our writ
 
 
 def row(status: str = "pending", read_modified_on: datetime | None = BEFORE_WRITE,
-        previous_sent: dict | None = None, waited: float = 10.0) -> Tracked:
+        earlier_sent: tuple[dict, ...] = (), waited: float = 10.0) -> Tracked:
     return Tracked("APP-1", "opp-1", status, {"mx_Custom_1": "APP-1", "mx_Custom_2": "Gold Loan"},
-                   previous_sent, read_modified_on, waited, None, None)
+                   list(earlier_sent), read_modified_on, waited, None, None)
 
 
 def held(product: str, modified_on: str) -> dict:
@@ -25,11 +25,19 @@ def test_a_read_back_not_newer_than_the_one_before_our_write_is_not_yet():
     assert not not_yet(row(), held("Car Loan", "11/1/2026 9:00:01 AM"), ["mx_Custom_2"])
 
 
-def test_never_read_before_it_is_not_yet_only_when_it_holds_what_was_sent_before():
-    never_read = row(read_modified_on=None, previous_sent={"mx_Custom_1": "APP-1", "mx_Custom_2": "Home Loan"})
+def test_it_is_not_yet_when_it_holds_a_version_sent_before_this_write():
+    created = {"mx_Custom_1": "APP-1", "mx_Custom_2": "Home Loan"}
+    updated = {"mx_Custom_1": "APP-1", "mx_Custom_2": "Car Loan"}
+    never_read = row(read_modified_on=None, earlier_sent=(created,))
     assert not_yet(never_read, held("Home Loan", "11/1/2026 9:05:00 AM"), ["mx_Custom_2"])
-    assert not not_yet(never_read, held("Car Loan", "11/1/2026 9:05:00 AM"), ["mx_Custom_2"])
+    assert not not_yet(never_read, held("Personal Loan", "11/1/2026 9:05:00 AM"), ["mx_Custom_2"])
     assert not not_yet(row(read_modified_on=None), held("Home Loan", "11/1/2026 9:05:00 AM"), ["mx_Custom_2"])
+    # Created, then updated twice inside one lag: the read may show the create or the first update.
+    twice = row(read_modified_on=None, earlier_sent=(created, updated))
+    assert not_yet(twice, held("Home Loan", "11/1/2026 9:05:00 AM"), ["mx_Custom_2"])
+    assert not_yet(twice, held("Car Loan", "11/1/2026 9:06:00 AM"), ["mx_Custom_2"])
+    # Read before (ModifiedOn known), a newer version holding an earlier update is not yet either.
+    assert not_yet(row(earlier_sent=(updated,)), held("Car Loan", "11/1/2026 9:06:00 AM"), ["mx_Custom_2"])
 
 
 def test_decide_within_and_past_the_grace():

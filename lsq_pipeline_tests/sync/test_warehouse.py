@@ -166,4 +166,4 @@ def test_read_back_grace_sends_rows_failed_by_a_lagging_read_back_to_be_read_aga
         ("SYNCED", "in_sync", None, None, "2026-11-01 11:00:00"),
     ]
     assert {"pending_read_back", "missing"} <= set(_columns(conn, "sync_runs"))
-    assert "previous_sent_fields" in _columns(conn, "opportunity_state")
+    assert "earlier_sent_fields" in _columns(conn, "opportunity_state")
