@@ -160,7 +160,7 @@ def _missing_error(row: Tracked, waited: float, grace_seconds: float) -> str:
 
 
 def decide(row: Tracked, held: dict | None, waited: float, grace_seconds: float,
-            crm_owned: Sequence[str]) -> tuple[str, list[str]]:
+           crm_owned: Sequence[str]) -> tuple[str, list[str]]:
     """(status, differing fields) of one read-back: `in_sync`, `drifted`, `pending` (not yet) or `missing`."""
     if held is None:
         if row.status == "missing" or waited >= grace_seconds:
