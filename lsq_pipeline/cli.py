@@ -276,7 +276,8 @@ def _add_retry_command(subparsers: argparse._SubParsersAction) -> None:
 HISTORY_COLUMNS = (
     "run_id", "job", "first_day", "last_day", "status", "started_at", "ended_at",
     "succeeded_create", "succeeded_capture", "succeeded_update", "succeeded_activity",
-    "failed_create", "failed_update", "failed_activity", "api_calls_total", "errors", "reason",
+    "failed_create", "failed_update", "failed_activity", "pending_read_back", "missing", "api_calls_total",
+    "errors", "reason",
 )
 
 

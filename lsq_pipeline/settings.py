@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lsq_pipeline.leadsquared import AccountLimits
 from lsq_pipeline.leadsquared.budget import PlanName, limits_of
+from lsq_pipeline.sync.reconcile import READ_BACK_GRACE_SECONDS
 
 SANDBOX_ACCESS_KEY = "sandbox-access-key"
 SANDBOX_SECRET_KEY = "sandbox-secret-key"
@@ -66,6 +67,10 @@ class AccountAttributes(BaseModel):
     max_reject_rate: float = Field(0.20, ge=0, le=1)
     max_change_share: float = Field(0.5, ge=0, le=1)
     max_attempts: int = Field(5, ge=1)
+    read_back_grace_seconds: float = Field(
+        READ_BACK_GRACE_SECONDS, ge=0,
+        description="how long a written record may stay unseen by the read-back (pending) before it is missing",
+    )
     alert_webhook_env: str = Field("", description="NAME of the variable holding the alert webhook URL")
     file_settle_seconds: float = Field(60.0, ge=0)
     duckdb_memory_limit: str = "768MB"  # DuckDB fills its buffer pool up to it: + Python, a step stays under 1 GB

@@ -432,7 +432,8 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
             dg.AssetCheckSpec(
                 "pushed_records_in_sync",
                 asset=key("opportunity_state"),
-                description="Every record read back agrees with what was sent; drift is reported with its fields.",
+                description="Every record read back agrees with what was sent; drift is reported with its fields. "
+            "A record LeadSquared's lagging reads do not show yet is pending: neither failed nor in sync.",
             ),
         ],
     )
@@ -447,7 +448,8 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
         before = client.stats()
         try:
             summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full,
-                                crm_owned=mapping.opportunity.crm_owned(), repaired=mapping.opportunity.repaired())
+                                crm_owned=mapping.opportunity.crm_owned(), repaired=mapping.opportunity.repaired(),
+                                grace_seconds=source.read_back_grace_seconds)
             day_spent = False
         except DailyBudgetExhausted as error:  # pending rows stay pending: the next run reads them back
             context.log.warning(f"reconcile skipped: {error}")
@@ -475,7 +477,9 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
                 "checked": dg.MetadataValue.int(summary.checked),
                 "in_sync": dg.MetadataValue.int(summary.in_sync),
                 "drifted": dg.MetadataValue.int(summary.drifted),
-                "missing_in_leadsquared": dg.MetadataValue.int(summary.missing),
+                "not_found_on_read": dg.MetadataValue.int(summary.not_found),
+                "pending_read_back": dg.MetadataValue.int(summary.pending),
+                "missing": dg.MetadataValue.int(summary.missing),
                 "newly_rejected": dg.MetadataValue.int(summary.rejected),
                 "repaired": dg.MetadataValue.int(summary.repaired),
                 "drift_details": dg.MetadataValue.md(
@@ -503,6 +507,8 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "checked": dg.MetadataValue.int(summary.checked),
+                "in_sync": dg.MetadataValue.int(summary.in_sync),
+                "pending_read_back": dg.MetadataValue.int(summary.pending),
                 "drifted": dg.MetadataValue.int(summary.drifted),
                 "missing": dg.MetadataValue.int(summary.missing),
                 "drift": dg.MetadataValue.md(

@@ -55,6 +55,7 @@ def build_resources(settings: AccountSettings) -> dict[str, dg.ConfigurableResou
             max_reject_rate=settings.max_reject_rate,
             max_change_share=settings.max_change_share,
             max_attempts=settings.max_attempts,
+            read_back_grace_seconds=settings.read_back_grace_seconds,
             file_settle_seconds=settings.file_settle_seconds,
         ),
         "alert_webhook": AlertWebhook(url=_secret(settings.alert_webhook_env)),

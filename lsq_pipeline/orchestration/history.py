@@ -111,5 +111,7 @@ def record_run_outcome(
                 rate_limited_calls=sum(int(step.get("api_rate_limited_429", 0)) for step in (push or {}, reconcile)),
                 items_per_second=(push or {}).get("items_per_second"),
                 budget_exhausted=bool((push or {}).get("daily_budget_exhausted", False)),
+                pending_read_back=reconcile.get("pending_read_back"),
+                missing=reconcile.get("missing"),
             ),
         )

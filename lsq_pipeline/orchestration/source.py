@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from lsq_pipeline.sync.mapping import Mapping, load_mapping
+from lsq_pipeline.sync.reconcile import READ_BACK_GRACE_SECONDS
 
 
 class SourceResource(dg.ConfigurableResource):
@@ -20,6 +21,11 @@ class SourceResource(dg.ConfigurableResource):
         default=0.5, description="share of known opportunities a run may update before it stops (LSQ_MAX_CHANGE_SHARE)"
     )
     max_attempts: int = Field(default=5, description="sends of a transiently failed record before it waits (LSQ_MAX_ATTEMPTS)")
+    read_back_grace_seconds: float = Field(
+        default=READ_BACK_GRACE_SECONDS,
+        description="how long a written record may stay unseen by the read-back before it is missing "
+        "(LSQ_READ_BACK_GRACE_SECONDS)",
+    )
     file_settle_seconds: float = Field(
         default=60.0, description="how long a day's files must stay unchanged before the sensor syncs them"
     )

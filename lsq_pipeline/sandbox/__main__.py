@@ -55,6 +55,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calls a day, all classes (default: the plan's, else none); POST /sandbox/day starts a new day")
     parser.add_argument("--rate-limit-status", type=int, choices=(429, 200), default=None,
                         help="default: the profile's")
+    parser.add_argument("--read-lag-seconds", type=float, default=None, metavar="N",
+                        help="GetOpportunitiesById lags writes by N seconds (default: the profile's)")
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--lost-response-rate", type=float, default=0.0)
@@ -75,15 +77,19 @@ def serve(args: argparse.Namespace) -> int:
         access_key=args.access_key, secret_key=args.secret_key, profile=args.profile, plan=args.plan,
         rate_limit_calls=calls, rate_limit_seconds=seconds, bulk_rate_limit_calls=bulk_calls,
         bulk_rate_limit_seconds=bulk_seconds, daily_limit=args.daily_limit, rate_limit_status=args.rate_limit_status,
+        read_lag_seconds=args.read_lag_seconds,
         latency_ms=args.latency_ms, fault_rate=args.fault_rate, lost_response_rate=args.lost_response_rate,
         fault_endpoints=args.fault_endpoints, seed=args.seed, idle_timeout=args.idle_timeout, verbose=not args.quiet,
     )
-    backend = SandboxBackend(args.account, args.state, profile=options.profile)
+    backend = SandboxBackend(args.account, args.state, profile=options.profile,
+                             read_lag_seconds=options.read_lag_seconds)
     server = SandboxHTTPServer((args.host, args.port), backend, options)
     if args.server_file:
         _write_server_file(args.server_file, server.url)
     print(f"LeadSquared sandbox listening on {server.url}", flush=True)
     print(f"profile: {options.profile}", flush=True)
+    if options.read_lag_seconds:
+        print(f"reads lag writes by {options.read_lag_seconds:g} s", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
     if options.idle_timeout:
         threading.Thread(target=server.watch_idle, daemon=True).start()

@@ -93,12 +93,15 @@ class SandboxBackend:
         state_path: str | Path | None = None,
         clock: Callable[[], datetime] = utc_now,
         profile: Profile | str = DOCUMENTED,
+        read_lag_seconds: float | None = None,
     ):
+        """`read_lag_seconds`: how far GetOpportunitiesById lags writes; None = the profile's."""
         self.account = account if isinstance(account, Account) else load_account(account)
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
         self.stats = SandboxStats()
         self._lock = threading.RLock()
-        self.state = AccountState(self.account, state_path, clock)
+        lag = self.profile.read_lag_seconds if read_lag_seconds is None else read_lag_seconds
+        self.state = AccountState(self.account, state_path, clock, lag)
         self.rules = Rules(self.state, self._validates_dropdowns, self.profile.capture_applies_duplicate_rule)
         self.answers = Answers(self.profile, self.state)
 

@@ -92,7 +92,8 @@ def _options_fingerprint(access_key: str, secret_key: str, limits: dict, idle: f
 
 
 def _limit_arguments(limits: dict) -> list[str]:
-    """The server's command-line options for the rate limits given (None = the plan's or the default)."""
+    """The server's command-line options for the rate limits and read lag given (None = the plan's,
+    the profile's or the default)."""
     arguments = []
     if limits["plan"]:
         arguments += ["--plan", limits["plan"]]
@@ -104,6 +105,8 @@ def _limit_arguments(limits: dict) -> list[str]:
             arguments += [option, "0" if calls == 0 else f"{calls}/{seconds or 5.0}"]
     if limits["daily_limit"] is not None:
         arguments += ["--daily-limit", str(limits["daily_limit"])]
+    if limits["read_lag_seconds"] is not None:
+        arguments += ["--read-lag-seconds", str(limits["read_lag_seconds"])]
     return arguments
 
 
@@ -120,10 +123,12 @@ def ensure_sandbox(
     daily_limit: int | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     profile: str = "documented",
+    read_lag_seconds: float | None = None,
 ) -> str:
     """The base URL of the one sandbox serving `state_dir`, started detached if none is alive.
 
-    Rate limits are those of `SandboxOptions` (None = the plan's, else the default). The server
+    Rate limits are those of `SandboxOptions` (None = the plan's, else the default);
+    `read_lag_seconds` None = the profile's. The server
     keeps its state in `state_dir/state.jsonl`, logs to `state_dir/server.log` and exits by
     itself after `idle_timeout` seconds without calls. A server started under another `profile`
     (or other options) is replaced.
@@ -132,7 +137,7 @@ def ensure_sandbox(
     state_dir.mkdir(parents=True, exist_ok=True)
     limits = {"plan": plan, "rate_limit_calls": rate_limit_calls, "rate_limit_seconds": rate_limit_seconds,
               "bulk_rate_limit_calls": bulk_rate_limit_calls, "bulk_rate_limit_seconds": bulk_rate_limit_seconds,
-              "daily_limit": daily_limit}
+              "daily_limit": daily_limit, "read_lag_seconds": read_lag_seconds}
     wanted = _options_fingerprint(access_key, secret_key, limits, idle_timeout, profile)
     with _locked(state_dir):
         info = _read_server_file(state_dir)

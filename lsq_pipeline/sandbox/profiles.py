@@ -34,6 +34,9 @@ class Profile:
     rate_limit_status: Literal[429, 200]
     # The lead bulk calls answer one entry per lead, or only how many leads were written.
     lead_bulk_answer: LeadBulkAnswer
+    # GetOpportunitiesById reads an index that lags writes by this many seconds: an opportunity
+    # created since is left out, one updated since comes back as it was (old values, old ModifiedOn).
+    read_lag_seconds: float
 
 
 DOCUMENTED = Profile(
@@ -47,6 +50,7 @@ DOCUMENTED = Profile(
     dropdown_validation="account",
     rate_limit_status=429,
     lead_bulk_answer="rows",
+    read_lag_seconds=0.0,
 )
 
 # The other profiles name only what they change.
@@ -68,6 +72,7 @@ FIELD = replace(
     capture_applies_duplicate_rule=False,
     dropdown_validation="never",
     rate_limit_status=200,
+    read_lag_seconds=3.0,
 )
 
 PROFILES: dict[str, Profile] = {profile.name: profile for profile in (DOCUMENTED, TERSE, FIELD)}

@@ -424,7 +424,8 @@ class Rules:
                         duplicate_activity_id=duplicate_activity.id if duplicate_activity else None)
 
     def read(self, request: GetByIdsRequest) -> list[ReadGroup]:
-        """GetOpportunitiesById: one group per search parameter; unknown or other-type ids left out."""
+        """GetOpportunitiesById: one group per search parameter; unknown or other-type ids left out, and
+        each opportunity as the (possibly lagging) read sees it."""
         if not request.SearchParameters:
             raise MXInvalidInputException("SearchParameters must contain at least one search parameter.")
         if any(not p.ProspectActivityId for p in request.SearchParameters):
@@ -445,7 +446,7 @@ class Rules:
                 raise MXMandatoryAttributeMissingException("Columns.Include_CSV must name at least one column.")
             found = []
             for opp_id in dict.fromkeys(i.strip().lower() for i in parameter.ProspectActivityId):
-                opp = self.state.opportunities.get(opp_id)
+                opp = self.state.readable(opp_id)
                 if opp is not None and opp.event_code == event_code:
                     found.append(opp)
             groups.append(ReadGroup(str(parameter.EventCode), columns, found))

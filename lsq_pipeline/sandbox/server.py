@@ -54,7 +54,7 @@ FAULT_KINDS = ("500", "503", "drop")
 class SandboxOptions(BaseModel):
     """How the server behaves: keys, profile, rate limits, latency and injected faults.
 
-    `rate_limit_status` and `rate_limit_refused_count` default to the profile's switches.
+    `rate_limit_status`, `rate_limit_refused_count` and `read_lag_seconds` default to the profile's switches.
     Rate limits: a `plan` (LeadSquared's older table) sets the general and bulk windows and the
     daily limit; a value given explicitly overrides it. Without a plan: 25/5 for both classes
     and no daily limit. `rate_limit_calls=0` turns the general window off (and the bulk one,
@@ -77,6 +77,8 @@ class SandboxOptions(BaseModel):
     rate_limit_status: Literal[429, 200] | None = None
     rate_limit_refused_count: bool | None = None
     """Refused calls count against the window (and the day) like admitted ones."""
+    read_lag_seconds: float | None = Field(None, ge=0)
+    """How far GetOpportunitiesById lags writes (sandbox README, "Reads lag writes")."""
     latency_ms: float = Field(0, ge=0)
     fault_rate: float = Field(0.0, ge=0, le=1)
     lost_response_rate: float = Field(0.0, ge=0, le=1)
@@ -101,6 +103,8 @@ class SandboxOptions(BaseModel):
             self.rate_limit_status = profile.rate_limit_status
         if self.rate_limit_refused_count is None:
             self.rate_limit_refused_count = profile.refused_calls_count
+        if self.read_lag_seconds is None:
+            self.read_lag_seconds = profile.read_lag_seconds
         return self
 
     @model_validator(mode="after")
@@ -329,7 +333,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             activities = backend.list_activities()
             return 200, {"Count": len(activities), "Activities": activities}
         if method == "GET" and path == "/sandbox/profile":
-            return 200, {"Profile": asdict(backend.profile)}
+            return 200, {"Profile": {**asdict(backend.profile), "read_lag_seconds": backend.state.read_lag.seconds}}
         if method == "GET" and path == "/sandbox/stats":
             return 200, {**backend.stats.as_dict(), **self.server.limiter.as_dict(), "Profile": backend.profile.name,
                          "Leads": len(backend.leads),
@@ -426,10 +430,11 @@ def run_sandbox(
     Options are those of `SandboxOptions`: access_key, secret_key, profile ("documented", "terse",
     "field"), plan, rate_limit_calls (0 = off), rate_limit_seconds, bulk_rate_limit_calls,
     bulk_rate_limit_seconds, daily_limit, bulk_counts_against_general, rate_limit_status,
-    rate_limit_refused_count, latency_ms, fault_rate, lost_response_rate, fault_endpoints, seed.
+    rate_limit_refused_count, read_lag_seconds, latency_ms, fault_rate, lost_response_rate,
+    fault_endpoints, seed.
     """
     settings = SandboxOptions(**options)
-    backend = SandboxBackend(account, state_path, profile=settings.profile)
+    backend = SandboxBackend(account, state_path, profile=settings.profile, read_lag_seconds=settings.read_lag_seconds)
     server = SandboxHTTPServer((host, port), backend, settings)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name="lsq-sandbox", daemon=True)

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from lsq_pipeline.sandbox.account import OWNER_FIELD, Account
 from lsq_pipeline.sandbox.journal import Journal
+from lsq_pipeline.sandbox.read_lag import ReadLag
 
 SENT_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SEARCH_BY_PROSPECT_ID = "ProspectId"  # the SearchBy value; the lead attribute is `ProspectID`
@@ -83,12 +84,15 @@ class AccountState:
     """Every record of one account, indexed by unique lead field and by duplicate-rule values.
 
     Not locked: the backend holds its lock around every call. `put` changes memory and appends to
-    the journal; `sync` makes the appended records durable before an answer goes out.
+    the journal; `sync` makes the appended records durable before an answer goes out. Reads of
+    opportunities by id go through `readable`, which lags writes by `read_lag_seconds`.
     """
 
-    def __init__(self, account: Account, state_path: str | Path | None, clock: Callable[[], datetime]):
+    def __init__(self, account: Account, state_path: str | Path | None, clock: Callable[[], datetime],
+                 read_lag_seconds: float = 0.0):
         self.account = account
         self.clock = clock
+        self.read_lag = ReadLag(read_lag_seconds, clock)
         self._journal = Journal(state_path) if state_path else None
         self.clear()
         records = self._journal.load() if self._journal else []
@@ -116,6 +120,7 @@ class AccountState:
     def reset(self) -> None:
         """Back to the account's seed records; the journal is compacted to them."""
         self.clear()
+        self.read_lag.clear()
         self._seed()
         if self._journal:
             self._journal.compact(self._snapshot())
@@ -146,6 +151,8 @@ class AccountState:
 
     def put(self, record: Lead | Opportunity | Activity) -> None:
         """Apply one change to memory and append it to the journal (made durable by `sync`)."""
+        if isinstance(record, Opportunity):
+            self.read_lag.written(self.opportunities.get(record.id), record)
         self._apply(record)
         if self._journal:
             self._journal.append(_to_record(record))
@@ -195,6 +202,11 @@ class AccountState:
         key = self.duplicate_key(event_code, lead_id, values)
         matches = self._duplicate_index.get(key) if key is not None else None
         return self.opportunities[matches[0]] if matches else None
+
+    def readable(self, opportunity_id: str) -> Opportunity | None:
+        """The opportunity as GetOpportunitiesById sees it now (see `ReadLag`); None if unknown or not yet visible."""
+        current = self.opportunities.get(opportunity_id)
+        return self.read_lag.visible(current) if current is not None else None
 
     def find_lead(self, search_by: str, value: str) -> Lead | None:
         """The lead whose unique field `search_by` (or id, for `ProspectId`) equals `value`."""

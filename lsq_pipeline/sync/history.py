@@ -61,6 +61,10 @@ class RunRecord:
     rate_limited_calls: int = 0
     items_per_second: float | None = None
     budget_exhausted: bool = False
+    pending_read_back: int | None = None
+    """Records the reconcile left pending (reads lag writes: not found yet); None when it never ran."""
+    missing: int | None = None
+    """Records the reconcile left missing (not found past the read-back grace)."""
 
 
 def action_counts(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[date]) -> dict[str, int]:
@@ -146,6 +150,8 @@ def record_run(conn: duckdb.DuckDBPyConnection, record: RunRecord) -> dict[str, 
         "rate_limited_calls": record.rate_limited_calls,
         "items_per_second": record.items_per_second,
         "budget_exhausted": record.budget_exhausted,
+        "pending_read_back": record.pending_read_back,
+        "missing": record.missing,
         "errors": errors,
     }
     conn.execute(

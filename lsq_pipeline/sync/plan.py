@@ -29,6 +29,9 @@ SKIPPED_BY_MODE = {
     "update_only": ("create", "mode update_only: no opportunity for this record, and this mode never creates"),
     "create_only": ("update", "mode create_only: the opportunity exists, and this mode never updates"),
 }
+MISSING_NOT_RECREATED = ("mode update_only: the opportunity was not found in LeadSquared past the read-back grace "
+                         "(missing), and this mode never re-creates it")
+"""The reason of a `missing` record skipped under update_only: its state stays `missing` (see `state`)."""
 
 
 def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
@@ -84,7 +87,9 @@ def plan_days(
     Retries: a record whose last send failed for a transient reason (not an `MX...` business
     error) and has been tried fewer than `max_attempts` times is planned again in this run,
     whatever its day, from its latest version. `retry_ids` and `retry_all_failed` (the `retry`
-    command) do the same for refused records and for those out of attempts. Such records are
+    command) do the same for refused records and for those out of attempts. A `missing` record
+    (not found by the read-back past its grace) is planned `create` the same way (`skipped` under
+    `update_only`); the push reads it back once more before it re-creates it. Such records are
     planned under the run's last day.
     """
     days = sorted(set(days))
@@ -105,6 +110,7 @@ def plan_days(
             ), retried AS (
                 SELECT source_id FROM failures WHERE {RETRYABLE_SQL} AND attempts < $max_attempts
                 UNION SELECT source_id FROM forced
+                UNION SELECT source_id FROM opportunity_state WHERE status = 'missing'
             ), latest AS (  -- each record's latest version, found on the narrow columns
                 SELECT CASE WHEN day IN {in_days} THEN day ELSE DATE '{days[-1]}' END AS day, day AS record_day,
                        source_id, source_updated_at, record_hash
@@ -116,12 +122,13 @@ def plan_days(
                 WHERE source_id IN (SELECT source_id FROM opportunity_state WHERE status = 'failed')
             ), decided AS (
                 SELECT l.day, l.source_id, l.record_day, l.record_hash, s.opportunity_id AS state_opportunity_id,
+                    s.status AS state_status,
                     CASE WHEN s.status = 'failed'
                               AND s.failed_hash = md5(concat_ws('|', l.record_hash, f.lead_fields::VARCHAR))
                               AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $max_attempts)
                               AND forced.source_id IS NULL
                               THEN 'refused'
-                         WHEN s.source_id IS NULL OR s.opportunity_id IS NULL THEN 'create'
+                         WHEN s.source_id IS NULL OR s.opportunity_id IS NULL OR s.status = 'missing' THEN 'create'
                          WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
                          WHEN l.record_hash = s.sent_hash THEN 'unchanged'
                          ELSE 'update' END AS upsert_action,
@@ -131,8 +138,11 @@ def plan_days(
                 LEFT JOIN forced ON forced.source_id = l.source_id
             )
             SELECT day, source_id, action, CASE WHEN action = 'create' THEN NULL ELSE state_opportunity_id END,
-                   record_day, record_hash, CASE WHEN action = 'skipped' THEN $reason END
-            FROM decided""", {"skipped": skipped_action, "reason": skipped_reason, "retry_ids": list(retry_ids),
+                   record_day, record_hash,
+                   CASE WHEN action = 'skipped' AND state_status = 'missing' THEN $missing_reason
+                        WHEN action = 'skipped' THEN $reason END
+            FROM decided""", {"skipped": skipped_action, "reason": skipped_reason, "missing_reason": MISSING_NOT_RECREATED,
+                              "retry_ids": list(retry_ids),
                               "retry_all": retry_all_failed, "max_attempts": max_attempts})
         # The payload of each update: only its changed fields, from the record and what was last sent.
         conn.execute(f"""

@@ -94,6 +94,8 @@ class PushSummary:
     """The account's calls for the day ran out: what was not sent stays planned for the next run."""
     records_waiting: int = 0
     activities_waiting: int = 0
+    found_again: int = 0
+    """`missing` records found by the read once more before their re-create: only slow, not re-created."""
 
     @property
     def writes(self) -> int:
@@ -167,6 +169,8 @@ class Pusher:
             self.summary.interrupted_before = state.mark_interrupted(conn, self.run_id, self.run_is_alive)
             creates = self._planned(conn, days, "create")
             updates = self._planned(conn, days, "update")
+        planned = len(creates) + len(updates)
+        creates = self.read_missing_once_more(creates)
         self.progress.plan("creates", len(creates))
         self.progress.plan("updates", len(updates))
         with self.progress.reporting():
@@ -175,9 +179,40 @@ class Pusher:
             self.push_activities(days)
         self.summary.seconds = time.monotonic() - started
         summary = self.summary
-        answered = summary.created + summary.already_existed + summary.captured + summary.updated + summary.failed
-        summary.records_waiting = len(creates) + len(updates) - answered
+        answered = (summary.created + summary.already_existed + summary.captured + summary.updated + summary.failed
+                    + summary.found_again)
+        summary.records_waiting = planned - answered
         return summary
+
+    def read_missing_once_more(self, creates: list[dict]) -> list[dict]:
+        """Before a `missing` record is re-created, read it back once more: found now, it was only
+        slow (its state row goes back to `pending` and nothing is sent); still not found, it goes to
+        Bulk Add, where the duplicate rule answers if LeadSquared holds it after all. If that read
+        fails, the missing records wait for the next run rather than being re-created unread."""
+        with self.connect() as conn:
+            missing = dict(conn.execute(
+                """SELECT source_id, lower(opportunity_id) FROM opportunity_state
+                   WHERE status = 'missing' AND source_id IN (SELECT unnest($1::VARCHAR[]))""",
+                [[row["source_id"] for row in creates]],
+            ).fetchall())
+        if not missing:
+            return creates
+        try:
+            held = {opportunity["ProspectActivityId"].lower() for opportunity in self.client.get_opportunities(
+                self.mapping.opportunity.event_code, list(missing.values()), ["ModifiedOn"])}
+        except DailyBudgetExhausted as error:
+            self._day_spent(error)
+            return [row for row in creates if row["source_id"] not in missing]
+        except (TransientError, RateLimitedError) as error:
+            self.log(f"{len(missing)} missing records wait for the next run: reading them once more failed: {error}")
+            return [row for row in creates if row["source_id"] not in missing]
+        found = {source_id for source_id, opportunity_id in missing.items() if opportunity_id in held}
+        with self._lock, self.connect() as conn:
+            state.found_again(conn, sorted(found))
+        self.summary.found_again = len(found)
+        self.log(f"missing records read once more: {len(found)} found (only slow), "
+                 f"{len(missing) - len(found)} go to Bulk Add")
+        return [row for row in creates if row["source_id"] not in found]
 
     def _planned(self, conn: duckdb.DuckDBPyConnection, days: Sequence[date], action: str) -> list[dict]:
         cursor = conn.execute(

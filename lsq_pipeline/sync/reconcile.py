@@ -1,15 +1,19 @@
 """Reconcile: read pushed opportunities back from LeadSquared and settle the state table.
 
 Nothing is trusted until it has been read back: a state row is `in_sync` only when every field
-LeadSquared holds equals what was sent; otherwise it is `drifted`, naming the fields."""
+LeadSquared holds equals what was sent; otherwise it is `drifted`, naming the fields. Reads lag
+writes, so a fresh write the read does not show yet stays `pending` ("not yet") during a grace,
+and only then becomes `missing` ("gone"): docs/read-lag.md."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
 
 from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
 from lsq_pipeline.sync import state
@@ -18,18 +22,52 @@ LEADSQUARED_DATETIME = "%m/%d/%Y %I:%M:%S %p"
 SENT_DATETIME = "%Y-%m-%d %H:%M:%S"
 
 
+READ_BACK_GRACE_SECONDS = 1800.0
+"""How long a record we wrote may stay unseen by the read-back before it is `missing` (the setting
+`read_back_grace_seconds`): field reports describe reads that lag writes by seconds to minutes;
+half an hour is 15 times the longest lag tested (120 s), and a daily schedule re-reads long after it."""
+REREAD_AFTER_SECONDS = 5.0
+"""The same run reads the rows still pending once more after this long: longer than the few seconds
+of lag field reports describe, short enough to add little to a run."""
+
+
 @dataclass
 class ReconcileSummary:
     checked: int = 0
     in_sync: int = 0
     drifted: int = 0
+    pending: int = 0
+    """Rows left `pending`: not found yet or found as before our write, within the grace (and repaired ones)."""
     missing: int = 0
+    """Rows left `missing`: not found past the grace."""
+    not_found: int = 0
+    """Rows the last read did not find (pending or missing)."""
+    reread: int = 0
+    """Rows read a second time in this run, after `REREAD_AFTER_SECONDS`."""
     rejected: int = 0
     read_calls: int = 0
     repaired: int = 0
     drift_examples: list[str] = field(default_factory=list)
     drift_details: list[tuple] = field(default_factory=list)
     """(source_id, opportunity_id, field, sent, held, modified_on, repaired) per drifted field."""
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """One state row to read back, with what tells "not yet" from "gone" and from drift."""
+
+    source_id: str
+    opportunity_id: str
+    status: str
+    sent: dict[str, str]
+    earlier_sent: list[dict[str, str]]
+    """The versions sent before our last write and not confirmed since, oldest first."""
+    read_modified_on: datetime | None
+    """LeadSquared's ModifiedOn at the last read that counted (before our last write, for a pending row)."""
+    waited_seconds: float
+    """How long the grace has run: since our last write (pending), 0 for a record confirmed before."""
+    read_back_since: datetime | None
+    confirmed_at: datetime | None
 
 
 def parse_leadsquared_datetime(value: str | None) -> datetime | None:
@@ -68,6 +106,74 @@ def drift(sent_fields: dict[str, str], held: dict[str, str | None], crm_owned: S
                   if name not in crm_owned and not values_agree(value, held.get(name)))
 
 
+def not_yet(row: Tracked, held: dict, differing: Sequence[str]) -> bool:
+    """A read-back that shows the opportunity as it stood before our write: its ModifiedOn is not
+    newer than the one read before it, or its differing fields hold a version sent before this write
+    and not confirmed since (never read before; or several writes inside one lag). Only
+    LeadSquared's own ModifiedOn values are compared, never our clock."""
+    held_modified_on = parse_leadsquared_datetime(held.get("ModifiedOn"))
+    if row.read_modified_on is not None and held_modified_on is not None and held_modified_on <= row.read_modified_on:
+        return True
+    return any(all(values_agree(version.get(name), held.get(name)) for name in differing)
+               for version in row.earlier_sent)
+
+
+def _tracked(conn_factory, event_code: int, full: bool) -> list[Tracked]:
+    """The rows to read back: pending and missing ones (every known one when `full`)."""
+    with conn_factory() as conn:
+        rows = conn.execute(
+            f"""
+            SELECT source_id, opportunity_id, status, sent_fields, earlier_sent_fields, remote_modified_on,
+                   CASE WHEN status = 'pending'
+                        THEN greatest(epoch(now()) - epoch(coalesce(read_back_since, last_synced_at)::TIMESTAMPTZ), 0)
+                        ELSE 0 END,
+                   read_back_since, confirmed_at
+            FROM opportunity_state
+            WHERE opportunity_id IS NOT NULL AND event_code = $1
+              AND {"TRUE" if full else "status IN ('pending', 'missing')"}
+            """,
+            [event_code],
+        ).fetchall()
+    return [Tracked(source_id, opportunity_id, status, json.loads(sent or "{}"), json.loads(earlier or "[]"),
+                    modified_on, float(waited or 0), since, confirmed)
+            for source_id, opportunity_id, status, sent, earlier, modified_on, waited, since, confirmed in rows]
+
+
+def _read(client: LeadSquaredClient, event_code: int, rows: Sequence[Tracked], summary: ReconcileSummary) -> dict[str, dict]:
+    """GetOpportunitiesById for the rows: opportunity id -> what LeadSquared holds."""
+    if not rows:
+        return {}
+    columns = sorted({"ModifiedOn", *(name for row in rows for version in (row.sent, *row.earlier_sent)
+                                      for name in version)})
+    calls_before = client.stats().calls
+    held = {opportunity["ProspectActivityId"]: opportunity
+            for opportunity in client.get_opportunities(event_code, [row.opportunity_id for row in rows], columns)}
+    summary.read_calls += client.stats().calls - calls_before
+    return held
+
+
+def _missing_error(row: Tracked, waited: float, grace_seconds: float) -> str:
+    since = (row.read_back_since or datetime.now(timezone.utc).replace(tzinfo=None)).strftime(SENT_DATETIME)
+    confirmed = row.confirmed_at.strftime(SENT_DATETIME) + " UTC" if row.confirmed_at else "never"
+    return (f"opportunity {row.opportunity_id} not found in LeadSquared since {since} UTC "
+            f"({waited:.0f} s, past the read-back grace of {grace_seconds:g} s); last confirmed {confirmed}")
+
+
+def decide(row: Tracked, held: dict | None, waited: float, grace_seconds: float,
+           crm_owned: Sequence[str]) -> tuple[str, list[str]]:
+    """(status, differing fields) of one read-back: `in_sync`, `drifted`, `pending` (not yet) or `missing`."""
+    if held is None:
+        if row.status == "missing" or waited >= grace_seconds:
+            return "missing", []
+        return "pending", []
+    differing = drift(row.sent, held, crm_owned)
+    if not differing:
+        return "in_sync", []
+    if row.status == "pending" and waited < grace_seconds and not_yet(row, held, differing):
+        return "pending", differing
+    return "drifted", differing
+
+
 def reconcile(
     conn_factory,
     client: LeadSquaredClient,
@@ -76,81 +182,81 @@ def reconcile(
     full: bool = False,
     crm_owned: Sequence[str] = (),
     repaired: Sequence[str] = (),
+    grace_seconds: float = READ_BACK_GRACE_SECONDS,
+    reread_after_seconds: float = REREAD_AFTER_SECONDS,
 ) -> ReconcileSummary:
-    """Read back every pending opportunity (every known one when `full`), settle the state rows,
-    and give rejected records of `days` a `rejected` state row and those a sync mode skipped a
-    `skipped` one. Fields in `crm_owned` never drift; drifted fields in `repaired` are sent
-    again (their value as last sent) and the row waits `pending` for the next read-back."""
-    summary = ReconcileSummary()
-    with conn_factory() as conn:
-        rows = conn.execute(
-            f"""
-            SELECT source_id, opportunity_id, sent_fields FROM opportunity_state
-            WHERE opportunity_id IS NOT NULL AND event_code = $1
-              AND {"TRUE" if full else "status = 'pending'"}
-            """,
-            [event_code],
-        ).fetchall()
-    sent_by_id = {opportunity_id: (source_id, json.loads(sent or "{}")) for source_id, opportunity_id, sent in rows}
-    columns = sorted({"ModifiedOn", *(name for _, sent in sent_by_id.values() for name in sent)})
-    held_by_id: dict[str, dict] = {}
-    if sent_by_id:
-        calls_before = client.stats().calls
-        for opportunity in client.get_opportunities(event_code, list(sent_by_id), columns):
-            held_by_id[opportunity["ProspectActivityId"]] = opportunity
-        summary.read_calls = client.stats().calls - calls_before
+    """Read back every pending and missing opportunity (every known one when `full`), settle the
+    state rows, and give rejected records of `days` a `rejected` state row and those a sync mode
+    skipped a `skipped` one. Fields in `crm_owned` never drift; drifted fields in `repaired` are
+    sent again (their value as last sent) and the row waits `pending` for the next read-back.
 
-    updates = []
+    Reads lag writes: a row we wrote that the read does not find, or finds as it stood before our
+    write, stays `pending` while its grace (`grace_seconds` from our last write) runs, and is read
+    once more in this run after `reread_after_seconds`; past the grace a row not found is `missing`.
+    A record confirmed before and not found now starts its grace at this read."""
+    summary = ReconcileSummary()
+    rows = _tracked(conn_factory, event_code, full)
+    started = time.monotonic()
+    held_by_id = _read(client, event_code, rows, summary)
+    decisions: dict[str, tuple[Tracked, dict | None, str, list[str], float]] = {}
+    for row in rows:
+        held = held_by_id.get(row.opportunity_id)
+        decisions[row.source_id] = (row, held, *decide(row, held, row.waited_seconds, grace_seconds, crm_owned),
+                                    row.waited_seconds)
+    waiting = [row for row, _, status, _, _ in decisions.values() if status == "pending"]
+    if waiting and reread_after_seconds > 0:
+        time.sleep(reread_after_seconds)
+        summary.reread = len(waiting)
+        held_again = _read(client, event_code, waiting, summary)
+        elapsed = time.monotonic() - started
+        for row in waiting:
+            held = held_again.get(row.opportunity_id)
+            waited = row.waited_seconds + elapsed
+            decisions[row.source_id] = (row, held, *decide(row, held, waited, grace_seconds, crm_owned), waited)
+
+    updates: list[state.ReadBack] = []
     details: dict[str, dict] = {}
     repairs: dict[str, tuple[str, list[str]]] = {}  # opportunity id -> (source id, fields)
-    for opportunity_id, (source_id, sent) in sent_by_id.items():
+    for source_id, (row, held, status, differing, waited) in decisions.items():
         summary.checked += 1
-        held = held_by_id.get(opportunity_id)
         if held is None:
-            summary.missing += 1
-            updates.append((source_id, "failed", None, None, None, [], "opportunity not found in LeadSquared"))
+            summary.not_found += 1
+            error = _missing_error(row, waited, grace_seconds) if status == "missing" else None
+            updates.append(state.ReadBack(source_id, status, error=error))
             continue
-        differing = drift(sent, held, crm_owned)
+        if status == "pending":  # found as it stood before our write: not yet, keep what was last read
+            updates.append(state.ReadBack(source_id, status))
+            continue
         details[source_id] = {
-            name: {"sent": sent.get(name), "held": held.get(name), "modified_on": held.get("ModifiedOn")}
+            name: {"sent": row.sent.get(name), "held": held.get(name), "modified_on": held.get("ModifiedOn")}
             for name in differing
         }
         to_repair = [name for name in differing if name in repaired]
         if to_repair:
-            repairs[opportunity_id] = (source_id, to_repair)
-        status = "drifted" if differing else "in_sync"
+            repairs[row.opportunity_id] = (source_id, to_repair)
         if differing:
-            summary.drifted += 1
             if len(summary.drift_examples) < 10:
                 summary.drift_examples.append(f"{source_id}: {', '.join(differing)}")
             summary.drift_details += [
-                (source_id, opportunity_id, name, detail["sent"], detail["held"], detail["modified_on"],
+                (source_id, row.opportunity_id, name, detail["sent"], detail["held"], detail["modified_on"],
                  name in to_repair)
                 for name, detail in details[source_id].items()
             ]
-        else:
-            summary.in_sync += 1
-        remote = {name: held.get(name) for name in columns}
-        updates.append(
-            (
-                source_id,
-                status,
-                held.get("ProspectId"),
-                json.dumps(remote, ensure_ascii=False, sort_keys=True),
-                parse_leadsquared_datetime(held.get("ModifiedOn")),
-                differing,
-                None,
-            )
-        )
+        remote = {name: held.get(name) for name in sorted({"ModifiedOn", *row.sent})}
+        updates.append(state.ReadBack(
+            source_id, status, confirmed=True, lead_id=held.get("ProspectId"),
+            remote_fields=json.dumps(remote, ensure_ascii=False, sort_keys=True),
+            remote_modified_on=parse_leadsquared_datetime(held.get("ModifiedOn")), drift_fields=tuple(differing),
+        ))
+    sent_by_id = {row.opportunity_id: (row.source_id, row.sent) for row, *_ in decisions.values()}
     repaired_ok = _repair(client, event_code, repairs, sent_by_id)
     summary.repaired = len(repaired_ok)
     fully_repaired = {source_id for source_id, names in repaired_ok.items() if names == set(details[source_id])}
-    summary.drifted -= len(fully_repaired)
-    updates = [
-        (source_id, "pending" if source_id in fully_repaired else status,
-         *rest, drift_fields, error)
-        for source_id, status, *rest, drift_fields, error in updates
-    ]
+    updates = [replace(update, status="pending", rewritten=True) if update.source_id in fully_repaired else update
+               for update in updates]
+    counts = Counter(update.status for update in updates)
+    summary.in_sync, summary.drifted = counts["in_sync"], counts["drifted"]
+    summary.pending, summary.missing = counts["pending"], counts["missing"]
     with conn_factory() as conn:
         summary.rejected = state.settle(conn, updates, event_code, days, details, repaired_ok)
     return summary

@@ -12,11 +12,16 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
 
+from lsq_pipeline.sync.plan import MISSING_NOT_RECREATED
+
 INTERRUPTED = "the run stopped before the answer came"
+EARLIER_VERSIONS_KEPT = 5
+"""Versions sent before the last write and not yet confirmed that a read-back may still show
+(several runs inside one lag); older ones are past any grace."""
 
 
 @dataclass
@@ -186,20 +191,27 @@ def record_answers(
 
 
 def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
-    """An answered write: the state row now holds the opportunity and what was sent, until reconcile."""
+    """An answered write: the state row now holds the opportunity and what was sent, until reconcile.
+    The read-back's grace starts now (`read_back_since`), and the versions sent before this write
+    and not confirmed since are kept (`earlier_sent_fields`, the last `EARLIER_VERSIONS_KEPT`), so a
+    lagging read that still shows one of them is told from drift."""
     if not pairs:
         return
     conn.execute(
         """
         INSERT INTO opportunity_state AS s
             (source_id, opportunity_id, event_code, sent_hash, sent_fields, source_updated_at, status, error,
-             last_synced_at)
-        SELECT unnest($1), unnest($2), $3, unnest($4), unnest($5)::JSON, unnest($6)::TIMESTAMP, 'pending', NULL, now()
+             last_synced_at, read_back_since)
+        SELECT unnest($1), unnest($2), $3, unnest($4), unnest($5)::JSON, unnest($6)::TIMESTAMP, 'pending', NULL, now(),
+               now()
         ON CONFLICT (source_id) DO UPDATE SET
             opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
+            earlier_sent_fields = to_json(list_slice(list_filter(
+                CASE WHEN s.status IN ('pending', 'missing', 'failed') THEN coalesce(s.earlier_sent_fields::JSON[], [])
+                     ELSE [] END || [s.sent_fields], lambda version: version IS NOT NULL), -$7, -1)),
             sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields,
             source_updated_at = excluded.source_updated_at, status = 'pending', error = NULL,
-            last_synced_at = excluded.last_synced_at, attempts = 0
+            last_synced_at = excluded.last_synced_at, attempts = 0, read_back_since = excluded.read_back_since
         """,
         [
             [e.source_id for e, _ in pairs],
@@ -208,6 +220,7 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
             [row["record_hash"] for _, row in pairs],
             [json.dumps(row["full_fields"], ensure_ascii=False, sort_keys=True) for _, row in pairs],
             [row["source_updated_at"] for _, row in pairs],
+            EARLIER_VERSIONS_KEPT,
         ],
     )
 
@@ -233,16 +246,34 @@ def _upsert_failed(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEnt
     )
 
 
+@dataclass(frozen=True)
+class ReadBack:
+    """What reconcile decided for one state row. `confirmed`: the read found the opportunity as of our
+    last write (`in_sync`, `drifted`, or sent again by a repair), so its fields are kept as what
+    LeadSquared holds; otherwise (`pending`: not yet, `missing`: past the grace) the row keeps what
+    was last read. `rewritten`: a repair was just sent, so the grace starts again now."""
+
+    source_id: str
+    status: str
+    confirmed: bool = False
+    lead_id: str | None = None
+    remote_fields: str | None = None
+    """JSON text of the fields read, only when `confirmed`."""
+    remote_modified_on: datetime | None = None
+    drift_fields: tuple[str, ...] = ()
+    error: str | None = None
+    rewritten: bool = False
+
+
 def settle(
     conn: duckdb.DuckDBPyConnection,
-    updates: list[tuple],
+    updates: Sequence[ReadBack],
     event_code: int,
     days: Sequence[date],
     drift: dict[str, dict] | None = None,
     repaired: dict[str, set[str]] | None = None,
 ) -> int:
-    """What reconcile read back, in one transaction: each row `(source_id, status, lead_id,
-    remote_fields JSON, remote_modified_on, drift_fields, error)` settles its state row, with
+    """What reconcile read back, in one transaction: each `ReadBack` settles its state row, with
     `drift` (source id -> {field: {sent, held, modified_on}}) and the fields `repaired` (sent
     again); rejected records of `days` that were never synced get a `rejected` row, and those the
     sync mode skipped a `skipped` one. Returns how many were new rejects."""
@@ -278,36 +309,62 @@ def _record_drift(conn: duckdb.DuckDBPyConnection, drift: dict[str, dict], repai
 
 def _mark_skipped(conn: duckdb.DuckDBPyConnection, event_code: int, days: Sequence[date]) -> None:
     """Records of these days that the sync mode skipped: state `skipped`, the reason in `error`
-    (a known opportunity keeps its id and what was last sent)."""
+    (a known opportunity keeps its id and what was last sent). A `missing` record skipped under
+    `update_only` keeps the status its read-back gave (`missing`, or found after all): it is
+    reported as missing, never re-created."""
     conn.execute(
         """
         INSERT INTO opportunity_state (source_id, event_code, status, error, last_synced_at)
         SELECT source_id, $1, 'skipped', reason, now() FROM sync_plan
-        WHERE day IN (SELECT unnest($2::DATE[])) AND action = 'skipped'
+        WHERE day IN (SELECT unnest($2::DATE[])) AND action = 'skipped' AND reason IS DISTINCT FROM $3
         ON CONFLICT (source_id) DO UPDATE SET status = 'skipped', error = excluded.error,
                                               last_synced_at = excluded.last_synced_at
         """,
-        [event_code, list(days)],
+        [event_code, list(days), MISSING_NOT_RECREATED],
     )
 
 
-def _settle_read_back(conn: duckdb.DuckDBPyConnection, updates: list[tuple]) -> None:
-    source_ids, statuses, lead_ids, remotes, modified, drifts, errors = (list(column) for column in zip(*updates))
+def _settle_read_back(conn: duckdb.DuckDBPyConnection, updates: Sequence[ReadBack]) -> None:
+    """A confirmed row takes what was read and `confirmed_at`, and its grace ends; a row still
+    pending or missing keeps what was last read, and its grace runs from our last write (or, for a
+    record confirmed before, from now: the first read that did not find it)."""
     conn.execute(
         """
         UPDATE opportunity_state AS s
         SET status = u.status, lead_id = coalesce(u.lead_id, s.lead_id),
             remote_fields = coalesce(u.remote_fields::JSON, s.remote_fields),
             remote_modified_on = coalesce(u.remote_modified_on, s.remote_modified_on),
-            drift_fields = u.drift_fields, error = u.error, last_synced_at = now()
+            drift_fields = u.drift_fields, error = u.error, last_synced_at = now(),
+            confirmed_at = CASE WHEN u.confirmed THEN now() ELSE s.confirmed_at END,
+            read_back_since = CASE WHEN u.rewritten THEN now()
+                                   WHEN u.status IN ('pending', 'missing') THEN coalesce(s.read_back_since, now())
+                                   END
         FROM (
             SELECT unnest($1) AS source_id, unnest($2) AS status, unnest($3) AS lead_id,
                    unnest($4) AS remote_fields, unnest($5::TIMESTAMP[]) AS remote_modified_on,
-                   unnest($6::VARCHAR[][]) AS drift_fields, unnest($7) AS error
+                   unnest($6::VARCHAR[][]) AS drift_fields, unnest($7) AS error, unnest($8) AS confirmed,
+                   unnest($9) AS rewritten
         ) AS u
         WHERE s.source_id = u.source_id
         """,
-        [source_ids, statuses, lead_ids, remotes, modified, drifts, errors],
+        [[u.source_id for u in updates], [u.status for u in updates], [u.lead_id for u in updates],
+         [u.remote_fields for u in updates], [u.remote_modified_on for u in updates],
+         [list(u.drift_fields) for u in updates], [u.error for u in updates], [u.confirmed for u in updates],
+         [u.rewritten for u in updates]],
+    )
+
+
+def found_again(conn: duckdb.DuckDBPyConnection, source_ids: Sequence[str]) -> None:
+    """`missing` records that the push read back once more before re-creating them, and found: they
+    were only slow. Back to `pending` with a new grace, so this run's read-back settles them."""
+    if not source_ids:
+        return
+    conn.execute(
+        """
+        UPDATE opportunity_state SET status = 'pending', error = NULL, read_back_since = now(), last_synced_at = now()
+        WHERE status = 'missing' AND source_id IN (SELECT unnest($1::VARCHAR[]))
+        """,
+        [list(source_ids)],
     )
 
 

@@ -195,6 +195,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             SYNC_PLAN_PAYLOADS_VIEW,
         ),
     ),
+    Migration(
+        "read_back_grace",
+        "reads lag writes: opportunity_state.read_back_since (when the read-back's grace began: our last write, "
+        "or the first read that did not find a confirmed record), confirmed_at (the last read-back that found it), "
+        "earlier_sent_fields (the versions sent before the last write and not confirmed since, a JSON list); "
+        "sync_runs.pending_read_back and missing. "
+        "Rows failed only because a read-back did not find them go back to pending, to be read again",
+        (
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS read_back_since TIMESTAMP",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS confirmed_at TIMESTAMP",
+            "ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS earlier_sent_fields JSON",
+            "ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS pending_read_back INTEGER",
+            "ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS missing INTEGER",
+            "UPDATE opportunity_state SET confirmed_at = last_synced_at WHERE status IN ('in_sync', 'drifted')",
+            "UPDATE opportunity_state SET read_back_since = last_synced_at WHERE status = 'pending'",
+            """UPDATE opportunity_state SET status = 'pending', error = NULL, read_back_since = last_synced_at
+               WHERE status = 'failed' AND error = 'opportunity not found in LeadSquared'
+                 AND opportunity_id IS NOT NULL""",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -138,6 +138,32 @@ def test_zstd_record_texts_keeps_the_records_and_their_payloads(tmp_path, mappin
     payloads = conn.execute("SELECT * FROM sync_plan_payloads ORDER BY ALL").fetchall()
     assert len(records) == 2 and len(payloads) == 2
 
-    assert ensure_schema(conn) == ["zstd_record_texts"]
+    assert ensure_schema(conn) == [step.name for step in MIGRATIONS[6:]]
     assert conn.execute("SELECT * FROM opportunity_records ORDER BY ALL").fetchall() == records
     assert conn.execute("SELECT * FROM sync_plan_payloads ORDER BY ALL").fetchall() == payloads
+
+
+def test_read_back_grace_sends_rows_failed_by_a_lagging_read_back_to_be_read_again(tmp_path, monkeypatch):
+    conn = duckdb.connect(str(tmp_path / "v7.duckdb"))
+    with monkeypatch.context() as before:
+        before.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:7])
+        before.setattr(warehouse, "SCHEMA_VERSION", 7)
+        warehouse.ensure_schema(conn)
+    conn.execute(
+        """INSERT INTO opportunity_state (source_id, opportunity_id, status, error, last_synced_at) VALUES
+           ('NOT-YET', 'o-1', 'failed', 'opportunity not found in LeadSquared', TIMESTAMP '2026-11-01 10:00:00'),
+           ('REFUSED', NULL, 'failed', 'MXInvalidFieldValueException: bad', TIMESTAMP '2026-11-01 10:00:00'),
+           ('SYNCED', 'o-2', 'in_sync', NULL, TIMESTAMP '2026-11-01 11:00:00'),
+           ('SENT', 'o-3', 'pending', NULL, TIMESTAMP '2026-11-01 12:00:00')""")
+
+    assert ensure_schema(conn) == ["read_back_grace"]
+    rows = conn.execute("""SELECT source_id, status, error, read_back_since::VARCHAR, confirmed_at::VARCHAR
+                           FROM opportunity_state ORDER BY source_id""").fetchall()
+    assert rows == [
+        ("NOT-YET", "pending", None, "2026-11-01 10:00:00", None),
+        ("REFUSED", "failed", "MXInvalidFieldValueException: bad", None, None),
+        ("SENT", "pending", None, "2026-11-01 12:00:00", None),
+        ("SYNCED", "in_sync", None, None, "2026-11-01 11:00:00"),
+    ]
+    assert {"pending_read_back", "missing"} <= set(_columns(conn, "sync_runs"))
+    assert "earlier_sent_fields" in _columns(conn, "opportunity_state")
