@@ -184,7 +184,8 @@ def _run_sync(args: argparse.Namespace) -> int:
     summary = summarize(settings, run, first, last)
     label = f"{first}" if first == last else f"{first}..{last}"
     _print_outcome(label, summary, args.dry_run)
-    return _run_exit(run, summary)
+    account = f" --account {args.account}" if args.account else ""
+    return _run_exit(run, summary, f"lsq-pipeline sync{account} --from {first} --to {last}")
 
 
 def _print_outcome(label: str, summary, dry_run: bool) -> None:
@@ -199,9 +200,12 @@ def _print_outcome(label: str, summary, dry_run: bool) -> None:
         _print_day(label, summary)
 
 
-def _run_exit(run, summary) -> int:
-    """The run's last line and the exit code: 0, 1 (the run failed), 3 (the day's call budget spent)."""
+def _run_exit(run, summary, again: str) -> int:
+    """The run's last line and the exit code: 0, 1 (the run failed: `again` is the command that
+    runs it again, safely), 3 (the day's call budget spent)."""
     print(f"Run {run.run_id} {'succeeded' if run.is_success else 'FAILED'}; see it in the UI (lsq-pipeline ui).")
+    if not run.is_success:
+        print(f"Running it again is safe (calls left in the air are resolved, nothing is doubled): {again}")
     if run.is_success and summary.daily_budget_exhausted:
         _print_daily_budget_spent(summary)
         return DAILY_BUDGET_SPENT_EXIT
@@ -257,7 +261,7 @@ def _run_retry(args: argparse.Namespace) -> int:
     run = launch(settings, day, day, dry_run=args.dry_run, config=config, retry=True)
     summary = summarize(settings, run, day, day)
     _print_outcome(f"retry of {len(found)} failed records", summary, args.dry_run)
-    return _run_exit(run, summary)
+    return _run_exit(run, summary, "lsq-pipeline " + " ".join(sys.argv[1:]))
 
 
 def _add_retry_command(subparsers: argparse._SubParsersAction) -> None:

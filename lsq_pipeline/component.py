@@ -13,7 +13,6 @@ import dagster as dg
 from pydantic import BaseModel, Field
 
 from lsq_pipeline.settings import DEFAULT_ACCOUNT, AccountAttributes, AccountSettings, settings_from
-from lsq_pipeline.sync.mapping import load_mapping
 
 
 class LeadSquaredSyncScaffolder(dg.Scaffolder):
@@ -72,7 +71,4 @@ class LeadSquaredSyncComponent(dg.Component, dg.Resolvable, AccountAttributes):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from lsq_pipeline.orchestration.definitions import build_definitions
 
-        settings = self.settings(context.project_root)
-        if settings.path("mapping").is_file():  # a bad mapping fails the load, naming the file and key
-            load_mapping(settings.path("mapping"))
-        return build_definitions(settings)
+        return build_definitions(self.settings(context.project_root))

@@ -74,6 +74,8 @@ class AccountAttributes(BaseModel):
     alert_webhook_env: str = Field("", description="NAME of the variable holding the alert webhook URL")
     file_settle_seconds: float = Field(60.0, ge=0)
     duckdb_memory_limit: str = "768MB"  # DuckDB fills its buffer pool up to it: + Python, a step stays under 1 GB
+    max_runtime_seconds: int = Field(24 * 3600, ge=0, description="a run still going after this long is "
+                                     "stopped by run monitoring as hung (0: never); a retry picks it up")
     schedule: str = Field("0 3 * * *", description="cron (UTC) of the daily sync of the day that ended")
     first_day: str | None = Field(None, description="where the daily partitions start; default the oldest "
                                                      "day folder, else 2026-11-01")

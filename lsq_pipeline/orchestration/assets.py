@@ -7,22 +7,26 @@ account: keys under its prefix, its pools, its resources."""
 
 import warnings
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+from dagster._utils.schedules import get_smallest_cron_interval
 from dagster_duckdb import DuckDBResource
 
 from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.orchestration.alerts import AlertWebhook
 from lsq_pipeline.orchestration.metadata import api_metadata, preview, table_metadata
 from lsq_pipeline.orchestration.resources import LeadSquaredResource
+from lsq_pipeline.orchestration import lineage
 from lsq_pipeline.orchestration.liveness import run_is_alive
 from lsq_pipeline.orchestration.source import SourceResource
 from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline.sync import extract as extract_rules
 from lsq_pipeline.sync import plan as plan_rules
 from lsq_pipeline.sync import history, validate
+from lsq_pipeline.sync import state as state_rules
+from lsq_pipeline.sync.mapping import Mapping
 from lsq_pipeline.sync.push import Pusher
 from lsq_pipeline.sync.reconcile import ReconcileSummary, reconcile
 from lsq_pipeline.sync.warehouse import ensure_schema
@@ -54,15 +58,28 @@ def source_resource(resources: object, settings: AccountSettings) -> SourceResou
     return getattr(resources, settings.name("source"))
 
 
-def account_key(settings: AccountSettings, name: str) -> dg.AssetKey:
+def account_key(settings: AccountSettings, *names: str) -> dg.AssetKey:
     """An asset's key under the account's prefix; its op is named `key.to_python_identifier()`
     (`sync_plan`, `acme__sync_plan`), which is what run config addresses."""
-    return dg.AssetKey([*settings.key_prefix(), name])
+    return dg.AssetKey([*settings.key_prefix(), *names])
 
 
-def table_of(settings: AccountSettings, group: str) -> dict[str, object]:
-    """What every DuckDB table asset of the account says of itself: its kind, owners and group."""
-    return {"kinds": {"duckdb"}, "owners": settings.owners, "group_name": settings.name(group)}
+SOURCE_ASSETS = {"applications.csv": "applications", "events.csv": "events"}
+"""The export file of each source asset (`source/applications`)."""
+
+
+def freshness_policy(settings: AccountSettings) -> dg.FreshnessPolicy:
+    """Fresh when materialized in the day before each scheduled sync (or the schedule's interval,
+    if shorter: a cron policy's window may not exceed it), so a missing export shows as stale."""
+    interval = get_smallest_cron_interval(settings.schedule)  # what the policy itself checks against
+    return dg.FreshnessPolicy.cron(deadline_cron=settings.schedule, lower_bound_delta=min(interval, timedelta(days=1)))
+
+
+def table_of(settings: AccountSettings, group: str, table: str, *kinds: str) -> dict[str, object]:
+    """What a DuckDB table asset of the account says of itself: its kinds (`leadsquared` too for the
+    steps that call it), owners, group and table name."""
+    return {"kinds": {"duckdb", *kinds}, "owners": settings.owners, "group_name": settings.name(group),
+            "metadata": {"dagster/table_name": f"{settings.path('warehouse').stem}.main.{table}"}}
 
 
 def resource_keys(settings: AccountSettings, *roles: str) -> set[str]:
@@ -119,21 +136,41 @@ def daily_partitions(settings: AccountSettings) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=settings.first_partition_day().isoformat())
 
 
-def build_assets(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """The five steps of one account. A range backfill as one run needs `backfill_policy`, still
+def build_assets(
+    settings: AccountSettings, partitions: dg.PartitionsDefinition, mapping: Mapping | None
+) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    """The export files, the five steps of one account and what LeadSquared holds (its column
+    schema and lineage from the `mapping`, when the file was there at load). A range backfill as one run needs `backfill_policy`, still
     beta in Dagster 1.13 with no stable equivalent: exactly that warning is quieted, here only."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
-        return _steps(settings, partitions)
+        return _steps(settings, partitions, mapping)
 
 
-def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+def _steps(
+    settings: AccountSettings, partitions: dg.PartitionsDefinition, mapping: Mapping | None
+) -> list[dg.AssetsDefinition | dg.AssetSpec]:
 
-    def key(name: str) -> dg.AssetKey:
-        return account_key(settings, name)
+    def key(*names: str) -> dg.AssetKey:
+        return account_key(settings, *names)
 
     step = {"partitions_def": partitions, "backfill_policy": SINGLE_RUN, "required_resource_keys": resource_keys(settings)}
     warehouse_multi_step = {**step, "pool": settings.name(WAREHOUSE_POOL), "can_subset": True}
+
+    source_files = [
+        dg.AssetSpec(
+            key("source", name),
+            description=f"Each day's {file_name} in the source folder, as exported; observed by the "
+            "source_files_arrived sensor (size and modified time), so a late export shows as stale.",
+            kinds={"csv"},
+            owners=settings.owners,
+            group_name=settings.name("source"),
+            partitions_def=partitions,
+            freshness_policy=freshness_policy(settings),
+            metadata={"path": dg.MetadataValue.path(str(settings.path("source_dir") / "YYYY-MM-DD" / file_name))},
+        )
+        for file_name, name in SOURCE_ASSETS.items()
+    ]
 
     def _ready(context: dg.AssetExecutionContext) -> AccountResources:
         """The account's resources, once its folders, files and key variables are checked: a run
@@ -145,13 +182,15 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
         specs=[
             dg.AssetSpec(
                 key("raw_applications"),
+                deps=[key("source", "applications")],
                 description="Each day's applications.csv, every column as text, as exported.",
-                **table_of(settings, "extract"),
+                **table_of(settings, "extract", "raw_applications"),
             ),
             dg.AssetSpec(
                 key("raw_events"),
+                deps=[key("source", "events")],
                 description="Each day's events.csv, every column as text, as exported.",
-                **table_of(settings, "extract"),
+                **table_of(settings, "extract", "raw_events"),
             ),
         ],
         name=key("extract").to_python_identifier(),
@@ -194,19 +233,19 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
                 deps=[key("raw_applications")],
                 description="Accepted applications, normalised and mapped to LeadSquared fields; "
                 "the latest version of a record in a day wins.",
-                **table_of(settings, "transform"),
+                **table_of(settings, "transform", "opportunity_records"),
             ),
             dg.AssetSpec(
                 key("activity_records"),
                 deps=[key("raw_events"), key("raw_applications")],
                 description="Accepted application events mapped to LeadSquared activities.",
-                **table_of(settings, "transform"),
+                **table_of(settings, "transform", "activity_records"),
             ),
             dg.AssetSpec(
                 key("rejects"),
                 deps=[key("raw_applications"), key("raw_events")],
                 description="Every rejected source row with the field and the reason: nothing is dropped silently.",
-                **table_of(settings, "transform"),
+                **table_of(settings, "transform", "rejects"),
             ),
         ],
         check_specs=[
@@ -283,7 +322,7 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
         deps=[key("opportunity_records"), key("activity_records")],
         **step,
         pool=settings.name(WAREHOUSE_POOL),
-        **table_of(settings, "transform"),
+        **table_of(settings, "transform", "sync_plan"),
         check_specs=[
             dg.AssetCheckSpec(
                 "change_share_below_threshold",
@@ -351,7 +390,7 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
         deps=[key("sync_plan")],
         **step,
         pool=settings.name(API_POOL),
-        **table_of(settings, "push"),
+        **table_of(settings, "push", "push_journal", "leadsquared"),
     )
     def push_journal(context: dg.AssetExecutionContext):
         """Send the plan to LeadSquared and journal every batch before it goes and every row's
@@ -417,12 +456,37 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
         )
 
 
-    @dg.asset(
-        key=key("opportunity_state"),
-        deps=[key("push_journal")],
+    leadsquared = {"kinds": {"leadsquared"}, "owners": settings.owners, "group_name": settings.name("leadsquared"),
+                   "deps": [key("push_journal")]}
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                key("opportunity_state"),
+                deps=[key("push_journal")],
+                description="One row per source record: its opportunity id, what was sent, what LeadSquared "
+                "holds and whether they agree.",
+                freshness_policy=freshness_policy(settings),
+                **table_of(settings, "reconcile", "opportunity_state", "leadsquared"),
+            ),
+            dg.AssetSpec(
+                key("leadsquared", "opportunities"),
+                description="The opportunities LeadSquared holds for the source records, as the read-back "
+                "confirmed them; each field's schema, owner and source column come from the mapping.",
+                metadata=lineage.opportunities_metadata(mapping, key("raw_applications")) if mapping else {},
+                **leadsquared,
+            ),
+            dg.AssetSpec(
+                key("leadsquared", "activities"),
+                description="The activities LeadSquared holds on those opportunities, from the events export.",
+                metadata=lineage.activities_metadata(mapping, key("raw_events")) if mapping else {},
+                **leadsquared,
+            ),
+        ],
+        name=key("opportunity_state").to_python_identifier(),
         **step,
         pool=settings.name(API_POOL),
-        **table_of(settings, "reconcile"),
+        can_subset=True,
         check_specs=[
             dg.AssetCheckSpec(
                 "one_opportunity_per_record",
@@ -433,7 +497,7 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
                 "pushed_records_in_sync",
                 asset=key("opportunity_state"),
                 description="Every record read back agrees with what was sent; drift is reported with its fields. "
-            "A record LeadSquared's lagging reads do not show yet is pending: neither failed nor in sync.",
+                "A record LeadSquared's lagging reads do not show yet is pending: neither failed nor in sync.",
             ),
         ],
     )
@@ -455,24 +519,10 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
             context.log.warning(f"reconcile skipped: {error}")
             summary, day_spent = ReconcileSummary(), True
         with warehouse.get_connection() as conn:
-            statuses = dict(conn.execute("SELECT status, count(*) FROM opportunity_state GROUP BY status").fetchall())
-            doubled = conn.execute(
-                """
-                SELECT 'opportunity ' || opportunity_id || ' serves ' || string_agg(source_id, ', ')
-                FROM opportunity_state WHERE opportunity_id IS NOT NULL
-                GROUP BY opportunity_id HAVING count(*) > 1
-                UNION ALL
-                SELECT 'record ' || source_id || ' got ' || string_agg(DISTINCT opportunity_id, ', ')
-                FROM push_journal WHERE status = 'ok' AND kind IN ('create', 'capture')
-                GROUP BY source_id HAVING count(DISTINCT opportunity_id) > 1
-                """
-            ).fetchall()
-            drifted = conn.execute(
-                f"""SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
-                   WHERE status = 'drifted' ORDER BY source_id LIMIT {DRIFT_PREVIEW_ROWS}"""
-            ).fetchall()
+            state = state_rules.summarize_state(conn, DRIFT_PREVIEW_ROWS)
             state_meta = table_metadata(conn, "opportunity_state", "TRUE", [])
-        yield dg.MaterializeResult(
+        yield from selected(context, dg.MaterializeResult(
+            asset_key=key("opportunity_state"),
             metadata={
                 "checked": dg.MetadataValue.int(summary.checked),
                 "in_sync": dg.MetadataValue.int(summary.in_sync),
@@ -489,18 +539,33 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
                 ),
                 "full_reconcile": dg.MetadataValue.bool(config.full),
                 "daily_budget_exhausted": dg.MetadataValue.bool(day_spent),
-                "states": dg.MetadataValue.json(statuses),
+                "states": dg.MetadataValue.json(state.statuses),
                 **api_metadata(before, client.stats()),
                 **state_meta,
-            }
-        )
-        yield dg.AssetCheckResult(
+            },
+        ))
+        yield from selected(context, dg.MaterializeResult(
+            asset_key=key("leadsquared", "opportunities"),
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(state.opportunities_held),
+                "confirmed_this_run": dg.MetadataValue.int(summary.in_sync),
+                "in_sync": dg.MetadataValue.int(state.statuses.get("in_sync", 0)),
+                "pending_read_back": dg.MetadataValue.int(state.statuses.get("pending", 0)),
+                "drifted": dg.MetadataValue.int(state.statuses.get("drifted", 0)),
+                "missing": dg.MetadataValue.int(state.statuses.get("missing", 0)),
+            },
+        ))
+        yield from selected(context, dg.MaterializeResult(
+            asset_key=key("leadsquared", "activities"),
+            metadata={"dagster/row_count": dg.MetadataValue.int(state.activities_held)},
+        ))
+        yield from selected(context, dg.AssetCheckResult(
             asset_key=key("opportunity_state"),
             check_name="one_opportunity_per_record",
-            passed=not doubled,
-            metadata={"problems": dg.MetadataValue.md("\n".join(f"- {row[0]}" for row in doubled) or "none")},
-        )
-        yield dg.AssetCheckResult(
+            passed=not state.doubled,
+            metadata={"problems": dg.MetadataValue.md("\n".join(f"- {row}" for row in state.doubled) or "none")},
+        ))
+        yield from selected(context, dg.AssetCheckResult(
             asset_key=key("opportunity_state"),
             check_name="pushed_records_in_sync",
             passed=summary.drifted == 0 and summary.missing == 0,
@@ -512,9 +577,9 @@ def _steps(settings: AccountSettings, partitions: dg.PartitionsDefinition) -> li
                 "drifted": dg.MetadataValue.int(summary.drifted),
                 "missing": dg.MetadataValue.int(summary.missing),
                 "drift": dg.MetadataValue.md(
-                    preview(["source_id", "opportunity_id", "fields"], drifted) if drifted else "none"
+                    preview(["source_id", "opportunity_id", "fields"], state.drifted) if state.drifted else "none"
                 ),
             },
-        )
+        ))
 
-    return [extract, transform, sync_plan, push_journal, opportunity_state]
+    return [*source_files, extract, transform, sync_plan, push_journal, opportunity_state]

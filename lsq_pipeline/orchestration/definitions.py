@@ -19,6 +19,7 @@ from lsq_pipeline.orchestration.resources import LeadSquaredResource
 from lsq_pipeline.orchestration.sensors import build_sensors
 from lsq_pipeline.orchestration.source import SourceResource
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
+from lsq_pipeline.sync.mapping import load_mapping
 
 
 def _secret(variable: str, required: bool = False, fallback: str = "") -> str | dg.EnvVar:
@@ -64,10 +65,13 @@ def build_resources(settings: AccountSettings) -> dict[str, dg.ConfigurableResou
 
 
 def build_definitions(settings: AccountSettings) -> dg.Definitions:
+    """Read the mapping if its file is there (a bad one fails here, naming the file and the key;
+    a missing one fails the run, when it starts)."""
+    mapping = load_mapping(settings.path("mapping")) if settings.path("mapping").is_file() else None
     partitions = daily_partitions(settings)
     resources = build_resources(settings)
     return dg.Definitions(
-        assets=build_assets(settings, partitions),
+        assets=build_assets(settings, partitions, mapping),
         jobs=build_jobs(settings),
         schedules=[build_schedule(settings)],
         sensors=build_sensors(settings, partitions, resources),

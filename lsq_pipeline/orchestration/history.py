@@ -1,4 +1,5 @@
-"""A finished Dagster run as its `sync_runs` row: status (blocked by a check or failed), its days,
+"""A finished Dagster run as its `sync_runs` row: status (succeeded, check_failed: a non-blocking
+ERROR check failed on a run that succeeded, blocked by a check, or failed), its days,
 timing and API figures from the run's events; counts and errors from the warehouse.
 
 Called by the run-status sensors (runs under the daemon and the UI) and by the command line after
@@ -40,13 +41,15 @@ def _metadata_by_asset(instance: dg.DagsterInstance, run_id: str) -> dict[str, d
     return found
 
 
-def blocking_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """The blocking checks that failed with severity ERROR in the run, as `asset: check`."""
+def failed_error_checks(instance: dg.DagsterInstance, run_id: str, blocking: bool) -> list[str]:
+    """The checks of the run that failed with severity ERROR, blocking ones or the others, as
+    `asset: check`. WARN checks (the in-sync share) never count: they page nobody."""
     failed = []
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     for record in records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if not evaluation.passed and evaluation.blocking and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+        if (not evaluation.passed and evaluation.blocking == blocking
+                and evaluation.severity == dg.AssetCheckSeverity.ERROR):
             failed.append(f"{evaluation.asset_key.to_user_string()}: {evaluation.check_name}")
     return failed
 
@@ -71,8 +74,11 @@ def record_run_outcome(
     days = run_day_range(run)
     if days is None:
         return None
-    blocked = blocking_failures(instance, run.run_id)
-    if run.status == dg.DagsterRunStatus.SUCCESS:
+    blocked = failed_error_checks(instance, run.run_id, blocking=True)
+    checks_failed = failed_error_checks(instance, run.run_id, blocking=False)
+    if run.status == dg.DagsterRunStatus.SUCCESS and checks_failed:
+        status, reason = "check_failed", "check failed: " + ", ".join(checks_failed)
+    elif run.status == dg.DagsterRunStatus.SUCCESS:
         status, reason = "succeeded", None
     elif blocked:
         status, reason = "blocked", "blocked by " + ", ".join(blocked)
@@ -84,12 +90,8 @@ def record_run_outcome(
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
         if push is None:
-            batches = conn.execute(
-                "SELECT kind, count(DISTINCT batch_id) FROM push_journal"
-                " WHERE run_id = $1 AND status <> 'not_sent' GROUP BY kind",
-                [run.run_id],
-            ).fetchall()
-            api_calls = Counter({ENDPOINT_OF_KIND[kind]: calls for kind, calls in batches})
+            batches = history.batches_sent(conn, run.run_id)
+            api_calls = Counter({ENDPOINT_OF_KIND[kind]: calls for kind, calls in batches.items()})
         else:
             api_calls = Counter()
         for step in (push or {}, reconcile):

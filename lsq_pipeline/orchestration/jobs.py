@@ -6,42 +6,50 @@ from datetime import timedelta
 
 import dagster as dg
 
-from lsq_pipeline.orchestration.assets import resource_keys, source_resource
+from lsq_pipeline.orchestration.assets import account_key, resource_keys, source_resource
 from lsq_pipeline.settings import AccountSettings
 
 ACCOUNT_TAG = "lsq_pipeline/account"
 SETTINGS_METADATA = "lsq_pipeline/settings"
 """The sync job's metadata key holding the account's settings (no secret: keys are variable names)."""
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor, "inherit": None}
-PLAN_STEPS = ("raw_applications", "raw_events", "opportunity_records", "activity_records", "rejects", "sync_plan")
+PLAN_ASSETS = (("raw_applications",), ("raw_events",), ("opportunity_records",), ("activity_records",), ("rejects",),
+               ("sync_plan",))
+SEND_ASSETS = (("push_journal",), ("opportunity_state",), ("leadsquared", "opportunities"), ("leadsquared", "activities"))
+"""Asset keys (under the account's prefix) the jobs select: the plan, and what sends and confirms it."""
 
 
 def build_jobs(settings: AccountSettings) -> list[dg.UnresolvedAssetJobDefinition]:
     """`sync_job`, `dry_run_job` and `retry_job` of the account, on its executor; each run is
     tagged with the account, so the UI can filter one account's runs."""
-    prefix = settings.key_prefix()
+    def keys(*paths: tuple[str, ...]) -> dg.AssetSelection:
+        return dg.AssetSelection.assets(*(account_key(settings, *path) for path in paths))
 
-    def keys(*names: str) -> dg.AssetSelection:
-        return dg.AssetSelection.assets(*(dg.AssetKey([*prefix, name]) for name in names))
-
-    common = {"executor_def": EXECUTORS[settings.executor], "tags": {ACCOUNT_TAG: settings.account}}
+    tags = {
+        ACCOUNT_TAG: settings.account,
+        # A run whose worker died is retried by the instance's run_retries (re-runs resolve the
+        # calls that were in the air); one stopped by a failed step or a blocking check is not.
+        "dagster/retry_on_asset_or_op_failure": "false",
+        **({"dagster/max_runtime": str(settings.max_runtime_seconds)} if settings.max_runtime_seconds else {}),
+    }
+    common = {"executor_def": EXECUTORS[settings.executor], "tags": tags}
     return [
         dg.define_asset_job(
             settings.name("sync_job"),
-            selection=keys(*PLAN_STEPS, "push_journal", "opportunity_state"),
+            selection=keys(*PLAN_ASSETS, *SEND_ASSETS),
             description="Extract, transform, plan, push to LeadSquared and reconcile the selected days.",
             metadata={SETTINGS_METADATA: settings.model_dump_json()},
             **common,
         ),
         dg.define_asset_job(
             settings.name("dry_run_job"),
-            selection=keys(*PLAN_STEPS),
+            selection=keys(*PLAN_ASSETS),
             description="Plan the selected days and report the batches, sending nothing to LeadSquared.",
             **common,
         ),
         dg.define_asset_job(
             settings.name("retry_job"),
-            selection=keys("sync_plan", "push_journal", "opportunity_state"),
+            selection=keys(("sync_plan",), *SEND_ASSETS),
             description="Send failed records again now: set sync_plan's config `retry_source_ids` (or "
             "`retry_all_failed: true`); refused versions and records out of attempts included. Any day "
             "will do as the partition: the records come from whatever day holds them.",

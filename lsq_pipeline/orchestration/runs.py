@@ -125,7 +125,8 @@ def launch(
             "dagster/asset_partition_range_end": last.isoformat(),
         }
     )
-    tags = {**tags, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    # No daemon retries a command-line run: when it dies, the command says how to run it again.
+    tags = {**tags, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), "dagster/max_retries": "0"}
     release_dead_runs(instance)
     config = dict(config if config is not None else {} if dry_run else run_config(settings, full_reconcile))
     if quiet:

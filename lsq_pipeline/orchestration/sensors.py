@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import time
 from contextlib import AbstractContextManager
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
 
-from lsq_pipeline.orchestration.assets import resource_keys, source_resource
+from lsq_pipeline.orchestration.alerts import AlertWebhook
+from lsq_pipeline.orchestration.assets import SOURCE_ASSETS, account_key, resource_keys, source_resource
 from lsq_pipeline.orchestration.history import record_run_outcome
 from lsq_pipeline.orchestration.jobs import ACCOUNT_TAG
-from lsq_pipeline.settings import AccountSettings
+from lsq_pipeline.settings import AccountSettings, source_days
 from lsq_pipeline.sync.warehouse import SOURCE_FILES
 
 
@@ -29,6 +29,16 @@ def sends_for(run: dg.DagsterRun, settings: AccountSettings) -> bool:
     )
 
 
+WILL_RETRY_TAG = "dagster/will_retry"
+"""Set by Dagster on a failed run that the instance's run retries will launch again."""
+
+
+def _alert(context: dg.RunStatusSensorContext, webhook: AlertWebhook, summary: dict[str, object]) -> None:
+    if webhook.url:
+        sent = webhook.post(summary)
+        context.log.info(f"alert for run {summary['run_id']} {'sent' if sent else 'NOT delivered'}")
+
+
 def day_folder_state(folder: Path) -> dict[str, list[float]] | None:
     """Size and modification time of the day's export files; None while one is missing."""
     files = [folder / name for name in SOURCE_FILES]
@@ -40,7 +50,7 @@ def day_folder_state(folder: Path) -> dict[str, list[float]] | None:
 def build_sensors(
     settings: AccountSettings, partitions: dg.PartitionsDefinition, resources: dict[str, dg.ConfigurableResource]
 ) -> list[dg.SensorDefinition]:
-    """`record_successful_runs`, `alert_on_failed_runs` and `new_source_files` of the account.
+    """`record_successful_runs`, `alert_on_failed_runs`, `new_source_files` and `source_files_arrived`.
     Run-status sensors take no resource keys, so they build the account's resources themselves
     (`dg.build_resources`, which resolves their `EnvVar`s when the sensor runs)."""
 
@@ -51,30 +61,35 @@ def build_sensors(
         run_status=dg.DagsterRunStatus.SUCCESS,
         name=settings.name("record_successful_runs"),
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Writes each successful sync run of the account to sync_runs.",
+        description="Writes each successful sync run of the account to sync_runs; one whose ERROR check "
+        "failed (e.g. one_opportunity_per_record) is check_failed and alerts like a failed run.",
     )
     def record_successful_runs(context: dg.RunStatusSensorContext):
         if sends_for(context.dagster_run, settings):
             with built() as account:
-                record_run_outcome(context.instance, context.dagster_run, account.warehouse)
+                row = record_run_outcome(context.instance, context.dagster_run, account.warehouse)
+                if row and row["status"] == "check_failed":  # a green run whose ERROR check failed
+                    _alert(context, account.alert_webhook, row)
 
     @dg.run_failure_sensor(
         name=settings.name("alert_on_failed_runs"),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Writes each failed or blocked sync run of the account to sync_runs and POSTs a JSON "
-        "summary to the alert webhook when its variable is set.",
+        "summary to the alert webhook when its variable is set; a run the instance will retry alerts only "
+        "if its last try fails.",
     )
     def alert_on_failed_runs(context: dg.RunFailureSensorContext):
         if not sends_for(context.dagster_run, settings):
             return
         with built() as account:
             row = record_run_outcome(context.instance, context.dagster_run, account.warehouse)
-            summary = row or {"run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name,
-                              "status": "failed", "first_day": None, "last_day": None,
-                              "reason": context.failure_event.message}
-            if account.alert_webhook.url:
-                sent = account.alert_webhook.post(summary)
-                context.log.info(f"alert for run {summary['run_id']} {'sent' if sent else 'NOT delivered'}")
+            if context.dagster_run.tags.get(WILL_RETRY_TAG) == "true":
+                context.log.info(f"run {context.dagster_run.run_id} failed and will be retried: no alert yet")
+                return
+            _alert(context, account.alert_webhook, row or {
+                "run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name, "status": "failed",
+                "first_day": None, "last_day": None, "reason": context.failure_event.message,
+            })
 
     @dg.sensor(
         job_name=settings.name("sync_job"),
@@ -94,12 +109,8 @@ def build_sensors(
         requests: list[dg.RunRequest] = []
         waiting: list[str] = []
         partition_keys = set(partitions.get_partition_keys())
-        for folder in sorted(source.source_path().iterdir()) if source.source_path().is_dir() else []:
-            try:
-                day = date.fromisoformat(folder.name).isoformat()
-            except ValueError:
-                continue
-            state = day_folder_state(folder)
+        for day in (d.isoformat() for d in source_days(source.source_path())):
+            state = day_folder_state(source.source_path() / day)
             if state is None:
                 continue
             previous = seen.get(day, {})
@@ -122,4 +133,43 @@ def build_sensors(
             f"waiting for files to settle: {', '.join(waiting)}" if waiting else "no new complete day folder"
         )
 
-    return [record_successful_runs, alert_on_failed_runs, new_source_files]
+    @dg.sensor(
+        name=settings.name("source_files_arrived"),
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys=resource_keys(settings, "source"),
+        description="Reports each day's export file as it arrives or changes (size, modified time) on the "
+        "source/applications and source/events assets, so the UI shows when each export came and a late "
+        "one shows as stale. Launches nothing.",
+    )
+    def source_files_arrived(context: dg.SensorEvaluationContext):
+        """The cursor keeps the size and modified time last reported per day and file; only what
+        changed is reported again, as a runless materialization of that day's partition."""
+        source = source_resource(context.resources, settings)
+        reported: dict[str, list[float]] = json.loads(context.cursor) if context.cursor else {}
+        partition_keys = set(partitions.get_partition_keys())
+        events = []
+        for day in source_days(source.source_path()):
+            for file_name, name in SOURCE_ASSETS.items():
+                path = source.source_path() / day.isoformat() / file_name
+                if day.isoformat() not in partition_keys or not path.is_file():
+                    continue
+                seen = [path.stat().st_size, path.stat().st_mtime]
+                if reported.get(f"{day}/{file_name}") == seen:
+                    continue
+                reported[f"{day}/{file_name}"] = seen
+                events.append(dg.AssetMaterialization(
+                    asset_key=account_key(settings, "source", name),
+                    partition=day.isoformat(),
+                    metadata={
+                        "path": dg.MetadataValue.path(str(path)),
+                        "size_bytes": dg.MetadataValue.int(seen[0]),
+                        "modified_at": dg.MetadataValue.timestamp(seen[1]),
+                    },
+                ))
+        context.update_cursor(json.dumps(reported))
+        if not events:
+            return dg.SkipReason("no new or changed export file")
+        return dg.SensorResult(asset_events=events)
+
+    return [record_successful_runs, alert_on_failed_runs, new_source_files, source_files_arrived]

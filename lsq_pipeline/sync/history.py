@@ -67,6 +67,14 @@ class RunRecord:
     """Records the reconcile left missing (not found past the read-back grace)."""
 
 
+def batches_sent(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+    """The batches a run sent, by journal kind: its write calls, when the push died before its metadata."""
+    return dict(conn.execute(
+        "SELECT kind, count(DISTINCT batch_id) FROM push_journal WHERE run_id = $1 AND status <> 'not_sent' GROUP BY kind",
+        [run_id],
+    ).fetchall())
+
+
 def action_counts(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[date]) -> dict[str, int]:
     """`planned_create`, `attempted_update`, `failed_activity`, ... for one run over its days.
 

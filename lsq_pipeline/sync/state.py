@@ -421,3 +421,44 @@ def record_activities(
                 [e.error for e in entries],
             ],
         )
+
+
+@dataclass(frozen=True)
+class StateSummary:
+    """The state tables as a person reads them after a reconcile."""
+
+    statuses: dict[str, int]
+    """Source records by status (`in_sync`, `pending`, `drifted`, `missing`, `failed`, `rejected`...)."""
+    opportunities_held: int
+    """Opportunities LeadSquared holds for the records (those with an id)."""
+    activities_held: int
+    """Activities created in LeadSquared."""
+    doubled: list[str]
+    """Each record holding two opportunities, or opportunity serving two records (should be none)."""
+    drifted: list[tuple[str, str, str]]
+    """(source_id, opportunity_id, fields) of the first drifted records."""
+
+
+def summarize_state(conn: duckdb.DuckDBPyConnection, drift_preview_rows: int) -> StateSummary:
+    """Counts and problems of `opportunity_state`, `activity_state` and the journal's creates."""
+    statuses = dict(conn.execute("SELECT status, count(*) FROM opportunity_state GROUP BY status").fetchall())
+    opportunities = conn.execute(
+        "SELECT count(*) FROM opportunity_state WHERE opportunity_id IS NOT NULL").fetchone()[0]
+    activities = conn.execute("SELECT count(*) FROM activity_state WHERE status = 'created'").fetchone()[0]
+    doubled = conn.execute(
+        """
+        SELECT 'opportunity ' || opportunity_id || ' serves ' || string_agg(source_id, ', ')
+        FROM opportunity_state WHERE opportunity_id IS NOT NULL
+        GROUP BY opportunity_id HAVING count(*) > 1
+        UNION ALL
+        SELECT 'record ' || source_id || ' got ' || string_agg(DISTINCT opportunity_id, ', ')
+        FROM push_journal WHERE status = 'ok' AND kind IN ('create', 'capture')
+        GROUP BY source_id HAVING count(DISTINCT opportunity_id) > 1
+        """
+    ).fetchall()
+    drifted = conn.execute(
+        """SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
+           WHERE status = 'drifted' ORDER BY source_id LIMIT $1""",
+        [drift_preview_rows],
+    ).fetchall()
+    return StateSummary(statuses, opportunities, activities, [row[0] for row in doubled], drifted)

@@ -81,7 +81,8 @@ def test_two_accounts_load_side_by_side_with_their_own_names():
     graph = defs.resolve_asset_graph()
     state = graph.get(dg.AssetKey(["acme", "opportunity_state"]))
     assert dg.AssetKey(["acme", "push_journal"]) in state.parent_keys
-    pools = {key.to_user_string(): a.op.pool for a in defs.assets for key in a.keys}
+    pools = {key.to_user_string(): a.op.pool for a in defs.assets if isinstance(a, dg.AssetsDefinition)
+             for key in a.keys}
     assert pools["acme/push_journal"] == "acme_leadsquared_api" and pools["globex/push_journal"] == "globex_leadsquared_api"
     assert pools["acme/raw_applications"] == "acme_lsq_warehouse"
     assert defs.resolve_schedule_def("globex_daily_sync_schedule").cron_schedule == "30 4 * * *"
