@@ -17,6 +17,7 @@ from datetime import date, datetime, timezone
 
 from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
 from lsq_pipeline.sync import state
+from lsq_pipeline.sync.warehouse import ReusedConnection
 
 LEADSQUARED_DATETIME = "%m/%d/%Y %I:%M:%S %p"
 SENT_DATETIME = "%Y-%m-%d %H:%M:%S"
@@ -193,7 +194,27 @@ def reconcile(
     Reads lag writes: a row we wrote that the read does not find, or finds as it stood before our
     write, stays `pending` while its grace (`grace_seconds` from our last write) runs, and is read
     once more in this run after `reread_after_seconds`; past the grace a row not found is `missing`.
-    A record confirmed before and not found now starts its grace at this read."""
+    A record confirmed before and not found now starts its grace at this read. Its warehouse
+    uses around a fast read-back share one connection (`ReusedConnection`)."""
+    conn_factory = ReusedConnection(conn_factory)
+    try:
+        return _reconcile(conn_factory, client, event_code, days, full, crm_owned, repaired, grace_seconds,
+                          reread_after_seconds)
+    finally:
+        conn_factory.close()
+
+
+def _reconcile(
+    conn_factory: ReusedConnection,
+    client: LeadSquaredClient,
+    event_code: int,
+    days: Sequence[date],
+    full: bool,
+    crm_owned: Sequence[str],
+    repaired: Sequence[str],
+    grace_seconds: float,
+    reread_after_seconds: float,
+) -> ReconcileSummary:
     summary = ReconcileSummary()
     rows = _tracked(conn_factory, event_code, full)
     started = time.monotonic()

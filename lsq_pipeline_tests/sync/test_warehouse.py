@@ -1,9 +1,12 @@
 """The warehouse's schema version: a new warehouse, one made by the previous release (0fc11b4)
 and one made before `failed_hash` all open at the current version, in place, keeping their rows;
-a failing step changes nothing; a newer warehouse is refused."""
+a failing step changes nothing; a newer warehouse is refused. And `ReusedConnection`: a burst of
+writes opens the file once and leaves it free soon after."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 
 import duckdb
@@ -167,3 +170,62 @@ def test_read_back_grace_sends_rows_failed_by_a_lagging_read_back_to_be_read_aga
     ]
     assert {"pending_read_back", "missing"} <= set(_columns(conn, "sync_runs"))
     assert "earlier_sent_fields" in _columns(conn, "opportunity_state")
+
+
+class _CountingFactory:
+    """`DuckDBResource.get_connection`'s shape: a context manager that opens and closes the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.opened, self.closed = str(path), 0, 0
+
+    @contextlib.contextmanager
+    def __call__(self):
+        conn = duckdb.connect(self.path)
+        self.opened += 1
+        try:
+            yield conn
+        finally:
+            conn.close()
+            self.closed += 1
+
+
+def test_a_burst_of_uses_shares_one_connection_and_leaves_the_file_free(tmp_path):
+    factory = _CountingFactory(tmp_path / "w.duckdb")
+    reused = warehouse.ReusedConnection(factory, linger=0.2, max_hold=5.0)
+    for number in range(5):
+        with reused() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+            conn.execute("INSERT INTO t VALUES ($1)", [number])
+    assert (factory.opened, factory.closed) == (1, 0)
+    time.sleep(0.5)  # idle longer than `linger`: closed, the file is free for another process
+    assert factory.closed == 1
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as other:
+        assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 5
+
+
+def test_a_connection_is_not_kept_past_max_hold_nor_after_an_error_nor_after_close(tmp_path):
+    factory = _CountingFactory(tmp_path / "w.duckdb")
+    reused = warehouse.ReusedConnection(factory, linger=10.0, max_hold=0.0)
+    with reused() as conn:
+        conn.execute("SELECT 1")
+    assert factory.closed == 1  # held max_hold: closed when the use ends
+    reused = warehouse.ReusedConnection(factory, linger=10.0, max_hold=10.0)
+    with pytest.raises(duckdb.Error), reused() as conn:
+        conn.execute("SELECT * FROM missing")
+    assert factory.closed == 2
+    with reused() as conn:
+        conn.execute("SELECT 1")
+    reused.close()
+    assert factory.opened == factory.closed == 3
+
+
+def test_a_use_while_the_kept_connection_is_lent_gets_its_own(tmp_path):
+    factory = _CountingFactory(tmp_path / "w.duckdb")
+    reused = warehouse.ReusedConnection(factory, linger=10.0, max_hold=10.0)
+    with reused() as outer, reused() as inner:  # nested (or another thread): two connections
+        assert inner is not outer
+        outer.execute("CREATE TABLE t AS SELECT 1 AS n")
+        assert inner.execute("SELECT n FROM t").fetchone() == (1,)
+    assert factory.opened == 2 and factory.closed == 1
+    reused.close()
+    assert factory.closed == 2
