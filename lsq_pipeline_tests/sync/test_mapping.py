@@ -149,3 +149,19 @@ def test_creates_are_declared_safe_only_with_a_duplicate_rule(raw, mapping):
     assert mapping.opportunity.source_id.duplicate_rule is True
     del raw["opportunity"]["source_id"]["duplicate_rule"]
     assert parse_mapping(raw).opportunity.source_id.duplicate_rule is False
+
+
+def test_a_changed_file_is_parsed_again_and_the_same_text_once(tmp_path):
+    """Each step of a run loads the mapping: the same text is parsed once per process, and an
+    edit between two loads is seen by the second."""
+    path = tmp_path / "mapping.yaml"
+    text = DEMO_MAPPING.read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    first = load_mapping(path)
+    assert load_mapping(path) is first
+    path.write_text(text.replace("event_code: 12002", "event_code: 12003"), encoding="utf-8")
+    changed = load_mapping(path)
+    assert changed.opportunity.event_code == 12003 and first.opportunity.event_code == 12002
+    path.write_text("opportunity: [", encoding="utf-8")
+    with pytest.raises(MappingError, match="mapping.yaml: cannot read"):
+        load_mapping(path)
