@@ -22,9 +22,10 @@ from lsq_pipeline.settings import AccountSettings, SettingsError
 INSTANCE_DIR = Path("instance")
 
 
+@functools.cache
 def use_project_instance() -> dg.DagsterInstance:
     """The instance under `$DAGSTER_HOME`, defaulting to the project's `instance/` folder (with
-    the shipped dagster.yaml: pools, run monitoring)."""
+    the shipped dagster.yaml: pools, run monitoring); one per process (building one costs ~0.1 s)."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(INSTANCE_DIR.resolve())))
     home.mkdir(parents=True, exist_ok=True)
     # Two commands starting at once on a new instance would both create its SQLite tables
@@ -166,7 +167,7 @@ def warehouse_of(settings: AccountSettings) -> DuckDBResource:
 
 
 def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: date) -> DaySummary:
-    instance = dg.DagsterInstance.get()
+    instance = use_project_instance()
     read_calls = records_waiting = 0
     write_calls: int | None = None
     day_spent = False
