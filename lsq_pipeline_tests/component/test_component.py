@@ -79,8 +79,11 @@ def test_two_accounts_load_side_by_side_with_their_own_names():
         assert {f"{account}_{role}" for role in ("warehouse", "leadsquared", "source", "alert_webhook")} <= set(
             defs.resources)
     graph = defs.resolve_asset_graph()
-    state = graph.get(dg.AssetKey(["acme", "opportunity_state"]))
-    assert dg.AssetKey(["acme", "push_journal"]) in state.parent_keys
+    for account in ("acme", "globex"):  # each account's lineage, export file to LeadSquared, under its prefix
+        path = [("source", "applications"), ("raw_applications",), ("opportunity_records",), ("sync_plan",),
+                ("push_journal",), ("leadsquared", "opportunities")]
+        for upstream, downstream in zip(path, path[1:]):
+            assert dg.AssetKey([account, *upstream]) in graph.get(dg.AssetKey([account, *downstream])).parent_keys
     pools = {key.to_user_string(): a.op.pool for a in defs.assets if isinstance(a, dg.AssetsDefinition)
              for key in a.keys}
     assert pools["acme/push_journal"] == "acme_leadsquared_api" and pools["globex/push_journal"] == "globex_leadsquared_api"
