@@ -149,13 +149,13 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _print_state(settings) -> None:
     from lsq_pipeline.orchestration.runs import warehouse_of
+    from lsq_pipeline.sync.state import status_counts
 
     with warehouse_of(settings).get_connection() as conn:
-        states = conn.execute(
-            "SELECT status, count(*) FROM opportunity_state GROUP BY status ORDER BY status"
-        ).fetchall()
-    total = sum(count for _, count in states)
-    print("Overall: " + ", ".join(f"{status} {count}" for status, count in states) + f" (of {total} source records)")
+        states = status_counts(conn)
+    total = sum(states.values())
+    print("Overall: " + ", ".join(f"{status} {count}" for status, count in states.items())
+          + f" (of {total} source records)")
 
 
 def _add_demo_command(subparsers: argparse._SubParsersAction) -> None:
@@ -243,25 +243,19 @@ def _run_retry(args: argparse.Namespace) -> int:
         return 2
 
     from lsq_pipeline.orchestration.runs import launch, run_config, summarize, warehouse_of
-    from lsq_pipeline.sync.plan import FAILURES_SQL
+    from lsq_pipeline.sync.plan import failed_records
 
     ids = list(args.source_ids or [])
     with warehouse_of(settings).get_connection() as conn:
-        found = conn.execute(
-            f"""WITH failures AS ({FAILURES_SQL})
-               SELECT f.source_id, max(r.day) FROM failures f JOIN opportunity_records r USING (source_id)
-               WHERE $2 OR f.source_id IN (SELECT unnest($1::VARCHAR[]))
-               GROUP BY f.source_id""",
-            [ids, args.all_failed],
-        ).fetchall()
-    not_failed = sorted(set(ids) - {source_id for source_id, _ in found})
+        found = failed_records(conn, ids, args.all_failed)
+    not_failed = sorted(set(ids) - set(found))
     if not_failed:
         print(f"lsq-pipeline retry: not failed (nothing to retry): {', '.join(not_failed)}", file=sys.stderr)
     if not found:
         print("Nothing to retry: no failed record matches.")
         return 0 if not not_failed else 2
-    day = max(last_day for _, last_day in found)
-    config = run_config(settings, retry_source_ids=sorted(s for s, _ in found))
+    day = max(found.values())
+    config = run_config(settings, retry_source_ids=sorted(found))
     run = launch(settings, day, day, dry_run=args.dry_run, config=config, retry=True)
     summary = summarize(settings, run, day, day)
     _print_outcome(f"retry of {len(found)} failed records", summary, args.dry_run)
@@ -300,9 +294,6 @@ def _run_history(args: argparse.Namespace) -> int:
         print("No runs yet (no warehouse).")
         return 0
     with warehouse_of(settings).get_connection() as conn:
-        if not conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'sync_runs'").fetchone()[0]:
-            print("No runs yet.")
-            return 0
         columns, rows = recent_runs(conn, args.last)
     if not rows:
         print("No runs yet.")

@@ -29,7 +29,7 @@ from lsq_pipeline.sync import state as state_rules
 from lsq_pipeline.sync.mapping import Mapping
 from lsq_pipeline.sync.push import Pusher
 from lsq_pipeline.sync.reconcile import ReconcileSummary, reconcile
-from lsq_pipeline.sync.warehouse import ensure_schema
+from lsq_pipeline.sync.warehouse import IN_DAYS, ensure_schema
 
 WAREHOUSE_POOL = "lsq_warehouse"
 API_POOL = "leadsquared_api"
@@ -110,10 +110,6 @@ DRIFT_PREVIEW_ROWS = 20
 def run_days(context: dg.AssetExecutionContext) -> list[date]:
     """The run's partition days, oldest first."""
     return sorted(date.fromisoformat(key) for key in context.partition_keys)
-
-
-# Filters a table to the run's days, the days passed as the query's first parameter.
-IN_RUN_DAYS = "day IN (SELECT unnest($1::DATE[]))"
 
 
 class PlanConfig(dg.Config):
@@ -217,12 +213,12 @@ def _steps(
                 metadata={
                     "days": ", ".join(str(d) for d in days),
                     "warnings": "\n".join(file_warnings) or "none",
-                    **table_metadata(conn, "raw_applications", IN_RUN_DAYS, [days]),
+                    **table_metadata(conn, "raw_applications", IN_DAYS, [days]),
                 },
             ))
             yield from selected(context, dg.MaterializeResult(
                 asset_key=key("raw_events"),
-                metadata=table_metadata(conn, "raw_events", IN_RUN_DAYS, [days]),
+                metadata=table_metadata(conn, "raw_events", IN_DAYS, [days]),
             ))
 
 
@@ -270,39 +266,27 @@ def _steps(
             ensure_schema(conn)
             counts = validate.transform_days(conn, days, mapping)
             context.log.debug(f"transform {days[0]}..{days[-1]}: {counts}")
-            accepted = conn.execute(
-                f"SELECT count(*) FROM opportunity_records WHERE {IN_RUN_DAYS}", [days]
-            ).fetchone()[0]
-            raw = conn.execute(f"SELECT count(*) FROM raw_applications WHERE {IN_RUN_DAYS}", [days]).fetchone()[0]
-            rejected_rows = conn.execute(
-                f"""SELECT count(DISTINCT row_number::VARCHAR || source_file || day::VARCHAR) FROM rejects
-                    WHERE {IN_RUN_DAYS} AND source_file LIKE '%applications%'""",
-                [days],
-            ).fetchone()[0]
             yield from selected(context, dg.MaterializeResult(
                 asset_key=key("opportunity_records"),
-                metadata=table_metadata(conn, "opportunity_records", IN_RUN_DAYS, [days]),
+                metadata=table_metadata(conn, "opportunity_records", IN_DAYS, [days]),
             ))
             yield from selected(context, dg.MaterializeResult(
                 asset_key=key("activity_records"),
-                metadata=table_metadata(conn, "activity_records", IN_RUN_DAYS, [days]),
+                metadata=table_metadata(conn, "activity_records", IN_DAYS, [days]),
             ))
-            by_field = conn.execute(
-                f"""SELECT field, count(*) AS rows FROM rejects WHERE {IN_RUN_DAYS}
-                    GROUP BY field ORDER BY rows DESC, field""",
-                [days],
-            ).fetchall()
+            by_field = validate.rejects_by_field(conn, days)
             yield from selected(context, dg.MaterializeResult(
                 asset_key=key("rejects"),
                 metadata={
-                    "accepted_applications": dg.MetadataValue.int(accepted),
+                    "accepted_applications": dg.MetadataValue.int(counts["accepted"]),
                     "rejected_by_field": dg.MetadataValue.md(
                         preview(["field", "rows"], by_field) if by_field else "no rejects"
                     ),
-                    **table_metadata(conn, "rejects", IN_RUN_DAYS, [days]),
+                    **table_metadata(conn, "rejects", IN_DAYS, [days]),
                 },
             ))
-        rate = rejected_rows / raw if raw else 0.0
+        raw = counts["accepted"] + counts["rejected"] + counts["superseded"]  # the days' application rows
+        rate = counts["rejected"] / raw if raw else 0.0
         yield from selected(context, dg.AssetCheckResult(
             asset_key=key("rejects"),
             check_name="reject_rate_below_threshold",
@@ -311,7 +295,7 @@ def _steps(
             metadata={
                 "reject_rate": dg.MetadataValue.float(round(rate, 4)),
                 "threshold": dg.MetadataValue.float(source.max_reject_rate),
-                "rejected_rows": dg.MetadataValue.int(rejected_rows),
+                "rejected_rows": dg.MetadataValue.int(counts["rejected"]),
                 "raw_rows": dg.MetadataValue.int(raw),
             },
         ))
@@ -347,10 +331,8 @@ def _steps(
                 conn, days, mapping, max_attempts=source.max_attempts,
                 retry_ids=config.retry_source_ids, retry_all_failed=config.retry_all_failed,
             )
-            known = conn.execute("SELECT count(*) FROM opportunity_state WHERE opportunity_id IS NOT NULL").fetchone()[0]
-            activities = conn.execute(
-                f"SELECT count(*) FROM activity_plan WHERE {IN_RUN_DAYS}", [days]
-            ).fetchone()[0]
+            known = state_rules.known_opportunities(conn)
+            activities = plan_rules.planned_activities(conn, days)
             batches = {
                 action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE) for action in ("create", "update")
             }
@@ -362,7 +344,7 @@ def _steps(
                     "planned_activities": dg.MetadataValue.int(activities),
                     "create_batches": dg.MetadataValue.int(batches["create"]),
                     "update_batches": dg.MetadataValue.int(batches["update"]),
-                    **table_metadata(conn, "sync_plan", IN_RUN_DAYS, [days]),
+                    **table_metadata(conn, "sync_plan", IN_DAYS, [days]),
                 }
             )
         threshold = source.max_change_share if config.max_change_share is None else config.max_change_share

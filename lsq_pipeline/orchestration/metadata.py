@@ -9,6 +9,7 @@ import duckdb
 
 from lsq_pipeline.leadsquared import ClientStats
 from lsq_pipeline.leadsquared.models import EndpointStats
+from lsq_pipeline.sync.warehouse import table_slice
 
 EMPTY = EndpointStats()
 
@@ -33,21 +34,14 @@ def table_metadata(
     conn: duckdb.DuckDBPyConnection, table: str, where: str, params: Sequence[object]
 ) -> dict[str, object]:
     """Row count of the slice this run wrote, the table's column schema and a preview of the slice."""
-    count = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", list(params)).fetchone()[0]
-    cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} LIMIT {PREVIEW_ROWS}", list(params))
-    columns = [d[0] for d in cursor.description]
-    rows = cursor.fetchall()
-    schema = conn.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
+    written = table_slice(conn, table, where, params, PREVIEW_ROWS)
     return {
-        "dagster/row_count": dg.MetadataValue.int(count),
+        "dagster/row_count": dg.MetadataValue.int(written.rows),
         "dagster/column_schema": dg.MetadataValue.table_schema(
-            dg.TableSchema(columns=[dg.TableColumn(name, type_) for name, type_ in schema])
+            dg.TableSchema(columns=[dg.TableColumn(name, type_) for name, type_ in written.schema])
         ),
         "table": dg.MetadataValue.text(table),
-        "preview": dg.MetadataValue.md(preview(columns, rows) if rows else "no rows"),
+        "preview": dg.MetadataValue.md(preview(written.columns, written.sample) if written.sample else "no rows"),
     }
 
 

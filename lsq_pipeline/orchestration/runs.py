@@ -18,6 +18,7 @@ from lsq_pipeline.orchestration.assets import account_key
 from lsq_pipeline.orchestration.jobs import settings_of
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
 from lsq_pipeline.settings import AccountSettings, SettingsError
+from lsq_pipeline.sync import history, plan, state, validate
 
 INSTANCE_DIR = Path("instance")
 
@@ -187,42 +188,20 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: 
             day_spent = day_spent or materialization.metadata["daily_budget_exhausted"].value
             records_waiting += materialization.metadata["records_waiting"].value
     with warehouse_of(settings).get_connection() as conn:
-        planned = dict(
-            conn.execute(
-                "SELECT action, count(*) FROM sync_plan WHERE day BETWEEN $1 AND $2 GROUP BY action", [first, last]
-            ).fetchall()
-        )
-        journal = dict(
-            conn.execute(
-                """SELECT kind || ':' || status, count(*) FROM push_journal WHERE run_id = $1 GROUP BY ALL""",
-                [run.run_id],
-            ).fetchall()
-        )
-        failed = conn.execute(
-            """SELECT count(DISTINCT source_id) FROM push_journal
-               WHERE run_id = $1 AND kind <> 'activity' AND status = 'failed'
-                 AND source_id NOT IN (SELECT source_id FROM push_journal
-                                       WHERE run_id = $1 AND kind <> 'activity' AND status = 'ok')""",
-            [run.run_id],
-        ).fetchone()[0]
+        planned = plan.planned_by_action(conn, first, last)
+        journal = state.run_journal(conn, run.run_id)
         if write_calls is None:  # the push died before its metadata: count the batches it sent
-            write_calls = conn.execute(
-                "SELECT count(DISTINCT batch_id) FROM push_journal WHERE run_id = $1 AND status <> 'not_sent'",
-                [run.run_id],
-            ).fetchone()[0]
-        rejected = conn.execute(
-            "SELECT count(DISTINCT (day, source_file, row_number)) FROM rejects WHERE day BETWEEN $1 AND $2",
-            [first, last],
-        ).fetchone()[0]
+            write_calls = sum(history.batches_sent(conn, run.run_id).values())
+        rejected = validate.rejected_rows(conn, first, last)
     return DaySummary(
         run_id=run.run_id,
         success=run.is_success,
         planned=planned,
-        created=journal.get("create:ok", 0) + journal.get("capture:ok", 0),
-        updated=journal.get("update:ok", 0),
+        created=journal.answered.get("create:ok", 0) + journal.answered.get("capture:ok", 0),
+        updated=journal.answered.get("update:ok", 0),
         rejected=rejected,
-        failed=failed,
-        activities=journal.get("activity:ok", 0),
+        failed=journal.records_failed,
+        activities=journal.answered.get("activity:ok", 0),
         api_calls=read_calls + write_calls,
         write_calls=write_calls,
         daily_budget_exhausted=day_spent,

@@ -170,7 +170,9 @@ def record_run(conn: duckdb.DuckDBPyConnection, record: RunRecord) -> dict[str, 
 
 
 def recent_runs(conn: duckdb.DuckDBPyConnection, last: int) -> tuple[list[str], list[tuple]]:
-    """The newest `last` runs, newest first: column names and rows."""
+    """The newest `last` runs, newest first: column names and rows (none before the first run)."""
+    if not conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'sync_runs'").fetchone()[0]:
+        return [], []
     cursor = conn.execute("SELECT * FROM sync_runs ORDER BY started_at DESC NULLS LAST, run_id LIMIT $1", [last])
     return [d[0] for d in cursor.description], cursor.fetchall()
 

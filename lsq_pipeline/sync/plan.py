@@ -174,3 +174,27 @@ def plan_days(
         conn.execute("ROLLBACK")
         raise
     return {action: 0 for action in ACTIONS} | dict(rows) | {"activities": activities}
+
+
+def planned_activities(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> int:
+    """Activities planned for the days."""
+    return conn.execute("SELECT count(*) FROM activity_plan WHERE day IN (SELECT unnest($1::DATE[]))",
+                        [list(days)]).fetchone()[0]
+
+
+def planned_by_action(conn: duckdb.DuckDBPyConnection, first: date, last: date) -> dict[str, int]:
+    """Records planned on the days `first`..`last`, by action."""
+    return dict(conn.execute(
+        "SELECT action, count(*) FROM sync_plan WHERE day BETWEEN $1 AND $2 GROUP BY action", [first, last]
+    ).fetchall())
+
+
+def failed_records(conn: duckdb.DuckDBPyConnection, source_ids: Sequence[str], every: bool) -> dict[str, date]:
+    """The failed records among `source_ids` (or `every` one), each with the last day that holds it."""
+    return dict(conn.execute(
+        f"""WITH failures AS ({FAILURES_SQL})
+           SELECT f.source_id, max(r.day) FROM failures f JOIN opportunity_records r USING (source_id)
+           WHERE $2 OR f.source_id IN (SELECT unnest($1::VARCHAR[]))
+           GROUP BY f.source_id""",
+        [list(source_ids), every],
+    ).fetchall())

@@ -439,9 +439,14 @@ class StateSummary:
     """(source_id, opportunity_id, fields) of the first drifted records."""
 
 
+def status_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Source records by state status, in the order of the statuses' names."""
+    return dict(conn.execute("SELECT status, count(*) FROM opportunity_state GROUP BY status ORDER BY status").fetchall())
+
+
 def summarize_state(conn: duckdb.DuckDBPyConnection, drift_preview_rows: int) -> StateSummary:
     """Counts and problems of `opportunity_state`, `activity_state` and the journal's creates."""
-    statuses = dict(conn.execute("SELECT status, count(*) FROM opportunity_state GROUP BY status").fetchall())
+    statuses = status_counts(conn)
     opportunities = conn.execute(
         "SELECT count(*) FROM opportunity_state WHERE opportunity_id IS NOT NULL").fetchone()[0]
     activities = conn.execute("SELECT count(*) FROM activity_state WHERE status = 'created'").fetchone()[0]
@@ -462,3 +467,32 @@ def summarize_state(conn: duckdb.DuckDBPyConnection, drift_preview_rows: int) ->
         [drift_preview_rows],
     ).fetchall()
     return StateSummary(statuses, opportunities, activities, [row[0] for row in doubled], drifted)
+
+
+def known_opportunities(conn: duckdb.DuckDBPyConnection) -> int:
+    """Records whose opportunity LeadSquared holds (the base of the change-share guard)."""
+    return conn.execute("SELECT count(*) FROM opportunity_state WHERE opportunity_id IS NOT NULL").fetchone()[0]
+
+
+@dataclass(frozen=True)
+class RunJournal:
+    """What one run's push answered, from the journal."""
+
+    answered: dict[str, int]
+    """Rows by `kind:status` (`create:ok`, `activity:failed`...)."""
+    records_failed: int
+    """Records with a failed row and no row that went through."""
+
+
+def run_journal(conn: duckdb.DuckDBPyConnection, run_id: str) -> RunJournal:
+    answered = dict(conn.execute(
+        "SELECT kind || ':' || status, count(*) FROM push_journal WHERE run_id = $1 GROUP BY ALL", [run_id]
+    ).fetchall())
+    failed = conn.execute(
+        """SELECT count(DISTINCT source_id) FROM push_journal
+           WHERE run_id = $1 AND kind <> 'activity' AND status = 'failed'
+             AND source_id NOT IN (SELECT source_id FROM push_journal
+                                   WHERE run_id = $1 AND kind <> 'activity' AND status = 'ok')""",
+        [run_id],
+    ).fetchone()[0]
+    return RunJournal(answered, failed)

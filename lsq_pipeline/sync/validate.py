@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -438,3 +438,20 @@ def transform_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: M
         conn.execute("ROLLBACK")
         raise
     return counts
+
+
+def rejects_by_field(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> list[tuple[str, int]]:
+    """(field, reject rows) of the days, most first: what a person fixes first."""
+    return conn.execute(
+        "SELECT field, count(*) AS rows FROM rejects WHERE day IN (SELECT unnest($1::DATE[])) "
+        "GROUP BY field ORDER BY rows DESC, field",
+        [list(days)],
+    ).fetchall()
+
+
+def rejected_rows(conn: duckdb.DuckDBPyConnection, first: date, last: date) -> int:
+    """Source rows (of either file) rejected on the days `first`..`last`."""
+    return conn.execute(
+        "SELECT count(DISTINCT (day, source_file, row_number)) FROM rejects WHERE day BETWEEN $1 AND $2",
+        [first, last],
+    ).fetchone()[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
@@ -374,3 +374,31 @@ class ReusedConnection:
                 self._close_requested = True
             else:
                 self._close_locked()
+
+
+IN_DAYS = "day IN (SELECT unnest($1::DATE[]))"
+"""A `where` for `table_slice` keeping the days given as the first parameter."""
+
+
+@dataclass(frozen=True)
+class TableSlice:
+    """The rows of a table a step wrote: how many, a few of them, and the table's column types."""
+
+    rows: int
+    columns: list[str]
+    sample: list[tuple]
+    schema: list[tuple[str, str]]
+
+
+def table_slice(
+    conn: duckdb.DuckDBPyConnection, table: str, where: str, params: Sequence[object], sample_rows: int
+) -> TableSlice:
+    count = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", list(params)).fetchone()[0]
+    cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} LIMIT {sample_rows}", list(params))
+    columns = [d[0] for d in cursor.description]
+    sample = cursor.fetchall()
+    schema = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return TableSlice(count, columns, sample, schema)
