@@ -447,7 +447,8 @@ class LeadSquaredClient:
     def _call_create(
         self, endpoint: Endpoint, batch: Sequence[Any], encode: Callable[[Sequence[Any]], Any], params: dict[str, str]
     ) -> _Answer:
-        """Send a create; if its outcome is unknown, re-send it only with OverwriteFields true."""
+        """Send a create; if its outcome is unknown, re-send it only with OverwriteFields true (or
+        with the flags the caller chose, see `_with_overwrite`)."""
         try:
             return self._call(endpoint, encode(batch), params, len(batch), resend_unknown=False)
         except _OutcomeUnknown as unknown:
@@ -659,7 +660,12 @@ def _json_or_none(response: requests.Response) -> Any:
 
 
 def _with_overwrite(item: OpportunityAdd) -> OpportunityAdd:
-    """The same create with OverwriteFields true (and UpdateEmptyFields unset: both true is refused)."""
+    """The same create with OverwriteFields true (and UpdateEmptyFields unset: both true is refused),
+    unless the caller chose how a duplicate is merged (OverwriteFields false, or UpdateEmptyFields):
+    then it goes again as it is, since the same values under the same flags leave an opportunity
+    as one send would, whether the first send created it or met one that existed."""
+    if item.overwrite_fields is False or item.update_empty_fields:
+        return item
     return item.model_copy(update={"overwrite_fields": True, "update_empty_fields": None})
 
 

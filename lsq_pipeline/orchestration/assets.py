@@ -418,6 +418,7 @@ def _steps(
                 "lead_bulk_calls_failed": dg.MetadataValue.int(summary.lead_calls_failed),
                 "created": dg.MetadataValue.int(summary.created),
                 "already_existed": dg.MetadataValue.int(summary.already_existed),
+                "adopted": dg.MetadataValue.int(summary.adopted),
                 "captured_with_new_lead": dg.MetadataValue.int(summary.captured),
                 "updated": dg.MetadataValue.int(summary.updated),
                 "failed": dg.MetadataValue.int(summary.failed),

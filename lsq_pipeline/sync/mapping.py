@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import string
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from lsq_pipeline.sync.warehouse import APPLICATION_COLUMNS, EVENT_COLUMNS
 
 FieldType = Literal["string", "number", "date", "datetime", "dropdown", "email", "phone"]
+FormulaGuard = Literal["reject", "quote", "off"]
+OnExisting = Literal["overwrite", "fill_empty", "keep"]
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # LeadSquared's schema names: `Status`, `Owner`, `mx_Custom_1`, `mx_Loan_Amount`.
 SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
@@ -58,6 +61,15 @@ class FieldSpec(_Strict):
     """`crm`: LeadSquared's users own the field: sent when the opportunity is created, never again."""
     on_drift: Literal["report", "repair"] = "report"
     """A source-owned field changed in LeadSquared: report it, or send the sent value again."""
+    formula_guard: FormulaGuard | None = None
+    """A text that looks like a spreadsheet formula (starts with `=` or `@`, or with `+` / `-` and is
+    not a number or phone number): `reject` it (the default), `quote` it (prefix `'`), or send it
+    as it is (`off`). Strings only."""
+
+    @property
+    def guard(self) -> FormulaGuard:
+        """The formula guard in force: `reject` unless the mapping says otherwise."""
+        return self.formula_guard or "reject"
 
     @model_validator(mode="after")
     def _consistent(self) -> FieldSpec:
@@ -73,6 +85,8 @@ class FieldSpec(_Strict):
             raise ValueError("'options' has the same value twice")
         if self.max_length is not None and self.type != "string":
             raise ValueError(f"'max_length' only applies to a string, not to type {self.type}")
+        if self.formula_guard is not None and self.type != "string":
+            raise ValueError(f"'formula_guard' only applies to a string, not to type {self.type}")
         if self.greater_than is not None and self.type != "number":
             raise ValueError(f"'greater_than' only applies to a number, not to type {self.type}")
         if self.owner == "crm" and self.on_drift != "report":
@@ -138,6 +152,41 @@ class StatusComment(_Strict):
     max_length: int = Field(default=200, gt=0)
 
 
+OWNER_FIELD = "Owner"
+"""The opportunity's owner in LeadSquared, the field `DoNotChangeOwner` leaves alone."""
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """The mapping's `on_existing` and `keep_owner` as a create's duplicate flags, and what
+    LeadSquared holds after such a create met an existing opportunity (the Bulk Add and Capture
+    pages: OverwriteFields overwrites the fields passed, UpdateEmptyFields fills the empty ones,
+    DoNotChangeOwner keeps the owner)."""
+
+    on_existing: OnExisting = "overwrite"
+    keep_owner: bool = False
+
+    def flags(self) -> dict[str, bool]:
+        """The create's flags, OverwriteFields always given (false: the caller chose; see the client)."""
+        flags = {"OverwriteFields": self.on_existing == "overwrite"}
+        if self.on_existing == "fill_empty":
+            flags["UpdateEmptyFields"] = True
+        if self.keep_owner:
+            flags["DoNotChangeOwner"] = True
+        return flags
+
+    def held_after(self, sent: dict[str, str], held: dict[str, str | None]) -> dict[str, str]:
+        """What the opportunity holds in each sent field once a create with these flags met it,
+        from what it `held` before (or after: the merge gives the same on either)."""
+        merged = {}
+        for name, value in sent.items():
+            before = held.get(name) or ""
+            keeps = (name == OWNER_FIELD and self.keep_owner) or self.on_existing == "keep" or (
+                self.on_existing == "fill_empty" and before != "")
+            merged[name] = before if keeps else value
+        return merged
+
+
 class OpportunitySpec(_Strict):
     event_code: int = Field(gt=0)
     source_id: SourceId
@@ -150,6 +199,19 @@ class OpportunitySpec(_Strict):
     status_comment: StatusComment | None = None
     mode: Literal["upsert", "update_only", "create_only"] = "upsert"
     """`update_only` never creates, `create_only` never updates: what the other would do is `skipped`."""
+    on_existing: OnExisting = "overwrite"
+    """A create that meets an opportunity this pipeline did not create (one made before it, say):
+    `overwrite` its fields with the source's (OverwriteFields), `fill_empty` only its empty fields
+    (UpdateEmptyFields), or `keep` it as it is. What LeadSquared then holds is the record's baseline."""
+    keep_owner: bool = False
+    """Such a create leaves the existing opportunity's owner as it is (DoNotChangeOwner)."""
+
+    def adoption(self) -> Adoption | None:
+        """How a create merges into an opportunity this pipeline did not create; None when it simply
+        overwrites it (the default: what LeadSquared holds is then what was sent)."""
+        if self.on_existing == "overwrite" and not self.keep_owner:
+            return None
+        return Adoption(self.on_existing, self.keep_owner)
 
     def crm_owned(self) -> list[str]:
         """Schema names the CRM's users own: sent on create only, never drift."""

@@ -3,8 +3,10 @@ and Capture spend the general window, see `leads`), updates (Bulk Update) and ac
 journalled batch by batch through `state`.
 
 Safe to re-run: every create carries the source id in the field the type's duplicate rule
-covers and is sent with OverwriteFields, so a create that already landed comes back as the
-existing opportunity instead of a second one. Without that rule (the mapping's
+covers, so a create that already landed comes back as the existing opportunity instead of a
+second one; a create that may have landed before (its answer was lost) goes with OverwriteFields.
+Any other create goes with the mapping's `on_existing` / `keep_owner` flags: when it meets an
+opportunity this pipeline did not create, that is an adoption. Without that rule (the mapping's
 `opportunity.source_id.duplicate_rule: false`) creates are refused, never risked. A call refused
 whole with an MX error is split in halves, down to single rows, each half journalled before it
 goes, so one bad record never takes the good ones with it and no row is sent twice. When the
@@ -35,7 +37,7 @@ from lsq_pipeline.leadsquared import (
 from lsq_pipeline.leadsquared.errors import LeadSquaredAPIError
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.sync import leads, state
-from lsq_pipeline.sync.mapping import Mapping
+from lsq_pipeline.sync.mapping import Adoption, Mapping
 from lsq_pipeline.sync.progress import PushProgress
 from lsq_pipeline.sync.state import JournalEntry
 from lsq_pipeline.sync.warehouse import ReusedConnection
@@ -81,6 +83,9 @@ class PushSummary:
     """Lead bulk create calls refused or unanswered (their records went on to Bulk Add, then Capture)."""
     created: int = 0
     already_existed: int = 0
+    adopted: int = 0
+    """Of `already_existed`: creates that met an opportunity under the mapping's `on_existing` /
+    `keep_owner` (adoptions whose baseline the read-back takes)."""
     captured: int = 0
     updated: int = 0
     failed: int = 0
@@ -163,6 +168,10 @@ class Pusher:
         behind the general lanes' warehouse writes."""
         self._captures_unknown: Counter[str] = Counter()
         """Captures per record whose answer was lost in this push."""
+        self._adoption = mapping.opportunity.adoption()
+        self._own_creates: set[str] = set()
+        """Records whose earlier create may have landed (its answer was lost): their creates are ours
+        to resolve, sent with OverwriteFields whatever `on_existing` says."""
 
     # -- the whole push ---------------------------------------------------------------------
     def push(self, days: Sequence[date]) -> PushSummary:
@@ -303,11 +312,45 @@ class Pusher:
         return list(zip(entries, results))
 
     # -- creates ------------------------------------------------------------------------------
+    def _adopting(self, source_id: str) -> Adoption | None:
+        """How this record's create merges into an opportunity it meets: the mapping's adoption,
+        unless an earlier create of the record may have landed (then it is ours: OverwriteFields)."""
+        return None if source_id in self._own_creates else self._adoption
+
+    def _duplicate_flags(self, source_id: str) -> dict[str, bool]:
+        adoption = self._adopting(source_id)
+        return adoption.flags() if adoption else {"OverwriteFields": True}
+
+    def _create_entry(self, kind: str, row: dict, payload: dict) -> JournalEntry:
+        """A create's journal entry; `extra["adoption"]` says which adoption its flags ask for."""
+        entry = JournalEntry(kind, row["day"], row["source_id"], payload)
+        entry.extra["adoption"] = self._adopting(row["source_id"])
+        return entry
+
+    def _own_creates_of(self, rows: list[dict]) -> set[str]:
+        """Records whose create may have landed before: a create or Capture unanswered in the journal
+        (`unknown`, `sent`, or failed because the call failed after the client's retries), or an
+        opportunity id in the state (a `missing` record re-created)."""
+        with self.connect() as conn:
+            found = conn.execute(
+                """
+                SELECT source_id FROM push_journal
+                WHERE kind IN ('create', 'capture') AND source_id IN (SELECT unnest($1::VARCHAR[]))
+                  AND (status IN ('sent', 'unknown')
+                       OR (status = 'failed' AND split_part(error, ':', 1) IN (SELECT unnest($2::VARCHAR[]))))
+                UNION
+                SELECT source_id FROM opportunity_state
+                WHERE opportunity_id IS NOT NULL AND source_id IN (SELECT unnest($1::VARCHAR[]))
+                """,
+                [[row["source_id"] for row in rows], sorted(CALL_FAILURES)],
+            ).fetchall()
+        return {source_id for (source_id,) in found}
+
     def _add_payload(self, row: dict) -> dict:
         payload = {
             "SearchByValue": row["search_by_value"],
             "OpportunityEventCode": self.mapping.opportunity.event_code,
-            "OverwriteFields": True,
+            **self._duplicate_flags(row["source_id"]),
             "Fields": _api_fields(row["fields"]),
         }
         if row.get("note"):
@@ -321,7 +364,7 @@ class Pusher:
         lead_details.append({"Attribute": "SearchBy", "Value": self.mapping.opportunity.lead.search_by.field})
         opportunity = {
             "OpportunityEventCode": self.mapping.opportunity.event_code,
-            "OverwriteFields": True,
+            **self._duplicate_flags(row["source_id"]),
             "Fields": _api_fields(row["fields"]),
         }
         if row.get("note"):
@@ -341,6 +384,8 @@ class Pusher:
         if not rows or self.summary.daily_budget_exhausted:
             return
         by_source = {row["source_id"]: row for row in rows}
+        if self._adoption is not None:
+            self._own_creates = self._own_creates_of(rows)
         if self.leads_in_bulk:
             with self.connect() as conn:
                 known = leads.known_leads(conn, [row["search_by_value"] for row in rows])
@@ -409,7 +454,7 @@ class Pusher:
         """One Bulk Add call; returns the rows it could not create for a reason other than their
         own values (a missing lead, however worded): they go to Capture."""
         search_by = self.mapping.opportunity.lead.search_by.field
-        entries = _with_batch_ids([JournalEntry("create", r["day"], r["source_id"], self._add_payload(r)) for r in rows])
+        entries = _with_batch_ids([self._create_entry("create", r, self._add_payload(r)) for r in rows])
         self._journal_sent(entries)
         answered = self._send(entries, lambda batch: self.client.add_opportunities(search_by, [e.payload for e in batch]))
         to_capture: list[dict] = []
@@ -436,8 +481,12 @@ class Pusher:
 
     def _created(self, entry: JournalEntry, result: RowResult, counter: str) -> None:
         """A create answered: a new opportunity (counted in `counter`), or the existing one the
-        type's duplicate rule found."""
+        type's duplicate rule found: adopted, when the create asked for an adoption."""
         entry.status, entry.opportunity_id = "ok", result.opportunity_id
+        if not result.already_existed:
+            entry.extra["adoption"] = None
+        elif entry.extra.get("adoption") is not None:
+            self.summary.adopted += 1
         counter = "already_existed" if result.already_existed else counter
         setattr(self.summary, counter, getattr(self.summary, counter) + 1)
 
@@ -447,7 +496,7 @@ class Pusher:
         lost is never re-sent (Capture may not apply the rule): it is returned for Bulk Add, which
         finds the lead if the capture landed and answers its opportunity; after `rounds` lost
         answers the record is failed with that error, and a later run resolves it."""
-        entries = _with_batch_ids([JournalEntry("capture", r["day"], r["source_id"], self._capture_payload(r)) for r in rows])
+        entries = _with_batch_ids([self._create_entry("capture", r, self._capture_payload(r)) for r in rows])
         self._journal_sent(entries)
         answered = self._send(entries, lambda batch: self.client.capture_opportunities([e.payload for e in batch]))
         to_add: list[dict] = []
@@ -458,6 +507,7 @@ class Pusher:
                 if result.ok:
                     self._created(entry, result, "captured")
                 elif result.outcome_unknown:
+                    self._own_creates.add(entry.source_id)  # it may have landed: ours to resolve
                     self._captures_unknown[entry.source_id] += 1
                     if self._captures_unknown[entry.source_id] < rounds:
                         entry.status, entry.error = "unknown", _error_text(result)

@@ -17,6 +17,7 @@ from datetime import date, datetime, timezone
 
 from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
 from lsq_pipeline.sync import state
+from lsq_pipeline.sync.mapping import Adoption
 from lsq_pipeline.sync.warehouse import ReusedConnection
 
 LEADSQUARED_DATETIME = "%m/%d/%Y %I:%M:%S %p"
@@ -48,6 +49,8 @@ class ReconcileSummary:
     rejected: int = 0
     read_calls: int = 0
     repaired: int = 0
+    adopted: int = 0
+    """Adoptions whose baseline this read-back took (what LeadSquared holds after the adoption)."""
     drift_examples: list[str] = field(default_factory=list)
     drift_details: list[tuple] = field(default_factory=list)
     """(source_id, opportunity_id, field, sent, held, modified_on, repaired) per drifted field."""
@@ -69,6 +72,20 @@ class Tracked:
     """How long the grace has run: since our last write (pending), 0 for a record confirmed before."""
     read_back_since: datetime | None
     confirmed_at: datetime | None
+    adoption: Adoption | None = None
+    """An adoption whose baseline is still to be taken from a read (see `adopted`)."""
+    kept: dict[str, str] | None = None
+    """Once taken: the fields where LeadSquared kept its own value rather than the one sent."""
+
+
+def adopted(row: Tracked, held: dict) -> Tracked:
+    """An adopted row as LeadSquared holds it after the adoption: `sent` becomes the baseline (what a
+    create with the adoption's flags leaves in each field, from the values read: the same whether the
+    read shows the opportunity before the create or after), `kept` the fields where that is not the
+    value sent."""
+    baseline = row.adoption.held_after(row.sent, held)
+    kept = {name: value for name, value in baseline.items() if not values_agree(row.sent.get(name), value)}
+    return replace(row, sent=baseline, kept=kept)
 
 
 def parse_leadsquared_datetime(value: str | None) -> datetime | None:
@@ -120,24 +137,32 @@ def not_yet(row: Tracked, held: dict, differing: Sequence[str]) -> bool:
 
 
 def _tracked(conn_factory, event_code: int, full: bool) -> list[Tracked]:
-    """The rows to read back: pending and missing ones (every known one when `full`)."""
+    """The rows to read back: pending and missing ones (every known one when `full`). An adopted
+    record's expected fields are what was sent with the fields LeadSquared kept laid over them."""
     with conn_factory() as conn:
         rows = conn.execute(
             f"""
-            SELECT source_id, opportunity_id, status, sent_fields, earlier_sent_fields, remote_modified_on,
-                   CASE WHEN status = 'pending'
-                        THEN greatest(epoch(now()) - epoch(coalesce(read_back_since, last_synced_at)::TIMESTAMPTZ), 0)
+            SELECT s.source_id, s.opportunity_id, s.status, s.sent_fields, s.earlier_sent_fields, s.remote_modified_on,
+                   CASE WHEN s.status = 'pending'
+                        THEN greatest(epoch(now()) - epoch(coalesce(s.read_back_since, s.last_synced_at)::TIMESTAMPTZ), 0)
                         ELSE 0 END,
-                   read_back_since, confirmed_at
-            FROM opportunity_state
-            WHERE opportunity_id IS NOT NULL AND event_code = $1
-              AND {"TRUE" if full else "status IN ('pending', 'missing')"}
+                   s.read_back_since, s.confirmed_at, a.on_existing, a.keep_owner, a.kept_fields
+            FROM opportunity_state s LEFT JOIN opportunity_adoption a USING (source_id)
+            WHERE s.opportunity_id IS NOT NULL AND s.event_code = $1
+              AND {"TRUE" if full else "s.status IN ('pending', 'missing')"}
             """,
             [event_code],
         ).fetchall()
-    return [Tracked(source_id, opportunity_id, status, json.loads(sent or "{}"), json.loads(earlier or "[]"),
-                    modified_on, float(waited or 0), since, confirmed)
-            for source_id, opportunity_id, status, sent, earlier, modified_on, waited, since, confirmed in rows]
+    tracked = []
+    for (source_id, opportunity_id, status, sent, earlier, modified_on, waited, since, confirmed,
+         on_existing, keep_owner, kept) in rows:
+        sent = json.loads(sent or "{}")
+        adoption = Adoption(on_existing, keep_owner) if on_existing is not None and kept is None else None
+        if kept is not None:
+            sent = {**sent, **{name: value for name, value in json.loads(kept).items() if name in sent}}
+        tracked.append(Tracked(source_id, opportunity_id, status, sent, json.loads(earlier or "[]"), modified_on,
+                               float(waited or 0), since, confirmed, adoption))
+    return tracked
 
 
 def _read(client: LeadSquaredClient, event_code: int, rows: Sequence[Tracked], summary: ReconcileSummary) -> dict[str, dict]:
@@ -170,8 +195,8 @@ def decide(row: Tracked, held: dict | None, waited: float, grace_seconds: float,
     differing = drift(row.sent, held, crm_owned)
     if not differing:
         return "in_sync", []
-    if row.status == "pending" and waited < grace_seconds and not_yet(row, held, differing):
-        return "pending", differing
+    if row.status == "pending" and waited < grace_seconds and (row.adoption is not None or not_yet(row, held, differing)):
+        return "pending", differing  # an adoption's merge may not show yet either
     return "drifted", differing
 
 
@@ -220,20 +245,22 @@ def _reconcile(
     started = time.monotonic()
     held_by_id = _read(client, event_code, rows, summary)
     decisions: dict[str, tuple[Tracked, dict | None, str, list[str], float]] = {}
+
+    def judge(row: Tracked, held: dict | None, waited: float) -> tuple[Tracked, dict | None, str, list[str], float]:
+        if row.adoption is not None and held is not None:
+            row = adopted(row, held)
+        return (row, held, *decide(row, held, waited, grace_seconds, crm_owned), waited)
+
     for row in rows:
-        held = held_by_id.get(row.opportunity_id)
-        decisions[row.source_id] = (row, held, *decide(row, held, row.waited_seconds, grace_seconds, crm_owned),
-                                    row.waited_seconds)
-    waiting = [row for row, _, status, _, _ in decisions.values() if status == "pending"]
+        decisions[row.source_id] = judge(row, held_by_id.get(row.opportunity_id), row.waited_seconds)
+    waiting = [row for row in rows if decisions[row.source_id][2] == "pending"]
     if waiting and reread_after_seconds > 0:
         time.sleep(reread_after_seconds)
         summary.reread = len(waiting)
         held_again = _read(client, event_code, waiting, summary)
         elapsed = time.monotonic() - started
         for row in waiting:
-            held = held_again.get(row.opportunity_id)
-            waited = row.waited_seconds + elapsed
-            decisions[row.source_id] = (row, held, *decide(row, held, waited, grace_seconds, crm_owned), waited)
+            decisions[row.source_id] = judge(row, held_again.get(row.opportunity_id), row.waited_seconds + elapsed)
 
     updates: list[state.ReadBack] = []
     details: dict[str, dict] = {}
@@ -268,6 +295,7 @@ def _reconcile(
             source_id, status, confirmed=True, lead_id=held.get("ProspectId"),
             remote_fields=json.dumps(remote, ensure_ascii=False, sort_keys=True),
             remote_modified_on=parse_leadsquared_datetime(held.get("ModifiedOn")), drift_fields=tuple(differing),
+            kept_fields=None if row.kept is None else json.dumps(row.kept, ensure_ascii=False, sort_keys=True),
         ))
     sent_by_id = {row.opportunity_id: (row.source_id, row.sent) for row, *_ in decisions.values()}
     repaired_ok = _repair(client, event_code, repairs, sent_by_id)
@@ -278,6 +306,7 @@ def _reconcile(
     counts = Counter(update.status for update in updates)
     summary.in_sync, summary.drifted = counts["in_sync"], counts["drifted"]
     summary.pending, summary.missing = counts["pending"], counts["missing"]
+    summary.adopted = sum(update.kept_fields is not None for update in updates)
     with conn_factory() as conn:
         summary.rejected = state.settle(conn, updates, event_code, days, details, repaired_ok)
     return summary

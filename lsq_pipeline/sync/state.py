@@ -1,5 +1,5 @@
-"""The one owner of the state tables: every write to `push_journal`, `opportunity_state` and
-`activity_state` is a function here, each in its own transaction. Push and reconcile call these;
+"""The one owner of the state tables: every write to `push_journal`, `opportunity_state`,
+`opportunity_adoption` and `activity_state` is a function here, each in its own transaction. Push and reconcile call these;
 no other module writes SQL against these tables (their schema and version: `warehouse.py`).
 
 The journal records every batch before it is sent and each row's answer after, so a run that
@@ -177,7 +177,9 @@ def record_answers(
     `ok` rows become `pending` (sent, not yet read back); `failed` rows, and `unknown` ones left
     unresolved, `failed` with the error (a lost answer is retryable). Rows marked
     `extra["to_capture"]` (on to Capture) or `extra["to_add"]` (back to Bulk Add) go on; their
-    state waits for that answer."""
+    state waits for that answer. A create answered by an opportunity this pipeline did not create,
+    sent under the mapping's `on_existing` / `keep_owner` (`extra["adoption"]`), is an adoption
+    (see `_record_adoptions`)."""
     ok = [(e, rows_by_source[e.source_id]) for e in entries if e.status == "ok"]
     failed = [
         (e, rows_by_source[e.source_id])
@@ -188,6 +190,7 @@ def record_answers(
         _record_outcomes(conn, run_id, entries)
         _upsert_pending(conn, ok, event_code)
         _upsert_failed(conn, failed, event_code)
+        _record_adoptions(conn, ok)
 
 
 def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
@@ -222,6 +225,55 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
             [row["source_updated_at"] for _, row in pairs],
             EARLIER_VERSIONS_KEPT,
         ],
+    )
+
+
+def _record_adoptions(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]]) -> None:
+    """`opportunity_adoption` follows the answered writes: an adoption (a create that met an
+    opportunity this pipeline did not create, sent with `extra["adoption"]`) gets a row whose
+    baseline the read-back will take; a create of our own (it sent every field) ends any earlier
+    adoption; an update's fields are the source's again, no longer kept from the adoption."""
+    creates = [(entry, row) for entry, row in pairs if entry.kind in ("create", "capture")]
+    adopted = [entry for entry, _ in creates if entry.extra.get("adoption") is not None]
+    ours = [entry.source_id for entry, _ in creates if entry.extra.get("adoption") is None]
+    updates = [(entry.source_id, sorted(row["fields"])) for entry, row in pairs if entry.kind == "update"]
+    if ours:
+        conn.execute("DELETE FROM opportunity_adoption WHERE source_id IN (SELECT unnest($1::VARCHAR[]))", [ours])
+    if adopted:
+        conn.execute(
+            """
+            INSERT OR REPLACE INTO opportunity_adoption
+                (source_id, opportunity_id, on_existing, keep_owner, adopted_at, kept_fields, baseline_at)
+            SELECT unnest($1), unnest($2), unnest($3), unnest($4), now(), NULL, NULL
+            """,
+            [[e.source_id for e in adopted], [e.opportunity_id for e in adopted],
+             [e.extra["adoption"].on_existing for e in adopted], [e.extra["adoption"].keep_owner for e in adopted]],
+        )
+    if updates:
+        conn.execute(
+            """
+            UPDATE opportunity_adoption AS a
+            SET kept_fields = to_json(map_from_entries(list_filter(
+                    map_entries(CAST(a.kept_fields AS MAP(VARCHAR, VARCHAR))), lambda e: NOT list_contains(u.sent, e.key))))
+            FROM (SELECT unnest($1) AS source_id, unnest($2::VARCHAR[][]) AS sent) AS u
+            WHERE a.source_id = u.source_id AND a.kept_fields IS NOT NULL
+            """,
+            [[source_id for source_id, _ in updates], [names for _, names in updates]],
+        )
+
+
+def _record_baselines(conn: duckdb.DuckDBPyConnection, updates: Sequence[ReadBack]) -> None:
+    """An adoption's baseline, taken by the read-back: the fields where LeadSquared kept its own value."""
+    taken = [update for update in updates if update.kept_fields is not None]
+    if not taken:
+        return
+    conn.execute(
+        """
+        UPDATE opportunity_adoption AS a SET kept_fields = u.kept_fields::JSON, baseline_at = now()
+        FROM (SELECT unnest($1) AS source_id, unnest($2) AS kept_fields) AS u
+        WHERE a.source_id = u.source_id
+        """,
+        [[u.source_id for u in taken], [u.kept_fields for u in taken]],
     )
 
 
@@ -263,6 +315,9 @@ class ReadBack:
     drift_fields: tuple[str, ...] = ()
     error: str | None = None
     rewritten: bool = False
+    kept_fields: str | None = None
+    """An adoption's baseline, when this read took it: JSON text of the fields where LeadSquared kept
+    its own value rather than the one sent (`opportunity_adoption.kept_fields`)."""
 
 
 def settle(
@@ -280,6 +335,7 @@ def settle(
     with _transaction(conn):
         if updates:
             _settle_read_back(conn, updates)
+            _record_baselines(conn, updates)
         _record_drift(conn, drift or {}, repaired or {})
         _mark_skipped(conn, event_code, days)
         return _mark_rejected(conn, event_code, days)

@@ -28,7 +28,15 @@ INDIAN_PHONE_PLAIN_RE = r"(?:\+91-?|0091|91|0)?[1-9][0-9]{9}"  # matches INDIAN_
 PLAIN_DECIMAL_RE = r"[+-]?[0-9]+(?:\.[0-9]+)?"
 WHOLE_NUMBER_RE = r"[1-9][0-9]{0,27}"  # fits DECIMAL(38, 10) unchanged
 ISO_DATETIME_RE = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-](?:0\d|1[0-4]):?[0-5]\d)?"
-FORMULA_STARTS = ("=", "+", "-", "@")
+FORMULA_STARTS = ("=", "@")
+"""A text starting with one of these is a spreadsheet formula (OWASP's CSV injection)."""
+SIGNS = ("+", "-")
+"""A text starting with one of these is a formula unless it is data by its shape (`SIGNED_DATA_RE`)."""
+QUOTE = "'"
+"""`formula_guard: quote` puts it before a formula-like text, as OWASP advises for spreadsheets."""
+SIGNED_DATA_RE = r"[+-][0-9 .()-]*[0-9][0-9 .()-]*"
+"""A text starting with `+` or `-` that is data, not a formula: a number or phone number (digits,
+spaces, dots, dashes, parentheses after one leading sign: `+91-98765 43210`, `-12.5`)."""
 NUL_SHOWN_AS = "\u2400"
 
 
@@ -79,6 +87,15 @@ class Rule:
     plain: bool = True  # the value is the column's own normalised text (templates may use it)
 
 
+def _looks_like_formula(text: str) -> str:
+    """SQL: `text` starts with `=` or `@`, or with `+` or `-` and is not a number or phone number
+    (`SIGNED_DATA_RE`). Decided by the value's shape, whatever the field's type; the regular
+    expression runs only on the few values that start with a sign."""
+    return (f"CASE WHEN {text}[1] IN ({', '.join(map(literal, SIGNS))}) "
+            f"THEN NOT regexp_full_match({text}, {literal(SIGNED_DATA_RE)}) "
+            f"ELSE {text}[1] IN ({', '.join(map(literal, FORMULA_STARTS))}) END")
+
+
 def _name_part(t: str, first: bool) -> str:
     """The first word of `t` (`^(\\S+)`) or the rest after it and its spaces (`^\\S+\\s+(.*)$`),
     NULL when empty. A name whose only whitespace is spaces (nearly all) is cut with string
@@ -101,11 +118,18 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
             value = _name_part(t, first=True)
         elif spec.part == "rest":
             value = _name_part(t, first=False)
-        checks.append((f"{{p}}[1] IN ({', '.join(map(literal, FORMULA_STARTS))})",  # a name part too
-                       "'starts with = + - or @: looks like a spreadsheet formula'"))
+        guard = spec.guard
+        if guard != "off":  # a name part too
+            if guard == "quote":
+                value = f"CASE WHEN {_looks_like_formula(value)} THEN {literal(QUOTE)} || {value} ELSE {value} END"
+            else:
+                checks.append((_looks_like_formula("{p}"), literal(
+                    f"{target}: looks like a spreadsheet formula (starts with = or @, or with + or - and is not "
+                    f"a number); refused by formula_guard: reject")))
         if spec.max_length:
-            checks.append((f"length({t}) > {spec.max_length}",
-                           f"'longer than {spec.max_length} characters (' || length({t}) || ')'"))
+            length = "length({p})" if guard == "quote" else f"length({t})"  # the quote counts
+            checks.append((f"{length} > {spec.max_length}",
+                           f"'longer than {spec.max_length} characters (' || {length} || ')'"))
     elif spec.type == "email":
         value = f"lower({t})"
         checks.append((f"NOT regexp_full_match({{p}}, {literal(EMAIL_RE)})", "'not a valid email address'"))
@@ -193,7 +217,8 @@ class _Query:
         p = f"p{index}"
         t = _t(rule.column)
         whens = [f"WHEN {t} IS NULL THEN {literal('required value missing') if rule.required else 'NULL'}"]
-        whens += [f"WHEN {condition.replace('{p}', p)} THEN {reason}" for condition, reason in rule.checks]
+        whens += [f"WHEN {condition.replace('{p}', p)} THEN {reason.replace('{p}', p)}"
+                  for condition, reason in rule.checks]
         case = f"CASE WHEN contains({identifier(rule.column)}, chr(0)) THEN 'contains a NUL byte' {' '.join(whens)} END"
         return f"CASE WHEN {rule.only_when} THEN {case} END" if rule.only_when else case
 

@@ -219,6 +219,15 @@ MIGRATIONS: tuple[Migration, ...] = (
                  AND opportunity_id IS NOT NULL""",
         ),
     ),
+    Migration(
+        "opportunity_adoption",
+        "opportunity_adoption: the opportunities this pipeline adopted (a create met one it had not made) under "
+        "the mapping's on_existing fill_empty / keep or keep_owner, and the fields where LeadSquared kept its own "
+        "value (kept_fields, taken by the read-back): the record's baseline there instead of what was sent",
+        ("""CREATE TABLE IF NOT EXISTS opportunity_adoption (
+                source_id VARCHAR PRIMARY KEY, opportunity_id VARCHAR, on_existing VARCHAR, keep_owner BOOLEAN,
+                adopted_at TIMESTAMP, kept_fields JSON, baseline_at TIMESTAMP)""",),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -165,3 +165,43 @@ def test_a_changed_file_is_parsed_again_and_the_same_text_once(tmp_path):
     path.write_text("opportunity: [", encoding="utf-8")
     with pytest.raises(MappingError, match="mapping.yaml: cannot read"):
         load_mapping(path)
+
+
+def test_adoption_options_are_read_with_defaults(raw, mapping):
+    assert (mapping.opportunity.on_existing, mapping.opportunity.keep_owner) == ("overwrite", False)
+    assert mapping.opportunity.adoption() is None  # overwrite: what LeadSquared holds is what was sent
+    raw["opportunity"].update(on_existing="fill_empty", keep_owner=True)
+    adoption = parse_mapping(raw).opportunity.adoption()
+    assert adoption.flags() == {"OverwriteFields": False, "UpdateEmptyFields": True, "DoNotChangeOwner": True}
+    raw["opportunity"].update(on_existing="keep", keep_owner=False)
+    assert parse_mapping(raw).opportunity.adoption().flags() == {"OverwriteFields": False}
+    raw["opportunity"].update(on_existing="overwrite", keep_owner=True)
+    assert parse_mapping(raw).opportunity.adoption().flags() == {"OverwriteFields": True, "DoNotChangeOwner": True}
+
+
+def test_adoption_option_mistakes_name_the_file_and_key(raw, tmp_path: Path):
+    raw["opportunity"]["on_existing"] = "merge"
+    raw["opportunity"]["keep_owner"] = "sometimes"
+    path = tmp_path / "adopt.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(MappingError) as caught:
+        load_mapping(path)
+    message = str(caught.value)
+    assert "adopt.yaml: opportunity.on_existing: Input should be 'overwrite', 'fill_empty' or 'keep'" in message
+    assert "adopt.yaml: opportunity.keep_owner: Input should be a valid boolean" in message
+
+
+def test_formula_guard_is_read_per_field_and_checked(raw, mapping):
+    assert mapping.opportunity.fields["mx_Custom_4"].guard == "reject"
+    raw["opportunity"]["fields"]["mx_Custom_4"]["formula_guard"] = "quote"
+    raw["opportunity"]["lead"]["capture_fields"]["FirstName"]["formula_guard"] = "off"
+    opp = parse_mapping(raw).opportunity
+    assert (opp.fields["mx_Custom_4"].guard, opp.lead.capture_fields["FirstName"].guard) == ("quote", "off")
+    wrong = copy.deepcopy(raw)
+    wrong["opportunity"]["fields"]["mx_Custom_4"]["formula_guard"] = "escape"
+    assert ("mapping.yaml: opportunity.fields.mx_Custom_4.formula_guard: Input should be 'reject', 'quote' or 'off'"
+            in _error(wrong))
+    number = copy.deepcopy(raw)
+    number["opportunity"]["fields"]["mx_Custom_3"]["formula_guard"] = "off"
+    assert ("mapping.yaml: opportunity.fields.mx_Custom_3: Value error, 'formula_guard' only applies to a string, "
+            "not to type number") in _error(number)

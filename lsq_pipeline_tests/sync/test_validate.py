@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lsq_pipeline.sync.extract import extract_day
+from lsq_pipeline.sync.mapping import FieldSpec
 from lsq_pipeline.sync.validate import transform_days
 
 from .conftest import DAY, good_application, good_event, write_day
@@ -152,10 +153,82 @@ def test_text_over_the_maximum_length(run):
     assert _reject(run, application_id="X" * 51)[0] == ("application_id", "longer than 50 characters (51)")
 
 
-@pytest.mark.parametrize("name", ["=HYPERLINK(\"x\")", "+cmd", "-2+3", "@SUM(A1)"])
+def formula_reason(field: str) -> str:
+    return (f"{field}: looks like a spreadsheet formula (starts with = or @, or with + or - and is not a number); "
+            "refused by formula_guard: reject")
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"x\")", "+cmd", "-2+3", "@SUM(A1)", "+", "-()"])
 def test_formula_like_text_is_rejected(run, name):
-    assert _reject(run, applicant_name=name) == [
-        ("applicant_name", "starts with = + - or @: looks like a spreadsheet formula")]
+    # applicant_name feeds FirstName, LastName and mx_Custom_4: the reject names the first that refuses it.
+    assert _reject(run, applicant_name=name) == [("applicant_name", formula_reason("FirstName"))]
+    assert _reject(run, applicant_name="+91 98765 x") == [("applicant_name", formula_reason("mx_Custom_4"))]
+
+
+@pytest.fixture
+def phone_as_text(mapping):
+    """The demo mapping with the phone also sent as text (`mx_Custom_4: {column: phone, max_length: 20}`),
+    `formula_guard` on it as given; `lead_phone=False`: without the lead's Phone (type phone), which
+    refuses anything but an Indian number on its own."""
+
+    def make(lead_phone: bool = True, **guard: str):
+        opportunity = mapping.opportunity
+        fields = {**opportunity.fields, "mx_Custom_4": FieldSpec(column="phone", max_length=20, **guard)}
+        lead = opportunity.lead
+        if not lead_phone:
+            lead = lead.model_copy(update={"capture_fields": {
+                name: spec for name, spec in lead.capture_fields.items() if name != "Phone"}})
+        opportunity = opportunity.model_copy(update={"fields": fields, "lead": lead})
+        return mapping.model_copy(update={"opportunity": opportunity})
+
+    return make
+
+
+def _phone_run(conn, tmp_path, mapping, phones: list[str]) -> tuple[dict[str, str], list[tuple]]:
+    rows = [good_application(application_id=f"APP-{n}", phone=phone) for n, phone in enumerate(phones)]
+    write_day(tmp_path, DAY, rows)
+    extract_day(conn, tmp_path, DAY)
+    transform_days(conn, [DAY], mapping)
+    accepted = {source_id: json.loads(fields)["mx_Custom_4"] for source_id, fields in
+                conn.execute("SELECT source_id, fields FROM opportunity_records").fetchall()}
+    rejects = conn.execute("SELECT source_id, field, reason, value FROM rejects ORDER BY row_number").fetchall()
+    return accepted, rejects
+
+
+def test_an_indian_phone_number_in_a_text_field_is_data(conn, tmp_path, phone_as_text):
+    phones = ["+91-98765-43210", "+91 98765 43210", "(+91) 98765 43210", "0091 98765.43210", "98765-43210"]
+    accepted, rejects = _phone_run(conn, tmp_path, phone_as_text(), phones)
+    assert rejects == []
+    assert accepted == {f"APP-{n}": phone for n, phone in enumerate(phones)}
+
+
+@pytest.mark.parametrize("text", ["+1 (415) 555-0100", "-12.5", "+7", "-(12) 4.5"])
+def test_a_number_with_a_sign_is_data_whatever_the_field(conn, tmp_path, phone_as_text, text):
+    accepted, rejects = _phone_run(conn, tmp_path, phone_as_text(lead_phone=False), [text])
+    assert (accepted, rejects) == ({"APP-0": text}, [])
+
+
+def test_the_guard_per_field_reject_quote_off(conn, tmp_path, phone_as_text):
+    texts = ["=1+2", "@SUM(A1)", "+cmd|' /C calc'!A0", "-2+3", "+91-98765-43210"]
+    accepted, rejects = _phone_run(conn, tmp_path, phone_as_text(lead_phone=False), texts)
+    assert accepted == {"APP-4": "+91-98765-43210"}
+    assert rejects == [(f"APP-{n}", "phone", formula_reason("mx_Custom_4"), text) for n, text in enumerate(texts[:4])]
+
+    accepted, rejects = _phone_run(conn, tmp_path, phone_as_text(lead_phone=False, formula_guard="quote"), texts)
+    assert rejects == []
+    assert accepted == {"APP-0": "'=1+2", "APP-1": "'@SUM(A1)", "APP-2": "'+cmd|' /C calc'!A0", "APP-3": "'-2+3",
+                        "APP-4": "+91-98765-43210"}
+
+    accepted, rejects = _phone_run(conn, tmp_path, phone_as_text(lead_phone=False, formula_guard="off"), texts)
+    assert rejects == []
+    assert accepted == {f"APP-{n}": text for n, text in enumerate(texts)}
+
+
+def test_a_quoted_value_counts_its_quote_against_the_maximum_length(conn, tmp_path, phone_as_text):
+    mapping = phone_as_text(lead_phone=False, formula_guard="quote")
+    accepted, rejects = _phone_run(conn, tmp_path, mapping, ["=" + "1" * 19, "=" + "1" * 18])
+    assert accepted == {"APP-1": "'=" + "1" * 18}
+    assert rejects == [("APP-0", "phone", "longer than 20 characters (21)", "=" + "1" * 19)]
 
 
 def test_nul_bytes_are_rejected_naming_the_field(run, conn):
