@@ -7,7 +7,7 @@ folder under benchmarks/out/demo_speed/ (so it never touches the project's own r
 
 1. times the real command, `lsq-pipeline demo`, as a subprocess (the wall time a user sees);
 2. runs the same command in this process with timers around each phase: the launch (project
-   instance, dead-run check), `execute_in_process` (run creation, each step, Dagster's events),
+   instance, dead-run check), `execute_job` on the in-process executor (run creation, each step, Dagster's events),
    the sync rules inside each step, DuckDB connections, HTTP calls to the sandbox, time spent
    waiting for the rate window, `record_run_outcome` and `summarize`.
 
@@ -62,7 +62,7 @@ def _stop_sandbox(folder: Path) -> None:
 
 
 def window_env(window: str) -> dict[str, str]:
-    if window == "default":
+    if window == "default":  # the demo's own: no window unless LSQ_RATE_LIMIT_CALLS asks for one
         return {}
     if window == "off":
         return {"LSQ_RATE_LIMIT_CALLS": "0"}
@@ -190,29 +190,28 @@ def child(folder: Path) -> None:
     from dagster_duckdb import DuckDBResource
 
     import lsq_pipeline.cli as cli
-    import lsq_pipeline.defs.assets as assets
-    import lsq_pipeline.defs.definitions  # noqa: F401  (the code location, loaded at import)
-    import lsq_pipeline.defs.history as history
-    import lsq_pipeline.defs.metadata as metadata
-    import lsq_pipeline.defs.runs as runs
+    import lsq_pipeline.orchestration.assets as assets
+    import lsq_pipeline.orchestration.history as history
+    import lsq_pipeline.orchestration.metadata as metadata
+    import lsq_pipeline.orchestration.runs as runs
     from lsq_pipeline.leadsquared.budget import AccountBudget
     from lsq_pipeline.leadsquared.client import LeadSquaredClient
     from lsq_pipeline.sync.push import Pusher
     timers.add("import dagster + load the definitions", time.perf_counter() - import_started)
 
-    timers.wrap(runs, "use_project_instance", "launch: use_project_instance (a new DagsterInstance)")
+    timers.wrap(runs, "use_project_instance", "launch: use_project_instance (once per process)")
     timers.wrap(runs, "release_dead_runs", "launch: release_dead_runs")
-    timers.wrap(dg.JobDefinition, "execute_in_process", "execute_in_process (all of it)")
+    timers.wrap(dg, "execute_job", "execute_job (all of it)")
     timers.wrap(RunDomain, "create_run", "run: create_run (+ planned events)")
     timers.wrap(SqliteEventLogStorage, "store_event", "run: Dagster events stored (SQLite)")
     timers.wrap(history, "record_run_outcome", "after: record_run_outcome")
-    timers.wrap(runs, "summarize", "after: summarize (a new DagsterInstance + DuckDB)")
+    timers.wrap(runs, "summarize", "after: summarize (DuckDB)")
     timers.wrap(dg.DagsterInstance, "get", "DagsterInstance.get (new instance)")
     timers.wrap(assets.extract_rules, "extract_days", "sync: extract_days")
     timers.wrap(assets.validate, "transform_days", "sync: transform_days")
     timers.wrap(assets.plan_rules, "plan_days", "sync: plan_days")
     timers.wrap(Pusher, "push", "sync: Pusher.push")
-    timers.wrap(assets, "reconcile", "sync: reconcile")
+    timers.wrap(assets, "reconcile", "sync: reconcile")  # the name the assets module calls
     timers.wrap(metadata, "table_metadata", "step: table_metadata (asset metadata queries)")
     timers.wrap(duckdb, "connect", "duckdb.connect (any)")
     timers.wrap_context(DuckDBResource, "get_connection", "DuckDBResource.get_connection")
