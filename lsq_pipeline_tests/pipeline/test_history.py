@@ -126,3 +126,28 @@ def test_the_success_sensor_records_a_successful_run(make_pipeline):
     )
     pipeline.definitions().resolve_sensor_def("record_successful_runs")(context)
     assert pipeline.query("SELECT status, errors FROM sync_runs") == [("succeeded", 0)]
+
+
+def test_a_failed_run_that_will_be_retried_alerts_only_on_its_last_try(make_pipeline, receiver, monkeypatch):
+    url, received = receiver
+    monkeypatch.setenv("LSQ_TEST_ALERT_WEBHOOK", url)
+    pipeline = make_pipeline(rows=30, days=1, dirty_rate=0.5)
+    pipeline.overrides = {"max_reject_rate": 0.1, "alert_webhook_env": "LSQ_TEST_ALERT_WEBHOOK"}
+    sensor = pipeline.definitions().resolve_sensor_def("alert_on_failed_runs")
+
+    def fail_and_tell(will_retry: str) -> str:
+        result = pipeline.run(FIRST_DAY)
+        assert not result.success
+        pipeline.instance.add_run_tags(result.run_id, {"dagster/will_retry": will_retry})
+        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+        sensor(dg.build_run_status_sensor_context(
+            sensor_name="alert_on_failed_runs", dagster_event=failure, dagster_instance=pipeline.instance,
+            dagster_run=pipeline.instance.get_run_by_id(result.run_id),
+        ).for_run_failure())
+        return result.run_id
+
+    retried = fail_and_tell("true")
+    assert received == []  # the instance will launch it again: no page yet
+    assert pipeline.query("SELECT status FROM sync_runs WHERE run_id = $1", [retried]) == [("blocked",)]
+    last = fail_and_tell("false")
+    assert [alert["run_id"] for alert in received] == [last]
