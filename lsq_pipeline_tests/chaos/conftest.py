@@ -23,8 +23,8 @@ WINDOW_CALLS, WINDOW_SECONDS = 40, 0.5
 CHAOS = dict(fault_rate=0.05, lost_response_rate=0.02, latency_ms=30)
 
 
-# Every chaos test runs under each of the sandbox's behaviour profiles (README: "Guarantees
-# under each sandbox profile").
+# Every chaos test runs under each of the sandbox's behaviour profiles (docs/guarantees.md,
+# "Under each sandbox profile").
 PROFILES = ("documented", "terse", "field")
 READ_LAG_SECONDS = 20.0
 """The read lag of the chaos case that adds one (issue 17): longer than the reconcile's same-run
