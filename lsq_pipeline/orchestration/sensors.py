@@ -13,7 +13,7 @@ import dagster as dg
 from lsq_pipeline.orchestration.alerts import AlertWebhook
 from lsq_pipeline.orchestration.assets import SOURCE_ASSETS, account_key, resource_keys, source_resource
 from lsq_pipeline.orchestration.history import record_run_outcome
-from lsq_pipeline.orchestration.jobs import ACCOUNT_TAG
+from lsq_pipeline.orchestration.jobs import ACCOUNT_TAG, PLAN_ASSETS, SEND_ASSETS
 from lsq_pipeline.settings import AccountSettings, source_days
 from lsq_pipeline.sync.warehouse import SOURCE_FILES
 
@@ -23,10 +23,8 @@ def sends_for(run: dg.DagsterRun, settings: AccountSettings) -> bool:
     launched ("Materialize") over the account's assets. Dry runs send nothing and are not recorded."""
     if run.tags.get(ACCOUNT_TAG):
         return run.tags[ACCOUNT_TAG] == settings.account and run.job_name != settings.name("dry_run_job")
-    prefix = settings.key_prefix()
-    return any(
-        key.path[:-1] == prefix for key in (run.asset_selection or ())
-    )
+    own = {account_key(settings, *path) for path in (*PLAN_ASSETS, *SEND_ASSETS)}
+    return not own.isdisjoint(run.asset_selection or ())
 
 
 WILL_RETRY_TAG = "dagster/will_retry"

@@ -147,3 +147,17 @@ def test_the_account_is_required_when_several_are_defined_and_the_choices_are_na
         pick_account("initech", defined)
     assert pick_account("globex", defined).account == "globex"
     assert pick_account(None, {"default": AccountSettings()}).account == "default"
+
+
+def test_a_ui_run_belongs_to_the_account_whose_assets_it_materializes():
+    from lsq_pipeline.orchestration.sensors import sends_for
+
+    acme, default = AccountSettings(account="acme"), AccountSettings()
+
+    def ui_run(*keys: dg.AssetKey) -> dg.DagsterRun:
+        return dg.DagsterRun(job_name="__ASSET_JOB", run_id="r", asset_selection=frozenset(keys))
+
+    only_leadsquared = ui_run(dg.AssetKey(["acme", "leadsquared", "opportunities"]))
+    assert sends_for(only_leadsquared, acme) and not sends_for(only_leadsquared, default)
+    default_state = ui_run(dg.AssetKey("opportunity_state"))
+    assert sends_for(default_state, default) and not sends_for(default_state, acme)
