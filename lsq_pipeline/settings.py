@@ -198,10 +198,7 @@ def settings_from(attributes: dict[str, object], env_prefix: str = "") -> Accoun
         for attribute in AccountSettings.model_fields.keys() - _NOT_FROM_ENV - values.keys():
             variable = f"{env_prefix}{attribute.upper()}"
             if variable in os.environ:
-                raw = os.environ[variable]
-                values[attribute] = json.loads(raw) if attribute == "owners" and _LIST_SETTING.match(raw) else (
-                    [owner.strip() for owner in raw.split(",") if owner.strip()] if attribute == "owners" else raw
-                )
+                values[attribute] = _from_variable(attribute, os.environ[variable])
                 from_env[attribute] = variable
     try:
         return AccountSettings.model_validate(values)
@@ -212,6 +209,13 @@ def settings_from(attributes: dict[str, object], env_prefix: str = "") -> Accoun
             for e in error.errors(include_input=False)
         )
         raise SettingsError(f"bad configuration: {problems}") from None
+
+
+def _from_variable(attribute: str, raw: str) -> object:
+    """A variable's text as the attribute's value: `owners` is a JSON list or comma-separated."""
+    if attribute != "owners":
+        return raw
+    return json.loads(raw) if _LIST_SETTING.match(raw) else [owner.strip() for owner in raw.split(",") if owner.strip()]
 
 
 def _origin(account: str, from_env: dict[str, str], attribute: str) -> str:
