@@ -150,6 +150,7 @@ def _steps(
     def key(*names: str) -> dg.AssetKey:
         return account_key(settings, *names)
 
+    freshness = freshness_policy(settings)
     step = {"partitions_def": partitions, "backfill_policy": SINGLE_RUN, "required_resource_keys": resource_keys(settings)}
     warehouse_multi_step = {**step, "pool": settings.name(WAREHOUSE_POOL), "can_subset": True}
 
@@ -162,7 +163,7 @@ def _steps(
             owners=settings.owners,
             group_name=settings.name("source"),
             partitions_def=partitions,
-            freshness_policy=freshness_policy(settings),
+            freshness_policy=freshness,
             metadata={"path": dg.MetadataValue.path(str(settings.path("source_dir") / "YYYY-MM-DD" / file_name))},
         )
         for file_name, name in SOURCE_ASSETS.items()
@@ -449,7 +450,7 @@ def _steps(
                 deps=[key("push_journal")],
                 description="One row per source record: its opportunity id, what was sent, what LeadSquared "
                 "holds and whether they agree.",
-                freshness_policy=freshness_policy(settings),
+                freshness_policy=freshness,
                 **table_of(settings, "reconcile", "opportunity_state", "leadsquared"),
             ),
             dg.AssetSpec(
