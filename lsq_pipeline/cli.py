@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 
@@ -182,6 +182,14 @@ def _run_sync(args: argparse.Namespace) -> int:
         return 2
     if last < first:
         print(f"lsq-pipeline sync: --to {last} is before --from {first}", file=sys.stderr)
+        return 2
+    start, today = settings.first_partition_day(), datetime.now(timezone.utc).date()
+    if first < start:
+        print(f"lsq-pipeline sync: {first} is before the account's first day {start} "
+              f"({settings.setting_name('first_day')}, else the oldest day folder)", file=sys.stderr)
+        return 2
+    if last >= today:
+        print(f"lsq-pipeline sync: {last} has not ended yet (UTC): a day is synced once it is over", file=sys.stderr)
         return 2
     config = None if args.dry_run else run_config(settings, args.full_reconcile, args.max_change_share)
     run = launch(settings, first, last, dry_run=args.dry_run, full_reconcile=args.full_reconcile, config=config)

@@ -98,3 +98,12 @@ def test_a_failed_runs_summary_says_what_was_sent_before_it_failed(tmp_path):
 
     history = lsq(folder, "history", env=env)
     assert "failed" in history.stdout.splitlines()[1]
+
+
+def test_a_day_outside_the_partitions_is_refused_naming_the_first_day(tmp_path):
+    folder = project(tmp_path, rows=5, days=1)
+    before = lsq(folder, "sync", "--partition", "2026-10-01")
+    assert before.returncode == 2 and "Traceback" not in before.stderr
+    assert "2026-10-01 is before the account's first day 2026-11-01 (LSQ_FIRST_DAY" in before.stderr
+    unfinished = lsq(folder, "sync", "--partition", "2999-01-01")
+    assert unfinished.returncode == 2 and "2999-01-01 has not ended yet" in unfinished.stderr
