@@ -20,6 +20,7 @@ from lsq_pipeline.orchestration.sensors import build_sensors
 from lsq_pipeline.orchestration.source import SourceResource
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
 from lsq_pipeline.sync.mapping import load_mapping
+from lsq_pipeline.sync.warehouse import FILE_CONFIG
 
 
 def _secret(variable: str, required: bool = False, fallback: str = "") -> str | dg.EnvVar:
@@ -34,7 +35,7 @@ def build_resources(settings: AccountSettings) -> dict[str, dg.ConfigurableResou
     resources = {
         "warehouse": DuckDBResource(
             database=str(settings.path("warehouse")),
-            connection_config={"memory_limit": settings.duckdb_memory_limit},
+            connection_config={**FILE_CONFIG, "memory_limit": settings.duckdb_memory_limit},
         ),
         "leadsquared": LeadSquaredResource(
             api_host=settings.api_host,

@@ -57,10 +57,12 @@ def _utc_timestamp(t: str) -> str:
     """A UTC TIMESTAMP from ISO 8601 text `t` (Z, an offset, or naive = UTC), NULL if it is not
     ISO 8601 or not a real instant: one DFA match, then DuckDB's own parser. The usual shapes,
     `YYYY-MM-DDTHH:MM:SSZ` and `…+HH:MM`, are cast as they are; any other is given an explicit `Z`
-    when it has no offset (never the session's time zone) and a midnight when it is a date alone.
+    when it has no offset (never the session's time zone), seconds when it has none (DuckDB 1.5
+    refuses `HH:MMZ`) and a midnight when it is a date alone.
     The instant is read through its epoch, which needs no time zone."""
     has_time = f"{t}[11] IN ('T', ' ')"
-    with_time = f"CASE WHEN {has_time} THEN {t} ELSE {t}[1:10] || 'T00:00:00' || {t}[11:] END"
+    with_seconds = f"CASE WHEN {t}[17] = ':' THEN {t} ELSE {t}[1:16] || ':00' || {t}[17:] END"
+    with_time = f"CASE WHEN {has_time} THEN {with_seconds} ELSE {t}[1:10] || 'T00:00:00' || {t}[11:] END"
     has_offset = f"(ends_with({t}, 'Z') OR contains({t}[11:], '+') OR contains({t}[11:], '-'))"
     completed = f"{with_time} || CASE WHEN {has_offset} THEN '' ELSE 'Z' END"
 

@@ -27,6 +27,10 @@ SOURCE_FILES: dict[str, tuple[str, ...]] = {
 }
 RAW_TABLES: dict[str, str] = {"applications.csv": "raw_applications", "events.csv": "raw_events"}
 
+FILE_CONFIG: dict[str, str] = {"storage_compatibility_version": "latest"}
+"""How a warehouse file is opened: a new one is written in DuckDB 1.5's own storage format, whose
+zstd compression the record tables ask for (the default, readable by DuckDB 0.10, has none)."""
+
 
 def _raw_table_ddl(table: str, columns: tuple[str, ...]) -> str:
     source_columns = ",\n    ".join(f"{identifier(column)} VARCHAR" for column in columns)
@@ -91,8 +95,8 @@ CREATE TABLE IF NOT EXISTS push_journal (
 
 SYNC_PLAN_PAYLOADS_VIEW = """CREATE VIEW sync_plan_payloads AS
    SELECT p.day, p.source_id, p.action, p.opportunity_id,
-          CASE WHEN p.action = 'create' THEN r.fields ELSE p.fields END AS fields,
-          coalesce(p.full_fields, r.fields) AS full_fields, r.search_by_value, r.lead_fields,
+          CASE WHEN p.action = 'create' THEN r.fields ELSE p.fields::VARCHAR END AS fields,
+          coalesce(p.full_fields::VARCHAR, r.fields) AS full_fields, r.search_by_value, r.lead_fields,
           r.owner_email, r.note, r.record_hash, r.source_updated_at, p.reason
    FROM sync_plan p JOIN opportunity_records r
      ON r.day = p.record_day AND r.source_id = p.source_id AND r.record_hash = p.record_hash"""

@@ -17,6 +17,7 @@ from lsq_pipeline.sync.extract import extract_day
 from lsq_pipeline.sync.plan import plan_days
 from lsq_pipeline.sync.validate import transform_days
 from lsq_pipeline.sync.warehouse import (
+    FILE_CONFIG,
     MIGRATIONS,
     SCHEMA_VERSION,
     Migration,
@@ -114,7 +115,7 @@ def test_a_warehouse_of_a_newer_release_is_refused(tmp_path):
 
 
 def test_the_records_texts_are_written_with_zstd(tmp_path, mapping):
-    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"), config=FILE_CONFIG)
     ensure_schema(conn)
     write_day(tmp_path, DAY, [good_application(application_id=f"APP-{i}") for i in range(50)])
     extract_day(conn, tmp_path, DAY)
