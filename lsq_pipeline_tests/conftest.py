@@ -1,10 +1,13 @@
-"""Fixtures every test folder may use: a Redis server of the test's own."""
+"""Fixtures every test folder may use: a Redis server of the test's own, a PostgreSQL server of
+the session's own and a new database in it."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+from lsq_pipeline_tests.postgres import PostgresServer, PostgresUnavailable, start_server
 
 
 @pytest.fixture
@@ -21,3 +24,24 @@ def redis_url(tmp_path):
         yield f"unix://{server.socket_file}"
     finally:
         server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """One PostgreSQL server per test process (xdist worker), started from the machine's package."""
+    try:
+        server = start_server()
+    except PostgresUnavailable as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is needed in CI: {error}")
+        pytest.skip(str(error))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """`postgresql://postgres@127.0.0.1:PORT/DB` of a new, empty database of the test's own."""
+    return postgres_server.url(postgres_server.new_database())
