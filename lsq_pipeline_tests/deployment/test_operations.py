@@ -25,7 +25,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import requests
 import yaml
 
 import dagster as dg
@@ -37,40 +36,20 @@ from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sandbox.server import RunningSandbox
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline_tests.chaos.checks import ChaosPipeline, subprocess_env
-from lsq_pipeline_tests.deployment.test_webserver import graphql
+from lsq_pipeline_tests.deployment.harness import (
+    LAUNCH_RUN, REPO, STARTUP_SECONDS, graphql, start, tail, wait_for_location, wait_until,
+)
 from lsq_pipeline_tests.pipeline.harness import MAPPING, rewrite_rows
 from lsq_pipeline_tests.processes import free_port, stop_group
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = REPO / ".venv" / "bin"
-STARTUP_SECONDS = 120
 APPLICATIONS = dg.AssetKey(["source", "applications"])
 EVENTS = dg.AssetKey(["source", "events"])
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
 # --------------------------------------------------------------------------------------------
-# Shared helpers: a project folder, a process group, bounded waits.
+# Shared helpers: a project folder, an export file arriving.
 # --------------------------------------------------------------------------------------------
-
-def wait_until(what: str, predicate, timeout: float, every: float = 0.5, log: Path | None = None,
-               process: subprocess.Popen | None = None):
-    """`predicate()`'s first truthy value, polled until `timeout`; the process must stay up."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"{process.args[0]} exited while waiting for {what}:\n{tail(log)}")
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail(log)}")
-        time.sleep(every)
-
-
-def tail(log: Path | None, chars: int = 4000) -> str:
-    return log.read_text(errors="replace")[-chars:] if log is not None and log.exists() else ""
-
 
 def project_folder(folder: Path, monitoring_poll_seconds: int | None = None) -> Path:
     """data/mapping.yaml, workspace.yaml and a DAGSTER_HOME holding the shipped dagster.yaml;
@@ -90,16 +69,6 @@ def project_folder(folder: Path, monitoring_poll_seconds: int | None = None) -> 
         shipped["run_monitoring"]["poll_interval_seconds"] = monitoring_poll_seconds
         (home / "dagster.yaml").write_text(yaml.safe_dump(shipped))
     return home
-
-
-def start(command: list[str], folder: Path, env: dict, log_path: Path) -> subprocess.Popen:
-    """A Dagster command of the venv in `folder`, in a process group of its own."""
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [str(BIN / command[0]), *command[1:]], cwd=folder,
-            env={**env, "PATH": f"{BIN}:{env.get('PATH', '')}"},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
 
 
 def place(source_day: Path, target_day: Path, file_name: str) -> None:
@@ -200,25 +169,6 @@ def test_freshness_daemon_reports_a_missing_export_as_stale(tmp_path):
 
 RETRY_SECONDS = 240
 KILL_LATENCY_MS = 3000  # every API call of the killed run takes 3 s: it dies with a call in the air
-LAUNCH_RUN = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message stack }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on InvalidSubsetError { message }
-    ... on PipelineNotFoundError { message }
-    ... on RunConflict { message }
-    ... on UnauthorizedError { message }
-    ... on ConflictingExecutionParamsError { message }
-    ... on PresetNotFoundError { message }
-    ... on NoModeProvidedError { message }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { invalidOutputName }
-  }
-}
-"""
 STARTED_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\)")
 NOT_RETRIED = "Not retrying run since it failed due to an asset or op failure"
 
@@ -311,23 +261,6 @@ def deployment(tmp_path_factory):
                                  log, process, kill_day, block_day)
         finally:
             stop_group(process)
-
-
-def wait_for_location(url: str, process: subprocess.Popen, log: Path) -> None:
-    query = """{ workspaceOrError { ... on Workspace { locationEntries { name
-                 locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
-
-    def loaded():
-        try:
-            entries = graphql(url, query)["workspaceOrError"]["locationEntries"]
-        except (requests.RequestException, ValueError, KeyError):
-            return None
-        return next((e["locationOrLoadError"] for e in entries
-                     if e["name"] == "lsq_pipeline" and e["locationOrLoadError"]), None)
-
-    state = wait_until("dagster dev to serve the code location", loaded, STARTUP_SECONDS, every=1,
-                       log=log, process=process)
-    assert state["__typename"] == "RepositoryLocation", state
 
 
 def read_warehouse(check, attempts: int = 20):
