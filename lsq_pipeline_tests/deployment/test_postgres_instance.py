@@ -1,11 +1,12 @@
-"""The shipped production instance, deploy/dagster.yaml, on a real PostgreSQL: `dagster-daemon run`
-and `dagster-webserver` started apart (as the systemd units do), a two-day backfill launched
-through GraphQL, its runs stored in PostgreSQL and every promise kept."""
+"""The shipped production files, deploy/dagster.yaml on a real PostgreSQL and deploy/workspace.yaml:
+the code server, the daemon and the webserver started apart (as the systemd units do), a two-day
+backfill launched through GraphQL, its runs stored in PostgreSQL and every promise kept."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,7 +18,8 @@ from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline_tests.chaos.checks import ChaosPipeline, assert_end_state, subprocess_env
 from lsq_pipeline_tests.deployment.harness import (
-    REPO, STARTUP_SECONDS, covered_days, launch_backfill, start, wait_for_backfill, wait_for_location,
+    BIN, REPO, STARTUP_SECONDS, covered_days, launch_backfill, start, wait_for_backfill, wait_for_location,
+    wait_until,
 )
 from lsq_pipeline_tests.postgres import PASSWORD, PASSWORD_ROLE
 from lsq_pipeline_tests.processes import free_port, stop_group
@@ -33,14 +35,14 @@ class Deployment:
     home: Path
     database_url: str
     pipeline: ChaosPipeline
-    daemon_log: Path
+    code_log: Path
 
 
 @pytest.fixture
 def deployment(tmp_path, postgres_server):
     """deploy/dagster.yaml as it ships in a new DAGSTER_HOME, its DAGSTER_PG_* variables naming a
-    new database and the role that must give its password; the daemon and the webserver each in a
-    process group of its own, stopped at the end; the sandbox in this process."""
+    new database and the role that must give its password; the code server, the daemon and the
+    webserver each in a process group of its own, stopped at the end; the sandbox in this process."""
     source = tmp_path / "source"
     generate(source, rows=100, days=len(DAYS), seed=43, start_day=FIRST_DAY, dirty_rate=0.0)
     home = tmp_path / "dagster_home"
@@ -48,26 +50,38 @@ def deployment(tmp_path, postgres_server):
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     database = postgres_server.new_database("dagster")
     warehouse = tmp_path / "warehouse.duckdb"
-    port = free_port()
+    port, code_port = free_port(), free_port()
     with run_sandbox(rate_limit_calls=0, latency_ms=5) as sandbox:
         env = subprocess_env(os.environ, sandbox_url=sandbox.url, source=source, warehouse=warehouse,
                              dagster_home=home, rate_limit_db=tmp_path / "rate_limit.sqlite")
         env.update(DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(postgres_server.port), DAGSTER_PG_DB=database,
-                   DAGSTER_PG_USERNAME=PASSWORD_ROLE, DAGSTER_PG_PASSWORD=PASSWORD)
+                   DAGSTER_PG_USERNAME=PASSWORD_ROLE, DAGSTER_PG_PASSWORD=PASSWORD,
+                   DAGSTER_CODE_HOST="127.0.0.1", DAGSTER_CODE_PORT=str(code_port))
+        workspace = str(REPO / "deploy" / "workspace.yaml")
         processes = []
         try:
-            daemon_log = tmp_path / "daemon.log"
-            processes.append(start(["dagster-daemon", "run", "-w", "workspace.yaml"], REPO, env, daemon_log))
+            code_log = tmp_path / "code_server.log"
+            processes.append(start(["dagster", "code-server", "start", "-m", "lsq_pipeline.definitions",
+                                    "-h", "127.0.0.1", "-p", str(code_port)], REPO, env, code_log))
+            wait_until("the code server", lambda: serving(code_port), STARTUP_SECONDS, every=1, log=code_log,
+                       process=processes[0])
+            processes.append(start(["dagster-daemon", "run", "-w", workspace], REPO, env, tmp_path / "daemon.log"))
             webserver_log = tmp_path / "webserver.log"
-            processes.append(start(["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            processes.append(start(["dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
                                    REPO, env, webserver_log))
             url = f"http://127.0.0.1:{port}/graphql"
-            wait_for_location(url, processes[1], webserver_log)
+            wait_for_location(url, processes[2], webserver_log)
             yield Deployment(url, home, postgres_server.url(database),
-                             ChaosPipeline(source_dir=source, warehouse=warehouse, sandbox_url=sandbox.url), daemon_log)
+                             ChaosPipeline(source_dir=source, warehouse=warehouse, sandbox_url=sandbox.url), code_log)
         finally:
-            for process in processes:
+            for process in reversed(processes):
                 stop_group(process)
+
+
+def serving(port: int) -> bool:
+    """The code server on `port` answers Dagster's gRPC health check."""
+    check = [str(BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(port)]
+    return subprocess.run(check, capture_output=True).returncode == 0
 
 
 @pytest.mark.slow
@@ -75,7 +89,7 @@ def deployment(tmp_path, postgres_server):
 def test_a_backfill_on_the_postgres_instance_keeps_every_promise(deployment):
     d = deployment
     backfill_id = launch_backfill(d.url, DAYS)
-    runs = wait_for_backfill(d.url, backfill_id, BACKFILL_SECONDS, d.daemon_log)
+    runs = wait_for_backfill(d.url, backfill_id, BACKFILL_SECONDS, d.code_log)
     assert {run["status"] for run in runs} == {"SUCCESS"}, runs
     assert covered_days(runs) == DAYS
 
