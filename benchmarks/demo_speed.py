@@ -187,7 +187,7 @@ def child(folder: Path) -> None:
     import duckdb
     from dagster._core.instance.runs.run_domain import RunDomain
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-    from dagster_duckdb import DuckDBResource
+    from lsq_pipeline.orchestration.resources import WarehouseResource
 
     import lsq_pipeline.cli as cli
     import lsq_pipeline.orchestration.assets as assets
@@ -214,7 +214,7 @@ def child(folder: Path) -> None:
     timers.wrap(assets, "reconcile", "sync: reconcile")  # the name the assets module calls
     timers.wrap(metadata, "table_metadata", "step: table_metadata (asset metadata queries)")
     timers.wrap(duckdb, "connect", "duckdb.connect (any)")
-    timers.wrap_context(DuckDBResource, "get_connection", "DuckDBResource.get_connection")
+    timers.wrap_context(WarehouseResource, "get_connection", "WarehouseResource.get_connection")
     original_attempt = LeadSquaredClient._attempt
 
     def attempt(self, endpoint, *args, **kwargs):

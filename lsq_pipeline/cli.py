@@ -142,7 +142,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     _print_state(settings)
     if writes == 0 and ok:
         print("Nothing to send: LeadSquared already matches the source (0 write calls).")
-    print(f"Warehouse (DuckDB): {settings.path('warehouse').resolve()}  -- state table: opportunity_state")
+    print(f"Warehouse: {settings.warehouse_location().describe()}  -- state: lsq-pipeline state")
     print("Open the UI to see the runs and lineage: lsq-pipeline ui")
     return 0 if ok else 1
 
@@ -298,7 +298,7 @@ def _run_history(args: argparse.Namespace) -> int:
     from lsq_pipeline.orchestration.runs import warehouse_of
     from lsq_pipeline.sync.history import recent_runs
 
-    if not settings.path("warehouse").exists():
+    if not settings.warehouse_location().exists():
         print("No runs yet (no warehouse).")
         return 0
     with warehouse_of(settings).get_connection() as conn:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lsq_pipeline.leadsquared import AccountLimits
 from lsq_pipeline.leadsquared.budget import PlanName, limits_of
+from lsq_pipeline.sync.connection import Warehouse, is_postgres, postgres_url_problem, schema_problem
 from lsq_pipeline.sync.reconcile import READ_BACK_GRACE_SECONDS
 
 SANDBOX_ACCESS_KEY = "sandbox-access-key"
@@ -42,7 +43,12 @@ class AccountAttributes(BaseModel):
                          description="asset-key prefix; names the jobs, schedule, sensors, pools ('default': none)")
     source_dir: str = Field("data/source", description="folder of YYYY-MM-DD/ export folders")
     mapping: str = Field("data/mapping.yaml", description="the declarative mapping YAML")
-    warehouse: str = Field("data/warehouse.duckdb", description="the DuckDB file")
+    warehouse: str = Field("data/warehouse.duckdb", description="the DuckDB file, or postgresql://user@host:5432/db "
+                                                                "(no password: libpq's PGPASSWORD or ~/.pgpass)")
+    warehouse_schema: str | None = Field(None, description="PostgreSQL schema of the account's tables; default the "
+                                                           "account's name ('public' for the default account)")
+    warehouse_lock_timeout_seconds: float = Field(
+        600.0, ge=0, description="how long a run waits while another process holds the DuckDB file's lock")
     sandbox_dir: str = Field("data/sandbox", description="state folder of the embedded sandbox")
     api_host: str = Field("", description="LeadSquared API host, e.g. https://api-in21.leadsquared.com; "
                                           "empty: the embedded sandbox")
@@ -89,10 +95,26 @@ class AccountAttributes(BaseModel):
         return value.strip().lower() or None if isinstance(value, str) else value
 
     @field_validator("rate_limit_calls", "rate_limit_seconds", "bulk_rate_limit_calls", "bulk_rate_limit_seconds",
-                     "daily_call_limit", "first_day", mode="before")
+                     "daily_call_limit", "first_day", "warehouse_schema", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("warehouse")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        problem = postgres_url_problem(value) if is_postgres(value) else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("warehouse_schema")
+    @classmethod
+    def _a_schema(cls, value: str | None) -> str | None:
+        problem = schema_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value or None
 
     @field_validator("first_day")
     @classmethod
@@ -133,6 +155,16 @@ class AccountSettings(AccountAttributes):
         value = Path(getattr(self, attribute))
         return value if value.is_absolute() else self.root / value
 
+    def warehouse_location(self) -> Warehouse:
+        """Where the account's tables are: a PostgreSQL URL as it is, a file's path from `root`."""
+        on_postgres = is_postgres(self.warehouse)
+        return Warehouse(
+            target=self.warehouse if on_postgres else str(self.path("warehouse")),
+            schema=self.warehouse_schema or ("public" if self.is_default else self.account),
+            memory_limit=self.duckdb_memory_limit,
+            lock_timeout_seconds=self.warehouse_lock_timeout_seconds,
+        )
+
     def account_limits(self) -> AccountLimits:
         """The plan's preset with every limit set explicitly put over it."""
         return limits_of(self)
@@ -167,7 +199,7 @@ class AccountSettings(AccountAttributes):
             raise SettingsError(f"{self.setting_name('source_dir')}: {self.path('source_dir')} is not a folder")
         if not self.path("mapping").is_file():
             raise SettingsError(f"{self.setting_name('mapping')}: {self.path('mapping')} is not a file")
-        if self.path("warehouse").is_dir():
+        if not is_postgres(self.warehouse) and self.path("warehouse").is_dir():
             raise SettingsError(f"{self.setting_name('warehouse')}: {self.path('warehouse')} is a folder, "
                                 "not a DuckDB file")
 

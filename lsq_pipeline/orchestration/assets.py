@@ -12,12 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._utils.schedules import get_smallest_cron_interval
-from dagster_duckdb import DuckDBResource
 
 from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.orchestration.alerts import AlertWebhook
 from lsq_pipeline.orchestration.metadata import api_metadata, preview, table_metadata
-from lsq_pipeline.orchestration.resources import LeadSquaredResource
+from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseResource
 from lsq_pipeline.orchestration import lineage
 from lsq_pipeline.orchestration.liveness import run_is_alive
 from lsq_pipeline.orchestration.source import SourceResource
@@ -42,7 +41,7 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 class AccountResources:
     """The resources of one account in a step (their keys carry the account's prefix)."""
 
-    warehouse: DuckDBResource
+    warehouse: WarehouseResource
     leadsquared: LeadSquaredResource
     source: SourceResource
     alert_webhook: AlertWebhook
@@ -76,10 +75,10 @@ def freshness_policy(settings: AccountSettings) -> dg.FreshnessPolicy:
 
 
 def table_of(settings: AccountSettings, group: str, table: str, *kinds: str) -> dict[str, object]:
-    """What a DuckDB table asset of the account says of itself: its kinds (`leadsquared` too for the
+    """What a warehouse table asset of the account says of itself: its kinds (`leadsquared` too for the
     steps that call it), owners, group and table name."""
     return {"kinds": {"duckdb", *kinds}, "owners": settings.owners, "group_name": settings.name(group),
-            "metadata": {"dagster/table_name": f"{settings.path('warehouse').stem}.main.{table}"}}
+            "metadata": {"dagster/table_name": settings.warehouse_location().table_name(table)}}
 
 
 def resource_keys(settings: AccountSettings, *roles: str) -> set[str]:

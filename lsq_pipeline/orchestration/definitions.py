@@ -9,18 +9,16 @@ from __future__ import annotations
 import os
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from lsq_pipeline.leadsquared.budget import BUDGET_FIELDS
 from lsq_pipeline.orchestration.alerts import AlertWebhook
 from lsq_pipeline.orchestration.assets import build_assets, daily_partitions
 from lsq_pipeline.orchestration.jobs import build_jobs, build_schedule
-from lsq_pipeline.orchestration.resources import LeadSquaredResource
+from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseResource
 from lsq_pipeline.orchestration.sensors import build_sensors
 from lsq_pipeline.orchestration.source import SourceResource
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
 from lsq_pipeline.sync.mapping import load_mapping
-from lsq_pipeline.sync.warehouse import FILE_CONFIG
 
 
 def _secret(variable: str, required: bool = False, fallback: str = "") -> str | dg.EnvVar:
@@ -32,10 +30,12 @@ def _secret(variable: str, required: bool = False, fallback: str = "") -> str | 
 def build_resources(settings: AccountSettings) -> dict[str, dg.ConfigurableResource]:
     """The account's resources under its keys (`warehouse`, `acme_warehouse`...)."""
     real_host = not settings.uses_sandbox
+    warehouse = settings.warehouse_location()
     resources = {
-        "warehouse": DuckDBResource(
-            database=str(settings.path("warehouse")),
-            connection_config={**FILE_CONFIG, "memory_limit": settings.duckdb_memory_limit},
+        "warehouse": WarehouseResource(
+            database=warehouse.target, warehouse_schema=warehouse.schema,
+            connection_config={"memory_limit": warehouse.memory_limit},
+            lock_timeout_seconds=warehouse.lock_timeout_seconds,
         ),
         "leadsquared": LeadSquaredResource(
             api_host=settings.api_host,

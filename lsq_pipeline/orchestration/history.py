@@ -11,8 +11,8 @@ from collections import Counter
 from datetime import date, datetime, timezone
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
+from lsq_pipeline.orchestration.resources import WarehouseResource
 from lsq_pipeline.sync import history
 from lsq_pipeline.sync.warehouse import ensure_schema
 
@@ -68,7 +68,7 @@ def _timestamp(seconds: float | None) -> datetime | None:
 
 
 def record_run_outcome(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse: DuckDBResource
+    instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse: WarehouseResource
 ) -> dict[str, object] | None:
     """Write the run's `sync_runs` row and `sync_errors`; returns the row (None: no days)."""
     days = run_day_range(run)

@@ -7,11 +7,17 @@ import os
 import threading
 from pathlib import Path
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from lsq_pipeline.leadsquared import AccountLimits, LeadSquaredClient
 from lsq_pipeline.leadsquared.budget import limits_of
+from lsq_pipeline.sync.connection import Warehouse
 
 _SECRET_FIELDS = {"access_key", "secret_key", "rate_limit_redis"}  # a Redis URL may carry a password
 _clients: dict[str, LeadSquaredClient] = {}
@@ -122,3 +128,21 @@ class LeadSquaredResource(dg.ConfigurableResource):
         """A digest of the configuration (keys included, hashed: the key never sits in a dict)."""
         parts = [str(os.getpid())] + [f"{name}={getattr(self, name)}" for name in sorted(type(self).model_fields)]
         return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
+
+
+class WarehouseResource(DuckDBResource):
+    """The account's warehouse: dagster-duckdb's `DuckDBResource` whose `database` is a DuckDB file
+    or a PostgreSQL database (`postgresql://` URL, no password) that DuckDB attaches; a file's lock
+    held by another process is waited out (see `sync.connection`)."""
+
+    warehouse_schema: str = Field(default="public", description="PostgreSQL schema of the account's tables")
+    lock_timeout_seconds: float = Field(default=600.0, description="wait for another process's lock on the file")
+
+    def location(self) -> Warehouse:
+        return Warehouse(self.database, self.warehouse_schema, self.connection_config.get("memory_limit", "768MB"),
+                         self.lock_timeout_seconds)
+
+    @contextmanager
+    def get_connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.location().connect(dg.get_dagster_logger().warning, read_only=read_only) as conn:
+            yield conn

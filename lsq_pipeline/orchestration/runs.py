@@ -11,12 +11,12 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 from filelock import FileLock
 
 from lsq_pipeline.orchestration.assets import account_key
 from lsq_pipeline.orchestration.jobs import settings_of
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
+from lsq_pipeline.orchestration.resources import WarehouseResource
 from lsq_pipeline.settings import AccountSettings, SettingsError
 from lsq_pipeline.sync import history, plan, state, validate
 
@@ -162,7 +162,7 @@ class DaySummary:
     records_waiting: int = 0
 
 
-def warehouse_of(settings: AccountSettings) -> DuckDBResource:
+def warehouse_of(settings: AccountSettings) -> WarehouseResource:
     """The account's warehouse resource: its connections wait out another process's lock."""
     return code_location().resources[settings.name("warehouse")]
 

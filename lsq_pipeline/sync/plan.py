@@ -146,13 +146,13 @@ def plan_days(
                               "retry_all": retry_all_failed, "max_attempts": max_attempts})
         # The payload of each update: only its changed fields, from the record and what was last sent.
         conn.execute(f"""
-            UPDATE sync_plan AS p SET fields = u.fields, full_fields = u.full_fields
+            UPDATE sync_plan AS p SET fields = u.fields::JSON, full_fields = u.full_fields::JSON
             FROM (
                 SELECT source_id, {_changed_fields_sql(mapping, 'new_map', 'old_map')} AS fields,
                        {_full_fields_sql(mapping, 'fields', 'sent_fields')} AS full_fields
                 FROM (SELECT p.source_id, r.fields, s.sent_fields,
                              CAST(r.fields::JSON AS MAP(VARCHAR, VARCHAR)) AS new_map,
-                             coalesce(CAST(s.sent_fields AS MAP(VARCHAR, VARCHAR)),
+                             coalesce(CAST(s.sent_fields::JSON AS MAP(VARCHAR, VARCHAR)),
                                       MAP {{}}::MAP(VARCHAR, VARCHAR)) AS old_map
                       FROM sync_plan p
                       JOIN opportunity_records r ON r.day = p.record_day AND r.source_id = p.source_id
@@ -161,7 +161,7 @@ def plan_days(
             ) AS u
             WHERE p.source_id = u.source_id AND p.action = 'update' AND p.day IN {in_days}""")
         conn.execute(f"""
-            INSERT INTO activity_plan
+            INSERT INTO activity_plan (day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at)
             SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at
             FROM activity_records a
             WHERE day IN {in_days}

@@ -138,15 +138,13 @@ def mark_interrupted(
     dead = [owner for owner in owners if owner is None or owner == run_id or not run_is_alive(owner)]
     if not dead:
         return {}
-    with _transaction(conn):
-        rows = conn.execute(
-            """
-            UPDATE push_journal SET status = 'unknown', error = $1
-            WHERE status = 'sent' AND (run_id IS NULL OR run_id IN (SELECT unnest($2::VARCHAR[])))
-            RETURNING kind
-            """,
-            [INTERRUPTED, [owner for owner in dead if owner is not None]],
-        ).fetchall()
+    dead_rows = "status = 'sent' AND (run_id IS NULL OR run_id IN (SELECT unnest($1::VARCHAR[])))"
+    with _transaction(conn):  # counted, then updated: PostgreSQL tables take no UPDATE ... RETURNING
+        owners_dead = [owner for owner in dead if owner is not None]
+        counts = dict(conn.execute(f"SELECT kind, count(*) FROM push_journal WHERE {dead_rows} GROUP BY kind",
+                                   [owners_dead]).fetchall())
+        conn.execute(f"UPDATE push_journal SET status = 'unknown', error = $2 WHERE {dead_rows}",
+                     [owners_dead, INTERRUPTED])
         conn.execute(
             """
             INSERT OR REPLACE INTO activity_state (event_id, source_id, opportunity_id, status, error, pushed_at)
@@ -157,9 +155,6 @@ def mark_interrupted(
               AND event_id NOT IN (SELECT event_id FROM activity_state WHERE status = 'created')
             """
         )
-    counts: dict[str, int] = {}
-    for (kind,) in rows:
-        counts[kind] = counts.get(kind, 0) + 1
     return counts
 
 
@@ -210,9 +205,9 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEn
         ON CONFLICT (source_id) DO UPDATE SET
             opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
             earlier_sent_fields = to_json(list_slice(list_filter(
-                CASE WHEN s.status IN ('pending', 'missing', 'failed') THEN coalesce(s.earlier_sent_fields::JSON[], [])
+                CASE WHEN s.status IN ('pending', 'missing', 'failed') THEN coalesce(s.earlier_sent_fields::JSON::JSON[], [])
                      ELSE [] END || [s.sent_fields], lambda version: version IS NOT NULL), -$7, -1)),
-            sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields,
+            sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields::JSON,
             source_updated_at = excluded.source_updated_at, status = 'pending', error = NULL,
             last_synced_at = excluded.last_synced_at, attempts = 0, read_back_since = excluded.read_back_since
         """,
@@ -254,7 +249,7 @@ def _record_adoptions(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[Journal
             """
             UPDATE opportunity_adoption AS a
             SET kept_fields = to_json(map_from_entries(list_filter(
-                    map_entries(CAST(a.kept_fields AS MAP(VARCHAR, VARCHAR))), lambda e: NOT list_contains(u.sent, e.key))))
+                    map_entries(CAST(a.kept_fields::JSON AS MAP(VARCHAR, VARCHAR))), lambda e: NOT list_contains(u.sent, e.key))))
             FROM (SELECT unnest($1) AS source_id, unnest($2::VARCHAR[][]) AS sent) AS u
             WHERE a.source_id = u.source_id AND a.kept_fields IS NOT NULL
             """,

@@ -17,6 +17,7 @@ from datetime import date
 
 import duckdb
 
+from lsq_pipeline.sync.connection import NUL_STORED_AS
 from lsq_pipeline.sync.mapping import FieldSpec, Mapping, template_columns
 from lsq_pipeline.sync.sql import day_list_sql, identifier, literal
 
@@ -37,7 +38,6 @@ QUOTE = "'"
 SIGNED_DATA_RE = r"[+-][0-9 .()-]*[0-9][0-9 .()-]*"
 """A text starting with `+` or `-` that is data, not a formula: a number or phone number (digits,
 spaces, dots, dashes, parentheses after one leading sign: `+91-98765 43210`, `-12.5`)."""
-NUL_SHOWN_AS = "\u2400"
 
 
 def _t(column: str) -> str:
@@ -221,7 +221,9 @@ class _Query:
         whens = [f"WHEN {t} IS NULL THEN {literal('required value missing') if rule.required else 'NULL'}"]
         whens += [f"WHEN {condition.replace('{p}', p)} THEN {reason.replace('{p}', p)}"
                   for condition, reason in rule.checks]
-        case = f"CASE WHEN contains({identifier(rule.column)}, chr(0)) THEN 'contains a NUL byte' {' '.join(whens)} END"
+        column = identifier(rule.column)
+        nul = f"contains({column}, chr(0)) OR contains({column}, {literal(NUL_STORED_AS)})"
+        case = f"CASE WHEN {nul} THEN 'contains a NUL byte' {' '.join(whens)} END"
         return f"CASE WHEN {rule.only_when} THEN {case} END" if rule.only_when else case
 
     def reasons(self, extra: dict[str, list[str]] | None = None) -> list[tuple[str, bool, str]]:
@@ -260,7 +262,7 @@ class _Query:
             GROUP BY day, {key}, CASE WHEN {key} IS NULL THEN row_number END"""
         reasons = self.reasons(extra)
         problems = ", ".join(f"{sql} AS r{i}" for i, (_, _, sql) in enumerate(reasons))
-        shown = f"chr(0), {literal(NUL_SHOWN_AS)}"
+        shown = f"chr(0), {literal(NUL_STORED_AS)}"
         entries = ", ".join(
             f"struct_pack(field := {literal(name)}, reason := r{i}, "
             f"value := {f'replace({identifier(name)}, {shown})' if is_column else 'NULL'})"

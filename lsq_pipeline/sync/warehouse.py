@@ -1,4 +1,4 @@
-"""The warehouse's tables in DuckDB and their schema version: `ensure_schema` brings any warehouse,
+"""The warehouse's tables (in a DuckDB file or PostgreSQL, see `connection`) and their schema version: `ensure_schema` brings any warehouse,
 new or made by an older release, up to this release's schema, in place and in one transaction."""
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ SOURCE_FILES: dict[str, tuple[str, ...]] = {
     "events.csv": EVENT_COLUMNS,
 }
 RAW_TABLES: dict[str, str] = {"applications.csv": "raw_applications", "events.csv": "raw_events"}
-
-FILE_CONFIG: dict[str, str] = {"storage_compatibility_version": "latest"}
-"""How a warehouse file is opened: a new one is written in DuckDB 1.5's own storage format, whose
-zstd compression the record tables ask for (the default, readable by DuckDB 0.10, has none)."""
 
 
 def _raw_table_ddl(table: str, columns: tuple[str, ...]) -> str:
@@ -112,6 +108,44 @@ def _copied(table: str, columns: str, select: str) -> tuple[str, ...]:
         f"DROP TABLE {table}",
         f"ALTER TABLE {table}_new RENAME TO {table}",
     )
+
+
+def _as_text(table: str, *columns: str) -> tuple[str, ...]:
+    """The statements that make a keyless table's JSON `columns` VARCHAR holding the same text, in
+    place and in order, on either backend (PostgreSQL tables attached to DuckDB take no ALTER ...
+    TYPE, and DuckDB no DROP COLUMN of a table written in the same transaction): a copy."""
+    replaced = ", ".join(f"{column}::VARCHAR AS {column}" for column in columns)
+    return (
+        f"CREATE TABLE {table}_new AS SELECT * REPLACE ({replaced}) FROM {table}",
+        f"DROP TABLE {table}",
+        f"ALTER TABLE {table}_new RENAME TO {table}",
+    )
+
+
+JSON_TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sync_plan": ("fields", "full_fields"), "activity_plan": ("fields",), "push_journal": ("payload",),
+    "sync_errors": ("payload",),
+}
+"""JSON columns of tables without a key, made text by a copy (`_as_text`)."""
+STATE_COLUMNS = """
+    source_id VARCHAR PRIMARY KEY, opportunity_id VARCHAR, lead_id VARCHAR, event_code INTEGER, sent_hash VARCHAR,
+    sent_fields VARCHAR, remote_fields VARCHAR, source_updated_at TIMESTAMP, remote_modified_on TIMESTAMP,
+    status VARCHAR, drift_fields VARCHAR[], error VARCHAR, last_synced_at TIMESTAMP, failed_hash VARCHAR,
+    drift VARCHAR, repaired_fields VARCHAR[], repaired_at TIMESTAMP, attempts INTEGER DEFAULT 0,
+    read_back_since TIMESTAMP, confirmed_at TIMESTAMP, earlier_sent_fields VARCHAR"""
+"""The keyed tables with their JSON columns as text (copied whole: a copy `AS SELECT` has no key)."""
+SYNC_RUNS_COLUMNS = """
+    run_id VARCHAR PRIMARY KEY, job VARCHAR, first_day DATE, last_day DATE, mode VARCHAR, status VARCHAR,
+    reason VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP, planned_create INTEGER, attempted_create INTEGER,
+    succeeded_create INTEGER, failed_create INTEGER, planned_update INTEGER, attempted_update INTEGER,
+    succeeded_update INTEGER, failed_update INTEGER, planned_capture INTEGER, attempted_capture INTEGER,
+    succeeded_capture INTEGER, failed_capture INTEGER, planned_activity INTEGER, attempted_activity INTEGER,
+    succeeded_activity INTEGER, failed_activity INTEGER, api_calls VARCHAR, api_calls_total INTEGER,
+    rate_limited_calls INTEGER, items_per_second DOUBLE, budget_exhausted BOOLEAN, errors INTEGER,
+    pending_read_back INTEGER, missing INTEGER"""
+ADOPTION_COLUMNS = """
+    source_id VARCHAR PRIMARY KEY, opportunity_id VARCHAR, on_existing VARCHAR, keep_owner BOOLEAN,
+    adopted_at TIMESTAMP, kept_fields VARCHAR, baseline_at TIMESTAMP"""
 
 
 @dataclass(frozen=True)
@@ -232,6 +266,20 @@ MIGRATIONS: tuple[Migration, ...] = (
                 source_id VARCHAR PRIMARY KEY, opportunity_id VARCHAR, on_existing VARCHAR, keep_owner BOOLEAN,
                 adopted_at TIMESTAMP, kept_fields JSON, baseline_at TIMESTAMP)""",),
     ),
+    Migration(
+        "json_columns_as_text",
+        "every remaining JSON column (plans, state, journal, adoption, history) is VARCHAR holding the same JSON "
+        "text, as the record tables already are: PostgreSQL takes a many-row UPDATE of a json column from DuckDB "
+        "only as text, and queries read the text through DuckDB's JSON functions on either backend",
+        (
+            "DROP VIEW sync_plan_payloads",
+            *(statement for table, columns in JSON_TEXT_COLUMNS.items() for statement in _as_text(table, *columns)),
+            *_copied("opportunity_state", STATE_COLUMNS, "*"),
+            *_copied("opportunity_adoption", ADOPTION_COLUMNS, "*"),
+            *_copied("sync_runs", SYNC_RUNS_COLUMNS, "*"),
+            SYNC_PLAN_PAYLOADS_VIEW,
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -243,7 +291,8 @@ class WarehouseVersionError(RuntimeError):
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
     """The warehouse's schema version: 0 for a new one or one made before versioning."""
     exists = conn.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version' AND schema_name = 'main'"
+        """SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version'
+           AND database_name = current_database() AND schema_name = current_schema()"""
     ).fetchone()[0]
     if not exists:
         return 0
@@ -293,7 +342,7 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 class ReusedConnection:
-    """A connection factory over `connect` (e.g. `DuckDBResource.get_connection`) that keeps its
+    """A connection factory over `connect` (e.g. `WarehouseResource.get_connection`) that keeps its
     connection open between uses that follow each other closely, so a burst of small writes
     (a push's journal rows and answers between fast calls) opens the DuckDB file once, not once
     a write: an open costs ~11 ms and a close 2-4 ms however small the file, while a `connect`

@@ -1,4 +1,5 @@
-"""Fixtures for the sync tests: a DuckDB warehouse file under tmp_path and the demo mapping."""
+"""Fixtures for the sync tests: a warehouse (a DuckDB file under tmp_path, and a PostgreSQL database)
+and the demo mapping."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from lsq_pipeline.sync.connection import Warehouse
 from lsq_pipeline.sync.mapping import Mapping, load_mapping
 from lsq_pipeline.sync.warehouse import APPLICATION_COLUMNS, EVENT_COLUMNS, ensure_schema
 
@@ -18,12 +20,19 @@ DEMO_MAPPING = REPO / "data" / "mapping.yaml"
 DAY = date(2026, 11, 1)
 
 
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request, tmp_path: Path) -> Warehouse:
+    """The warehouse each sync test runs on: a DuckDB file, and a new PostgreSQL database."""
+    if request.param == "duckdb":
+        return Warehouse(str(tmp_path / "warehouse.duckdb"))
+    return Warehouse(request.getfixturevalue("postgres_url"), schema="acme")
+
+
 @pytest.fixture
-def conn(tmp_path: Path):
-    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    ensure_schema(connection)
-    yield connection
-    connection.close()
+def conn(warehouse: Warehouse):
+    with warehouse.connect() as connection:
+        ensure_schema(connection)
+        yield connection
 
 
 @pytest.fixture(scope="session")

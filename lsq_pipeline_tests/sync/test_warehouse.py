@@ -13,11 +13,11 @@ import duckdb
 import pytest
 
 from lsq_pipeline.sync import warehouse
+from lsq_pipeline.sync.connection import FILE_CONFIG
 from lsq_pipeline.sync.extract import extract_day
 from lsq_pipeline.sync.plan import plan_days
 from lsq_pipeline.sync.validate import transform_days
 from lsq_pipeline.sync.warehouse import (
-    FILE_CONFIG,
     MIGRATIONS,
     SCHEMA_VERSION,
     Migration,
@@ -174,7 +174,7 @@ def test_read_back_grace_sends_rows_failed_by_a_lagging_read_back_to_be_read_aga
 
 
 class _CountingFactory:
-    """`DuckDBResource.get_connection`'s shape: a context manager that opens and closes the file."""
+    """`WarehouseResource.get_connection`'s shape: a context manager that opens and closes the file."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.opened, self.closed = str(path), 0, 0

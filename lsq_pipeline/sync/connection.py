@@ -1,0 +1,192 @@
+"""Where an account's warehouse lives and how a connection to it opens: a DuckDB file, or a
+PostgreSQL database that DuckDB attaches through its `postgres` extension, so every query of the
+pipeline is the same DuckDB SQL on either.
+
+A DuckDB file takes one writing process at a time: a connection waits out another process's lock
+(a notebook, a second run) up to a timeout, saying every 30 s who holds it. PostgreSQL takes any
+number of writers and readers; correctness between runs comes from its transactions, not from a
+single writer (see docs/guarantees.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import duckdb
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+POSTGRES_CATALOG = "warehouse"
+"""The name the attached PostgreSQL database has inside DuckDB."""
+LOCK_REPORT_SECONDS = 30.0
+FILE_CONFIG: dict[str, str] = {"storage_compatibility_version": "latest"}
+"""How a warehouse file is opened: a new one is written in DuckDB 1.5's own storage format, whose
+zstd compression the record tables ask for (the default, readable by DuckDB 0.10, has none)."""
+NUL_STORED_AS = "\u2400"
+"""What a NUL byte of the source becomes in PostgreSQL, whose text holds none, and how a reject shows
+one on either backend: validation takes either as the NUL byte it is, and rejects it."""
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be opened: the message is one line naming the cause and the fix."""
+
+
+def is_postgres(target: str) -> bool:
+    return urlsplit(target).scheme in POSTGRES_SCHEMES
+
+
+def postgres_url_problem(url: str) -> str | None:
+    """Why `url` cannot name the warehouse's PostgreSQL database, or None. A password is refused:
+    URLs are shown in the UI, logs and errors; libpq reads it from PGPASSWORD or ~/.pgpass."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        return ("a PostgreSQL URL must not carry a password (URLs are shown in the UI and in logs): remove it and "
+                "give it to libpq through the PGPASSWORD variable or ~/.pgpass")
+    if not parts.hostname or not parts.path.strip("/"):
+        return "a PostgreSQL URL names a host and a database: postgresql://user@host:5432/dbname"
+    return None
+
+
+def schema_problem(schema: str) -> str | None:
+    if _SCHEMA_NAME.match(schema):
+        return None
+    return f"{schema!r} is not a schema name (lower-case letters, digits and _, not starting with a digit)"
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """An account's warehouse: `target` is a DuckDB file's path or a `postgresql://` URL without a
+    password; `schema` is the PostgreSQL schema its tables live in (accounts may share a database)."""
+
+    target: str
+    schema: str = "public"
+    memory_limit: str = "768MB"
+    lock_timeout_seconds: float = 600.0
+
+    @property
+    def on_postgres(self) -> bool:
+        return is_postgres(self.target)
+
+    def describe(self) -> str:
+        """How messages name it (never a secret: a URL with a password is refused)."""
+        return f"PostgreSQL {self.target}, schema {self.schema}" if self.on_postgres else f"DuckDB {self.target}"
+
+    def table_name(self, table: str) -> str:
+        """`database.schema.table`, as Dagster's `dagster/table_name` shows it."""
+        if self.on_postgres:
+            return f"{urlsplit(self.target).path.strip('/')}.{self.schema}.{table}"
+        return f"{Path(self.target).stem}.main.{table}"
+
+    def exists(self) -> bool:
+        """False for a DuckDB file not made yet (nothing has run); a database is taken to exist."""
+        return self.on_postgres or Path(self.target).exists()
+
+    @contextmanager
+    def connect(self, log: Callable[[str], None] = print, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection whose unqualified tables are the warehouse's, closed on exit. `log`
+        hears about a DuckDB file's lock while the connection waits for it."""
+        conn = self._open_postgres() if self.on_postgres else self._open_file(log, read_only)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # -- a DuckDB file --------------------------------------------------------------------------
+    def _open_file(self, log: Callable[[str], None], read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting up to `lock_timeout_seconds` while another process holds it."""
+        config = {**FILE_CONFIG, "memory_limit": self.memory_limit}
+        started = time.monotonic()
+        next_report, delay = started + LOCK_REPORT_SECONDS, 0.02
+        while True:
+            try:
+                return duckdb.connect(self.target, read_only=read_only, config=config)
+            except duckdb.IOException as error:
+                holder = _LOCK_HOLDER.search(str(error))
+                if holder is None:
+                    raise
+                who = f"{holder['program']} (PID {holder['pid']})"
+                now = time.monotonic()
+                if now - started >= self.lock_timeout_seconds:
+                    raise WarehouseError(
+                        f"the warehouse {self.target} is locked by {who}: waited {self.lock_timeout_seconds:g} s "
+                        f"(warehouse_lock_timeout_seconds). Close that connection or end that process, then run "
+                        f"again; nothing was written. `lsq-pipeline state` reads without holding the lock"
+                    ) from None
+                if now >= next_report:
+                    log(f"waiting for the warehouse {self.target}: {who} holds its lock "
+                        f"({now - started:.0f} s of {self.lock_timeout_seconds:g} s)")
+                    next_report += LOCK_REPORT_SECONDS
+                time.sleep(min(delay, max(0.0, started + self.lock_timeout_seconds - now)))
+                delay = min(delay * 2, 1.0)
+
+    # -- PostgreSQL -----------------------------------------------------------------------------
+    def _open_postgres(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of the process's DuckDB that has the database attached (attached once per
+        process: a connection then costs a cursor), with the account's schema as the default."""
+        conn = _attached(self.target, self.schema, self.memory_limit).cursor()
+        conn.execute(f'USE {POSTGRES_CATALOG}."{self.schema}"')
+        return conn
+
+
+_attached_databases: dict[tuple[int, str, str, str], duckdb.DuckDBPyConnection] = {}
+_attach_lock = threading.Lock()
+
+
+def _attached(url: str, schema: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB with `url` attached and `schema` made: PostgreSQL resolves the
+    names of views created through DuckDB in `schema` (its search_path)."""
+    key = (os.getpid(), url, schema, memory_limit)
+    with _attach_lock:
+        if key in _attached_databases:
+            return _attached_databases[key]
+        problem = postgres_url_problem(url) or schema_problem(schema)
+        if problem:
+            raise WarehouseError(problem)
+        database = duckdb.connect(config={"memory_limit": memory_limit})
+        database.execute(f"LOAD '{postgres_extension()}'")
+        database.execute(f"SET GLOBAL pg_null_byte_replacement = '{NUL_STORED_AS}'")
+        separator = "&" if urlsplit(url).query else "?"
+        dsn = f"{url}{separator}options={quote(f'-c search_path={schema}', safe='')}"
+        try:
+            database.execute(f"ATTACH '{dsn}' AS {POSTGRES_CATALOG} (TYPE postgres)")
+        except duckdb.Error as error:
+            raise WarehouseError(f"cannot connect to the warehouse {url}: {_first_line(error)}") from None
+        database.execute(f'CREATE SCHEMA IF NOT EXISTS {POSTGRES_CATALOG}."{schema}"')
+        _attached_databases[key] = database
+        return database
+
+
+def postgres_extension() -> Path:
+    """DuckDB's `postgres` extension from its PyPI wheel, under the file name DuckDB expects
+    (`postgres_scanner`): a link made once in the temporary folder. Never a runtime INSTALL."""
+    spec = importlib.util.find_spec("duckdb_extension_postgres")
+    if spec is None or spec.origin is None:
+        raise WarehouseError("a PostgreSQL warehouse needs the duckdb-extension-postgres package: "
+                             "pip install -e . installs it")
+    version = duckdb.__version__
+    binary = Path(spec.origin).parent / "extensions" / f"v{version}" / "postgres.duckdb_extension"
+    if not binary.is_file():
+        raise WarehouseError(f"duckdb-extension-postgres has no build for DuckDB {version}: install the pinned "
+                             "versions (pip install -e .)")
+    link = Path(tempfile.gettempdir()) / f"lsq_pipeline-duckdb-{version}-{os.getuid()}" / "postgres_scanner.duckdb_extension"
+    if not (link.is_symlink() and link.resolve() == binary.resolve()):
+        link.parent.mkdir(parents=True, exist_ok=True)
+        staged = link.with_name(f".{os.getpid()}.{threading.get_ident()}")
+        staged.unlink(missing_ok=True)
+        staged.symlink_to(binary)
+        staged.replace(link)
+    return link
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
