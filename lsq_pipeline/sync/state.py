@@ -430,11 +430,10 @@ def _mark_rejected(conn: duckdb.DuckDBPyConnection, event_code: int, days: Seque
           AND source_id NOT IN (SELECT source_id FROM opportunity_state)
           AND source_id NOT IN (SELECT source_id FROM opportunity_records)
         GROUP BY source_id
-        RETURNING source_id
         """,
         [event_code, list(days)],
-    ).fetchall()
-    return len(inserted)
+    ).fetchone()
+    return inserted[0]  # the rows inserted (PostgreSQL tables take no INSERT ... RETURNING)
 
 
 # -- activity_state ---------------------------------------------------------------------------
@@ -547,3 +546,53 @@ def run_journal(conn: duckdb.DuckDBPyConnection, run_id: str) -> RunJournal:
         [run_id],
     ).fetchone()[0]
     return RunJournal(answered, failed)
+
+
+# -- reads for a person (`lsq-pipeline state`) ------------------------------------------------
+
+JOURNAL_HISTORY_COLUMNS = ("kind", "status", "batch_id", "run_id", "opportunity_id", "error", "sent_at", "answered_at")
+
+
+@dataclass(frozen=True)
+class RecordsInStatus:
+    """The first records of one status with their errors, and how many there are in all."""
+
+    total: int
+    rows: list[tuple]
+    """(source_id, opportunity_id, error, last_synced_at), by source_id."""
+
+
+def has_state(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the warehouse has its state table yet (no run has made it before the first sync)."""
+    return conn.execute(
+        """SELECT count(*) FROM duckdb_tables() WHERE table_name = 'opportunity_state'
+           AND database_name = current_database() AND schema_name = current_schema()"""
+    ).fetchone()[0] > 0
+
+
+def records_in_status(conn: duckdb.DuckDBPyConnection, status: str, limit: int) -> RecordsInStatus:
+    """The records in `status`, at most `limit` of them: a person reads the errors, not a dump."""
+    total = conn.execute("SELECT count(*) FROM opportunity_state WHERE status = $1", [status]).fetchone()[0]
+    rows = conn.execute(
+        """SELECT source_id, opportunity_id, error, last_synced_at FROM opportunity_state
+           WHERE status = $1 ORDER BY source_id LIMIT $2""",
+        [status, limit],
+    ).fetchall()
+    return RecordsInStatus(total, rows)
+
+
+def record_state(conn: duckdb.DuckDBPyConnection, source_id: str) -> dict[str, object] | None:
+    """One record's state row, column by column (every column its schema version has), or None."""
+    cursor = conn.execute("SELECT * FROM opportunity_state WHERE source_id = $1", [source_id])
+    row = cursor.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cursor.description], row))
+
+
+def journal_history(conn: duckdb.DuckDBPyConnection, source_id: str) -> list[dict[str, object]]:
+    """Every journal row of one record (its writes and its activities), oldest first: what was
+    sent for it, by which run, and what LeadSquared answered."""
+    columns = ", ".join(JOURNAL_HISTORY_COLUMNS)
+    rows = conn.execute(
+        f"SELECT {columns} FROM push_journal WHERE source_id = $1 ORDER BY sent_at, batch_id, kind", [source_id]
+    ).fetchall()
+    return [dict(zip(JOURNAL_HISTORY_COLUMNS, row)) for row in rows]

@@ -1,5 +1,5 @@
-"""A pipeline under test: generated source files, a DuckDB file, the sandbox over real HTTP, and
-the sync job run in process on an ephemeral Dagster instance."""
+"""A pipeline under test: generated source files, a warehouse (a DuckDB file or a PostgreSQL URL),
+the sandbox over real HTTP, and the sync job run in process on an ephemeral Dagster instance."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import requests
 
 from lsq_pipeline.orchestration.definitions import build_definitions
@@ -39,7 +38,8 @@ def range_tags(first: date, last: date) -> dict[str, str]:
 @dataclass
 class Pipeline:
     source_dir: Path
-    warehouse: Path
+    warehouse: Path | str
+    """A DuckDB file, or a postgresql:// URL."""
     sandbox_url: str
     instance: dg.DagsterInstance = field(default_factory=dg.DagsterInstance.ephemeral)
     access_key: str = SANDBOX_ACCESS_KEY
@@ -60,7 +60,7 @@ class Pipeline:
             mapping=str(self.mapping),
             leads_in_bulk=self.leads_in_bulk,
             **{"rate_limit_calls": 0, "max_reject_rate": 0.5,
-               "rate_limit_db": str(self.warehouse.parent / "rate_limit.sqlite"), **self.overrides},
+               "rate_limit_db": str(self.source_dir.parent / "rate_limit.sqlite"), **self.overrides},
         )
 
     def job_name(self, job: str) -> str:
@@ -91,7 +91,7 @@ class Pipeline:
         return record_run_outcome(self.instance, run, self.definitions().resources[self.job_name("warehouse")])
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        with duckdb.connect(str(self.warehouse), read_only=True) as conn:
+        with self.settings().warehouse_location().connect(read_only=True) as conn:
             return conn.execute(sql, params or []).fetchall()
 
     def scalar(self, sql: str, params: list | None = None):

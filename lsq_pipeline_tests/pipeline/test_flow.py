@@ -1,14 +1,18 @@
-"""The whole flow against the sandbox over real HTTP and a real DuckDB file."""
+"""The whole flow against the sandbox over real HTTP, on a real DuckDB file and on a real
+PostgreSQL database."""
 
 from __future__ import annotations
 
 import json
 from datetime import date, timedelta
 
+import pytest
 import requests
 
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import rewrite_rows
+
+pytestmark = pytest.mark.parametrize("warehouse_backend", ["duckdb", "postgres"], indirect=True)
 
 DAY2 = FIRST_DAY + timedelta(days=1)
 DAY3 = FIRST_DAY + timedelta(days=2)
