@@ -332,6 +332,150 @@ def _add_history_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_history)
 
 
+STATE_ROWS_SHOWN = 50
+"""Records listed by `state --status`: enough to see the errors, few enough to read."""
+
+
+def _run_state(args: argparse.Namespace) -> int:
+    """Read the state and close the warehouse at once (a DuckDB file opened read-only: a run waiting
+    for it waits a moment at most), then print."""
+    settings = _checked_settings("state", args, paths=False)
+    if settings is None:
+        return 2
+    from lsq_pipeline.sync import state
+    from lsq_pipeline.sync.connection import WarehouseError
+
+    location = settings.warehouse_location()
+    if not location.exists():
+        print(f"No warehouse yet ({location.describe()}): nothing has run.")
+        return 0
+    try:
+        with location.connect(lambda line: print(line, file=sys.stderr), read_only=True) as conn:
+            if not state.has_state(conn):
+                print(f"No warehouse yet ({location.describe()} has no state table): nothing has run.")
+                return 0
+            counts = state.status_counts(conn)
+            in_status = state.records_in_status(conn, args.status, STATE_ROWS_SHOWN) if args.status else None
+            record = state.record_state(conn, args.source_id) if args.source_id else None
+            journal = state.journal_history(conn, args.source_id) if args.source_id else []
+    except WarehouseError as error:
+        print(f"lsq-pipeline state: {error}", file=sys.stderr)
+        return 2
+    total = sum(counts.values())
+    print(f"{location.describe()}: {total} source records")
+    for status, count in counts.items():
+        print(f"  {status:<10} {count}")
+    if in_status is not None:
+        _print_records_in_status(args.status, in_status)
+    if args.source_id:
+        if record is None:
+            print(f"lsq-pipeline state: no record {args.source_id} in opportunity_state", file=sys.stderr)
+            return 1
+        _print_record(args.source_id, record, journal)
+    return 0
+
+
+def _print_records_in_status(status: str, found) -> None:
+    print(f"\n{found.total} records {status}" + (":" if found.rows else "."))
+    table = [[_history_cell(cell) for cell in row] for row in found.rows]
+    _print_table(["source_id", "opportunity_id", "error", "last_synced_at"], table)
+    if found.total > len(found.rows):
+        print(f"... {found.total - len(found.rows)} more")
+
+
+def _print_record(source_id: str, record: dict, journal: list[dict]) -> None:
+    print(f"\n{source_id} in opportunity_state:")
+    width = max(len(column) for column in record)
+    for column, value in record.items():
+        if value is not None:
+            print(f"  {column:<{width}}  {_history_cell(value)}")
+    print(f"\n{source_id} in push_journal ({len(journal)} rows, oldest first):")
+    if journal:
+        _print_table(list(journal[0]), [[_history_cell(row[c]) for c in row] for row in journal])
+
+
+def _print_table(headers: list[str], table: list[list[str]]) -> None:
+    table = [[cell.replace("\n", " ") for cell in line] for line in table]
+    widths = [max(len(h), *(len(line[n]) for line in table)) for n, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for line in table:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+
+
+def _add_state_command(subparsers: argparse._SubParsersAction) -> None:
+    """`lsq-pipeline state`: what the state table says, without holding the warehouse."""
+    parser = subparsers.add_parser(
+        "state", help="print the records per status, those of one status, or one record's state and journal",
+        description="Reads the warehouse (a DuckDB file read-only) and closes it before printing.",
+    )
+    parser.add_argument("--status", metavar="STATUS", help="list the records in this status with their errors "
+                                                           f"(the first {STATE_ROWS_SHOWN})")
+    parser.add_argument("--source-id", metavar="ID", help="one record's state row and journal history")
+    _add_account_argument(parser)
+    parser.set_defaults(handler=_run_state)
+
+
+def _run_warehouse_copy(args: argparse.Namespace) -> int:
+    from lsq_pipeline.sync.connection import Warehouse, WarehouseError
+    from lsq_pipeline.sync.copy import CopyRefused, copy_warehouse, target_problem
+    from lsq_pipeline.sync.warehouse import WarehouseVersionError
+
+    problem = target_problem(args.to, "public")  # before anything else: the URL may hold a secret
+    if problem:
+        print(f"lsq-pipeline warehouse copy: --to: {problem}", file=sys.stderr)
+        return 2
+    settings = _checked_settings("warehouse copy", args, paths=False)
+    if settings is None:
+        return 2
+    location = settings.warehouse_location()
+    if location.on_postgres:
+        print(f"lsq-pipeline warehouse copy: {settings.setting_name('warehouse')} is already PostgreSQL "
+              f"({location.describe()}): the copy moves a DuckDB file", file=sys.stderr)
+        return 2
+    schema = args.schema or location.schema
+    problem = target_problem(args.to, schema)
+    if problem:
+        print(f"lsq-pipeline warehouse copy: --schema: {problem}", file=sys.stderr)
+        return 2
+    target = Warehouse(args.to, schema, memory_limit=location.memory_limit,
+                       lock_timeout_seconds=location.lock_timeout_seconds)
+    print(f"Copying {location.describe()} into {target.describe()}, in one transaction")
+    try:
+        result = copy_warehouse(Path(location.target), target)
+    except (CopyRefused, WarehouseError, WarehouseVersionError) as error:
+        print(f"lsq-pipeline warehouse copy: {error}", file=sys.stderr)
+        return 2
+    width = max(len(table) for table in result.rows)
+    for table, rows in result.rows.items():
+        print(f"  {table:<{width}}  {rows}")
+    print(f"Copied {sum(result.rows.values())} rows. The DuckDB file is left as it was; from now on the runs must "
+          f"use PostgreSQL:")
+    if settings.is_default:
+        print(f"  LSQ_WAREHOUSE={args.to}" + (f"  LSQ_WAREHOUSE_SCHEMA={schema}" if schema != "public" else ""))
+    else:
+        print(f"  in account {settings.account}'s defs.yaml: warehouse: {args.to}"
+              + (f"  warehouse_schema: {schema}" if schema != settings.account else ""))
+    print("  (the password in PGPASSWORD or ~/.pgpass, never in the URL)")
+    return 0
+
+
+def _add_warehouse_command(subparsers: argparse._SubParsersAction) -> None:
+    """`lsq-pipeline warehouse copy`: move an account's DuckDB warehouse into PostgreSQL."""
+    parser = subparsers.add_parser("warehouse", help="move the account's warehouse (warehouse copy)")
+    commands = parser.add_subparsers(dest="warehouse_command", required=True)
+    copy = commands.add_parser(
+        "copy", help="copy the account's DuckDB warehouse into an empty PostgreSQL schema",
+        description="Copies every table (journal and state included) of the account's DuckDB file into PostgreSQL "
+                    "in one transaction; refused when the target schema already holds rows.",
+    )
+    copy.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host:5432/db (no password: "
+                                                                 "PGPASSWORD or ~/.pgpass)")
+    copy.add_argument("--schema", metavar="NAME", help="target schema (default: the account's warehouse_schema, "
+                                                       "else public for the default account, the account's name otherwise)")
+    _add_account_argument(copy)
+    copy.set_defaults(handler=_run_warehouse_copy)
+
+
 def _run_ui(args: argparse.Namespace) -> int:
     from lsq_pipeline.definitions import PROJECT_ROOT
     from lsq_pipeline.orchestration.runs import use_project_instance
@@ -367,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sync_command(subparsers)
     _add_retry_command(subparsers)
     _add_history_command(subparsers)
+    _add_state_command(subparsers)
+    _add_warehouse_command(subparsers)
     _add_ui_command(subparsers)
     return parser
 
