@@ -5,6 +5,8 @@ every step is safe to re-run: each replaces its own days, and the push resolves 
 may already have landed through LeadSquared's duplicate rule. `build_assets` makes them for one
 account: keys under its prefix, its pools, its resources."""
 
+import functools
+import inspect
 import warnings
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -98,9 +100,12 @@ def selected(context: dg.AssetExecutionContext, result: dg.MaterializeResult | d
         yield result
 
 
-def errors_csv_path(database: str, run_id: str) -> Path:
-    """Where a run's errors CSV goes: `errors/<run id>.csv` next to the warehouse file."""
-    return Path(database).parent / "errors" / f"{run_id}.csv"
+def errors_csv_path(settings: AccountSettings, run_id: str) -> Path:
+    """Where a run's errors CSV goes: `errors/<run id>.csv` next to the warehouse file, or next to
+    the source folder when the warehouse is PostgreSQL (its `sync_errors` table holds the same rows)."""
+    location = settings.warehouse_location()
+    folder = settings.path("source_dir").parent if location.on_postgres else Path(location.target).parent
+    return folder / "errors" / f"{run_id}.csv"
 
 
 DRIFT_PREVIEW_ROWS = 20
@@ -168,6 +173,28 @@ def _steps(
         for file_name, name in SOURCE_ASSETS.items()
     ]
 
+    def one_writer(step):
+        """The step writes the warehouse holding the account's writer lock (PostgreSQL: see
+        `Warehouse.writer_lock`), so two runs at once take turns however the instance is configured."""
+
+        def writer_lock(context: dg.AssetExecutionContext):
+            return getattr(context.resources, settings.name("warehouse")).writer_lock()
+
+        if inspect.isgeneratorfunction(step):
+            @functools.wraps(step)
+            def yielding_holding_the_writer_lock(context: dg.AssetExecutionContext, *args, **kwargs):
+                with writer_lock(context):
+                    yield from step(context, *args, **kwargs)
+
+            return yielding_holding_the_writer_lock
+
+        @functools.wraps(step)
+        def holding_the_writer_lock(context: dg.AssetExecutionContext, *args, **kwargs):
+            with writer_lock(context):
+                return step(context, *args, **kwargs)
+
+        return holding_the_writer_lock
+
     def _ready(context: dg.AssetExecutionContext) -> AccountResources:
         """The account's resources, once its folders, files and key variables are checked: a run
         fails at its start, naming the setting, where loading the definitions never does."""
@@ -192,6 +219,7 @@ def _steps(
         name=key("extract").to_python_identifier(),
         **warehouse_multi_step,
     )
+    @one_writer
     def extract(context: dg.AssetExecutionContext):
         """Load the day's export files into DuckDB. Re-running a day replaces that day's rows."""
         resources = _ready(context)
@@ -256,6 +284,7 @@ def _steps(
         name=key("transform").to_python_identifier(),
         **warehouse_multi_step,
     )
+    @one_writer
     def transform(context: dg.AssetExecutionContext):
         """Normalise and validate the days' rows against the mapping; re-running replaces the days."""
         resources = _ready(context)
@@ -318,6 +347,7 @@ def _steps(
             )
         ],
     )
+    @one_writer
     def sync_plan(context: dg.AssetExecutionContext, config: PlanConfig):
         """What to send: creates, updates with only the changed fields, activities; unchanged and
         stale records send nothing. Computed against the state table, so re-planning is harmless."""
@@ -374,6 +404,7 @@ def _steps(
         pool=settings.name(API_POOL),
         **table_of(settings, "push", "push_journal", "leadsquared"),
     )
+    @one_writer
     def push_journal(context: dg.AssetExecutionContext):
         """Send the plan to LeadSquared and journal every batch before it goes and every row's
         answer after. A crashed run is resumed by simply running it again: creates that landed come
@@ -388,7 +419,8 @@ def _steps(
             ensure_schema(conn)
         summary = Pusher(
             warehouse.get_connection, client, mapping, context.run.run_id, context.log.info,
-            run_is_alive=lambda run_id: run_is_alive(context.instance, run_id),
+            run_is_alive=(lambda run_id: False) if warehouse.location().on_postgres
+            else lambda run_id: run_is_alive(context.instance, run_id),
             leads_in_bulk=leadsquared.leads_in_bulk,
         ).push(days)
         for error in summary.errors:
@@ -407,7 +439,7 @@ def _steps(
             journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [run_id])
             counts = history.action_counts(conn, run_id, days)
             errors = history.record_errors(conn, run_id, days)
-            errors_csv = history.write_errors_csv(conn, run_id, errors_csv_path(warehouse.database, run_id))
+            errors_csv = history.write_errors_csv(conn, run_id, errors_csv_path(settings, run_id))
         return dg.MaterializeResult(
             metadata={
                 **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
@@ -484,6 +516,7 @@ def _steps(
             ),
         ],
     )
+    @one_writer
     def opportunity_state(context: dg.AssetExecutionContext, config: ReconcileConfig):
         """The state table: one row per source record with its opportunity id, what was sent, what
         LeadSquared holds (read back with GetOpportunitiesById) and whether they agree."""

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import dagster as dg
 import duckdb
@@ -141,6 +141,9 @@ class WarehouseResource(DuckDBResource):
     def location(self) -> Warehouse:
         return Warehouse(self.database, self.warehouse_schema, self.connection_config.get("memory_limit", "768MB"),
                          self.lock_timeout_seconds)
+
+    def writer_lock(self) -> AbstractContextManager[None]:
+        return self.location().writer_lock(dg.get_dagster_logger().info)
 
     @contextmanager
     def get_connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

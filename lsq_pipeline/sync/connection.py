@@ -101,6 +101,35 @@ class Warehouse:
         finally:
             conn.close()
 
+    @contextmanager
+    def writer_lock(self, log: Callable[[str], None] = print) -> Iterator[None]:
+        """On PostgreSQL, the account's writer lock, held while a step writes: a session advisory
+        lock on a connection of its own, so runs on any machines take turns without any pool, and
+        a run whose process or machine dies loses it as soon as PostgreSQL drops its connection
+        (TCP keepalives: within about 25 s). Readers never wait for it. A DuckDB file needs none:
+        it takes one writing process at a time, and the pools pace its steps."""
+        if not self.on_postgres:
+            yield
+            return
+        import psycopg2  # only a PostgreSQL warehouse needs it
+
+        key = f"lsq_pipeline:{urlsplit(self.target).path.strip('/')}:{self.schema}"
+        try:
+            session = psycopg2.connect(self.target, application_name="lsq_pipeline writer", keepalives=1,
+                                       keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+        except psycopg2.Error as error:
+            raise WarehouseError(f"cannot connect to the warehouse {self.target}: {_first_line(error)}") from None
+        try:
+            session.autocommit = True
+            with session.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [key])
+                if not cursor.fetchone()[0]:
+                    log(f"waiting for the warehouse's writer lock ({key}): another run is writing to it")
+                    cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+            yield
+        finally:
+            session.close()  # ends the session, and with it the lock
+
     # -- a DuckDB file --------------------------------------------------------------------------
     def _open_file(self, log: Callable[[str], None], read_only: bool) -> duckdb.DuckDBPyConnection:
         """Open the file, waiting up to `lock_timeout_seconds` while another process holds it."""
