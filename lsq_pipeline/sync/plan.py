@@ -8,7 +8,7 @@ from datetime import date
 import duckdb
 
 from lsq_pipeline.sync.mapping import Mapping
-from lsq_pipeline.sync.sql import day_list_sql, literal
+from lsq_pipeline.sync.sql import day_list_sql, literal, transaction
 
 ACTIONS = ("create", "update", "unchanged", "stale", "refused", "skipped")
 # A state row whose error is not one of LeadSquared's business errors (`MX...`): a timeout, a
@@ -96,8 +96,7 @@ def plan_days(
     if not days:
         return {action: 0 for action in ACTIONS} | {"activities": 0}
     in_days = day_list_sql(days)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         conn.execute(f"DELETE FROM sync_plan WHERE day IN {in_days}")
         conn.execute(f"DELETE FROM activity_plan WHERE day IN {in_days}")
         skipped_action, skipped_reason = SKIPPED_BY_MODE.get(mapping.opportunity.mode, (None, None))
@@ -169,10 +168,6 @@ def plan_days(
                               WHERE s.event_id = a.event_id AND s.status = 'created')""")
         rows = conn.execute(f"SELECT action, count(*) FROM sync_plan WHERE day IN {in_days} GROUP BY action").fetchall()
         activities = conn.execute(f"SELECT count(*) FROM activity_plan WHERE day IN {in_days}").fetchone()[0]
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return {action: 0 for action in ACTIONS} | dict(rows) | {"activities": activities}
 
 

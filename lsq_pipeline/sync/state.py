@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import duckdb
 
 from lsq_pipeline.sync.plan import MISSING_NOT_RECREATED
+from lsq_pipeline.sync.sql import transaction
 
 INTERRUPTED = "the run stopped before the answer came"
 EARLIER_VERSIONS_KEPT = 5
@@ -42,17 +42,6 @@ class JournalEntry:
 
 def new_batch_id() -> str:
     return uuid.uuid4().hex
-
-
-@contextmanager
-def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 # -- the journal ------------------------------------------------------------------------------
@@ -121,7 +110,7 @@ def record_split(conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequence
     """The whole call was refused (nothing written): its rows are `split`, to be sent again in halves."""
     for entry in entries:
         entry.status, entry.error = "split", error
-    with _transaction(conn):
+    with transaction(conn):
         _record_outcomes(conn, run_id, entries)
 
 
@@ -139,7 +128,7 @@ def mark_interrupted(
     if not dead:
         return {}
     dead_rows = "status = 'sent' AND (run_id IS NULL OR run_id IN (SELECT unnest($1::VARCHAR[])))"
-    with _transaction(conn):  # counted, then updated: PostgreSQL tables take no UPDATE ... RETURNING
+    with transaction(conn):  # counted, then updated: PostgreSQL tables take no UPDATE ... RETURNING
         owners_dead = [owner for owner in dead if owner is not None]
         counts = dict(conn.execute(f"SELECT kind, count(*) FROM push_journal WHERE {dead_rows} GROUP BY kind",
                                    [owners_dead]).fetchall())
@@ -181,7 +170,7 @@ def record_answers(
         for e in entries
         if e.status in ("failed", "unknown") and not (e.extra.get("to_capture") or e.extra.get("to_add"))
     ]
-    with _transaction(conn):
+    with transaction(conn):
         _record_outcomes(conn, run_id, entries)
         _upsert_pending(conn, ok, event_code)
         _upsert_failed(conn, failed, event_code)
@@ -327,7 +316,7 @@ def settle(
     `drift` (source id -> {field: {sent, held, modified_on}}) and the fields `repaired` (sent
     again); rejected records of `days` that were never synced get a `rejected` row, and those the
     sync mode skipped a `skipped` one. Returns how many were new rejects."""
-    with _transaction(conn):
+    with transaction(conn):
         if updates:
             _settle_read_back(conn, updates)
             _record_baselines(conn, updates)
@@ -450,7 +439,7 @@ def record_activities(
     `not_sent` (the day's call budget ran out) is journalled only: it stays planned."""
     if not entries:
         return
-    with _transaction(conn):
+    with transaction(conn):
         if sent:
             _record_outcomes(conn, run_id, entries)
         entries = [e for e in entries if e.status in ACTIVITY_STATUS]
