@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 from lsq_pipeline.sync.connection import Warehouse, is_postgres, postgres_url_problem, schema_problem
+from lsq_pipeline.sync.sql import transaction
 from lsq_pipeline.sync.warehouse import SCHEMA_VERSION, ensure_schema, schema_version
 
 SOURCE_CATALOG = "source"
@@ -117,17 +118,12 @@ def _copy_tables(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str
                               f"run a sync on it once with this release, then copy")
         plans.append((table, ", ".join(f'"{column}"' for column in columns)))
     copied: dict[str, int] = {}
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for table, columns in plans:
             if table == VERSION_TABLE:
                 conn.execute(f'DELETE FROM "{table}"')
             copied[table] = conn.execute(
                 f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM {SOURCE_CATALOG}.main."{table}"').fetchone()[0]
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return copied
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.sync.sql import day_list_sql, identifier, literal
+from lsq_pipeline.sync.sql import day_list_sql, identifier, literal, transaction
 from lsq_pipeline.sync.warehouse import RAW_TABLES, SOURCE_FILES
 
 HEADER_PROBE_BYTES = 1 << 16
@@ -205,14 +205,8 @@ def extract_days(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, days: 
 def _load_all(conn: duckdb.DuckDBPyConnection, source_dir: Path, days: list[date],
               together: bool) -> dict[str, dict[date, int]]:
     """`_load` of every source file, in one transaction."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        counts = {file_name: _load(conn, source_dir, days, file_name, together) for file_name in SOURCE_FILES}
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return counts
+    with transaction(conn):
+        return {file_name: _load(conn, source_dir, days, file_name, together) for file_name in SOURCE_FILES}
 
 
 def extract_day(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, day: date) -> dict:

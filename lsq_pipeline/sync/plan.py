@@ -1,16 +1,21 @@
-"""Plan: compare the days' accepted records with `opportunity_state` and decide create / update / unchanged / stale."""
+"""Plan: compare the days' accepted records with `opportunity_state` and decide create / update /
+unchanged / stale; the one reader of `sync_plan` and `activity_plan`, which gives the push what to
+send as `PlannedRecord` and `PlannedActivity`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 
 import duckdb
 
 from lsq_pipeline.sync.mapping import Mapping
-from lsq_pipeline.sync.sql import day_list_sql, literal
+from lsq_pipeline.sync.sql import day_list_sql, literal, transaction
+from lsq_pipeline.sync.statuses import Action, ActivityStatus
 
-ACTIONS = ("create", "update", "unchanged", "stale", "refused", "skipped")
+ACTIONS = tuple(Action)
 # A state row whose error is not one of LeadSquared's business errors (`MX...`): a timeout, a
 # 5xx, the rate limit; worth sending again on a later run.
 RETRYABLE_SQL = "NOT starts_with(coalesce(error, ''), 'MX')"
@@ -32,6 +37,13 @@ SKIPPED_BY_MODE = {
 MISSING_NOT_RECREATED = ("mode update_only: the opportunity was not found in LeadSquared past the read-back grace "
                          "(missing), and this mode never re-creates it")
 """The reason of a `missing` record skipped under update_only: its state stays `missing` (see `state`)."""
+
+
+def failed_hash_sql(record_hash: str, lead_fields: str) -> str:
+    """The hash of a record's version as the state keeps it when LeadSquared refused that version
+    (`opportunity_state.failed_hash`): its fields' hash and its lead's fields, from the SQL
+    expressions of the two. The plan compares it to refuse that exact version again."""
+    return f"md5(concat_ws('|', {record_hash}, {lead_fields}::VARCHAR))"
 
 
 def _changed_fields_sql(mapping: Mapping, new: str, old: str) -> str:
@@ -96,8 +108,7 @@ def plan_days(
     if not days:
         return {action: 0 for action in ACTIONS} | {"activities": 0}
     in_days = day_list_sql(days)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         conn.execute(f"DELETE FROM sync_plan WHERE day IN {in_days}")
         conn.execute(f"DELETE FROM activity_plan WHERE day IN {in_days}")
         skipped_action, skipped_reason = SKIPPED_BY_MODE.get(mapping.opportunity.mode, (None, None))
@@ -124,7 +135,7 @@ def plan_days(
                 SELECT l.day, l.source_id, l.record_day, l.record_hash, s.opportunity_id AS state_opportunity_id,
                     s.status AS state_status,
                     CASE WHEN s.status = 'failed'
-                              AND s.failed_hash = md5(concat_ws('|', l.record_hash, f.lead_fields::VARCHAR))
+                              AND s.failed_hash = {failed_hash_sql('l.record_hash', 'f.lead_fields')}
                               AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $max_attempts)
                               AND forced.source_id IS NULL
                               THEN 'refused'
@@ -169,10 +180,6 @@ def plan_days(
                               WHERE s.event_id = a.event_id AND s.status = 'created')""")
         rows = conn.execute(f"SELECT action, count(*) FROM sync_plan WHERE day IN {in_days} GROUP BY action").fetchall()
         activities = conn.execute(f"SELECT count(*) FROM activity_plan WHERE day IN {in_days}").fetchone()[0]
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return {action: 0 for action in ACTIONS} | dict(rows) | {"activities": activities}
 
 
@@ -198,3 +205,86 @@ def failed_records(conn: duckdb.DuckDBPyConnection, source_ids: Sequence[str], e
            GROUP BY f.source_id""",
         [list(source_ids), every],
     ).fetchall())
+
+
+@dataclass(frozen=True)
+class PlannedRecord:
+    """A record the plan sends (a create or an update), as of the version the plan named."""
+
+    day: date
+    source_id: str
+    opportunity_id: str | None
+    """The opportunity an update writes; None for a create."""
+    fields: dict[str, str | None]
+    """What is sent: every mapped field for a create, the changed ones for an update."""
+    full_fields: dict[str, str | None]
+    """Every mapped field as it stands once the write lands (what the state keeps as sent)."""
+    search_by_value: str | None
+    lead_fields: dict[str, str | None]
+    owner_email: str | None
+    note: str | None
+    record_hash: str
+    source_updated_at: datetime
+    failed_hash: str
+    """What the state keeps when LeadSquared refuses this version (see `failed_hash_sql`)."""
+
+
+@dataclass(frozen=True)
+class PlannedActivity:
+    """An event the plan sends as an activity on its record's opportunity."""
+
+    day: date
+    event_id: str
+    source_id: str
+    opportunity_id: str | None
+    """The record's opportunity in the state; None while it has none."""
+    activity_event: int
+    owner_email: str
+    note: str | None
+    fields: dict[str, str | None]
+
+
+def records_to_send(conn: duckdb.DuckDBPyConnection, days: Sequence[date], action: Action) -> list[PlannedRecord]:
+    """The days' records planned `action` (create or update), oldest source version first."""
+    rows = conn.execute(
+        f"""
+        SELECT day, source_id, opportunity_id, fields, full_fields, search_by_value, lead_fields,
+               owner_email, note, record_hash, source_updated_at, {failed_hash_sql('record_hash', 'lead_fields')}
+        FROM sync_plan_payloads WHERE action = $1 AND day IN (SELECT unnest($2::DATE[]))
+        ORDER BY source_updated_at, source_id
+        """,
+        [action, list(days)],
+    ).fetchall()
+    return [
+        PlannedRecord(day, source_id, opportunity_id, _object(fields), _object(full_fields), search_by_value,
+                      _object(lead_fields), owner_email, note, record_hash, source_updated_at, failed_hash)
+        for (day, source_id, opportunity_id, fields, full_fields, search_by_value, lead_fields, owner_email, note,
+             record_hash, source_updated_at, failed_hash) in rows
+    ]
+
+
+def activities_to_send(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> list[PlannedActivity]:
+    """The days' planned activities whose create was neither answered nor lost (an activity of
+    unknown outcome is never sent again), by opportunity, then as they occurred."""
+    rows = conn.execute(
+        f"""
+        SELECT p.day, p.event_id, p.source_id, s.opportunity_id, p.activity_event, p.owner_email, p.note, p.fields
+        FROM activity_plan p
+        LEFT JOIN opportunity_state s USING (source_id)
+        WHERE p.day IN (SELECT unnest($1::DATE[]))
+          AND p.event_id NOT IN (
+              SELECT event_id FROM activity_state
+              WHERE status IN ({literal(ActivityStatus.CREATED)}, {literal(ActivityStatus.UNKNOWN)}))
+        ORDER BY s.opportunity_id, p.occurred_at, p.event_id
+        """,
+        [list(days)],
+    ).fetchall()
+    return [
+        PlannedActivity(day, event_id, source_id, opportunity_id, int(event), owner, note, _object(fields))
+        for day, event_id, source_id, opportunity_id, event, owner, note, fields in rows
+    ]
+
+
+def _object(text: str | None) -> dict:
+    """A JSON object column's text as a dict; {} when empty."""
+    return json.loads(text) if text else {}

@@ -18,6 +18,7 @@ from datetime import date, datetime, timezone
 from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
 from lsq_pipeline.sync import state
 from lsq_pipeline.sync.mapping import Adoption
+from lsq_pipeline.sync.statuses import RecordStatus
 from lsq_pipeline.sync.warehouse import ReusedConnection
 
 LEADSQUARED_DATETIME = "%m/%d/%Y %I:%M:%S %p"
@@ -186,18 +187,18 @@ def _missing_error(row: Tracked, waited: float, grace_seconds: float) -> str:
 
 
 def decide(row: Tracked, held: dict | None, waited: float, grace_seconds: float,
-           crm_owned: Sequence[str]) -> tuple[str, list[str]]:
+           crm_owned: Sequence[str]) -> tuple[RecordStatus, list[str]]:
     """(status, differing fields) of one read-back: `in_sync`, `drifted`, `pending` (not yet) or `missing`."""
     if held is None:
-        if row.status == "missing" or waited >= grace_seconds:
-            return "missing", []
-        return "pending", []
+        if row.status == RecordStatus.MISSING or waited >= grace_seconds:
+            return RecordStatus.MISSING, []
+        return RecordStatus.PENDING, []
     differing = drift(row.sent, held, crm_owned)
     if not differing:
-        return "in_sync", []
-    if row.status == "pending" and waited < grace_seconds and (row.adoption is not None or not_yet(row, held, differing)):
-        return "pending", differing  # an adoption's merge may not show yet either
-    return "drifted", differing
+        return RecordStatus.IN_SYNC, []
+    if row.status == RecordStatus.PENDING and waited < grace_seconds and (row.adoption is not None or not_yet(row, held, differing)):
+        return RecordStatus.PENDING, differing  # an adoption's merge may not show yet either
+    return RecordStatus.DRIFTED, differing
 
 
 def reconcile(
@@ -253,7 +254,7 @@ def _reconcile(
 
     for row in rows:
         decisions[row.source_id] = judge(row, held_by_id.get(row.opportunity_id), row.waited_seconds)
-    waiting = [row for row in rows if decisions[row.source_id][2] == "pending"]
+    waiting = [row for row in rows if decisions[row.source_id][2] == RecordStatus.PENDING]
     if waiting and reread_after_seconds > 0:
         time.sleep(reread_after_seconds)
         summary.reread = len(waiting)
@@ -269,10 +270,10 @@ def _reconcile(
         summary.checked += 1
         if held is None:
             summary.not_found += 1
-            error = _missing_error(row, waited, grace_seconds) if status == "missing" else None
+            error = _missing_error(row, waited, grace_seconds) if status == RecordStatus.MISSING else None
             updates.append(state.ReadBack(source_id, status, error=error))
             continue
-        if status == "pending":  # found as it stood before our write: not yet, keep what was last read
+        if status == RecordStatus.PENDING:  # found as it stood before our write: not yet, keep what was last read
             updates.append(state.ReadBack(source_id, status))
             continue
         details[source_id] = {
@@ -301,11 +302,11 @@ def _reconcile(
     repaired_ok = _repair(client, event_code, repairs, sent_by_id)
     summary.repaired = len(repaired_ok)
     fully_repaired = {source_id for source_id, names in repaired_ok.items() if names == set(details[source_id])}
-    updates = [replace(update, status="pending", rewritten=True) if update.source_id in fully_repaired else update
+    updates = [replace(update, status=RecordStatus.PENDING, rewritten=True) if update.source_id in fully_repaired else update
                for update in updates]
     counts = Counter(update.status for update in updates)
-    summary.in_sync, summary.drifted = counts["in_sync"], counts["drifted"]
-    summary.pending, summary.missing = counts["pending"], counts["missing"]
+    summary.in_sync, summary.drifted = counts[RecordStatus.IN_SYNC], counts[RecordStatus.DRIFTED]
+    summary.pending, summary.missing = counts[RecordStatus.PENDING], counts[RecordStatus.MISSING]
     summary.adopted = sum(update.kept_fields is not None for update in updates)
     with conn_factory() as conn:
         summary.rejected = state.settle(conn, updates, event_code, days, details, repaired_ok)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import duckdb
 
-from lsq_pipeline.sync.plan import MISSING_NOT_RECREATED
+from lsq_pipeline.leadsquared import ActivityAdd, CaptureRequest, OpportunityAdd, OpportunityUpdate
+from lsq_pipeline.sync.mapping import Adoption
+from lsq_pipeline.sync.plan import MISSING_NOT_RECREATED, PlannedRecord
+from lsq_pipeline.sync.sql import literal, transaction
+from lsq_pipeline.sync.statuses import CREATE_KINDS, ActivityStatus, Kind, RecordStatus, Sent
 
 INTERRUPTED = "the run stopped before the answer came"
 EARLIER_VERSIONS_KEPT = 5
@@ -24,35 +27,47 @@ EARLIER_VERSIONS_KEPT = 5
 (several runs inside one lag); older ones are past any grace."""
 
 
+Payload = OpportunityAdd | CaptureRequest | OpportunityUpdate | ActivityAdd
+"""One item as the client sends it; the journal keeps it as the API's JSON."""
+
+
 @dataclass
 class JournalEntry:
     """One item of one batch: a create, capture, update or activity for one source record."""
 
-    kind: str
+    kind: Kind
     day: date | None
     source_id: str
-    payload: dict
+    payload: Payload
     event_id: str | None = None
     batch_id: str = ""
-    status: str = "sent"
+    status: Sent = Sent.SENT
     opportunity_id: str | None = None
     error: str | None = None
-    extra: dict = field(default_factory=dict)
+    record: PlannedRecord | None = None
+    """The planned record an opportunity write sends: its state row follows the answer."""
+    adoption: Adoption | None = None
+    """A create's: the adoption its duplicate flags ask for; None when the opportunity is ours
+    (OverwriteFields)."""
+    passed_on: bool = False
+    """Not the record's last answer in this push: a Bulk Add row gone on to Capture, or a capture
+    whose answer was lost gone back to Bulk Add. Its state waits for that answer."""
+    activity_id: str | None = None
+    """An activity's id, once LeadSquared answered it."""
+
+    def resent(self) -> JournalEntry:
+        """A fresh entry for the same item, to go out again in a split half."""
+        return JournalEntry(self.kind, self.day, self.source_id, self.payload, event_id=self.event_id,
+                            opportunity_id=self.opportunity_id, record=self.record)
 
 
 def new_batch_id() -> str:
     return uuid.uuid4().hex
 
 
-@contextmanager
-def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+def _one_of(*statuses: str) -> str:
+    """Statuses or kinds as a SQL tuple, for `status IN ...`."""
+    return "(" + ", ".join(literal(status) for status in statuses) + ")"
 
 
 # -- the journal ------------------------------------------------------------------------------
@@ -71,7 +86,7 @@ def record_sent(
         INSERT INTO push_journal (batch_id, run_id, kind, day, source_id, event_id, payload, opportunity_id,
                                   status, sent_at, parent_batch_id)
         SELECT unnest($1), $2, unnest($3), unnest($4)::DATE, unnest($5), unnest($6), unnest($7)::JSON, unnest($9),
-               'sent', now(), $8
+               $10, now(), $8
         """,
         [
             [e.batch_id for e in entries],
@@ -80,9 +95,10 @@ def record_sent(
             [e.day for e in entries],
             [e.source_id for e in entries],
             [e.event_id for e in entries],
-            [json.dumps(e.payload, ensure_ascii=False) for e in entries],
+            [json.dumps(e.payload.to_api(), ensure_ascii=False) for e in entries],
             parent_batch_id,
             [e.opportunity_id for e in entries],
+            Sent.SENT,
         ],
     )
 
@@ -120,8 +136,8 @@ def _record_outcomes(conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequ
 def record_split(conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequence[JournalEntry], error: str) -> None:
     """The whole call was refused (nothing written): its rows are `split`, to be sent again in halves."""
     for entry in entries:
-        entry.status, entry.error = "split", error
-    with _transaction(conn):
+        entry.status, entry.error = Sent.SPLIT, error
+    with transaction(conn):
         _record_outcomes(conn, run_id, entries)
 
 
@@ -134,26 +150,28 @@ def mark_interrupted(
 
     Creates among them are resolved by the next create (LeadSquared's duplicate answer);
     activities are never re-sent, since LeadSquared cannot tell a repeat."""
-    owners = [row[0] for row in conn.execute("SELECT DISTINCT run_id FROM push_journal WHERE status = 'sent'").fetchall()]
+    owners = [row[0] for row in conn.execute(
+        "SELECT DISTINCT run_id FROM push_journal WHERE status = $1", [Sent.SENT]).fetchall()]
     dead = [owner for owner in owners if owner is None or owner == run_id or not run_is_alive(owner)]
     if not dead:
         return {}
-    dead_rows = "status = 'sent' AND (run_id IS NULL OR run_id IN (SELECT unnest($1::VARCHAR[])))"
-    with _transaction(conn):  # counted, then updated: PostgreSQL tables take no UPDATE ... RETURNING
+    dead_rows = f"status = {literal(Sent.SENT)} AND (run_id IS NULL OR run_id IN (SELECT unnest($1::VARCHAR[])))"
+    with transaction(conn):  # counted, then updated: PostgreSQL tables take no UPDATE ... RETURNING
         owners_dead = [owner for owner in dead if owner is not None]
         counts = dict(conn.execute(f"SELECT kind, count(*) FROM push_journal WHERE {dead_rows} GROUP BY kind",
                                    [owners_dead]).fetchall())
-        conn.execute(f"UPDATE push_journal SET status = 'unknown', error = $2 WHERE {dead_rows}",
+        conn.execute(f"UPDATE push_journal SET status = {literal(Sent.UNKNOWN)}, error = $2 WHERE {dead_rows}",
                      [owners_dead, INTERRUPTED])
         conn.execute(
             """
             INSERT OR REPLACE INTO activity_state (event_id, source_id, opportunity_id, status, error, pushed_at)
             SELECT event_id, source_id, coalesce(opportunity_id, json_extract_string(payload, '$.opportunity_id')),
-                   'unknown', error, answered_at
+                   $1, error, answered_at
             FROM push_journal
-            WHERE kind = 'activity' AND status = 'unknown'
-              AND event_id NOT IN (SELECT event_id FROM activity_state WHERE status = 'created')
-            """
+            WHERE kind = $2 AND status = $3
+              AND event_id NOT IN (SELECT event_id FROM activity_state WHERE status = $4)
+            """,
+            [ActivityStatus.UNKNOWN, Kind.ACTIVITY, Sent.UNKNOWN, ActivityStatus.CREATED],
         )
     return counts
 
@@ -162,76 +180,69 @@ def mark_interrupted(
 
 
 def record_answers(
-    conn: duckdb.DuckDBPyConnection,
-    run_id: str,
-    entries: Sequence[JournalEntry],
-    rows_by_source: dict[str, dict],
-    event_code: int,
+    conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequence[JournalEntry], event_code: int
 ) -> None:
-    """Journal the answers of opportunity writes and move their state rows, in one transaction:
-    `ok` rows become `pending` (sent, not yet read back); `failed` rows, and `unknown` ones left
-    unresolved, `failed` with the error (a lost answer is retryable). Rows marked
-    `extra["to_capture"]` (on to Capture) or `extra["to_add"]` (back to Bulk Add) go on; their
-    state waits for that answer. A create answered by an opportunity this pipeline did not create,
-    sent under the mapping's `on_existing` / `keep_owner` (`extra["adoption"]`), is an adoption
-    (see `_record_adoptions`)."""
-    ok = [(e, rows_by_source[e.source_id]) for e in entries if e.status == "ok"]
-    failed = [
-        (e, rows_by_source[e.source_id])
-        for e in entries
-        if e.status in ("failed", "unknown") and not (e.extra.get("to_capture") or e.extra.get("to_add"))
-    ]
-    with _transaction(conn):
+    """Journal the answers of opportunity writes and move their records' state rows, in one
+    transaction: `ok` rows become `pending` (sent, not yet read back); `failed` rows, and `unknown`
+    ones left unresolved, `failed` with the error (a lost answer is retryable). Rows `passed_on`
+    (to Capture, or back to Bulk Add) wait for that answer. A create answered by an opportunity
+    this pipeline did not create, sent with an `adoption`, is an adoption (see `_record_adoptions`)."""
+    ok = [e for e in entries if e.status == Sent.OK]
+    failed = [e for e in entries if e.status in (Sent.FAILED, Sent.UNKNOWN) and not e.passed_on]
+    with transaction(conn):
         _record_outcomes(conn, run_id, entries)
         _upsert_pending(conn, ok, event_code)
         _upsert_failed(conn, failed, event_code)
         _record_adoptions(conn, ok)
 
 
-def _upsert_pending(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
+def _upsert_pending(conn: duckdb.DuckDBPyConnection, entries: list[JournalEntry], event_code: int) -> None:
     """An answered write: the state row now holds the opportunity and what was sent, until reconcile.
     The read-back's grace starts now (`read_back_since`), and the versions sent before this write
     and not confirmed since are kept (`earlier_sent_fields`, the last `EARLIER_VERSIONS_KEPT`), so a
     lagging read that still shows one of them is told from drift."""
-    if not pairs:
+    if not entries:
         return
+    records = [e.record for e in entries]
     conn.execute(
-        """
+        f"""
         INSERT INTO opportunity_state AS s
             (source_id, opportunity_id, event_code, sent_hash, sent_fields, source_updated_at, status, error,
              last_synced_at, read_back_since)
-        SELECT unnest($1), unnest($2), $3, unnest($4), unnest($5)::JSON, unnest($6)::TIMESTAMP, 'pending', NULL, now(),
+        SELECT unnest($1), unnest($2), $3, unnest($4), unnest($5)::JSON, unnest($6)::TIMESTAMP, $8, NULL, now(),
                now()
         ON CONFLICT (source_id) DO UPDATE SET
             opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
             earlier_sent_fields = to_json(list_slice(list_filter(
-                CASE WHEN s.status IN ('pending', 'missing', 'failed') THEN coalesce(s.earlier_sent_fields::JSON::JSON[], [])
+                CASE WHEN s.status IN {_one_of(RecordStatus.PENDING, RecordStatus.MISSING, RecordStatus.FAILED)}
+                     THEN coalesce(s.earlier_sent_fields::JSON::JSON[], [])
                      ELSE [] END || [s.sent_fields], lambda version: version IS NOT NULL), -$7, -1)),
             sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields::JSON,
-            source_updated_at = excluded.source_updated_at, status = 'pending', error = NULL,
+            source_updated_at = excluded.source_updated_at, status = $8, error = NULL,
             last_synced_at = excluded.last_synced_at, attempts = 0, read_back_since = excluded.read_back_since
         """,
         [
-            [e.source_id for e, _ in pairs],
-            [e.opportunity_id for e, _ in pairs],
+            [e.source_id for e in entries],
+            [e.opportunity_id for e in entries],
             event_code,
-            [row["record_hash"] for _, row in pairs],
-            [json.dumps(row["full_fields"], ensure_ascii=False, sort_keys=True) for _, row in pairs],
-            [row["source_updated_at"] for _, row in pairs],
+            [r.record_hash for r in records],
+            [json.dumps(r.full_fields, ensure_ascii=False, sort_keys=True) for r in records],
+            [r.source_updated_at for r in records],
             EARLIER_VERSIONS_KEPT,
+            RecordStatus.PENDING,
         ],
     )
 
 
-def _record_adoptions(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]]) -> None:
+def _record_adoptions(conn: duckdb.DuckDBPyConnection, entries: list[JournalEntry]) -> None:
     """`opportunity_adoption` follows the answered writes: an adoption (a create that met an
-    opportunity this pipeline did not create, sent with `extra["adoption"]`) gets a row whose
+    opportunity this pipeline did not create, sent with an `adoption`) gets a row whose
     baseline the read-back will take; a create of our own (it sent every field) ends any earlier
     adoption; an update's fields are the source's again, no longer kept from the adoption."""
-    creates = [(entry, row) for entry, row in pairs if entry.kind in ("create", "capture")]
-    adopted = [entry for entry, _ in creates if entry.extra.get("adoption") is not None]
-    ours = [entry.source_id for entry, _ in creates if entry.extra.get("adoption") is None]
-    updates = [(entry.source_id, sorted(row["fields"])) for entry, row in pairs if entry.kind == "update"]
+    creates = [entry for entry in entries if entry.kind in CREATE_KINDS]
+    adopted = [entry for entry in creates if entry.adoption is not None]
+    ours = [entry.source_id for entry in creates if entry.adoption is None]
+    updates = [(entry.source_id, sorted(entry.record.fields)) for entry in entries if entry.kind == Kind.UPDATE]
     if ours:
         conn.execute("DELETE FROM opportunity_adoption WHERE source_id IN (SELECT unnest($1::VARCHAR[]))", [ours])
     if adopted:
@@ -242,7 +253,7 @@ def _record_adoptions(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[Journal
             SELECT unnest($1), unnest($2), unnest($3), unnest($4), now(), NULL, NULL
             """,
             [[e.source_id for e in adopted], [e.opportunity_id for e in adopted],
-             [e.extra["adoption"].on_existing for e in adopted], [e.extra["adoption"].keep_owner for e in adopted]],
+             [e.adoption.on_existing for e in adopted], [e.adoption.keep_owner for e in adopted]],
         )
     if updates:
         conn.execute(
@@ -272,24 +283,24 @@ def _record_baselines(conn: duckdb.DuckDBPyConnection, updates: Sequence[ReadBac
     )
 
 
-def _upsert_failed(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[JournalEntry, dict]], event_code: int) -> None:
+def _upsert_failed(conn: duckdb.DuckDBPyConnection, entries: list[JournalEntry], event_code: int) -> None:
     """A refused write: the record is `failed` with the error; what was synced before stays, and
-    a hash of the refused version (its fields and its lead's) is kept so that exact version is
-    not sent again (after a transient error, not before `max_attempts` sends: see the plan).
-    `attempts` counts the failed sends of that version."""
-    if not pairs:
+    the refused version's `failed_hash` is kept so that exact version is not sent again (after a
+    transient error, not before `max_attempts` sends: see the plan). `attempts` counts the failed
+    sends of that version."""
+    if not entries:
         return
     conn.execute(
         """
         INSERT INTO opportunity_state AS s
             (source_id, event_code, status, error, failed_hash, last_synced_at, attempts)
-        SELECT unnest($1), $2, 'failed', unnest($3), md5(concat_ws('|', unnest($4), unnest($5))), now(), 1
-        ON CONFLICT (source_id) DO UPDATE SET status = 'failed', error = excluded.error,
+        SELECT unnest($1), $2, $5, unnest($3), unnest($4), now(), 1
+        ON CONFLICT (source_id) DO UPDATE SET status = excluded.status, error = excluded.error,
             attempts = CASE WHEN s.failed_hash = excluded.failed_hash THEN coalesce(s.attempts, 0) + 1 ELSE 1 END,
             failed_hash = excluded.failed_hash, last_synced_at = excluded.last_synced_at
         """,
-        [[e.source_id for e, _ in pairs], event_code, [e.error for e, _ in pairs],
-         [row["record_hash"] for _, row in pairs], [row["lead_fields_text"] for _, row in pairs]],
+        [[e.source_id for e in entries], event_code, [e.error for e in entries],
+         [e.record.failed_hash for e in entries], RecordStatus.FAILED],
     )
 
 
@@ -327,7 +338,7 @@ def settle(
     `drift` (source id -> {field: {sent, held, modified_on}}) and the fields `repaired` (sent
     again); rejected records of `days` that were never synced get a `rejected` row, and those the
     sync mode skipped a `skipped` one. Returns how many were new rejects."""
-    with _transaction(conn):
+    with transaction(conn):
         if updates:
             _settle_read_back(conn, updates)
             _record_baselines(conn, updates)
@@ -419,6 +430,60 @@ def found_again(conn: duckdb.DuckDBPyConnection, source_ids: Sequence[str]) -> N
     )
 
 
+def missing_opportunities(conn: duckdb.DuckDBPyConnection, source_ids: Sequence[str]) -> dict[str, str]:
+    """The `missing` records among `source_ids`, each with its opportunity id in lower case."""
+    return dict(conn.execute(
+        """SELECT source_id, lower(opportunity_id) FROM opportunity_state
+           WHERE status = $2 AND source_id IN (SELECT unnest($1::VARCHAR[]))""",
+        [list(source_ids), RecordStatus.MISSING],
+    ).fetchall())
+
+
+def creates_that_may_have_landed(
+    conn: duckdb.DuckDBPyConnection, source_ids: Sequence[str], call_failures: Sequence[str]
+) -> set[str]:
+    """The records among `source_ids` whose create may have landed before: a create or Capture
+    unanswered in the journal (`unknown`, `sent`, or failed with one of `call_failures`: the call
+    failed after the client's retries), or an opportunity id in the state (a `missing` record)."""
+    found = conn.execute(
+        f"""
+        SELECT source_id FROM push_journal
+        WHERE kind IN {_one_of(*CREATE_KINDS)} AND source_id IN (SELECT unnest($1::VARCHAR[]))
+          AND (status IN {_one_of(Sent.SENT, Sent.UNKNOWN)}
+               OR (status = {literal(Sent.FAILED)} AND split_part(error, ':', 1) IN (SELECT unnest($2::VARCHAR[]))))
+        UNION
+        SELECT source_id FROM opportunity_state
+        WHERE opportunity_id IS NOT NULL AND source_id IN (SELECT unnest($1::VARCHAR[]))
+        """,
+        [list(source_ids), sorted(call_failures)],
+    ).fetchall()
+    return {source_id for (source_id,) in found}
+
+
+def known_leads(conn: duckdb.DuckDBPyConnection, lead_keys: Sequence[str]) -> set[str]:
+    """The leads among `lead_keys` (search-by values trimmed, in lower case) that exist or may:
+    the state holds an opportunity or a lead id of one of their records, or a create or Capture
+    of one of their records is unanswered (`unknown`, or `sent` by a run still going): it may have
+    made the lead and an opportunity, so such a record goes Bulk Add first (the duplicate rule
+    answers), never straight to Capture. LeadSquared is asked only about the others."""
+    if not lead_keys:
+        return set()
+    rows = conn.execute(
+        f"""
+        SELECT DISTINCT lower(trim(r.search_by_value))
+        FROM opportunity_records r
+        WHERE lower(trim(r.search_by_value)) IN (SELECT unnest($1::VARCHAR[]))
+          AND (r.source_id IN (SELECT source_id FROM opportunity_state
+                               WHERE opportunity_id IS NOT NULL OR lead_id IS NOT NULL)
+               OR r.source_id IN (SELECT source_id FROM push_journal
+                                  WHERE kind IN {_one_of(*CREATE_KINDS)}
+                                    AND status IN {_one_of(Sent.UNKNOWN, Sent.SENT)}))
+        """,
+        [sorted(set(lead_keys))],
+    ).fetchall()
+    return {key for (key,) in rows}
+
+
 def _mark_rejected(conn: duckdb.DuckDBPyConnection, event_code: int, days: Sequence[date]) -> int:
     """Records of these days that were rejected and never synced get a `rejected` state row."""
     inserted = conn.execute(
@@ -438,7 +503,7 @@ def _mark_rejected(conn: duckdb.DuckDBPyConnection, event_code: int, days: Seque
 
 # -- activity_state ---------------------------------------------------------------------------
 
-ACTIVITY_STATUS = {"ok": "created", "failed": "failed", "unknown": "unknown"}
+ACTIVITY_STATUS = {Sent.OK: ActivityStatus.CREATED, Sent.FAILED: ActivityStatus.FAILED, Sent.UNKNOWN: ActivityStatus.UNKNOWN}
 """A journal row's status -> the activity's status in `activity_state`."""
 
 
@@ -450,7 +515,7 @@ def record_activities(
     `not_sent` (the day's call budget ran out) is journalled only: it stays planned."""
     if not entries:
         return
-    with _transaction(conn):
+    with transaction(conn):
         if sent:
             _record_outcomes(conn, run_id, entries)
         entries = [e for e in entries if e.status in ACTIVITY_STATUS]
@@ -466,7 +531,7 @@ def record_activities(
                 [e.event_id for e in entries],
                 [e.source_id for e in entries],
                 [e.opportunity_id for e in entries],
-                [e.extra.get("activity_id") for e in entries],
+                [e.activity_id for e in entries],
                 [ACTIVITY_STATUS[e.status] for e in entries],
                 [e.error for e in entries],
             ],

@@ -19,7 +19,7 @@ import duckdb
 
 from lsq_pipeline.sync.connection import NUL_STORED_AS
 from lsq_pipeline.sync.mapping import FieldSpec, Mapping, template_columns
-from lsq_pipeline.sync.sql import day_list_sql, identifier, literal
+from lsq_pipeline.sync.sql import day_list_sql, identifier, literal, transaction
 
 WHITESPACE = " \\t\\r\\n"
 # Full-match patterns without capture groups, so RE2 runs them as a DFA.
@@ -430,8 +430,7 @@ def transform_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: M
         return {}
     in_days = day_list_sql(days)
     counts: dict[str, int] = {"reject_rows": 0}
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for table in ("opportunity_records", "activity_records", "rejects"):
             conn.execute(f"DELETE FROM {table} WHERE day IN {in_days}")
         # Applications first: an event is accepted only if its application is in opportunity_records.
@@ -462,10 +461,6 @@ def transform_days(conn: duckdb.DuckDBPyConnection, days: list[date], mapping: M
             counts |= {f"{prefix}accepted": accepted, f"{prefix}rejected": rejected,
                        f"{prefix}superseded": rows - accepted - rejected}
         conn.execute("DROP TABLE _latest")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return counts
 
 

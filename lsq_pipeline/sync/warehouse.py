@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import duckdb
 
 from lsq_pipeline.sync import history
-from lsq_pipeline.sync.sql import identifier
+from lsq_pipeline.sync.sql import identifier, transaction
 
 APPLICATION_COLUMNS: tuple[str, ...] = (
     "application_id", "applicant_name", "email", "phone", "product", "amount",
@@ -304,39 +304,34 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> list[str]:
     (all or none); returns the names applied. Cheap when the warehouse is current."""
     if schema_version(conn) == SCHEMA_VERSION:
         return []
-    conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_version (
-                   version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, description VARCHAR,
-                   applied_at TIMESTAMP DEFAULT now())"""
-        )
-        applied = dict(conn.execute("SELECT version, name FROM schema_version").fetchall())
-        unknown = {v: n for v, n in applied.items() if v > SCHEMA_VERSION or MIGRATIONS[v - 1].name != n}
-        if unknown:
-            raise WarehouseVersionError(
-                f"the warehouse has schema steps this release does not know ({unknown}); it was made by a "
-                f"newer lsq_pipeline (this one knows up to version {SCHEMA_VERSION}): upgrade lsq_pipeline"
-            )
-        done = []
-        for version, migration in enumerate(MIGRATIONS, start=1):
-            if version in applied:
-                continue
-            for statement in migration.statements:
-                conn.execute(statement)
+        with transaction(conn):
             conn.execute(
-                "INSERT INTO schema_version (version, name, description) VALUES ($1, $2, $3)",
-                [version, migration.name, migration.description],
+                """CREATE TABLE IF NOT EXISTS schema_version (
+                       version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, description VARCHAR,
+                       applied_at TIMESTAMP DEFAULT now())"""
             )
-            done.append(migration.name)
-        conn.execute("COMMIT")
+            applied = dict(conn.execute("SELECT version, name FROM schema_version").fetchall())
+            unknown = {v: n for v, n in applied.items() if v > SCHEMA_VERSION or MIGRATIONS[v - 1].name != n}
+            if unknown:
+                raise WarehouseVersionError(
+                    f"the warehouse has schema steps this release does not know ({unknown}); it was made by a "
+                    f"newer lsq_pipeline (this one knows up to version {SCHEMA_VERSION}): upgrade lsq_pipeline"
+                )
+            done = []
+            for version, migration in enumerate(MIGRATIONS, start=1):
+                if version in applied:
+                    continue
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (version, name, description) VALUES ($1, $2, $3)",
+                    [version, migration.name, migration.description],
+                )
+                done.append(migration.name)
     except duckdb.TransactionException:
-        conn.execute("ROLLBACK")
         if schema_version(conn) == SCHEMA_VERSION:  # another connection of this process migrated it
             return []
-        raise
-    except BaseException:
-        conn.execute("ROLLBACK")
         raise
     return done
 

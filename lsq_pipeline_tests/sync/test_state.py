@@ -3,12 +3,17 @@ batch's rows are `split` and its halves name it."""
 
 from __future__ import annotations
 
+from lsq_pipeline.leadsquared import ActivityAdd, OpportunityUpdate
 from lsq_pipeline.sync import state
 from lsq_pipeline.sync.state import JournalEntry
+from lsq_pipeline.sync.statuses import Kind
+
+UPDATE = OpportunityUpdate(opportunity_id="OPP-1", event_code=12002)
 
 
 def _sent(conn, run_id: str, kind: str, key: str) -> JournalEntry:
-    entry = JournalEntry(kind, None, f"APP-{key}", {"n": key}, event_id=f"EVT-{key}" if kind == "activity" else None,
+    payload = ActivityAdd(activity_event=102, owner_email=f"{key}@x.example") if kind == "activity" else UPDATE
+    entry = JournalEntry(Kind(kind), None, f"APP-{key}", payload, event_id=f"EVT-{key}" if kind == "activity" else None,
                          batch_id=state.new_batch_id(), opportunity_id="OPP-1" if kind == "activity" else None)
     state.record_sent(conn, run_id, [entry])
     return entry
@@ -49,10 +54,10 @@ def test_nothing_is_touched_when_every_run_with_rows_in_the_air_is_alive(conn):
 
 
 def test_a_split_batch_is_marked_and_its_halves_name_it(conn):
-    batch = [JournalEntry("create", None, f"APP-{i}", {}, batch_id="whole") for i in range(4)]
+    batch = [JournalEntry(Kind.UPDATE, None, f"APP-{i}", UPDATE, batch_id="whole") for i in range(4)]
     state.record_sent(conn, "run", batch)
     state.record_split(conn, "run", batch, "MXInvalidFieldValueException: bad value (whole call)")
-    half = [JournalEntry("create", None, "APP-0", {}, batch_id="half")]
+    half = [JournalEntry(Kind.UPDATE, None, "APP-0", UPDATE, batch_id="half")]
     state.record_sent(conn, "run", half, parent_batch_id="whole")
     rows = conn.execute(
         "SELECT batch_id, status, parent_batch_id, error FROM push_journal WHERE source_id = 'APP-0' ORDER BY batch_id"

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import threading
+from datetime import date, datetime
 
-from lsq_pipeline.sync.leads import CAPTURES_PER_UNIT, CreateQueue, known_leads
+from lsq_pipeline.sync.creates import CAPTURES_PER_UNIT, CreateQueue, lead_key
+from lsq_pipeline.sync.plan import PlannedRecord
+from lsq_pipeline.sync.state import known_leads
 
 
-def row(source_id: str, email: str) -> dict:
-    return {"source_id": source_id, "search_by_value": email}
+def row(source_id: str, email: str) -> PlannedRecord:
+    return PlannedRecord(date(2026, 11, 1), source_id, None, {}, {}, email, {}, None, None, "hash",
+                         datetime(2026, 11, 1), "failed-hash")
 
 
-def ids(rows: list[dict]) -> list[str]:
-    return [r["source_id"] for r in rows]
+def ids(rows: list[PlannedRecord]) -> list[str]:
+    return [r.source_id for r in rows]
 
 
 def test_known_leads_go_straight_to_bulk_add_the_rest_wait_for_a_lane() -> None:
@@ -92,7 +96,7 @@ def test_known_leads_are_those_with_an_opportunity_or_a_lead_id_in_the_state(con
         """
     )
     asked = ["has.opp@x.example", "HAS.LEAD@x.example ", "failed@x.example", "new@x.example"]
-    assert known_leads(conn, asked) == {"has.opp@x.example", "has.lead@x.example"}
+    assert known_leads(conn, [lead_key(value) for value in asked]) == {"has.opp@x.example", "has.lead@x.example"}
     assert known_leads(conn, []) == set()
 
 
