@@ -8,6 +8,8 @@ import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from lsq_pipeline.sync.connection import WarehouseError
+
 
 def _add_sandbox_command(subparsers: argparse._SubParsersAction) -> None:
     """`lsq-pipeline sandbox`: run the LeadSquared sandbox until Ctrl-C (issue 2)."""
@@ -519,7 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args) or 0
+    try:
+        return args.handler(args) or 0
+    except WarehouseError as error:  # a locked file, an unreachable database: one line, no traceback
+        print(f"lsq-pipeline {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
