@@ -461,9 +461,40 @@ def _run_warehouse_copy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_warehouse_upgrade(args: argparse.Namespace) -> int:
+    from lsq_pipeline.sync.connection import WarehouseError
+    from lsq_pipeline.sync.upgrade import upgrade_warehouse
+    from lsq_pipeline.sync.warehouse import WarehouseVersionError
+
+    settings = _checked_settings("warehouse upgrade", args, paths=False)
+    if settings is None:
+        return 2
+    location = settings.warehouse_location()
+    try:
+        result = upgrade_warehouse(location)
+    except (WarehouseError, WarehouseVersionError) as error:
+        print(f"lsq-pipeline warehouse upgrade: {error}", file=sys.stderr)
+        return 2
+    if not result.upgraded:
+        print(f"{location.describe()} already opens with this release's DuckDB: nothing to upgrade.")
+        return 0
+    width = max(len(table) for table in result.rows)
+    for table, rows in result.rows.items():
+        print(f"  {table:<{width}}  {rows}")
+    print(f"Upgraded {location.target}: {sum(result.rows.values())} rows in {len(result.rows)} tables exported by "
+          f"DuckDB 2.0.1 and imported by this release's DuckDB, every table's row count checked"
+          + (f"; schema steps applied: {', '.join(result.migrated)}" if result.migrated else ""))
+    print(f"The old file is kept (never deleted by lsq-pipeline) at {result.backup}")
+    account = f" --account {args.account}" if args.account else ""
+    print(f"To move it to PostgreSQL as well: lsq-pipeline warehouse copy{account} --to postgresql://user@host:5432/db")
+    return 0
+
+
 def _add_warehouse_command(subparsers: argparse._SubParsersAction) -> None:
-    """`lsq-pipeline warehouse copy`: move an account's DuckDB warehouse into PostgreSQL."""
-    parser = subparsers.add_parser("warehouse", help="move the account's warehouse (warehouse copy)")
+    """`lsq-pipeline warehouse copy`: move an account's DuckDB warehouse into PostgreSQL;
+    `lsq-pipeline warehouse upgrade`: rewrite a DuckDB file of the previous release (DuckDB 2.x)."""
+    parser = subparsers.add_parser("warehouse", help="move the account's warehouse (warehouse copy), or rewrite "
+                                                     "a file of the previous release (warehouse upgrade)")
     commands = parser.add_subparsers(dest="warehouse_command", required=True)
     copy = commands.add_parser(
         "copy", help="copy the account's DuckDB warehouse into an empty PostgreSQL schema",
@@ -476,6 +507,14 @@ def _add_warehouse_command(subparsers: argparse._SubParsersAction) -> None:
                                                        "else public for the default account, the account's name otherwise)")
     _add_account_argument(copy)
     copy.set_defaults(handler=_run_warehouse_copy)
+    upgrade = commands.add_parser(
+        "upgrade", help="rewrite a warehouse file written by the previous release's DuckDB 2.x for this release",
+        description="Exports the account's DuckDB file with DuckDB 2.0.1 (pip-installed into a throwaway folder) and "
+                    "imports it into a new file with this release's DuckDB; the old file is kept beside it as "
+                    "<file>.duckdb-2.0.bak. Does nothing to a file that already opens.",
+    )
+    _add_account_argument(upgrade)
+    upgrade.set_defaults(handler=_run_warehouse_upgrade)
 
 
 def _run_ui(args: argparse.Namespace) -> int:

@@ -35,10 +35,26 @@ NUL_STORED_AS = "\u2400"
 one on either backend: validation takes either as the NUL byte it is, and rejects it."""
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+_NEWER_STORAGE = re.compile(r"Trying to read a database file with version number (?P<found>\d+), "
+                            r"but we can only read versions between \d+ and (?P<newest>\d+)")
+"""DuckDB's IOException on a file of a newer storage version (DuckDB 2.0.1's files say 999)."""
+UPGRADE_COMMAND = "lsq-pipeline warehouse upgrade"
+UPGRADE_DOC = 'docs/deployment.md, "Warehouses made by the previous release (DuckDB 2.0)"'
 
 
 class WarehouseError(RuntimeError):
     """The warehouse cannot be opened: the message is one line naming the cause and the fix."""
+
+
+class NewerDuckDBFile(WarehouseError):
+    """The DuckDB file was written by a newer DuckDB than this one (the previous release's 2.x):
+    `lsq-pipeline warehouse upgrade` rewrites it (lsq_pipeline.sync.upgrade)."""
+
+
+def newer_storage_version(error: BaseException) -> bool:
+    """Whether DuckDB refused a file because a newer DuckDB wrote it, and for no other reason."""
+    found = _NEWER_STORAGE.search(str(error)) if isinstance(error, duckdb.IOException) else None
+    return found is not None and int(found["found"]) > int(found["newest"])
 
 
 def is_postgres(target: str) -> bool:
@@ -140,6 +156,13 @@ class Warehouse:
             try:
                 return duckdb.connect(self.target, read_only=read_only, config=config)
             except duckdb.IOException as error:
+                if newer_storage_version(error):
+                    raise NewerDuckDBFile(
+                        f"the warehouse {self.target} was written by a newer DuckDB (2.x, the previous lsq_pipeline "
+                        f"release) than this one ({duckdb.__version__}), which cannot open it: rewrite it once with "
+                        f"`{UPGRADE_COMMAND}` (--account NAME for another account; the old file is kept), see "
+                        f"{UPGRADE_DOC}"
+                    ) from None
                 holder = _LOCK_HOLDER.search(str(error))
                 if holder is None:
                     raise
