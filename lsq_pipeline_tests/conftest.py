@@ -4,6 +4,7 @@ the session's own and a new database in it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,18 @@ def postgres_server() -> PostgresServer:
 def postgres_url(postgres_server) -> str:
     """`postgresql://postgres@127.0.0.1:PORT/DB` of a new, empty database of the test's own."""
     return postgres_server.url(postgres_server.new_database())
+
+
+@pytest.fixture
+def warehouse_backend(request) -> str:
+    """Where a test's warehouse is: `duckdb`, unless the test parametrizes this fixture (indirect)
+    with `postgres` too."""
+    return getattr(request, "param", "duckdb")
+
+
+@pytest.fixture
+def warehouse_target(request, tmp_path, warehouse_backend) -> Path | str:
+    """The test's warehouse: a DuckDB file under tmp_path, or a new PostgreSQL database's URL."""
+    if warehouse_backend == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return tmp_path / "warehouse.duckdb"

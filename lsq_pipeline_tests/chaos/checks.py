@@ -44,7 +44,7 @@ class ChaosPipeline(Pipeline):
         )
 
 
-def subprocess_env(base: dict, *, sandbox_url: str, source: Path, warehouse: Path, dagster_home: Path,
+def subprocess_env(base: dict, *, sandbox_url: str, source: Path, warehouse: Path | str, dagster_home: Path,
                    rate_limit_db: Path, rate_limit: tuple[int, float] = (0, 1.0), max_in_flight: int = 8) -> dict:
     """The LSQ_* environment of a `lsq-pipeline sync` / `dagster dev` process under test."""
     env = {k: v for k, v in base.items() if not k.startswith(("LSQ_", "DAGSTER_"))}

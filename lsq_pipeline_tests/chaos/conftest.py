@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sync.generate import generate
@@ -39,14 +40,17 @@ class ChaosCase:
     read_lag_seconds: float | None = None
     rows: int = 2000
     events: int = 600
+    warehouse: str = "duckdb"
 
     def __str__(self) -> str:
-        return self.profile + (f"-read-lag-{self.read_lag_seconds:g}s" if self.read_lag_seconds else "")
+        return (self.profile + (f"-read-lag-{self.read_lag_seconds:g}s" if self.read_lag_seconds else "")
+                + ("-postgres" if self.warehouse == "postgres" else ""))
 
 
 # The read-lag case at a smaller size: its runs wait the lag out once more at the end.
 CASES = (*(ChaosCase(profile) for profile in PROFILES),
-         ChaosCase("field", read_lag_seconds=READ_LAG_SECONDS, rows=800, events=240))
+         ChaosCase("field", read_lag_seconds=READ_LAG_SECONDS, rows=800, events=240),
+         ChaosCase("field", warehouse="postgres"))
 
 
 @pytest.fixture(params=CASES, ids=str)
@@ -71,14 +75,18 @@ def source(tmp_path, chaos_case) -> Path:
 
 
 @pytest.fixture
-def sync_process(tmp_path):
+def sync_process(tmp_path, warehouse_target):
     """`start(sandbox_url, source, *days)` -> a `lsq-pipeline sync` process in its own process
-    group on a tmp DAGSTER_HOME (a copy of the shipped instance/dagster.yaml) and a tmp warehouse;
-    every process still alive at the end is killed with its group."""
+    group on a tmp DAGSTER_HOME (a copy of the shipped instance/dagster.yaml) and the test's
+    warehouse; every process still alive at the end is killed with its group. On PostgreSQL the
+    instance has no pool limits: correctness must not depend on them there."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
-    warehouse = tmp_path / "warehouse.duckdb"
+    instance = yaml.safe_load((REPO / "instance" / "dagster.yaml").read_text())
+    if isinstance(warehouse_target, str):
+        instance.pop("concurrency")
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    warehouse = warehouse_target
     started: list[subprocess.Popen] = []
 
     def start(sandbox_url: str, source_dir: Path, first: date, last: date, log_name: str = "sync",

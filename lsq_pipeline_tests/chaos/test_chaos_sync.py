@@ -22,10 +22,10 @@ def write_calls(pipeline: ChaosPipeline) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_faults_lost_answers_and_429s_end_with_one_in_sync_opportunity_per_record(tmp_path, chaos_case, chaos_sandbox,
-                                                                                 source):
+def test_faults_lost_answers_and_429s_end_with_one_in_sync_opportunity_per_record(chaos_case, chaos_sandbox, source,
+                                                                                 warehouse_target):
     pipeline = ChaosPipeline(
-        source_dir=source, warehouse=tmp_path / "warehouse.duckdb", sandbox_url=chaos_sandbox.url,
+        source_dir=source, warehouse=warehouse_target, sandbox_url=chaos_sandbox.url,
         rate_limit_calls=WINDOW_CALLS, rate_limit_seconds=WINDOW_SECONDS, max_in_flight=8,
     )
     with Burster(chaos_sandbox.url, burst=WINDOW_CALLS // 2, every_seconds=0.7) as burster:

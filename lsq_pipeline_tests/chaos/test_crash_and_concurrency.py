@@ -1,7 +1,8 @@
 """The sync as users run it (`lsq-pipeline sync` on a Dagster instance with the shipped
 dagster.yaml, on either executor: every step in the run's process, or each in its own): killed
 with SIGKILL in the middle of a push, then run again; and two syncs of the same days started at
-once on the same warehouse and instance."""
+once on the same warehouse and instance. Each on a DuckDB file and on PostgreSQL (there with an
+instance without pool limits)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,12 @@ def small_source(tmp_path):
 @pytest.mark.timeout(480)
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize(
-    "endpoint, calls, executor",
-    [("BulkAdd", 30, "in_process"), ("BulkActivities", 40, "in_process"), ("BulkAdd", 30, "multiprocess")],
-    ids=["creates", "activities", "creates-multiprocess"],
+    "endpoint, calls, executor, warehouse_backend",
+    [("BulkAdd", 30, "in_process", "duckdb"), ("BulkActivities", 40, "in_process", "duckdb"),
+     ("BulkAdd", 30, "multiprocess", "duckdb"), ("BulkAdd", 30, "in_process", "postgres"),
+     ("BulkActivities", 40, "in_process", "postgres")],
+    ids=["creates", "activities", "creates-multiprocess", "creates-postgres", "activities-postgres"],
+    indirect=["warehouse_backend"],
 )
 def test_sigkill_in_the_middle_of_a_push_then_a_rerun_ends_in_the_same_state(
     tmp_path, small_source, sync_process, endpoint, calls, executor, profile
@@ -59,11 +63,15 @@ def test_sigkill_in_the_middle_of_a_push_then_a_rerun_ends_in_the_same_state(
         wait_for(lambda: _stats(sandbox.url)["Calls"].get(endpoint, 0) >= calls or first.poll() is not None,
                  timeout=RUN_SECONDS, what=f"{calls} {endpoint} calls")
         assert first.poll() is None, "the sync ended before it could be killed:\n" + first.log_path.read_text()[-2000:]
+        pipeline = ChaosPipeline(source_dir=small_source, warehouse=sync_process.warehouse, sandbox_url=sandbox.url)
+        if endpoint == "BulkActivities" and isinstance(sync_process.warehouse, str):
+            # PostgreSQL lets a reader in while the push writes: kill while a batch is in the air.
+            wait_for(lambda: pipeline.scalar("SELECT count(*) FROM push_journal WHERE status = 'sent'") > 0,
+                     timeout=60, every=0.02, what="activities journalled sent")
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
         time.sleep(0.5)  # answers in the air land in the sandbox
         killed_at = _stats(sandbox.url)
-        pipeline = ChaosPipeline(source_dir=small_source, warehouse=sync_process.warehouse, sandbox_url=sandbox.url)
         left_sent = pipeline.scalar("SELECT count(*) FROM push_journal WHERE status = 'sent'")
         assert left_sent > 0 or endpoint == "BulkAdd", "the kill did not interrupt a batch in the air"
 
@@ -81,6 +89,7 @@ def test_sigkill_in_the_middle_of_a_push_then_a_rerun_ends_in_the_same_state(
 @pytest.mark.slow
 @pytest.mark.timeout(480)
 @pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("warehouse_backend", ["duckdb", "postgres"], indirect=True)
 def test_two_syncs_of_the_same_days_at_once_end_in_the_same_state(tmp_path, small_source, sync_process, profile):
     with run_sandbox(rate_limit_calls=0, latency_ms=20, fault_rate=0.05, lost_response_rate=0.02, seed=3,
                      profile=profile) as sandbox:

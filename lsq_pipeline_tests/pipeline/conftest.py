@@ -20,21 +20,13 @@ def sandbox():
 
 
 @pytest.fixture
-def warehouse_backend(request) -> str:
-    """Where make_pipeline's warehouse is: `duckdb` unless a module parametrizes it (indirect) with
-    `postgres` too."""
-    return getattr(request, "param", "duckdb")
-
-
-@pytest.fixture
-def make_pipeline(request, tmp_path, sandbox, warehouse_backend):
-    """`make_pipeline(rows=..., days=..., dirty_rate=...)` -> a Pipeline over generated exports."""
-    warehouse = (request.getfixturevalue("postgres_url") if warehouse_backend == "postgres"
-                 else tmp_path / "warehouse.duckdb")
+def make_pipeline(tmp_path, sandbox, warehouse_target):
+    """`make_pipeline(rows=..., days=..., dirty_rate=...)` -> a Pipeline over generated exports, on
+    the test's warehouse (a DuckDB file unless the test asks for PostgreSQL too)."""
 
     def make(rows: int = 40, days: int = 1, dirty_rate: float = 0.0, seed: int = 11) -> Pipeline:
         source = tmp_path / "source"
         generate(source, rows=rows, days=days, seed=seed, start_day=FIRST_DAY, dirty_rate=dirty_rate)
-        return Pipeline(source_dir=source, warehouse=warehouse, sandbox_url=sandbox.url)
+        return Pipeline(source_dir=source, warehouse=warehouse_target, sandbox_url=sandbox.url)
 
     return make
