@@ -56,9 +56,10 @@ class JournalEntry:
     """An activity's id, once LeadSquared answered it."""
 
     def resent(self) -> JournalEntry:
-        """A fresh entry for the same item, to go out again in a split half."""
+        """A fresh entry for the same item, to go out again in a split half: the same payload, so
+        the same adoption if it meets an opportunity this pipeline did not create."""
         return JournalEntry(self.kind, self.day, self.source_id, self.payload, event_id=self.event_id,
-                            opportunity_id=self.opportunity_id, record=self.record)
+                            opportunity_id=self.opportunity_id, record=self.record, adoption=self.adoption)
 
 
 def new_batch_id() -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from lsq_pipeline.leadsquared import ActivityAdd, OpportunityUpdate
 from lsq_pipeline.sync import state
 from lsq_pipeline.sync.state import JournalEntry
-from lsq_pipeline.sync.statuses import Kind
+from lsq_pipeline.sync.mapping import Adoption
+from lsq_pipeline.sync.statuses import Kind, Sent
 
 UPDATE = OpportunityUpdate(opportunity_id="OPP-1", event_code=12002)
 
@@ -64,3 +65,15 @@ def test_a_split_batch_is_marked_and_its_halves_name_it(conn):
     ).fetchall()
     assert rows == [("half", "sent", "whole", None),
                     ("whole", "split", None, "MXInvalidFieldValueException: bad value (whole call)")]
+
+
+def test_a_split_half_keeps_everything_but_its_batch_and_answer():
+    """A create that meets an opportunity in a split half is the adoption its payload asks for,
+    as it would have been in the whole batch."""
+    whole = JournalEntry(Kind.CREATE, None, "APP-1", UPDATE, batch_id="whole", opportunity_id="OPP-1",
+                         adoption=Adoption("keep", keep_owner=True), error="refused whole")
+    whole.status = Sent.SPLIT
+    half = whole.resent()
+    assert (half.kind, half.source_id, half.payload, half.opportunity_id, half.adoption) == (
+        whole.kind, whole.source_id, whole.payload, whole.opportunity_id, whole.adoption)
+    assert (half.batch_id, half.status, half.error) == ("", Sent.SENT, None)
