@@ -1,0 +1,53 @@
+"""The warehouse's PostgreSQL password never travels in a URL: a URL that carries one is refused,
+naming libpq's PGPASSWORD and ~/.pgpass, without showing it; libpq's own ways then work, for the
+tables (DuckDB's postgres extension) and for the writer lock (psycopg2) alike."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lsq_pipeline.settings import SettingsError, settings_from
+from lsq_pipeline_tests.postgres import PASSWORD, PASSWORD_ROLE
+
+OPEN = """
+import sys
+from lsq_pipeline.sync.connection import Warehouse, WarehouseError
+from lsq_pipeline.sync.warehouse import SCHEMA_VERSION, ensure_schema, schema_version
+warehouse = Warehouse(sys.argv[1], schema="secret_test")
+try:
+    with warehouse.writer_lock(), warehouse.connect() as conn:
+        ensure_schema(conn)
+        print("schema version", schema_version(conn) == SCHEMA_VERSION)
+except WarehouseError as error:
+    print("refused:", error)
+"""
+
+
+def _open(url: str, **env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    return subprocess.run([sys.executable, "-c", OPEN, url], env={**clean, **env}, capture_output=True,
+                          text=True, timeout=60, check=True).stdout
+
+
+def test_a_url_with_a_password_is_refused_without_showing_it(monkeypatch):
+    monkeypatch.setenv("LSQ_WAREHOUSE", f"postgresql://{PASSWORD_ROLE}:{PASSWORD}@db.internal:5432/crm")
+    with pytest.raises(SettingsError) as raised:
+        settings_from({}, "LSQ_")
+    message = str(raised.value)
+    assert "LSQ_WAREHOUSE" in message and "PGPASSWORD" in message and "~/.pgpass" in message
+    assert PASSWORD not in message
+
+
+def test_the_password_comes_from_pgpassword_or_a_pgpass_file(postgres_server, tmp_path):
+    url = f"postgresql://{PASSWORD_ROLE}@127.0.0.1:{postgres_server.port}/{postgres_server.new_database()}"
+    refused = _open(url)
+    assert refused.startswith("refused: cannot connect to the warehouse") and PASSWORD not in refused
+    assert _open(url, PGPASSWORD=PASSWORD).strip() == "schema version True"
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{postgres_server.port}:*:{PASSWORD_ROLE}:{PASSWORD}\n")
+    pgpass.chmod(0o600)
+    assert _open(url, PGPASSFILE=str(pgpass)).strip() == "schema version True"
