@@ -1,7 +1,12 @@
 """End to end: sync N generated records against the sandbox (no rate limit, no latency), then
 re-sync with no change, plainly and with a full reconcile.
 
-Run: `.venv/bin/python benchmarks/end_to_end.py [--rows 100000] [--days 1] [--server process|thread]`.
+Run: `.venv/bin/python benchmarks/end_to_end.py [--rows 100000] [--days 1] [--server process|thread]
+[--warehouse duckdb|postgres|postgresql://user@host:port/db]`.
+
+`--warehouse` (default `duckdb`: a new DuckDB file under the output folder): `postgres` starts a
+PostgreSQL server of the script's own (lsq_pipeline_tests.postgres) with a new database, stopped
+at the end; a `postgresql://` URL (no password) uses that database, in a new schema dropped at the end.
 
 `--server process` (default) runs the sandbox as its own process (`python -m lsq_pipeline.sandbox`),
 so the client and the server do not share one GIL; `--server thread` serves it from a thread of
@@ -26,7 +31,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -37,6 +43,7 @@ from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.runs import QUIET_CONSOLE, run_config
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.settings import ENV_DEFAULTS, SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
+from lsq_pipeline.sync.connection import is_postgres
 from lsq_pipeline.sync.generate import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +83,33 @@ def sandbox(kind: str, log: Path, server_args: Sequence[str] = ("--rate-limit", 
         process.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def warehouse_of(kind: str, out: Path) -> Iterator[tuple[str, str | None]]:
+    """A new warehouse as (warehouse, warehouse_schema): a DuckDB file under `out`, a new database of a
+    PostgreSQL server of our own (stopped on exit), or a new schema of the database at a URL (dropped on exit)."""
+    if kind == "duckdb":
+        yield str(out / "warehouse.duckdb"), None
+        return
+    if kind == "postgres":
+        sys.path.insert(0, str(REPO))  # lsq_pipeline_tests is not installed: it is the repository's
+        from lsq_pipeline_tests.postgres import start_server
+
+        server = start_server()
+        try:
+            yield server.url(server.new_database("end_to_end")), None
+        finally:
+            server.stop()
+        return
+    schema = f"end_to_end_{uuid.uuid4().hex[:8]}"
+    try:
+        yield kind, schema
+    finally:
+        import psycopg2
+
+        with psycopg2.connect(kind) as session, session.cursor() as cursor:
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def calls(url: str) -> dict[str, int]:
     return requests.get(f"{url}/sandbox/stats", headers=HEADERS, timeout=30).json()["Calls"]
 
@@ -89,16 +123,21 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=32)
     parser.add_argument("--server", choices=("process", "thread"), default="process")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "end_to_end")
+    parser.add_argument("--warehouse", default="duckdb",
+                        help="duckdb (a new file, the default), postgres (a server of the script's own) or a "
+                             "postgresql:// URL without password")
     args = parser.parse_args()
+    if args.warehouse not in ("duckdb", "postgres") and not is_postgres(args.warehouse):
+        parser.error("--warehouse: duckdb, postgres or a postgresql:// URL")
 
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
-    source, warehouse = args.out / "source", args.out / "warehouse.duckdb"
+    source = args.out / "source"
     started = time.perf_counter()
     counts = generate(source, rows=args.rows, days=args.days, seed=args.seed, start_day=START,
                       dirty_rate=args.dirty_rate)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-          f"sandbox in a {args.server}")
+          f"sandbox in a {args.server}; warehouse: {args.warehouse}")
     print(f"generated {counts['applications']:,} application rows ({counts['distinct_applications']:,} "
           f"applications) and {counts['events']:,} events over {args.days} day(s) in "
           f"{time.perf_counter() - started:.1f} s")
@@ -106,11 +145,12 @@ def main() -> None:
     tags = {"dagster/asset_partition_range_start": START.isoformat(),
             "dagster/asset_partition_range_end": last.isoformat()}
 
-    with sandbox(args.server, args.out / "sandbox.log") as url:
+    with warehouse_of(args.warehouse, args.out) as (warehouse, schema), \
+            sandbox(args.server, args.out / "sandbox.log") as url:
         os.environ.update(LSQ_ACCESS_KEY=SANDBOX_ACCESS_KEY, LSQ_SECRET_KEY=SANDBOX_SECRET_KEY)  # the sandbox's keys
         settings = AccountSettings(
             api_host=url, **ENV_DEFAULTS,
-            source_dir=str(source), warehouse=str(warehouse), mapping=str(REPO / "data" / "mapping.yaml"),
+            source_dir=str(source), warehouse=warehouse, warehouse_schema=schema, mapping=str(REPO / "data" / "mapping.yaml"),
             rate_limit_calls=0, rate_limit_db="", max_in_flight=args.max_in_flight, max_reject_rate=1.0,
         )
         job = build_definitions(settings).resolve_job_def("sync_job")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lsq_pipeline_tests.postgres import PostgresUnavailable, bindir
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -19,10 +21,17 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
     ("first_sync.py", ["--rows", "60", "--latency-ms", "0", "--general", "100/1", "--bulk", "50/1"],
      [": ok", "(0 doubled); opportunities"]),
     ("end_to_end.py", ["--rows", "300"], ["re-sync, no change, full reconcile: ok"]),
+    ("local_scale.py", ["--rows", "3000", "--days", "2", "--warehouse", "postgres"], ["-> PASS"]),
+    ("end_to_end.py", ["--rows", "300", "--warehouse", "postgres"], ["re-sync, no change, full reconcile: ok"]),
     ("client_throughput.py", ["--items", "100", "--skip-limited"], ["no limit, no latency: 100 updates"]),
 ])
 def test_benchmark_runs_on_a_small_input(tmp_path: Path, script: str, arguments: list[str],
                                          expected: list[str]) -> None:
+    if "postgres" in arguments:
+        try:
+            bindir()
+        except PostgresUnavailable as missing:
+            pytest.skip(str(missing))
     out = ["--out", str(tmp_path / "out")] if script != "client_throughput.py" else []
     finished = subprocess.run([sys.executable, str(BENCHMARKS / script), *arguments, *out],
                               capture_output=True, text=True, timeout=300, cwd=BENCHMARKS.parent)
