@@ -1,3 +1,3 @@
-"""Fixtures for the bad-input corpus: the sync tests' DuckDB warehouse under tmp_path and demo mapping."""
+"""Fixtures for the bad-input corpus: the sync tests' warehouse (a DuckDB file, and PostgreSQL) and demo mapping."""
 
-from lsq_pipeline_tests.sync.conftest import DEMO_MAPPING, conn, mapping  # noqa: F401 (fixtures)
+from lsq_pipeline_tests.sync.conftest import DEMO_MAPPING, conn, mapping, warehouse  # noqa: F401 (fixtures)

@@ -81,9 +81,13 @@ def test_a_green_run_whose_error_check_failed_alerts_and_is_recorded_as_check_fa
     pipeline = make_pipeline(rows=20)
     pipeline.overrides = {"alert_webhook_env": "LSQ_TEST_ALERT_WEBHOOK"}
     assert pipeline.run(FIRST_DAY).success
-    with duckdb.connect(str(pipeline.warehouse)) as conn:  # a second record claims the first one's opportunity
-        conn.execute("""UPDATE opportunity_state SET opportunity_id = (SELECT min(opportunity_id) FROM opportunity_state)
-                        WHERE source_id = (SELECT max(source_id) FROM opportunity_state WHERE status = 'in_sync')""")
+    with duckdb.connect(str(pipeline.warehouse)) as conn:  # the last record claims the first one's opportunity
+        [(claimed,)] = conn.execute(
+            """UPDATE opportunity_state SET opportunity_id = (
+                   SELECT arg_min(opportunity_id, source_id) FROM opportunity_state WHERE opportunity_id IS NOT NULL)
+               WHERE source_id = (SELECT max(source_id) FROM opportunity_state WHERE opportunity_id IS NOT NULL)"""
+        ).fetchall()
+    assert claimed == 1
     result = pipeline.run(FIRST_DAY)
     assert result.success
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "one_opportunity_per_record"]
