@@ -181,7 +181,7 @@ def main() -> None:
             print(f"  states: {states}")
             print(f"  write calls {writes} {({w: delta.get(w, 0) for w in WRITES})}, read calls {delta.get(READ, 0)} "
                   f"(ceil(n / 2,000) = {math.ceil(records / 2000)})")
-            if label.startswith("first"):
+            if label.startswith("first") and result.success:
                 print(f"  {records / seconds:,.0f} records/s over the whole run; push step {push_items_per_s:,} items/s "
                       f"(creates, captures, updates and activities written per second)")
 
