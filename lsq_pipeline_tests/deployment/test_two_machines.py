@@ -150,7 +150,15 @@ def test_two_machines_share_a_warehouse_an_instance_a_budget_and_leadsquared(tmp
         # The checks read the shared warehouse and the sandbox, never a machine's folder.
         check = Pipeline(source, warehouse_url, sandbox.url)
 
-        # Both machines at once, on overlapping days (D2 on both), on a new instance database.
+        # The operator's one-time setup of a new instance database (docs/deployment.md): its tables
+        # and the pools' rows, which two first runs at once would otherwise both insert (Dagster
+        # then fails one run on the unique key).
+        for command in (["instance", "migrate"], *(["instance", "concurrency", "set", pool, "1"]
+                                                   for pool in ("lsq_warehouse", "leadsquared_api"))):
+            subprocess.run([str(BIN / "dagster"), *command], cwd=a.folder, env=a.env, check=True,
+                           capture_output=True, timeout=120)
+
+        # Both machines at once, on overlapping days (D2 on both).
         processes, spans = {}, {}
         try:
             for m, (first, last) in ((a, (D1, D2)), (b, (D2, D3))):
