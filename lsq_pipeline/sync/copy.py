@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from lsq_pipeline.sync.connection import Warehouse, is_postgres, postgres_url_problem, schema_problem
-from lsq_pipeline.sync.sql import transaction
+from lsq_pipeline.sync.sql import literal, transaction
 from lsq_pipeline.sync.warehouse import SCHEMA_VERSION, ensure_schema, schema_version
 
 SOURCE_CATALOG = "source"
@@ -50,7 +50,7 @@ def copy_warehouse(source: Path, target: Warehouse, log: Callable[[str], None] =
     with target.connect(log) as conn:
         ensure_schema(conn)
         try:
-            conn.execute(f"ATTACH '{_quoted(str(source))}' AS {SOURCE_CATALOG} (READ_ONLY)")
+            conn.execute(f"ATTACH {literal(str(source))} AS {SOURCE_CATALOG} (READ_ONLY)")
         except duckdb.IOException as error:
             raise CopyRefused(f"cannot open {source} read-only (is a run writing it? wait for it to end): "
                               f"{str(error).strip().splitlines()[0]}") from None
@@ -125,8 +125,3 @@ def _copy_tables(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str
             copied[table] = conn.execute(
                 f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM {SOURCE_CATALOG}.main."{table}"').fetchone()[0]
     return copied
-
-
-def _quoted(text: str) -> str:
-    return text.replace("'", "''")
-

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import duckdb
 
 from lsq_pipeline.sync.connection import NewerDuckDBFile, Warehouse, WarehouseError
+from lsq_pipeline.sync.sql import literal
 from lsq_pipeline.sync.warehouse import ensure_schema
 
 OLD_DUCKDB = "duckdb==2.0.1"
@@ -142,7 +142,7 @@ def _import(warehouse: Warehouse, export: Path, rows: dict[str, int]) -> list[st
     """A new file, made as every warehouse file is, with the export imported, its row counts
     checked against `rows`, and brought to this release's schema."""
     with warehouse.connect() as conn:
-        conn.execute(f"IMPORT DATABASE '{_quoted(str(export))}'")
+        conn.execute(f"IMPORT DATABASE {literal(str(export))}")
         held = {table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in rows}
         if held != rows:
             wrong = ", ".join(f"{table} {held[table]} of {count}" for table, count in rows.items()
@@ -151,9 +151,6 @@ def _import(warehouse: Warehouse, export: Path, rows: dict[str, int]) -> list[st
                                 f"the old file is back in its place")
         return ensure_schema(conn)
 
-
-def _quoted(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def _first_line(error: BaseException) -> str:

@@ -7,7 +7,6 @@ import csv
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from lsq_pipeline.sync.connection import Warehouse
