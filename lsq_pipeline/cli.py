@@ -310,11 +310,7 @@ def _run_history(args: argparse.Namespace) -> int:
         return 0
     picked = [columns.index(name) for name in HISTORY_COLUMNS]
     table = [[_history_cell(row[i]) for i in picked] for row in rows]
-    headers = [name.replace("succeeded_", "ok_") for name in HISTORY_COLUMNS]
-    widths = [max(len(h), *(len(r[n]) for r in table)) for n, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for line in table:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+    _print_table([name.replace("succeeded_", "ok_") for name in HISTORY_COLUMNS], table)
     return 0
 
 
@@ -345,7 +341,6 @@ def _run_state(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     from lsq_pipeline.sync import state
-    from lsq_pipeline.sync.connection import WarehouseError
 
     location = settings.warehouse_location()
     if not location.exists():
@@ -360,7 +355,7 @@ def _run_state(args: argparse.Namespace) -> int:
             in_status = state.records_in_status(conn, args.status, STATE_ROWS_SHOWN) if args.status else None
             record = state.record_state(conn, args.source_id) if args.source_id else None
             journal = state.journal_history(conn, args.source_id) if args.source_id else []
-    except WarehouseError as error:
+    except WarehouseError as error:  # the warehouse cannot be read: a setting to fix (exit 2), no run failed
         print(f"lsq-pipeline state: {error}", file=sys.stderr)
         return 2
     total = sum(counts.values())
@@ -418,7 +413,7 @@ def _add_state_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_warehouse_copy(args: argparse.Namespace) -> int:
-    from lsq_pipeline.sync.connection import Warehouse, WarehouseError
+    from lsq_pipeline.sync.connection import Warehouse
     from lsq_pipeline.sync.copy import CopyRefused, copy_warehouse, target_problem
     from lsq_pipeline.sync.warehouse import WarehouseVersionError
 
@@ -462,7 +457,6 @@ def _run_warehouse_copy(args: argparse.Namespace) -> int:
 
 
 def _run_warehouse_upgrade(args: argparse.Namespace) -> int:
-    from lsq_pipeline.sync.connection import WarehouseError
     from lsq_pipeline.sync.upgrade import upgrade_warehouse
     from lsq_pipeline.sync.warehouse import WarehouseVersionError
 

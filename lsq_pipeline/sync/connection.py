@@ -134,7 +134,7 @@ class Warehouse:
             session = psycopg2.connect(self.target, application_name="lsq_pipeline writer", keepalives=1,
                                        keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
         except psycopg2.Error as error:
-            raise WarehouseError(f"cannot connect to the warehouse {self.target}: {_first_line(error)}") from None
+            raise WarehouseError(f"cannot connect to the warehouse {self.target}: {first_line(error)}") from None
         try:
             session.autocommit = True
             with session.cursor() as cursor:
@@ -212,7 +212,7 @@ def _attached(url: str, schema: str, memory_limit: str) -> duckdb.DuckDBPyConnec
         try:
             database.execute(f"ATTACH '{dsn}' AS {POSTGRES_CATALOG} (TYPE postgres)")
         except duckdb.Error as error:
-            raise WarehouseError(f"cannot connect to the warehouse {url}: {_first_line(error)}") from None
+            raise WarehouseError(f"cannot connect to the warehouse {url}: {first_line(error)}") from None
         database.execute(f'CREATE SCHEMA IF NOT EXISTS {POSTGRES_CATALOG}."{schema}"')
         _attached_databases[key] = database
         return database
@@ -240,5 +240,6 @@ def postgres_extension() -> Path:
     return link
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """An error's first line, for messages of one line."""
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.sync.connection import Warehouse, is_postgres, postgres_url_problem, schema_problem
-from lsq_pipeline.sync.sql import literal, transaction
+from lsq_pipeline.sync.connection import Warehouse, first_line, is_postgres, postgres_url_problem, schema_problem
+from lsq_pipeline.sync.sql import identifier, literal, transaction
 from lsq_pipeline.sync.warehouse import SCHEMA_VERSION, ensure_schema, schema_version
 
 SOURCE_CATALOG = "source"
@@ -53,11 +53,11 @@ def copy_warehouse(source: Path, target: Warehouse, log: Callable[[str], None] =
             conn.execute(f"ATTACH {literal(str(source))} AS {SOURCE_CATALOG} (READ_ONLY)")
         except duckdb.IOException as error:
             raise CopyRefused(f"cannot open {source} read-only (is a run writing it? wait for it to end): "
-                              f"{str(error).strip().splitlines()[0]}") from None
+                              f"{first_line(error)}") from None
         try:
             tables = _tables(conn, log)
             held = {table: count for table in tables if table != VERSION_TABLE
-                    and (count := conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])}
+                    and (count := conn.execute(f"SELECT count(*) FROM {identifier(table)}").fetchone()[0])}
             if held:
                 listed = ", ".join(f"{table} {count}" for table, count in sorted(held.items()))
                 raise CopyRefused(
@@ -116,12 +116,13 @@ def _copy_tables(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str
         if missing:
             raise CopyRefused(f"the DuckDB file's {table} lacks {', '.join(sorted(missing))}: "
                               f"run a sync on it once with this release, then copy")
-        plans.append((table, ", ".join(f'"{column}"' for column in columns)))
+        plans.append((table, ", ".join(identifier(column) for column in columns)))
     copied: dict[str, int] = {}
     with transaction(conn):
         for table, columns in plans:
             if table == VERSION_TABLE:
-                conn.execute(f'DELETE FROM "{table}"')
+                conn.execute(f"DELETE FROM {identifier(table)}")
             copied[table] = conn.execute(
-                f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM {SOURCE_CATALOG}.main."{table}"').fetchone()[0]
+                f"INSERT INTO {identifier(table)} ({columns}) SELECT {columns} FROM {SOURCE_CATALOG}.main.{identifier(table)}"
+            ).fetchone()[0]
     return copied

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.sync.connection import NewerDuckDBFile, Warehouse, WarehouseError
-from lsq_pipeline.sync.sql import literal
+from lsq_pipeline.sync.connection import NewerDuckDBFile, Warehouse, WarehouseError, first_line
+from lsq_pipeline.sync.sql import identifier, literal
 from lsq_pipeline.sync.warehouse import ensure_schema
 
 OLD_DUCKDB = "duckdb==2.0.1"
@@ -112,7 +112,7 @@ def upgrade_warehouse(warehouse: Warehouse, log: Callable[[str], None] = print) 
                 raise
             if isinstance(error, duckdb.Error):
                 raise UpgradeFailed(f"DuckDB {duckdb.__version__} could not import the export of {file}: "
-                                    f"{_first_line(error)}; the old file is back in its place") from error
+                                    f"{first_line(error)}; the old file is back in its place") from error
             raise
     return UpgradeResult(upgraded=True, backup=backup, rows=rows, migrated=tuple(migrated))
 
@@ -143,7 +143,7 @@ def _import(warehouse: Warehouse, export: Path, rows: dict[str, int]) -> list[st
     checked against `rows`, and brought to this release's schema."""
     with warehouse.connect() as conn:
         conn.execute(f"IMPORT DATABASE {literal(str(export))}")
-        held = {table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in rows}
+        held = {table: conn.execute(f"SELECT count(*) FROM {identifier(table)}").fetchone()[0] for table in rows}
         if held != rows:
             wrong = ", ".join(f"{table} {held[table]} of {count}" for table, count in rows.items()
                               if held[table] != count)
@@ -152,9 +152,6 @@ def _import(warehouse: Warehouse, export: Path, rows: dict[str, int]) -> list[st
         return ensure_schema(conn)
 
 
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _last_line(text: str) -> str:
