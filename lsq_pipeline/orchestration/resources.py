@@ -139,7 +139,7 @@ class WarehouseResource(DuckDBResource):
     lock_timeout_seconds: float = Field(default=600.0, description="wait for another process's lock on the file")
 
     def location(self) -> Warehouse:
-        return Warehouse(self.database, self.warehouse_schema, self.connection_config.get("memory_limit", "768MB"),
+        return Warehouse(self.database, self.warehouse_schema, self.connection_config.get("memory_limit", Warehouse.memory_limit),
                          self.lock_timeout_seconds)
 
     def writer_lock(self) -> AbstractContextManager[None]:
