@@ -518,7 +518,7 @@ class LeadSquaredClient:
         """One HTTP POST: the parsed body of a usable answer, or a classified exception."""
         started = time.monotonic()
         status: int | str = "-"
-        body = _SentBody(data)
+        body = _SentBody(data, on_sent=lambda at: self.budget.sent(endpoint.rate_class, at))
         try:
             response = self._session.post(url, params=params, data=body, timeout=self.timeout)
             status = response.status_code
@@ -527,8 +527,6 @@ class LeadSquaredClient:
             status = type(error).__name__
             raise _Transient(_describe_network_error(error), unknown=not _surely_not_sent(error)) from None
         finally:
-            if body.sent_at is not None:
-                self.budget.sent(endpoint.rate_class, body.sent_at)
             duration = time.monotonic() - started
             self._count(endpoint, calls=1, seconds_in_calls=duration)
             logger.debug(
@@ -592,15 +590,19 @@ class LeadSquaredClient:
 
 
 class _SentBody(io.BytesIO):
-    """A call's body that notes when it was read to its end: urllib3 reads a body as it writes
-    it, so by then the call is sent, and its start in the window moves there (`AccountBudget.sent`)."""
+    """A call's body that says when it was read to its end: urllib3 reads a body as it writes it,
+    so by then the call is sent, and `on_sent` moves its start in the window there at once
+    (`AccountBudget.sent`, from the calling thread), before the answer: every process sharing the
+    window sees the real start while the call is still in the air."""
 
-    sent_at: float | None = None
+    def __init__(self, data: bytes, on_sent: Callable[[float], None]) -> None:
+        super().__init__(data)
+        self._on_sent = on_sent
 
     def read(self, size: int | None = -1) -> bytes:
         chunk = super().read(size)
-        if not chunk:
-            self.sent_at = time.monotonic()  # the last end read, if a send was ever rewound
+        if not chunk:  # a second end read (a rewound send) finds no start left to move
+            self._on_sent(time.monotonic())
         return chunk
 
 
