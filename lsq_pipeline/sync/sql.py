@@ -37,3 +37,43 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def keys_sql(keys: Iterable[str]) -> str:
+    """Keys as a SQL tuple of literals, e.g. `('a', 'b')`: a filter DuckDB's `postgres` extension
+    pushes down to PostgreSQL (a list from `unnest($1)` it does not)."""
+    return "(" + ", ".join(literal(key) for key in keys) + ")"
+
+
+def on_postgres(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the connection's tables are PostgreSQL's (see `connection.Warehouse.connect`)."""
+    from lsq_pipeline.sync.connection import POSTGRES_CATALOG
+
+    return conn.execute("SELECT current_database()").fetchone()[0] == POSTGRES_CATALOG
+
+
+@contextmanager
+def keyed_rows(conn: duckdb.DuckDBPyConnection, table: str, key: str, keys: Iterable[str], *,
+               unique: bool = True) -> Iterator[str]:
+    """The table to run a statement on that touches only `table`'s rows whose `key` is one of `keys`
+    (an `INSERT ... ON CONFLICT`, an `INSERT OR REPLACE`, an `UPDATE ... FROM`), inside a transaction.
+
+    On a DuckDB file: `table` itself. On PostgreSQL, DuckDB runs such a statement on an attached
+    table as a join that copies the whole table out of PostgreSQL, so a push's per-call writes
+    grew with the tables (quadratic in a run's size). There, the keyed rows are copied into a local
+    stage of the same shape (`unique`: with `key` as its primary key, for `ON CONFLICT`), the
+    statement runs on the stage, and then the keyed rows in PostgreSQL are replaced by the stage's.
+    """
+    keys = list(keys)
+    if not keys or not on_postgres(conn):
+        yield table
+        return
+    keys = keys_sql(keys)
+    stage = f"temp.main.{identifier('stage_' + table)}"
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {identifier('stage_' + table)} AS "
+                 f"SELECT * FROM {table} WHERE {key} IN {keys}")
+    if unique:
+        conn.execute(f"ALTER TABLE {stage} ADD PRIMARY KEY ({key})")
+    yield stage
+    conn.execute(f"DELETE FROM {table} WHERE {key} IN {keys}")
+    conn.execute(f"INSERT INTO {table} SELECT * FROM {stage}")

@@ -18,7 +18,7 @@ import duckdb
 from lsq_pipeline.leadsquared import ActivityAdd, CaptureRequest, OpportunityAdd, OpportunityUpdate
 from lsq_pipeline.sync.mapping import Adoption
 from lsq_pipeline.sync.plan import MISSING_NOT_RECREATED, PlannedRecord
-from lsq_pipeline.sync.sql import literal, transaction
+from lsq_pipeline.sync.sql import keyed_rows, keys_sql, literal, transaction
 from lsq_pipeline.sync.statuses import CREATE_KINDS, ActivityStatus, Kind, RecordStatus, Sent
 
 INTERRUPTED = "the run stopped before the answer came"
@@ -110,28 +110,29 @@ def _record_outcomes(conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequ
     call budget ran out before it)."""
     if not entries:
         return
-    conn.execute(
-        """
-        UPDATE push_journal AS j
-        SET status = o.status, opportunity_id = coalesce(o.opportunity_id, j.opportunity_id), error = o.error,
-            answered_at = now()
-        FROM (
-            SELECT unnest($1) AS batch_id, unnest($2) AS kind, unnest($3) AS item_key,
-                   unnest($4) AS status, unnest($5) AS opportunity_id, unnest($6) AS error
-        ) AS o
-        WHERE j.run_id = $7 AND j.batch_id = o.batch_id AND j.kind = o.kind
-          AND coalesce(j.event_id, j.source_id) = o.item_key
-        """,
-        [
-            [e.batch_id for e in entries],
-            [e.kind for e in entries],
-            [e.event_id or e.source_id for e in entries],
-            [e.status for e in entries],
-            [e.opportunity_id for e in entries],
-            [e.error for e in entries],
-            run_id,
-        ],
-    )
+    with keyed_rows(conn, "push_journal", "batch_id", {e.batch_id for e in entries}, unique=False) as journal:
+        conn.execute(
+            f"""
+            UPDATE {journal} AS j
+            SET status = o.status, opportunity_id = coalesce(o.opportunity_id, j.opportunity_id), error = o.error,
+                answered_at = now()
+            FROM (
+                SELECT unnest($1) AS batch_id, unnest($2) AS kind, unnest($3) AS item_key,
+                       unnest($4) AS status, unnest($5) AS opportunity_id, unnest($6) AS error
+            ) AS o
+            WHERE j.run_id = $7 AND j.batch_id = o.batch_id AND j.kind = o.kind
+              AND coalesce(j.event_id, j.source_id) = o.item_key
+            """,
+            [
+                [e.batch_id for e in entries],
+                [e.kind for e in entries],
+                [e.event_id or e.source_id for e in entries],
+                [e.status for e in entries],
+                [e.opportunity_id for e in entries],
+                [e.error for e in entries],
+                run_id,
+            ],
+        )
 
 
 def record_split(conn: duckdb.DuckDBPyConnection, run_id: str, entries: Sequence[JournalEntry], error: str) -> None:
@@ -205,34 +206,35 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, entries: list[JournalEntry]
     if not entries:
         return
     records = [e.record for e in entries]
-    conn.execute(
-        f"""
-        INSERT INTO opportunity_state AS s
-            (source_id, opportunity_id, event_code, sent_hash, sent_fields, source_updated_at, status, error,
-             last_synced_at, read_back_since)
-        SELECT unnest($1), unnest($2), $3, unnest($4), unnest($5)::JSON, unnest($6)::TIMESTAMP, $8, NULL, now(),
-               now()
-        ON CONFLICT (source_id) DO UPDATE SET
-            opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
-            earlier_sent_fields = to_json(list_slice(list_filter(
-                CASE WHEN s.status IN {_one_of(RecordStatus.PENDING, RecordStatus.MISSING, RecordStatus.FAILED)}
-                     THEN coalesce(s.earlier_sent_fields::JSON::JSON[], [])
-                     ELSE [] END || [s.sent_fields], lambda version: version IS NOT NULL), -$7, -1)),
-            sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields::JSON,
-            source_updated_at = excluded.source_updated_at, status = $8, error = NULL,
-            last_synced_at = excluded.last_synced_at, attempts = 0, read_back_since = excluded.read_back_since
-        """,
-        [
-            [e.source_id for e in entries],
-            [e.opportunity_id for e in entries],
-            event_code,
-            [r.record_hash for r in records],
-            [json.dumps(r.full_fields, ensure_ascii=False, sort_keys=True) for r in records],
-            [r.source_updated_at for r in records],
-            EARLIER_VERSIONS_KEPT,
-            RecordStatus.PENDING,
-        ],
-    )
+    with keyed_rows(conn, "opportunity_state", "source_id", [e.source_id for e in entries]) as table:
+        conn.execute(
+            f"""
+            INSERT INTO {table} AS s
+                (source_id, opportunity_id, event_code, sent_hash, sent_fields, source_updated_at, status, error,
+                 last_synced_at, read_back_since)
+            SELECT unnest($1), unnest($2), $3, unnest($4), unnest($5)::JSON, unnest($6)::TIMESTAMP, $8, NULL, now(),
+                   now()
+            ON CONFLICT (source_id) DO UPDATE SET
+                opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
+                earlier_sent_fields = to_json(list_slice(list_filter(
+                    CASE WHEN s.status IN {_one_of(RecordStatus.PENDING, RecordStatus.MISSING, RecordStatus.FAILED)}
+                         THEN coalesce(s.earlier_sent_fields::JSON::JSON[], [])
+                         ELSE [] END || [s.sent_fields], lambda version: version IS NOT NULL), -$7, -1)),
+                sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields::JSON,
+                source_updated_at = excluded.source_updated_at, status = $8, error = NULL,
+                last_synced_at = excluded.last_synced_at, attempts = 0, read_back_since = excluded.read_back_since
+            """,
+            [
+                [e.source_id for e in entries],
+                [e.opportunity_id for e in entries],
+                event_code,
+                [r.record_hash for r in records],
+                [json.dumps(r.full_fields, ensure_ascii=False, sort_keys=True) for r in records],
+                [r.source_updated_at for r in records],
+                EARLIER_VERSIONS_KEPT,
+                RecordStatus.PENDING,
+            ],
+        )
 
 
 def _record_adoptions(conn: duckdb.DuckDBPyConnection, entries: list[JournalEntry]) -> None:
@@ -245,7 +247,7 @@ def _record_adoptions(conn: duckdb.DuckDBPyConnection, entries: list[JournalEntr
     ours = [entry.source_id for entry in creates if entry.adoption is None]
     updates = [(entry.source_id, sorted(entry.record.fields)) for entry in entries if entry.kind == Kind.UPDATE]
     if ours:
-        conn.execute("DELETE FROM opportunity_adoption WHERE source_id IN (SELECT unnest($1::VARCHAR[]))", [ours])
+        conn.execute(f"DELETE FROM opportunity_adoption WHERE source_id IN {keys_sql(ours)}")
     if adopted:
         conn.execute(
             """
@@ -291,18 +293,19 @@ def _upsert_failed(conn: duckdb.DuckDBPyConnection, entries: list[JournalEntry],
     sends of that version."""
     if not entries:
         return
-    conn.execute(
-        """
-        INSERT INTO opportunity_state AS s
-            (source_id, event_code, status, error, failed_hash, last_synced_at, attempts)
-        SELECT unnest($1), $2, $5, unnest($3), unnest($4), now(), 1
-        ON CONFLICT (source_id) DO UPDATE SET status = excluded.status, error = excluded.error,
-            attempts = CASE WHEN s.failed_hash = excluded.failed_hash THEN coalesce(s.attempts, 0) + 1 ELSE 1 END,
-            failed_hash = excluded.failed_hash, last_synced_at = excluded.last_synced_at
-        """,
-        [[e.source_id for e in entries], event_code, [e.error for e in entries],
-         [e.record.failed_hash for e in entries], RecordStatus.FAILED],
-    )
+    with keyed_rows(conn, "opportunity_state", "source_id", [e.source_id for e in entries]) as table:
+        conn.execute(
+            f"""
+            INSERT INTO {table} AS s
+                (source_id, event_code, status, error, failed_hash, last_synced_at, attempts)
+            SELECT unnest($1), $2, $5, unnest($3), unnest($4), now(), 1
+            ON CONFLICT (source_id) DO UPDATE SET status = excluded.status, error = excluded.error,
+                attempts = CASE WHEN s.failed_hash = excluded.failed_hash THEN coalesce(s.attempts, 0) + 1 ELSE 1 END,
+                failed_hash = excluded.failed_hash, last_synced_at = excluded.last_synced_at
+            """,
+            [[e.source_id for e in entries], event_code, [e.error for e in entries],
+             [e.record.failed_hash for e in entries], RecordStatus.FAILED],
+        )
 
 
 @dataclass(frozen=True)
@@ -522,21 +525,22 @@ def record_activities(
         entries = [e for e in entries if e.status in ACTIVITY_STATUS]
         if not entries:
             return
-        conn.execute(
-            """
-            INSERT OR REPLACE INTO activity_state
-                (event_id, source_id, opportunity_id, activity_id, status, error, pushed_at)
-            SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5), unnest($6), now()
-            """,
-            [
-                [e.event_id for e in entries],
-                [e.source_id for e in entries],
-                [e.opportunity_id for e in entries],
-                [e.activity_id for e in entries],
-                [ACTIVITY_STATUS[e.status] for e in entries],
-                [e.error for e in entries],
-            ],
-        )
+        with keyed_rows(conn, "activity_state", "event_id", [e.event_id for e in entries]) as table:
+            conn.execute(
+                f"""
+                INSERT OR REPLACE INTO {table}
+                    (event_id, source_id, opportunity_id, activity_id, status, error, pushed_at)
+                SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5), unnest($6), now()
+                """,
+                [
+                    [e.event_id for e in entries],
+                    [e.source_id for e in entries],
+                    [e.opportunity_id for e in entries],
+                    [e.activity_id for e in entries],
+                    [ACTIVITY_STATUS[e.status] for e in entries],
+                    [e.error for e in entries],
+                ],
+            )
 
 
 @dataclass(frozen=True)
