@@ -46,10 +46,9 @@ def keys_sql(keys: Iterable[str]) -> str:
 
 
 def on_postgres(conn: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the connection's tables are PostgreSQL's (see `connection.Warehouse.connect`)."""
-    from lsq_pipeline.sync.connection import POSTGRES_CATALOG
-
-    return conn.execute("SELECT current_database()").fetchone()[0] == POSTGRES_CATALOG
+    """Whether the connection's tables are PostgreSQL's: its current database is an attached one
+    (a DuckDB file may have any name, `warehouse` too)."""
+    return conn.execute("SELECT type FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0] == "postgres"
 
 
 @contextmanager

@@ -280,6 +280,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             SYNC_PLAN_PAYLOADS_VIEW,
         ),
     ),
+    Migration(
+        "push_journal_batch_index",
+        "an index on push_journal (batch_id): a push writes each answer to its batch's rows alone "
+        "(sql.keyed_rows), which PostgreSQL then finds by the index instead of reading the whole journal",
+        ("CREATE INDEX IF NOT EXISTS push_journal_batch ON push_journal (batch_id)",),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
