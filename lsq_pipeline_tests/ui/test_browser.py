@@ -115,7 +115,7 @@ def test_a_person_backfills_two_days_and_reads_the_state_in_the_ui(ui, browser_p
         field = page.get_by_placeholder("No matching partitions")
         field.fill(f"[{DAYS[0]}...{DAYS[-1]}]")
         field.press("Enter")
-        expect(page.get_by_text(f"{len(DAYS)} partitions")).to_be_visible()
+        expect(page.get_by_text(f"{len(DAYS)} partitions", exact=True)).to_be_visible()
         page.screenshot(path=ARTIFACTS / "02_backfill_dialog.png")
         page.get_by_role("button", name="Launch backfill").click()
         runs = _wait_for_runs(base)
