@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, deque
+from bisect import bisect_right, insort
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -42,6 +43,10 @@ class SlidingWindowLimiter:
     that still counts, or a bulk call counted against the general window). Refused calls take
     a place in the window only with `count_refused` (a profile switch: the pages do not say
     whether LeadSquared counts them).
+
+    Each method takes the call's arrival time `at` (default: the clock now). Calls may be asked
+    about out of their arrival order (threads), so the log is kept sorted and a call is judged by
+    the calls that arrived in the `seconds` before it.
     """
 
     def __init__(self, calls: int, seconds: float, clock: Callable[[], float] = time.monotonic,
@@ -52,38 +57,36 @@ class SlidingWindowLimiter:
         self.seconds = seconds
         self.count_refused = count_refused
         self._clock = clock
-        self._admitted: deque[float] = deque()
+        self._admitted: list[float] = []
         self._lock = threading.Lock()
 
-    def _forget_old(self, now: float) -> None:
-        while self._admitted and self._admitted[0] <= now - self.seconds:
-            self._admitted.popleft()
+    def _in_window(self, at: float) -> int:
+        """Calls that arrived in the `seconds` up to `at`; forgets those no call can count any more
+        (a window's length before `at`, and one more second for calls asked about late)."""
+        del self._admitted[:bisect_right(self._admitted, at - self.seconds - 1.0)]
+        return bisect_right(self._admitted, at) - bisect_right(self._admitted, at - self.seconds)
 
-    def has_room(self) -> bool:
+    def has_room(self, at: float | None = None) -> bool:
         if self.calls == 0:
             return True
         with self._lock:
-            self._forget_old(self._clock())
-            return len(self._admitted) < self.calls
+            return self._in_window(self._clock() if at is None else at) < self.calls
 
-    def record(self) -> None:
+    def record(self, at: float | None = None) -> None:
         if self.calls == 0:
             return
         with self._lock:
-            self._admitted.append(self._clock())
+            insort(self._admitted, self._clock() if at is None else at)
 
-    def try_acquire(self) -> bool:
+    def try_acquire(self, at: float | None = None) -> bool:
         if self.calls == 0:
             return True
         with self._lock:
-            now = self._clock()
-            self._forget_old(now)
-            if len(self._admitted) >= self.calls:
-                if self.count_refused:
-                    self._admitted.append(now)
-                return False
-            self._admitted.append(now)
-            return True
+            at = self._clock() if at is None else at
+            full = self._in_window(at) >= self.calls
+            if not full or self.count_refused:
+                insort(self._admitted, at)
+            return not full
 
     def reset(self) -> None:
         with self._lock:
@@ -129,8 +132,9 @@ class AccountLimiter:
         self._calls_today = 0
         self._refused: Counter[tuple[str, str]] = Counter()
 
-    def admit(self, route: str) -> Refusal | None:
-        """Admit a call of `route` (and count it), or say why not."""
+    def admit(self, route: str, at: float | None = None) -> Refusal | None:
+        """Admit a call of `route` that arrived at `at` (`time.monotonic()`, default now) and count it,
+        or say why not."""
         rate_class = rate_class_of(route)
         windows = [self.windows[rate_class]]
         if rate_class == "bulk" and self.bulk_counts_against_general:
@@ -138,20 +142,21 @@ class AccountLimiter:
         with self._lock:
             if self.daily_limit and self._calls_today >= self.daily_limit:
                 return self._refuse(rate_class, "daily", MXAPIRateLimitExceededException.daily(self.daily_limit), [])
-            full = next((window for window in windows if not window.has_room()), None)
+            full = next((window for window in windows if not window.has_room(at)), None)
             if full is not None:
                 error = MXAPIRateLimitExceededException(full.calls, full.seconds)
-                return self._refuse(rate_class, "window", error, windows)
+                return self._refuse(rate_class, "window", error, windows, at)
             for window in windows:
-                window.record()
+                window.record(at)
             self._calls_today += 1
             return None
 
-    def _refuse(self, rate_class: str, reason: str, error, windows: list[SlidingWindowLimiter]) -> Refusal:
+    def _refuse(self, rate_class: str, reason: str, error, windows: list[SlidingWindowLimiter],
+                at: float | None = None) -> Refusal:
         self._refused[(rate_class, reason)] += 1
         if self.counts_refused:
             for window in windows:
-                window.record()
+                window.record(at)
             self._calls_today += 1
         return Refusal(rate_class, reason, error)
 

@@ -237,7 +237,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         pass
 
     def _handle(self, method: str) -> None:
-        self.server.last_call = time.monotonic()
+        self.received = time.monotonic()
+        self.server.last_call = self.received
         try:
             raw_body = self._read_body()
             parts = urlsplit(self.path)
@@ -278,9 +279,11 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _call_api(self, endpoint: str, is_write: bool, query: dict, raw_body: bytes) -> tuple[int, Any]:
         server, options, backend = self.server, self.server.options, self.server.backend
         backend.stats.count("calls", endpoint)
-        if options.latency_ms:
-            time.sleep(options.latency_ms / 1000)
-        refusal = server.limiter.admit(endpoint)
+        # The call arrives `latency_ms` after it was received, and is counted then: at that time,
+        # not whenever this thread wakes from its sleep (on a busy machine, hundreds of ms later).
+        arrival = self.received + options.latency_ms / 1000
+        time.sleep(max(0.0, arrival - time.monotonic()))
+        refusal = server.limiter.admit(endpoint, at=arrival)
         if refusal is not None:
             backend.stats.count("rate_limited")
             return options.rate_limit_status, refusal.error.body()
