@@ -46,7 +46,7 @@ class SlidingWindowLimiter:
 
     Each method takes the call's arrival time `at` (default: the clock now). Calls may be asked
     about out of their arrival order (threads), so the log is kept sorted and a call is judged by
-    the calls that arrived in the `seconds` before it.
+    the calls that arrived in the `seconds` before it and those already logged after it.
     """
 
     def __init__(self, calls: int, seconds: float, clock: Callable[[], float] = time.monotonic,
@@ -61,10 +61,11 @@ class SlidingWindowLimiter:
         self._lock = threading.Lock()
 
     def _in_window(self, at: float) -> int:
-        """Calls that arrived in the `seconds` up to `at`; forgets those no call can count any more
+        """Calls that arrived in the `seconds` up to `at`, and any logged after `at` (asked about
+        first, they are in a window with this call); forgets those no call can count any more
         (a window's length before `at`, and one more second for calls asked about late)."""
         del self._admitted[:bisect_right(self._admitted, at - self.seconds - 1.0)]
-        return bisect_right(self._admitted, at) - bisect_right(self._admitted, at - self.seconds)
+        return len(self._admitted) - bisect_right(self._admitted, at - self.seconds)
 
     def has_room(self, at: float | None = None) -> bool:
         if self.calls == 0:

@@ -78,3 +78,14 @@ def test_journal_holds_many_opportunities(tmp_path):
         assert all(r["OpportunityCreated"] for r in backend.bulk_add("EmailAddress", rows)["Response"])
     backend.close()
     assert len(SandboxBackend(EXAMPLES_ACCOUNT, state).opportunities) == 5 + 1000
+
+
+def test_a_call_counts_at_its_arrival_even_when_asked_about_late():
+    """Threads reach the window out of arrival order: each call is judged at its own arrival, and
+    a call asked about after a later one shares a window with it."""
+    limiter = SlidingWindowLimiter(2, 5, clock=lambda: 100.0)
+    assert limiter.try_acquire(at=10.0) and limiter.try_acquire(at=12.0)
+    assert limiter.try_acquire(at=11.0) is False  # 10.0 and 12.0 are within 5 s of it
+    assert limiter.try_acquire(at=15.5) is True  # its window (10.5, 15.5] holds 12.0 only
+    assert limiter.try_acquire(at=16.0) is False  # 12.0 and 15.5
+    assert limiter.try_acquire(at=17.1) is True  # 12.0 has left: 15.5 alone
