@@ -39,10 +39,11 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
         raise
 
 
-def keys_sql(keys: Iterable[str]) -> str:
-    """Keys as a SQL tuple of literals, e.g. `('a', 'b')`: a filter DuckDB's `postgres` extension
-    pushes down to PostgreSQL (a list from `unnest($1)` it does not)."""
-    return "(" + ", ".join(literal(key) for key in keys) + ")"
+def literal_list(texts: Iterable[str]) -> str:
+    """Texts as a SQL tuple of literals, e.g. `('a', 'b')`, for `column IN ...`: statuses, kinds,
+    and keys (a filter DuckDB's `postgres` extension pushes down to PostgreSQL, which a list
+    from `unnest($1)` is not)."""
+    return "(" + ", ".join(literal(text) for text in texts) + ")"
 
 
 def on_postgres(conn: duckdb.DuckDBPyConnection) -> bool:
@@ -67,12 +68,12 @@ def keyed_rows(conn: duckdb.DuckDBPyConnection, table: str, key: str, keys: Iter
     if not keys or not on_postgres(conn):
         yield table
         return
-    keys = keys_sql(keys)
-    stage = f"temp.main.{identifier('stage_' + table)}"
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE {identifier('stage_' + table)} AS "
-                 f"SELECT * FROM {table} WHERE {key} IN {keys}")
+    keyed = f"{key} IN {literal_list(keys)}"
+    stage_name = identifier("stage_" + table)
+    stage = f"temp.main.{stage_name}"
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {stage_name} AS SELECT * FROM {table} WHERE {keyed}")
     if unique:
         conn.execute(f"ALTER TABLE {stage} ADD PRIMARY KEY ({key})")
     yield stage
-    conn.execute(f"DELETE FROM {table} WHERE {key} IN {keys}")
+    conn.execute(f"DELETE FROM {table} WHERE {keyed}")
     conn.execute(f"INSERT INTO {table} SELECT * FROM {stage}")

@@ -18,7 +18,7 @@ import duckdb
 from lsq_pipeline.leadsquared import ActivityAdd, CaptureRequest, OpportunityAdd, OpportunityUpdate
 from lsq_pipeline.sync.mapping import Adoption
 from lsq_pipeline.sync.plan import MISSING_NOT_RECREATED, PlannedRecord
-from lsq_pipeline.sync.sql import keyed_rows, keys_sql, literal, transaction
+from lsq_pipeline.sync.sql import keyed_rows, literal, literal_list, transaction
 from lsq_pipeline.sync.statuses import CREATE_KINDS, ActivityStatus, Kind, RecordStatus, Sent
 
 INTERRUPTED = "the run stopped before the answer came"
@@ -64,11 +64,6 @@ class JournalEntry:
 
 def new_batch_id() -> str:
     return uuid.uuid4().hex
-
-
-def _one_of(*statuses: str) -> str:
-    """Statuses or kinds as a SQL tuple, for `status IN ...`."""
-    return "(" + ", ".join(literal(status) for status in statuses) + ")"
 
 
 # -- the journal ------------------------------------------------------------------------------
@@ -217,7 +212,7 @@ def _upsert_pending(conn: duckdb.DuckDBPyConnection, entries: list[JournalEntry]
             ON CONFLICT (source_id) DO UPDATE SET
                 opportunity_id = excluded.opportunity_id, event_code = excluded.event_code,
                 earlier_sent_fields = to_json(list_slice(list_filter(
-                    CASE WHEN s.status IN {_one_of(RecordStatus.PENDING, RecordStatus.MISSING, RecordStatus.FAILED)}
+                    CASE WHEN s.status IN {literal_list((RecordStatus.PENDING, RecordStatus.MISSING, RecordStatus.FAILED))}
                          THEN coalesce(s.earlier_sent_fields::JSON::JSON[], [])
                          ELSE [] END || [s.sent_fields], lambda version: version IS NOT NULL), -$7, -1)),
                 sent_hash = excluded.sent_hash, sent_fields = excluded.sent_fields::JSON,
@@ -247,7 +242,7 @@ def _record_adoptions(conn: duckdb.DuckDBPyConnection, entries: list[JournalEntr
     ours = [entry.source_id for entry in creates if entry.adoption is None]
     updates = [(entry.source_id, sorted(entry.record.fields)) for entry in entries if entry.kind == Kind.UPDATE]
     if ours:
-        conn.execute(f"DELETE FROM opportunity_adoption WHERE source_id IN {keys_sql(ours)}")
+        conn.execute(f"DELETE FROM opportunity_adoption WHERE source_id IN {literal_list(ours)}")
     if adopted:
         conn.execute(
             """
@@ -452,8 +447,8 @@ def creates_that_may_have_landed(
     found = conn.execute(
         f"""
         SELECT source_id FROM push_journal
-        WHERE kind IN {_one_of(*CREATE_KINDS)} AND source_id IN (SELECT unnest($1::VARCHAR[]))
-          AND (status IN {_one_of(Sent.SENT, Sent.UNKNOWN)}
+        WHERE kind IN {literal_list(CREATE_KINDS)} AND source_id IN (SELECT unnest($1::VARCHAR[]))
+          AND (status IN {literal_list((Sent.SENT, Sent.UNKNOWN))}
                OR (status = {literal(Sent.FAILED)} AND split_part(error, ':', 1) IN (SELECT unnest($2::VARCHAR[]))))
         UNION
         SELECT source_id FROM opportunity_state
@@ -480,8 +475,8 @@ def known_leads(conn: duckdb.DuckDBPyConnection, lead_keys: Sequence[str]) -> se
           AND (r.source_id IN (SELECT source_id FROM opportunity_state
                                WHERE opportunity_id IS NOT NULL OR lead_id IS NOT NULL)
                OR r.source_id IN (SELECT source_id FROM push_journal
-                                  WHERE kind IN {_one_of(*CREATE_KINDS)}
-                                    AND status IN {_one_of(Sent.UNKNOWN, Sent.SENT)}))
+                                  WHERE kind IN {literal_list(CREATE_KINDS)}
+                                    AND status IN {literal_list((Sent.UNKNOWN, Sent.SENT))}))
         """,
         [sorted(set(lead_keys))],
     ).fetchall()
