@@ -152,6 +152,10 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self._random_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._released = threading.Event()
+        self._released.set()
+        self.held = 0  # API calls waiting for `release`
+        self._held_lock = threading.Lock()
         super().__init__(address, SandboxRequestHandler)
 
     @property
@@ -168,6 +172,24 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     def pick_fault(self) -> str:
         with self._random_lock:
             return self._random.choice(FAULT_KINDS)
+
+    def hold(self) -> None:
+        """API calls from now on wait, received but unanswered, until `release`: calls in the air on demand."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait_if_held(self) -> None:
+        if self._released.is_set():
+            return
+        with self._held_lock:
+            self.held += 1
+        try:
+            self._released.wait()
+        finally:
+            with self._held_lock:
+                self.held -= 1
 
     def log(self, line: str) -> None:
         if self.options.verbose:
@@ -279,6 +301,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _call_api(self, endpoint: str, is_write: bool, query: dict, raw_body: bytes) -> tuple[int, Any]:
         server, options, backend = self.server, self.server.options, self.server.backend
         backend.stats.count("calls", endpoint)
+        server.wait_if_held()
         # The call arrives `latency_ms` after it was received, and is counted then: at that time,
         # not whenever this thread wakes from its sleep (on a busy machine, hundreds of ms later).
         arrival = self.received + options.latency_ms / 1000
@@ -339,10 +362,16 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return 200, {"Profile": {**asdict(backend.profile), "read_lag_seconds": backend.state.read_lag.seconds}}
         if method == "GET" and path == "/sandbox/stats":
             return 200, {**backend.stats.as_dict(), **self.server.limiter.as_dict(), "Profile": backend.profile.name,
-                         "Leads": len(backend.leads),
+                         "Held": self.server.held, "Leads": len(backend.leads),
                          "Opportunities": len(backend.opportunities), "Activities": len(backend.activities)}
         if method == "POST" and path == "/sandbox/day":
             self.server.limiter.new_day()
+            return 200, {"Status": "ok"}
+        if method == "POST" and path == "/sandbox/hold":
+            self.server.hold()
+            return 200, {"Status": "ok"}
+        if method == "POST" and path == "/sandbox/release":
+            self.server.release()
             return 200, {"Status": "ok"}
         if method == "POST" and path == "/sandbox/reset":
             backend.reset()
@@ -450,7 +479,8 @@ def run_sandbox(
 
 
 def stop_server(server: SandboxHTTPServer) -> None:
-    """Stop serving, end open connections, close the state journal."""
+    """Stop serving, answer held calls, end open connections, close the state journal."""
+    server.release()
     server.shutdown()
     server.server_close()
     server.close_connections()

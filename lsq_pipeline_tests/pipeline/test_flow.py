@@ -4,7 +4,7 @@ PostgreSQL database."""
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 import requests

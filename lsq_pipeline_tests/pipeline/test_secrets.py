@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import dagster as dg
-
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY

@@ -13,7 +13,6 @@ from datetime import timedelta
 
 import dagster as dg
 import pytest
-import requests
 
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, run_is_alive
 from lsq_pipeline.sandbox import run_sandbox

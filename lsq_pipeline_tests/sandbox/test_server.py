@@ -199,6 +199,23 @@ def test_reset_returns_to_the_seed_state_and_persists(tmp_path):
         assert len(Api(running.url).opportunities()) == 5
 
 
+def test_a_held_call_stays_in_the_air_until_released_then_lands(api):
+    assert api.post("/sandbox/hold", {}).json() == {"Status": "ok"}
+    answers: list[requests.Response] = []
+    call = threading.Thread(target=lambda: answers.append(
+        Api(api.url).post(BULK_ADD, [loan_row()], params={"SearchBy": "EmailAddress"})))
+    call.start()
+    deadline = time.monotonic() + 5
+    while api.stats()["Held"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    assert (api.stats()["Held"], answers, len(api.opportunities())) == (1, [], 5)  # received, not answered
+    assert api.post("/sandbox/release", {}).json() == {"Status": "ok"}
+    call.join(timeout=5)
+    assert answers[0].json()["Response"][0]["OpportunityCreated"]
+    assert (api.stats()["Held"], len(api.opportunities())) == (0, 6)
+
+
 def test_many_concurrent_writers_create_no_duplicates_and_lose_nothing(tmp_path):
     state = tmp_path / "state.jsonl"
     with run_sandbox(account=EXAMPLES_ACCOUNT, state_path=state, rate_limit_calls=0) as running:
