@@ -386,9 +386,11 @@ def _print_record(source_id: str, record: dict, journal: list[dict]) -> None:
     for column, value in record.items():
         if value is not None:
             print(f"  {column:<{width}}  {_history_cell(value)}")
+    if not journal:
+        print(f"\n{source_id} in push_journal: no rows (nothing was ever sent for it)")
+        return
     print(f"\n{source_id} in push_journal ({len(journal)} rows, oldest first):")
-    if journal:
-        _print_table(list(journal[0]), [[_history_cell(row[c]) for c in row] for row in journal])
+    _print_table(list(journal[0]), [[_history_cell(row[c]) for c in row] for row in journal])
 
 
 def _print_table(headers: list[str], table: list[list[str]]) -> None:

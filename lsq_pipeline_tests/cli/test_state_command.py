@@ -70,6 +70,10 @@ def test_state_of_a_duckdb_file_reads_and_leaves_the_file_free(tmp_path):
     with duckdb.connect(str(warehouse)) as conn:
         conn.execute("SELECT 1").fetchone()
 
+    rejected = lsq(folder, "state", "--source-id", SPOILT)
+    assert rejected.returncode == 0, rejected.stderr
+    assert f"{SPOILT} in push_journal: no rows (nothing was ever sent for it)" in rejected.stdout
+
     unknown = lsq(folder, "state", "--source-id", "NO-SUCH-ID")
     assert unknown.returncode == 1
     assert "no record NO-SUCH-ID" in unknown.stderr
