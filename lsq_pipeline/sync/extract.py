@@ -100,12 +100,12 @@ def _csv_problem(message: str, path: Path, width: int) -> str:
     return f"cannot be read as CSV: {where} {detail}".strip()
 
 
-def _read_sql(columns: list[str], file: str) -> str:
-    """Append the records (the quoted `columns`) of the files `$paths` to `_extracted`, each file's
-    in file order, `file` giving their file's index in `$paths`. No row_number window: it would
-    make DuckDB read and insert on one thread."""
+def _read_sql(staged: str, columns: list[str], file: str) -> str:
+    """Append the records (the quoted `columns`) of the files `$paths` to the table `staged`, each
+    file's in file order, `file` giving their file's index in `$paths`. No row_number window: it
+    would make DuckDB read and insert on one thread."""
     return f"""
-        INSERT INTO _extracted
+        INSERT INTO {staged}
         SELECT {file}, {', '.join(columns)}
         FROM read_csv($paths, header = true, delim = ',', quote = '"', escape = '"',
                       all_varchar = true, auto_detect = true, strict_mode = true,
@@ -123,49 +123,60 @@ class _ReadTogetherFailed(Exception):
     """Reading a table's files in one statement failed: read them again one by one."""
 
 
-def _load(conn: duckdb.DuckDBPyConnection, source_dir: Path, days: list[date], file_name: str,
-          together: bool) -> dict[date, int]:
-    """Replace the days' rows of one raw table with the days' `file_name`; returns rows per day.
+def _staged(file_name: str) -> str:
+    """The temporary table that holds `file_name`'s records as read, before they replace the raw rows."""
+    return identifier("_extracted_" + file_name.removesuffix(".csv"))
 
-    The files are read into a new temporary table, `together` in one read_csv when their header
-    lines are the same (DuckDB reads them in parallel), else one by one. Its rowids number the
-    records consecutively in the order read (DuckDB keeps insertion order, its default
+
+def _read(conn: duckdb.DuckDBPyConnection, source_dir: Path, days: list[date], file_name: str,
+          together: bool) -> dict[int, tuple[int, int]]:
+    """Read the days' `file_name` into its staged table; returns {file: (first rowid, records)}
+    for each file (the index of its day in `days`) that has records.
+
+    The files are read `together` in one read_csv when their header lines are the same (DuckDB
+    reads them in parallel), else one by one. The table's rowids number the records
+    consecutively in the order read (DuckDB keeps insertion order, its default
     `preserve_insertion_order`; that a file's rowids are consecutive is checked): a record's
     `row_number` is its rowid minus the rowid of its file's first record, plus one.
     """
-    columns = [identifier(column) for column in SOURCE_FILES[file_name]]
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _extracted (file INTEGER, {', '.join(f'{c} VARCHAR' for c in columns)})")
-    unique_days = list(dict.fromkeys(days))
-    paths = [source_dir / day.isoformat() / file_name for day in unique_days]
+    staged, columns = _staged(file_name), [identifier(column) for column in SOURCE_FILES[file_name]]
+    # `file` has the type of read_csv's `file_index`: DuckDB 1.5 fails an insert that casts it.
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {staged} (file UBIGINT, {', '.join(f'{c} VARCHAR' for c in columns)})")
+    paths = [source_dir / day.isoformat() / file_name for day in days]
     if together and len({_header_line(path) for path in paths}) == 1:
         try:
-            conn.execute(_read_sql(columns, "file_index"), {"paths": [str(path) for path in paths]})
+            conn.execute(_read_sql(staged, columns, "file_index"), {"paths": [str(path) for path in paths]})
         except duckdb.Error:
             raise _ReadTogetherFailed from None
     else:
         for file, path in enumerate(paths):
             try:
-                conn.execute(_read_sql(columns, str(file)), {"paths": [str(path)]})
+                conn.execute(_read_sql(staged, columns, str(file)), {"paths": [str(path)]})
             except duckdb.Error as error:
                 width = len(_read_header(path))
                 raise SourceFileError(path, _csv_problem(str(error), path, width)) from None
     read = {file: (first, count) for file, first, count, span in conn.execute(
-        "SELECT file, min(rowid), count(*), max(rowid) - min(rowid) + 1 FROM _extracted GROUP BY file").fetchall()
+        f"SELECT file, min(rowid), count(*), max(rowid) - min(rowid) + 1 FROM {staged} GROUP BY file").fetchall()
         if count == span}
-    if len(read) != conn.execute("SELECT count(DISTINCT file) FROM _extracted").fetchone()[0]:
+    if len(read) != conn.execute(f"SELECT count(DISTINCT file) FROM {staged}").fetchone()[0]:
         raise RuntimeError(f"{file_name}: a file's records were not read consecutively; row_number would be wrong")
+    return read
+
+
+def _replace(conn: duckdb.DuckDBPyConnection, days: list[date], file_name: str,
+             read: dict[int, tuple[int, int]]) -> None:
+    """Replace the days' rows of `file_name`'s raw table with its staged records."""
+    columns = [identifier(column) for column in SOURCE_FILES[file_name]]
     files = ", ".join(
         f"({file}, DATE {literal(day.isoformat())}, {literal(f'{day.isoformat()}/{file_name}')}, {read[file][0]})"
-        for file, day in enumerate(unique_days) if file in read)
+        for file, day in enumerate(days) if file in read)
     table = identifier(RAW_TABLES[file_name])
-    conn.execute(f"DELETE FROM {table} WHERE day IN {day_list_sql(unique_days)}")
+    conn.execute(f"DELETE FROM {table} WHERE day IN {day_list_sql(days)}")
     if files:
         conn.execute(f"""
             INSERT INTO {table} (day, source_file, row_number, {', '.join(columns)})
             SELECT f.day, f.source_file, e.rowid - f.first + 1, {', '.join(f'e.{c}' for c in columns)}
-            FROM _extracted AS e JOIN (VALUES {files}) AS f(file, day, source_file, first) USING (file)""")
-    conn.execute("DROP TABLE _extracted")
-    return {day: read.get(file, (0, 0))[1] for file, day in enumerate(unique_days)}
+            FROM {_staged(file_name)} AS e JOIN (VALUES {files}) AS f(file, day, source_file, first) USING (file)""")
 
 
 def _check_headers(day_dir: Path) -> list[str]:
@@ -204,9 +215,19 @@ def extract_days(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, days: 
 
 def _load_all(conn: duckdb.DuckDBPyConnection, source_dir: Path, days: list[date],
               together: bool) -> dict[str, dict[date, int]]:
-    """`_load` of every source file, in one transaction."""
-    with transaction(conn):
-        return {file_name: _load(conn, source_dir, days, file_name, together) for file_name in SOURCE_FILES}
+    """Read every source file, then replace the raw tables' rows of the days in one transaction.
+    The reads come before it: DuckDB scans a table made inside an open transaction on one thread."""
+    unique_days = list(dict.fromkeys(days))
+    try:
+        reads = {file_name: _read(conn, source_dir, unique_days, file_name, together) for file_name in SOURCE_FILES}
+        with transaction(conn):
+            for file_name, read in reads.items():
+                _replace(conn, unique_days, file_name, read)
+    finally:
+        for file_name in SOURCE_FILES:
+            conn.execute(f"DROP TABLE IF EXISTS {_staged(file_name)}")
+    return {file_name: {day: read.get(file, (0, 0))[1] for file, day in enumerate(unique_days)}
+            for file_name, read in reads.items()}
 
 
 def extract_day(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, day: date) -> dict:

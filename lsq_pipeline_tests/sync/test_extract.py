@@ -128,7 +128,11 @@ def test_days_loaded_together_number_each_files_records_from_one(conn, tmp_path:
     days = [DAY + timedelta(days=i) for i in range(3)]
     for day, n in zip(days, (3, 0, 2)):
         write_day(tmp_path, day, [good_application(application_id=f"APP-{day.day}-{i}") for i in range(1, n + 1)])
+    conn.execute("CALL enable_logging('QueryLog')")
     loaded = extract_days(conn, tmp_path, days)
+    reads = [query for (query,) in conn.execute(
+        "SELECT message FROM duckdb_logs WHERE type = 'QueryLog' AND message LIKE '%read_csv(%'").fetchall()]
+    assert len(reads) == 2 and all("file_index" in query for query in reads), reads  # one a table
     assert [loaded[day]["applications"] for day in days] == [3, 0, 2]
     assert conn.execute("SELECT source_file, row_number, application_id FROM raw_applications ORDER BY ALL").fetchall() == [
         ("2026-11-01/applications.csv", 1, "APP-1-1"), ("2026-11-01/applications.csv", 2, "APP-1-2"),
