@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from lsq_pipeline.sandbox import run_sandbox
+from lsq_pipeline_tests.chaos.checks import wait_for
 from lsq_pipeline_tests.sandbox import examples
 from lsq_pipeline_tests.sandbox.conftest import (
     ACTIVITIES,
@@ -205,9 +206,7 @@ def test_a_held_call_stays_in_the_air_until_released_then_lands(api):
     call = threading.Thread(target=lambda: answers.append(
         Api(api.url).post(BULK_ADD, [loan_row()], params={"SearchBy": "EmailAddress"})))
     call.start()
-    deadline = time.monotonic() + 5
-    while api.stats()["Held"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: api.stats()["Held"] > 0, timeout=5, every=0.01, what="the call held")
     time.sleep(0.3)
     assert (api.stats()["Held"], answers, len(api.opportunities())) == (1, [], 5)  # received, not answered
     assert api.post("/sandbox/release", {}).json() == {"Status": "ok"}
