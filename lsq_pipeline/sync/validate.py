@@ -154,9 +154,8 @@ def _field_rule(target: str, spec: FieldSpec, t: str) -> Rule:
         checks.append(("{p} IS NULL", "'not a plain decimal number'"))
         if spec.greater_than is not None:
             # DuckDB 1.5 parses text into a DECIMAL wider than 18 digits some 200 times slower than
-            # into HUGEINT, so whole numbers, exact either way, go through HUGEINT.
-            amount = (f"CASE WHEN regexp_full_match({t}, {literal(WHOLE_NUMBER_RE)}) THEN CAST({t} AS HUGEINT) "
-                      f"ELSE CAST({t} AS DECIMAL(38, 10)) END")
+            # into HUGEINT, so the converted value, when whole (no point), goes through HUGEINT.
+            amount = "CASE WHEN contains({p}, '.') THEN CAST({p} AS DECIMAL(38, 10)) ELSE CAST({p} AS HUGEINT) END"
             checks.append((f"{amount} <= {spec.greater_than}",
                            f"'must be greater than {spec.greater_than:g}'"))
     elif spec.type in ("date", "datetime"):
