@@ -8,11 +8,12 @@ import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from lsq_pipeline.extras import MissingExtra
 from lsq_pipeline.sync.connection import WarehouseError
 
 
 def _add_sandbox_command(subparsers: argparse._SubParsersAction) -> None:
-    """`lsq-pipeline sandbox`: run the LeadSquared sandbox until Ctrl-C (issue 2)."""
+    """`lsq-pipeline sandbox`: run the LeadSquared sandbox until Ctrl-C."""
     from lsq_pipeline.sandbox.__main__ import add_server_arguments, serve
 
     parser = subparsers.add_parser(
@@ -26,7 +27,7 @@ def _add_sandbox_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_generate_command(subparsers: argparse._SubParsersAction) -> None:
-    """`lsq-pipeline generate`: deterministic demo source files at any scale (issue 4)."""
+    """`lsq-pipeline generate`: deterministic demo source files at any scale."""
     parser = subparsers.add_parser("generate", help="generate daily source export files")
     parser.add_argument("--rows", type=int, required=True, help="application rows in all")
     parser.add_argument("--days", type=int, required=True, help="number of day folders")
@@ -104,6 +105,55 @@ def _checked_settings(command: str, args: argparse.Namespace, paths: bool = True
 def _add_account_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--account", metavar="NAME",
                         help="the account (a LeadSquaredSyncComponent); required when several are defined")
+    _add_project_argument(parser)
+
+
+def _add_project_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", metavar="DIR",
+                        help="the dg project (default: the one holding the current folder, found as dg finds it; "
+                             "none: the packaged default account, LSQ_* variables)")
+
+
+def _select_project(args: argparse.Namespace) -> bool:
+    """Work on the dg project `--project` names or the current folder is in; False after printing
+    why not (a --project that is no dg project)."""
+    from lsq_pipeline.orchestration.runs import select_project
+    from lsq_pipeline.project import find_project
+
+    folder = Path(args.project) if getattr(args, "project", None) else Path.cwd()
+    project = find_project(folder)
+    if project is None and getattr(args, "project", None):
+        print(f"lsq-pipeline {args.command}: --project {args.project}: no dg project there "
+              "(a pyproject.toml with [tool.dg], or a dg.toml)", file=sys.stderr)
+        return False
+    select_project(project)
+    return True
+
+
+DEMO_DIR = "lsq-demo"
+"""Where `demo` lays out its project when it runs outside any dg project and finds no source."""
+
+
+def _select_demo(args: argparse.Namespace) -> bool:
+    """The project the demo syncs: `--dir`'s demo project; else the dg project it runs in; else the
+    packaged default account when the current folder holds its source (LSQ_SOURCE_DIR, default
+    data/source); else the demo project laid out in ./lsq-demo/."""
+    from lsq_pipeline.demo.project import lay_out
+    from lsq_pipeline.orchestration.runs import select_project
+    from lsq_pipeline.project import find_project
+
+    if args.dir is None:
+        if not _select_project(args):
+            return False
+        from lsq_pipeline.orchestration.runs import selected_project
+
+        if selected_project() is not None or Path(os.environ.get("LSQ_SOURCE_DIR", "data/source")).is_dir():
+            return True
+    folder = Path(args.dir or DEMO_DIR).resolve()
+    lay_out(folder)
+    print(f"Demo project: {folder} (then, in that folder: lsq-pipeline state, history, ui)")
+    select_project(find_project(folder))
+    return True
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -112,6 +162,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     # The embedded sandbox has no account budget to protect: the demo runs without a rate window
     # unless one is asked for (LSQ_RATE_LIMIT_CALLS=25 models LeadSquared's; benchmarks/README.md).
     os.environ.setdefault("LSQ_RATE_LIMIT_CALLS", "0")
+    if not _select_demo(args):
+        return 2
     settings = _checked_settings("demo", args)
     if settings is None:
         return 2
@@ -163,8 +215,12 @@ def _print_state(settings) -> None:
 def _add_demo_command(subparsers: argparse._SubParsersAction) -> None:
     """`lsq-pipeline demo`: the main job on the embedded sandbox, every demo day in order."""
     parser = subparsers.add_parser(
-        "demo", help="sync every source day in order against the embedded sandbox and print a summary"
+        "demo", help="sync every source day in order against the embedded sandbox and print a summary",
+        description="Outside any dg project, with no source folder here, the demo lays out a small dg project "
+                    f"in ./{DEMO_DIR}/ (or --dir) with the packaged demo data, and syncs it.",
     )
+    parser.add_argument("--dir", metavar="DIR", help=f"lay out and sync the demo project in DIR (default ./{DEMO_DIR}/ "
+                                                     "when no project or source is here)")
     _add_account_argument(parser)
     parser.set_defaults(handler=_run_demo)
 
@@ -514,17 +570,25 @@ def _add_warehouse_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_ui(args: argparse.Namespace) -> int:
-    from lsq_pipeline.definitions import PROJECT_ROOT
-    from lsq_pipeline.orchestration.runs import use_project_instance
+    """`dg dev` in the project (webserver and daemon), or `dagster dev` of the packaged default
+    account outside any project; both of this venv (beside this interpreter), so
+    `.venv/bin/lsq-pipeline ui` works without activating it."""
+    from lsq_pipeline.orchestration.runs import selected_project, use_project_instance
 
+    if not _select_project(args):
+        return 2
     use_project_instance()
-    # `dg dev` of this venv (beside this interpreter), so `.venv/bin/lsq-pipeline ui` works without
-    # activating it: --use-active-venv with VIRTUAL_ENV keeps dg on this environment. The workspace
-    # file of this folder if it has one (a project folder), else the project's.
-    workspace = Path("workspace.yaml") if Path("workspace.yaml").is_file() else PROJECT_ROOT / "workspace.yaml"
-    command = [str(Path(sys.executable).with_name("dg")), "dev", "-w", str(workspace), "--use-active-venv",
-               "--port", str(args.port)]
-    os.environ["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
+    project = selected_project()
+    tool = Path(sys.executable).with_name("dg" if project else "dagster")
+    if not tool.exists():
+        raise MissingExtra(f"lsq-pipeline ui needs {tool.name}, which is not installed: pip install 'lsq_pipeline[ui]'")
+    if project:
+        # --use-active-venv with VIRTUAL_ENV keeps dg on this environment.
+        command = [str(tool), "dev", "--use-active-venv", "--port", str(args.port)]
+        os.environ["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
+        os.chdir(project.root)
+    else:
+        command = [str(tool), "dev", "-m", "lsq_pipeline.definitions", "--port", str(args.port)]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} " + " ".join(command), flush=True)
     os.execv(command[0], command)
 
@@ -533,6 +597,7 @@ def _add_ui_command(subparsers: argparse._SubParsersAction) -> None:
     """`lsq-pipeline ui`: `dg dev` on the project's instance (webserver and daemon)."""
     parser = subparsers.add_parser("ui", help="open the Dagster UI (dg dev) on the project's instance")
     parser.add_argument("--port", type=int, default=3000)
+    _add_project_argument(parser)
     parser.set_defaults(handler=_run_ui)
 
 
@@ -557,8 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command not in {"demo", "ui"} and hasattr(args, "project") and not _select_project(args):
+            return 2
         return args.handler(args) or 0
-    except WarehouseError as error:  # a locked file, an unreachable database: one line, no traceback
+    except (WarehouseError, MissingExtra) as error:  # a locked file, an extra not installed: one line, no traceback
         print(f"lsq-pipeline {args.command}: {error}", file=sys.stderr)
         return 1
 

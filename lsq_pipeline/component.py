@@ -6,69 +6,91 @@ jobs, schedule, sensors, pools and resources, named after its `account`."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
-from lsq_pipeline.settings import DEFAULT_ACCOUNT, AccountAttributes, AccountSettings, settings_from
+from lsq_pipeline.settings import DEFAULT_ACCOUNT, AccountAttributes, AccountSettings, SettingsError, settings_from, source_days
 
 
 class LeadSquaredSyncScaffolder(dg.Scaffolder):
     """`dg scaffold defs lsq_pipeline.LeadSquaredSyncComponent acme`: a starter `defs.yaml` whose
-    account, paths and key variables are named after the folder."""
+    account, paths and key variables are named after the folder, on the embedded sandbox until
+    `api_host` replaces `sandbox: true`."""
 
     def scaffold(self, request: dg.ScaffoldRequest) -> None:
         from dagster.components.component_scaffolding import scaffold_component
 
         account = request.target_path.name.lower().replace("-", "_")
         variable = account.upper()
+        source_dir = f"data/{account}/source"
+        project_root = request.project_root or Path.cwd()
+        keys = [f"{variable}_LSQ_ACCESS_KEY", f"{variable}_LSQ_SECRET_KEY"]
         scaffold_component(request, {
             "account": account,
-            "source_dir": f"data/{account}/source",
+            "sandbox": True,
+            "source_dir": source_dir,
+            "first_day": first_day_for(project_root / source_dir).isoformat(),
             "mapping": f"data/{account}/mapping.yaml",
             "warehouse": f"data/{account}/warehouse.duckdb",
             "sandbox_dir": f"data/{account}/sandbox",
             "rate_limit_db": "data/rate_limit.sqlite",
-            "access_key_env": f"{variable}_LSQ_ACCESS_KEY",
-            "secret_key_env": f"{variable}_LSQ_SECRET_KEY",
+            "access_key_env": keys[0],
+            "secret_key_env": keys[1],
             "schedule": "0 3 * * *",
         })
+        defs_yaml = request.target_path / "defs.yaml"
+        defs_yaml.write_text(defs_yaml.read_text().rstrip() + "\n\nrequirements:\n  env: [" + ", ".join(keys) + "]\n")
+
+
+def first_day_for(source_dir: Path) -> date:
+    """The oldest day folder under `source_dir`, else yesterday (UTC): today's partition exists
+    only once the day is over."""
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    return min(source_days(source_dir), default=yesterday)
 
 
 @dg.scaffold_with(LeadSquaredSyncScaffolder)
 class LeadSquaredSyncComponent(dg.Component, dg.Resolvable, AccountAttributes):
     """Keeps one LeadSquared account's opportunities in step with daily export files: extract,
     transform, plan, push and reconcile as daily-partitioned assets under the account's prefix.
-    Omit `api_host` to sync against the embedded LeadSquared sandbox. Keys are never values here:
-    `access_key_env` and `secret_key_env` name the variables that hold them."""
+    Give `api_host` for a real account, or `sandbox: true` for the embedded LeadSquared sandbox.
+    Keys are never values here: `access_key_env` and `secret_key_env` name the variables that hold
+    them."""
 
-    env_prefix: str = Field("", description="read each attribute not given here from <env_prefix><ATTRIBUTE> "
-                                            "when that variable is set (the shipped instance: LSQ_)")
     paths_relative_to: Literal["project", "working_directory"] = Field(
         "project", description="where relative paths start: the dg project root, or the folder a command "
-                               "runs in (the shipped instance, as LSQ_* paths always did)")
+                               "runs in (the packaged default account)")
 
     @classmethod
     def model(cls) -> type[BaseModel]:
-        """The YAML schema dg derives, with each attribute's description (dg drops those of fields
-        with defaults), so `dg utils inspect-component` and editors show them."""
+        """The YAML schema dg derives, each attribute also taking text, so `{{ env('X', '') }}`
+        templates fit any of them (the account's own validation checks the value), with each
+        attribute's description (dg drops those of fields with defaults)."""
         derived = super().model()
+        fields = {}
         for name, field in derived.model_fields.items():
             described = cls.model_fields.get(name)
-            if described is not None and described.description and not field.description:
-                field.description = described.description
-        derived.model_rebuild(force=True)
-        return derived
+            description = field.description or (described.description if described else None)
+            annotation = field.annotation if field.annotation is str else field.annotation | str
+            fields[name] = (annotation, Field(default=field.default, description=description))
+        return create_model(derived.__name__, __config__=derived.model_config, **fields)
 
     def settings(self, project_root: Path) -> AccountSettings:
         """The account's settings, relative paths taken from `paths_relative_to`."""
-        given = self.model_dump(exclude_unset=True, exclude={"env_prefix", "paths_relative_to"})
+        given = self.model_dump(exclude_unset=True, exclude={"paths_relative_to"})
         root = project_root if self.paths_relative_to == "project" else Path.cwd()
-        return settings_from({"account": DEFAULT_ACCOUNT, **given, "root": root}, self.env_prefix)
+        return settings_from({"account": DEFAULT_ACCOUNT, **given, "root": root})
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from lsq_pipeline.orchestration.definitions import build_definitions
 
-        return build_definitions(self.settings(context.project_root))
+        try:
+            settings = self.settings(context.project_root)
+            settings.first_partition_day()
+        except SettingsError as error:
+            raise SettingsError(f"{context.path / 'defs.yaml'}: {error}") from None
+        return build_definitions(settings)

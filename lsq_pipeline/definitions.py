@@ -1,26 +1,32 @@
-"""The code location: every `LeadSquaredSyncComponent` instance under `lsq_pipeline/defs/`.
+"""The packaged `default` account's code location: `lsq_pipeline/defs/`, loaded from the package
+wherever it is installed (its relative paths start in the current folder).
 
-Named by `[tool.dg]` (dg dev), `[tool.dagster]` and `workspace.yaml` (dagster dev)."""
+Named by this repository's `[tool.dg]` (dg dev), `[tool.dagster]` and `workspace.yaml` (dagster
+dev), and used by the command line outside any dg project."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-"""The dg project's folder (this repo, installed editable): relative paths in a defs.yaml start here."""
 
-
-def load_code_location() -> dg.Definitions:
-    """Every instance of the defs folder. dg's loader itself raises beta warnings about its own
-    metadata (code references); they are quieted here, where they are raised, and nowhere else."""
+def quietly(load: Callable[[], dg.Definitions]) -> dg.Definitions:
+    """dg's loader itself raises beta warnings about its own metadata (code references); they are
+    quieted here, where they are raised, and nowhere else."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=dg.BetaWarning, module=r"dagster\.")
-        return dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
+        return load()
+
+
+def load_packaged_account() -> dg.Definitions:
+    import lsq_pipeline.defs
+
+    return quietly(lambda: dg.ComponentTree.from_module(defs_module=lsq_pipeline.defs, project_root=Path.cwd()).build_defs())
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return load_code_location()
+    return load_packaged_account()

@@ -1,19 +1,19 @@
-"""One LeadSquared account's settings: the attributes of a `LeadSquaredSyncComponent`, or, for the
-default account, `LSQ_*` environment variables (attribute = variable without `LSQ_`).
+"""One LeadSquared account's settings: the attributes of a `LeadSquaredSyncComponent`. The
+packaged `default` account's YAML reads each of them from an `LSQ_*` variable (attribute =
+variable without `LSQ_`), so its errors name the variable.
 
 Secrets are never values here: `access_key_env` and the other `*_env` settings NAME the variables
-that hold them, read through `dg.EnvVar` when a run starts."""
+that hold them, read when a run starts."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lsq_pipeline.leadsquared import AccountLimits
 from lsq_pipeline.leadsquared.budget import PlanName, limits_of
@@ -24,7 +24,6 @@ SANDBOX_ACCESS_KEY = "sandbox-access-key"
 SANDBOX_SECRET_KEY = "sandbox-secret-key"
 DEFAULT_ACCOUNT = "default"
 ENV_PREFIX = "LSQ_"
-DEFAULT_FIRST_DAY = date(2026, 11, 1)
 ExecutorName = Literal["in_process", "multiprocess", "inherit"]
 
 
@@ -49,9 +48,11 @@ class AccountAttributes(BaseModel):
                                                            "account's name ('public' for the default account)")
     warehouse_lock_timeout_seconds: float = Field(
         600.0, ge=0, description="how long a run waits while another process holds the DuckDB file's lock")
+    sandbox: bool = Field(False, description="true: sync against the embedded LeadSquared sandbox (a local "
+                                             "HTTP server the run starts) instead of api_host")
     sandbox_dir: str = Field("data/sandbox", description="state folder of the embedded sandbox")
-    api_host: str = Field("", description="LeadSquared API host, e.g. https://api-in21.leadsquared.com; "
-                                          "empty: the embedded sandbox")
+    api_host: str = Field("", description="LeadSquared API host, e.g. https://api-in21.leadsquared.com "
+                                          "(required unless sandbox is true)")
     access_key_env: str = Field("", description="NAME of the variable holding the access key")
     secret_key_env: str = Field("", description="NAME of the variable holding the secret key")
     plan: PlanName | None = Field(None, description="LeadSquared plan: presets of the limits below")
@@ -83,8 +84,8 @@ class AccountAttributes(BaseModel):
     max_runtime_seconds: int = Field(24 * 3600, ge=0, description="a run still going after this long is "
                                      "stopped by run monitoring as hung (0: never); a retry picks it up")
     schedule: str = Field("0 3 * * *", description="cron (UTC) of the daily sync of the day that ended")
-    first_day: str | None = Field(None, description="where the daily partitions start; default the oldest "
-                                                     "day folder, else 2026-11-01")
+    first_day: str | None = Field(None, description="the first daily partition, YYYY-MM-DD (required): "
+                                                     "partitions never move with what is on disk")
     owners: list[str] = Field(default_factory=list, description="asset owners, e.g. team:crm-data")
     executor: ExecutorName = Field("in_process", description="in_process (default), multiprocess, or inherit "
                                                              "the deployment's executor")
@@ -94,11 +95,25 @@ class AccountAttributes(BaseModel):
     def _plan_in_any_case(cls, value: object) -> object:
         return value.strip().lower() or None if isinstance(value, str) else value
 
-    @field_validator("rate_limit_calls", "rate_limit_seconds", "bulk_rate_limit_calls", "bulk_rate_limit_seconds",
-                     "daily_call_limit", "first_day", "warehouse_schema", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _blank_is_unset(cls, values: object) -> object:
+        """A blank value (`{{ env('X', '') }}` of a variable not set) leaves a non-text attribute
+        at its default; text attributes keep it (an empty `rate_limit_db` means none)."""
+        if not isinstance(values, dict):
+            return values
+        return {name: value for name, value in values.items()
+                if not (isinstance(value, str) and not value.strip() and _is_optional_non_text(cls, name))}
+
+    @field_validator("owners", mode="before")
+    @classmethod
+    def _owners_as_text(cls, value: object) -> object:
+        """`owners` from a variable: a JSON list, or names separated by commas."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        return [owner.strip() for owner in value.split(",") if owner.strip()]
 
     @field_validator("warehouse")
     @classmethod
@@ -122,6 +137,11 @@ class AccountAttributes(BaseModel):
         return None if value is None else date.fromisoformat(value).isoformat()  # ValueError names the text
 
 
+def _is_optional_non_text(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    return field is not None and not field.is_required() and str not in (field.annotation, *get_args(field.annotation))
+
+
 class AccountSettings(AccountAttributes):
     """An account's attributes, checked, with the folder its relative paths are taken from (the
     dg project root): names, paths, limits and the checks a run makes when it starts."""
@@ -130,6 +150,17 @@ class AccountSettings(AccountAttributes):
 
     root: Path = Field(Path("."), description="folder relative paths are taken from (the dg project root)")
 
+    @model_validator(mode="after")
+    def _one_leadsquared(self) -> AccountSettings:
+        """The sandbox only when asked for: a production account that forgets `api_host` must not
+        run green against a fake."""
+        if self.sandbox and self.api_host.strip():
+            raise ValueError(f"account {self.account}: api_host is set and sandbox is true: give one of them")
+        if not self.sandbox and not self.api_host.strip():
+            raise ValueError(f"account {self.account}: api_host is not set: give the account's API host, "
+                             "or sandbox: true for the embedded sandbox")
+        return self
+
     # --- names -------------------------------------------------------------------------------
 
     @property
@@ -137,16 +168,21 @@ class AccountSettings(AccountAttributes):
         return self.account == DEFAULT_ACCOUNT
 
     def name(self, base: str) -> str:
-        """A job, schedule, sensor, pool or resource name: today's for the default account,
-        prefixed by the account otherwise (`acme_sync_job`)."""
+        """A job, schedule, sensor or pool name: today's for the default account, prefixed by the
+        account otherwise (`acme_sync_job`)."""
         return base if self.is_default else f"{self.account}_{base}"
+
+    def resource_key(self, role: str) -> str:
+        """A resource's key, prefixed by the account whichever it is (`default_warehouse`,
+        `acme_warehouse`), so a project's own `warehouse` resource never collides with it."""
+        return f"{self.account}_{role}"
 
     def key_prefix(self) -> list[str]:
         return [] if self.is_default else [self.account]
 
     def setting_name(self, attribute: str) -> str:
         """How an error names a setting: `LSQ_SOURCE_DIR` (default account), `account acme: source_dir`."""
-        return f"{ENV_PREFIX}{attribute.upper()}" if self.is_default else f"account {self.account}: {attribute}"
+        return _setting_name(self.account, attribute)
 
     # --- values ------------------------------------------------------------------------------
 
@@ -171,13 +207,14 @@ class AccountSettings(AccountAttributes):
 
     @property
     def uses_sandbox(self) -> bool:
-        return not self.api_host
+        return self.sandbox
 
     def first_partition_day(self) -> date:
-        """`first_day`, else the oldest `YYYY-MM-DD` folder of the source, else 2026-11-01."""
-        if self.first_day:
-            return date.fromisoformat(self.first_day)
-        return min(source_days(self.path("source_dir")), default=DEFAULT_FIRST_DAY)
+        """`first_day`: required, so the partitions never move with the folders on disk."""
+        if not self.first_day:
+            raise SettingsError(f"{self.setting_name('first_day')} is not set: the first daily partition "
+                                "(YYYY-MM-DD) is required")
+        return date.fromisoformat(self.first_day)
 
     # --- checks, when a run starts -------------------------------------------------------------
 
@@ -209,56 +246,22 @@ class AccountSettings(AccountAttributes):
         self.check_paths()
 
 
-ENV_DEFAULTS = {
-    "access_key_env": "LSQ_ACCESS_KEY",
-    "secret_key_env": "LSQ_SECRET_KEY",
-    "rate_limit_redis_env": "LSQ_RATE_LIMIT_REDIS",
-    "alert_webhook_env": "LSQ_ALERT_WEBHOOK",
-}
-"""The default account's secrets live in today's variables."""
-_NOT_FROM_ENV = {"account", "root", *ENV_DEFAULTS}
-_LIST_SETTING = re.compile(r"^\s*\[")
-
-
-def settings_from(attributes: dict[str, object], env_prefix: str = "") -> AccountSettings:
-    """Validate an account's attributes; with `env_prefix`, each attribute not given is read from
-    `<env_prefix><ATTRIBUTE>` when that variable is set. A bad value raises SettingsError naming
-    the variable it came from, or the account and the attribute."""
-    values = dict(attributes)
-    from_env: dict[str, str] = {}
-    if env_prefix:
-        for attribute in AccountSettings.model_fields.keys() - _NOT_FROM_ENV - values.keys():
-            variable = f"{env_prefix}{attribute.upper()}"
-            if variable in os.environ:
-                values[attribute] = _from_variable(attribute, os.environ[variable])
-                from_env[attribute] = variable
+def settings_from(attributes: dict[str, object]) -> AccountSettings:
+    """Validate an account's attributes. A bad value raises SettingsError naming the account and
+    the attribute (the variable, for the default account)."""
     try:
-        return AccountSettings.model_validate(values)
+        return AccountSettings.model_validate(attributes)
     except ValidationError as error:
-        account = str(values.get("account", DEFAULT_ACCOUNT))
+        account = str(attributes.get("account", DEFAULT_ACCOUNT))
         problems = "; ".join(
-            f"{_origin(account, from_env, str(e['loc'][0]))}: {e['msg']}" if e["loc"] else e["msg"]
+            f"{_setting_name(account, str(e['loc'][0]))}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
             for e in error.errors(include_input=False)
         )
         raise SettingsError(f"bad configuration: {problems}") from None
 
 
-def _from_variable(attribute: str, raw: str) -> object:
-    """A variable's text as the attribute's value: `owners` is a JSON list or comma-separated."""
-    if attribute != "owners":
-        return raw
-    return json.loads(raw) if _LIST_SETTING.match(raw) else [owner.strip() for owner in raw.split(",") if owner.strip()]
-
-
-def _origin(account: str, from_env: dict[str, str], attribute: str) -> str:
-    return from_env.get(attribute) or f"account {account}: {attribute}"
-
-
-def load_settings(root: Path | None = None) -> AccountSettings:
-    """The default account from `LSQ_*` variables (today's names and defaults), keys checked."""
-    settings = settings_from({"account": DEFAULT_ACCOUNT, "root": root or Path.cwd(), **ENV_DEFAULTS}, ENV_PREFIX)
-    settings.check_keys()
-    return settings
+def _setting_name(account: str, attribute: str) -> str:
+    return f"{ENV_PREFIX}{attribute.upper()}" if account == DEFAULT_ACCOUNT else f"account {account}: {attribute}"
 
 
 def source_days(source_dir: Path) -> list[date]:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from pyrate_limiter import AbstractBucket, InMemoryBucket, Rate, RateItem, RedisBucket, SQLiteBucket
 
+from lsq_pipeline.extras import require
+
 LEARNED_LIMIT_SECONDS = 24 * 3600
 """A limit learned from a refusal holds this long (a plan can be raised; the next refusal teaches again)."""
 _NO_DAILY_LIMIT = 10**15
@@ -222,7 +224,7 @@ class RedisStore(BudgetStore):
     """
 
     def __init__(self, url: str, namespace: str) -> None:
-        import redis
+        redis = require("redis", "redis", "a call budget shared through Redis (rate_limit_redis_env)")
 
         self.url_host = redis.connection.parse_url(url).get("host", "?")
         self.namespace = namespace

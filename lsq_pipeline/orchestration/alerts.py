@@ -1,9 +1,10 @@
-"""The alert webhook: a JSON summary of a failed or blocked run POSTed to `LSQ_ALERT_WEBHOOK`
-(Slack-style incoming webhooks, an on-call tool, any HTTP receiver)."""
+"""The alert webhook: a JSON summary of a failed or blocked run POSTed to the URL in the account's
+`alert_webhook_env` variable (Slack-style incoming webhooks, an on-call tool, any HTTP receiver)."""
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, datetime
 
 import dagster as dg
@@ -16,15 +17,17 @@ def _plain(value: object) -> object:
 
 
 class AlertWebhook(dg.ConfigurableResource):
-    """Where alerts go; an empty URL sends none."""
+    """Where alerts go: the URL in the variable `url_env` names, read when an alert is sent (a
+    variable set only where the sensors run counts); none set, none sent."""
 
-    url: str = Field(default="", description="the receiver's URL (LSQ_ALERT_WEBHOOK); empty: no alerts")
+    url_env: str = Field(default="", description="NAME of the variable holding the receiver's URL")
     timeout_seconds: float = 10.0
 
     def post(self, summary: dict[str, object]) -> bool:
         """POST the summary as JSON; True when sent and answered 2xx. A receiver that is down
         must not hide the run's own failure, so errors are returned, not raised."""
-        if not self.url:
+        url = os.environ.get(self.url_env, "") if self.url_env else ""
+        if not url:
             return False
         body = {key: _plain(value) for key, value in summary.items()}
         if isinstance(body.get("api_calls"), str):
@@ -34,7 +37,7 @@ class AlertWebhook(dg.ConfigurableResource):
             + (f": {body['reason']}" if body.get("reason") else "")
         )
         try:
-            answer = requests.post(self.url, json=body, timeout=self.timeout_seconds)
+            answer = requests.post(url, json=body, timeout=self.timeout_seconds)
         except requests.RequestException:
             return False
         return answer.ok

@@ -35,7 +35,7 @@ from lsq_pipeline.sync.warehouse import IN_DAYS, ensure_schema
 WAREHOUSE_POOL = "lsq_warehouse"
 API_POOL = "leadsquared_api"
 RESOURCE_ROLES = ("warehouse", "leadsquared", "source", "alert_webhook")
-"""The resources of an account, keyed `settings.name(role)`: today's keys for the default account."""
+"""The resources of an account, keyed `settings.resource_key(role)`."""
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
@@ -51,12 +51,12 @@ class AccountResources:
 
 def account_resources(resources: object, settings: AccountSettings) -> AccountResources:
     """The account's resources from a step's `resources`."""
-    return AccountResources(**{role: getattr(resources, settings.name(role)) for role in RESOURCE_ROLES})
+    return AccountResources(**{role: getattr(resources, settings.resource_key(role)) for role in RESOURCE_ROLES})
 
 
 def source_resource(resources: object, settings: AccountSettings) -> SourceResource:
     """The account's source from a schedule's or sensor's `resources` (they require only it)."""
-    return getattr(resources, settings.name("source"))
+    return getattr(resources, settings.resource_key("source"))
 
 
 def account_key(settings: AccountSettings, *names: str) -> dg.AssetKey:
@@ -84,7 +84,7 @@ def table_of(settings: AccountSettings, group: str, table: str, *kinds: str) -> 
 
 
 def resource_keys(settings: AccountSettings, *roles: str) -> set[str]:
-    return {settings.name(role) for role in roles or RESOURCE_ROLES}
+    return {settings.resource_key(role) for role in roles or RESOURCE_ROLES}
 
 
 def selected(context: dg.AssetExecutionContext, result: dg.MaterializeResult | dg.AssetCheckResult):
@@ -178,7 +178,7 @@ def _steps(
         `Warehouse.writer_lock`), so two runs at once take turns however the instance is configured."""
 
         def writer_lock(context: dg.AssetExecutionContext):
-            return getattr(context.resources, settings.name("warehouse")).writer_lock()
+            return getattr(context.resources, settings.resource_key("warehouse")).writer_lock()
 
         if inspect.isgeneratorfunction(step):
             @functools.wraps(step)

@@ -6,8 +6,6 @@ when it starts."""
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from lsq_pipeline.leadsquared.budget import BUDGET_FIELDS
@@ -21,15 +19,14 @@ from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, Accoun
 from lsq_pipeline.sync.mapping import load_mapping
 
 
-def _secret(variable: str, required: bool = False, fallback: str = "") -> str | dg.EnvVar:
-    """A secret by the NAME of its variable, so the UI shows the name, never the value. An optional
-    secret whose variable is not set is `fallback` (no Redis, no alerts, the sandbox's keys)."""
-    return dg.EnvVar(variable) if variable and (required or os.environ.get(variable)) else fallback
+def _key(variable: str, sandbox: bool, sandbox_key: str) -> str | dg.EnvVar:
+    """A key by the NAME of its variable, so the UI shows the name, never the value; the embedded
+    sandbox takes its own keys."""
+    return sandbox_key if sandbox else dg.EnvVar(variable)
 
 
 def build_resources(settings: AccountSettings) -> dict[str, dg.ConfigurableResource]:
-    """The account's resources under its keys (`warehouse`, `acme_warehouse`...)."""
-    real_host = not settings.uses_sandbox
+    """The account's resources under its keys (`default_warehouse`, `acme_warehouse`...)."""
     warehouse = settings.warehouse_location()
     resources = {
         "warehouse": WarehouseResource(
@@ -39,13 +36,14 @@ def build_resources(settings: AccountSettings) -> dict[str, dg.ConfigurableResou
         ),
         "leadsquared": LeadSquaredResource(
             api_host=settings.api_host,
-            access_key=_secret(settings.access_key_env, real_host, SANDBOX_ACCESS_KEY),
-            secret_key=_secret(settings.secret_key_env, real_host, SANDBOX_SECRET_KEY),
+            sandbox=settings.sandbox,
+            access_key=_key(settings.access_key_env, settings.sandbox, SANDBOX_ACCESS_KEY),
+            secret_key=_key(settings.secret_key_env, settings.sandbox, SANDBOX_SECRET_KEY),
             sandbox_dir=str(settings.path("sandbox_dir")),
             plan=settings.plan or "",
             **{name: getattr(settings, name) for name in BUDGET_FIELDS},
             rate_limit_db=str(settings.path("rate_limit_db")) if settings.rate_limit_db else "",
-            rate_limit_redis=_secret(settings.rate_limit_redis_env),
+            rate_limit_redis_env=settings.rate_limit_redis_env,
             max_in_flight=settings.max_in_flight,
             leads_in_bulk=settings.leads_in_bulk,
             max_retries=settings.max_retries,
@@ -60,9 +58,9 @@ def build_resources(settings: AccountSettings) -> dict[str, dg.ConfigurableResou
             read_back_grace_seconds=settings.read_back_grace_seconds,
             file_settle_seconds=settings.file_settle_seconds,
         ),
-        "alert_webhook": AlertWebhook(url=_secret(settings.alert_webhook_env)),
+        "alert_webhook": AlertWebhook(url_env=settings.alert_webhook_env),
     }
-    return {settings.name(role): resource for role, resource in resources.items()}
+    return {settings.resource_key(role): resource for role, resource in resources.items()}
 
 
 def build_definitions(settings: AccountSettings) -> dg.Definitions:

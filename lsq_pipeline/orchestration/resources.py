@@ -19,7 +19,7 @@ from lsq_pipeline.leadsquared import AccountLimits, LeadSquaredClient
 from lsq_pipeline.leadsquared.budget import limits_of
 from lsq_pipeline.sync.connection import Warehouse
 
-_SECRET_FIELDS = {"access_key", "secret_key", "rate_limit_redis"}  # a Redis URL may carry a password
+_SECRET_FIELDS = {"access_key", "secret_key"}
 _clients: dict[str, LeadSquaredClient] = {}
 _clients_lock = threading.Lock()
 
@@ -35,12 +35,13 @@ def normalize_api_host(api_host: str) -> str:
 class LeadSquaredResource(dg.ConfigurableResource):
     """The LeadSquared account: a rate-limited, concurrent, retrying client that never doubles a record.
 
-    `api_host` empty means the embedded sandbox (one local process shared by every process of
-    this machine, state under `sandbox_dir`). Keys come from `dg.EnvVar`; they are sent in
-    headers only and never appear in logs, errors or metadata.
+    `sandbox` true means the embedded sandbox (one local process shared by every process of this
+    machine, state under `sandbox_dir`); otherwise `api_host` is required. Keys come from
+    `dg.EnvVar`; they are sent in headers only and never appear in logs, errors or metadata.
     """
 
-    api_host: str = Field(default="", description="e.g. https://api-in21.leadsquared.com; empty = embedded sandbox")
+    api_host: str = Field(default="", description="e.g. https://api-in21.leadsquared.com (unless sandbox)")
+    sandbox: bool = Field(default=False, description="talk to the embedded LeadSquared sandbox instead of api_host")
     access_key: str = Field(description="LeadSquared access key (use dg.EnvVar('LSQ_ACCESS_KEY'))")
     secret_key: str = Field(description="LeadSquared secret key (use dg.EnvVar('LSQ_SECRET_KEY'))")
     sandbox_dir: str = Field(default="data/sandbox", description="state folder of the embedded sandbox")
@@ -54,8 +55,9 @@ class LeadSquaredResource(dg.ConfigurableResource):
     rate_limit_db: str = Field(
         default="", description="SQLite file shared by every process of the account, so they share one budget"
     )
-    rate_limit_redis: str = Field(
-        default="", description="redis://... URL: the budget is shared across machines (overrides rate_limit_db)"
+    rate_limit_redis_env: str = Field(
+        default="", description="NAME of the variable holding a redis://... URL, read when a run starts: the "
+                                "budget is then shared across machines (overrides rate_limit_db)"
     )
     max_in_flight: int = Field(default=8, description="calls in the air at once")
     leads_in_bulk: bool = Field(
@@ -70,8 +72,10 @@ class LeadSquaredResource(dg.ConfigurableResource):
     backoff_max: float = 30.0
 
     def base_url(self) -> str:
-        """The API's base URL; starts (or joins) the embedded sandbox when `api_host` is empty."""
-        if self.api_host.strip():
+        """The API's base URL; starts (or joins) the embedded sandbox when `sandbox` is true."""
+        if not self.sandbox:
+            if not self.api_host.strip():
+                raise ValueError("LeadSquaredResource: api_host is not set (sandbox: true for the embedded sandbox)")
             return normalize_api_host(self.api_host)
         from lsq_pipeline.sandbox.embedded import ensure_sandbox
 
@@ -115,10 +119,15 @@ class LeadSquaredResource(dg.ConfigurableResource):
                     backoff_base=self.backoff_base,
                     backoff_max=self.backoff_max,
                     rate_limit_db=self.rate_limit_db or None,
-                    rate_limit_redis=self.rate_limit_redis or None,
+                    rate_limit_redis=self._redis_url(),
                 )
                 _clients[cache_key] = client
             return client
+
+    def _redis_url(self) -> str | None:
+        """The shared budget's Redis, decided when the run starts: a variable set only on the run
+        workers counts."""
+        return os.environ.get(self.rate_limit_redis_env) or None if self.rate_limit_redis_env else None
 
     def __repr_args__(self):  # used by pydantic for both repr() and str()
         for name, value in super().__repr_args__():
@@ -126,7 +135,8 @@ class LeadSquaredResource(dg.ConfigurableResource):
 
     def _cache_key(self) -> str:
         """A digest of the configuration (keys included, hashed: the key never sits in a dict)."""
-        parts = [str(os.getpid())] + [f"{name}={getattr(self, name)}" for name in sorted(type(self).model_fields)]
+        parts = [str(os.getpid()), f"redis={self._redis_url()}"]
+        parts += [f"{name}={getattr(self, name)}" for name in sorted(type(self).model_fields)]
         return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
 
 

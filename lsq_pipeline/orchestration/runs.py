@@ -1,5 +1,6 @@
 """Launching the jobs from the command line on the persistent Dagster instance, so every run also
-shows in the UI, and reading back what each run did."""
+shows in the UI, and reading back what each run did. The commands work on one dg project (or the
+packaged default account), chosen once with `select_project`."""
 
 from __future__ import annotations
 
@@ -17,18 +18,37 @@ from lsq_pipeline.orchestration.assets import account_key
 from lsq_pipeline.orchestration.jobs import settings_of
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
 from lsq_pipeline.orchestration.resources import WarehouseResource
+from lsq_pipeline.project import DgProject, find_project, load_definitions
 from lsq_pipeline.settings import AccountSettings, SettingsError
 from lsq_pipeline.sync import history, plan, state, validate
 
-INSTANCE_DIR = Path("instance")
+SHIPPED_INSTANCE = Path(__file__).with_name("dagster.yaml")
+"""The instance settings lsq_pipeline ships: pools, run monitoring, run retries."""
+_selected: DgProject | None = None
+
+
+def select_project(project: DgProject | None) -> None:
+    """The dg project the commands of this process work on (None: the packaged default account)."""
+    global _selected
+    _selected = project
+    code_location.cache_clear()
+    use_project_instance.cache_clear()
+
+
+def selected_project() -> DgProject | None:
+    return _selected
 
 
 @functools.cache
 def use_project_instance() -> dg.DagsterInstance:
-    """The instance under `$DAGSTER_HOME`, defaulting to the project's `instance/` folder (with
-    the shipped dagster.yaml: pools, run monitoring); one per process (building one costs ~0.1 s)."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(INSTANCE_DIR.resolve())))
+    """The instance under `$DAGSTER_HOME`, defaulting to the project's `instance/` folder (the
+    current folder's outside a project), made with the shipped dagster.yaml when it has none; one
+    per process (building one costs ~0.1 s)."""
+    default_home = (_selected.root if _selected else Path.cwd()) / "instance"
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(default_home.resolve())))
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(SHIPPED_INSTANCE.read_text())
     # Two commands starting at once on a new instance would both create its SQLite tables
     # and one would fail: the first creates them under a lock, the other then finds them.
     with FileLock(home / ".storage.lock"):
@@ -41,14 +61,15 @@ def use_project_instance() -> dg.DagsterInstance:
 
 @functools.cache
 def code_location() -> dg.Definitions:
-    """The project's code location, loaded once per process."""
-    from lsq_pipeline.definitions import load_code_location
-
-    return load_code_location()
+    """The selected project's Definitions, loaded once per process."""
+    return load_definitions(_selected)
 
 
-def job_named(name: str) -> dg.JobDefinition:
-    """A job of the code location (the reconstructor of command-line runs)."""
+def job_named(name: str, project_root: str = "") -> dg.JobDefinition:
+    """A job of the code location (the reconstructor of command-line runs, which names the
+    project for the processes that run the steps)."""
+    if project_root != (str(_selected.root) if _selected else ""):
+        select_project(find_project(Path(project_root)) if project_root else None)
     return code_location().resolve_job_def(name)
 
 
@@ -134,13 +155,14 @@ def launch(
     if quiet:
         config = {**config, **QUIET_CONSOLE}
     selection = [dg.AssetKey([*settings.key_prefix(), "sync_plan"])] if retry and dry_run else None
-    job = dg.build_reconstructable_job(__name__, job_named.__name__, reconstructable_args=(job_name,))
+    project_root = str(_selected.root) if _selected else ""
+    job = dg.build_reconstructable_job(__name__, job_named.__name__, reconstructable_args=(job_name, project_root))
     result = dg.execute_job(job, instance=instance, run_config=config, tags=tags, asset_selection=selection)
     run = instance.get_run_by_id(result.run_id)
     if not dry_run:
         from lsq_pipeline.orchestration.history import record_run_outcome
 
-        record_run_outcome(instance, run, code_location().resources[settings.name("warehouse")])
+        record_run_outcome(instance, run, code_location().resources[settings.resource_key("warehouse")])
     return run
 
 
@@ -164,7 +186,7 @@ class DaySummary:
 
 def warehouse_of(settings: AccountSettings) -> WarehouseResource:
     """The account's warehouse resource: its connections wait out another process's lock."""
-    return code_location().resources[settings.name("warehouse")]
+    return code_location().resources[settings.resource_key("warehouse")]
 
 
 def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: date) -> DaySummary:

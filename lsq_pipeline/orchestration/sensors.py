@@ -53,7 +53,7 @@ def build_sensors(
     (`dg.build_resources`, which resolves their `EnvVar`s when the sensor runs)."""
 
     def built() -> AbstractContextManager:
-        return dg.build_resources({role: resources[settings.name(role)] for role in ("warehouse", "alert_webhook")})
+        return dg.build_resources({role: resources[settings.resource_key(role)] for role in ("warehouse", "alert_webhook")})
 
     @dg.run_status_sensor(
         run_status=dg.DagsterRunStatus.SUCCESS,

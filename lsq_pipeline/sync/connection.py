@@ -24,6 +24,8 @@ from urllib.parse import quote, urlsplit
 
 import duckdb
 
+from lsq_pipeline.extras import require
+
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 POSTGRES_CATALOG = "warehouse"
 """The name the attached PostgreSQL database has inside DuckDB."""
@@ -129,7 +131,7 @@ class Warehouse:
         if not self.on_postgres:
             yield
             return
-        import psycopg2  # only a PostgreSQL warehouse needs it
+        psycopg2 = require("psycopg2", "postgres", "a PostgreSQL warehouse's writer lock")
 
         key = f"lsq_pipeline:{urlsplit(self.target).path.strip('/')}:{self.schema}"
         try:
@@ -216,7 +218,7 @@ def _attached(url: str, schema: str, memory_limit: str) -> duckdb.DuckDBPyConnec
         if problem:
             raise WarehouseError(problem)
         database = duckdb.connect(config={"memory_limit": memory_limit})
-        database.execute(f"LOAD '{postgres_extension()}'")
+        load_postgres_extension(database)
         database.execute(f"SET GLOBAL pg_null_byte_replacement = '{NUL_STORED_AS}'")
         separator = "&" if urlsplit(url).query else "?"
         dsn = f"{url}{separator}options={quote(f'-c search_path={schema}', safe='')}"
@@ -229,18 +231,35 @@ def _attached(url: str, schema: str, memory_limit: str) -> duckdb.DuckDBPyConnec
         return database
 
 
-def postgres_extension() -> Path:
-    """DuckDB's `postgres` extension from its PyPI wheel, under the file name DuckDB expects
-    (`postgres_scanner`): a link made once in the temporary folder. Never a runtime INSTALL."""
+POSTGRES_EXTRA = "pip install 'lsq_pipeline[postgres]'"
+
+
+def load_postgres_extension(database: duckdb.DuckDBPyConnection) -> None:
+    """Load DuckDB's `postgres` extension: from its PyPI wheel when installed (offline; the
+    postgres extra), else through DuckDB's own INSTALL from its extension repository."""
+    wheel_build = _wheel_extension()
+    if wheel_build is not None:
+        database.execute(f"LOAD '{wheel_build}'")
+        return
+    try:
+        database.execute("INSTALL postgres")
+        database.execute("LOAD postgres")
+    except duckdb.Error as error:
+        raise WarehouseError(f"a PostgreSQL warehouse needs DuckDB's postgres extension, which DuckDB "
+                             f"{duckdb.__version__} could not install ({first_line(error)}): {POSTGRES_EXTRA}") from None
+
+
+def _wheel_extension() -> Path | None:
+    """The extension of the `duckdb-extension-postgres` wheel for this DuckDB, under the file name
+    DuckDB expects (`postgres_scanner`): a link made once in the temporary folder. None when the
+    wheel is not installed or has no build for this DuckDB."""
     spec = importlib.util.find_spec("duckdb_extension_postgres")
     if spec is None or spec.origin is None:
-        raise WarehouseError("a PostgreSQL warehouse needs the duckdb-extension-postgres package: "
-                             "pip install -e . installs it")
+        return None
     version = duckdb.__version__
     binary = Path(spec.origin).parent / "extensions" / f"v{version}" / "postgres.duckdb_extension"
     if not binary.is_file():
-        raise WarehouseError(f"duckdb-extension-postgres has no build for DuckDB {version}: install the pinned "
-                             "versions (pip install -e .)")
+        return None
     link = Path(tempfile.gettempdir()) / f"lsq_pipeline-duckdb-{version}-{os.getuid()}" / "postgres_scanner.duckdb_extension"
     if not (link.is_symlink() and link.resolve() == binary.resolve()):
         link.parent.mkdir(parents=True, exist_ok=True)

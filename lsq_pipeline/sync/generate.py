@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from faker import Faker
-
+from lsq_pipeline.extras import require
 from lsq_pipeline.sync.warehouse import APPLICATION_COLUMNS, EVENT_COLUMNS
 
 PRODUCTS = ("Personal Loan", "Home Loan", "Auto Loan", "Business Loan", "Education Loan")
@@ -54,7 +53,7 @@ class _Application:
 
 
 def _name_pool(seed: int) -> list[str]:
-    faker = Faker("en_IN")
+    faker = require("faker", "demo", "lsq-pipeline generate").Faker("en_IN")
     faker.seed_instance(seed)
     names = [faker.name() for _ in range(NAME_POOL_SIZE)]
     return names + list(NON_ASCII_NAMES) * (NAME_POOL_SIZE // 100)
