@@ -284,9 +284,9 @@ def child(folder: Path) -> None:
 
 
 def _window_of_settings() -> list[float]:
-    from lsq_pipeline.settings import load_settings
+    from lsq_pipeline.orchestration.runs import pick_account
 
-    limits = load_settings().account_limits()
+    limits = pick_account(None).account_limits()
     return [limits.general.calls, limits.general.seconds]
 
 

@@ -42,7 +42,7 @@ import requests
 from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.runs import QUIET_CONSOLE, run_config
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.settings import ENV_DEFAULTS, SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
 from lsq_pipeline.sync.connection import is_postgres
 from lsq_pipeline.sync.generate import generate
 
@@ -149,7 +149,7 @@ def main() -> None:
             sandbox(args.server, args.out / "sandbox.log") as url:
         os.environ.update(LSQ_ACCESS_KEY=SANDBOX_ACCESS_KEY, LSQ_SECRET_KEY=SANDBOX_SECRET_KEY)  # the sandbox's keys
         settings = AccountSettings(
-            api_host=url, **ENV_DEFAULTS,
+            api_host=url, access_key_env="LSQ_ACCESS_KEY", secret_key_env="LSQ_SECRET_KEY", first_day=START.isoformat(),
             source_dir=str(source), warehouse=warehouse, warehouse_schema=schema, mapping=str(REPO / "data" / "mapping.yaml"),
             rate_limit_calls=0, rate_limit_db="", max_in_flight=args.max_in_flight, max_reject_rate=1.0,
         )

@@ -32,7 +32,7 @@ from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.runs import QUIET_CONSOLE
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, MAX_LEADS_PER_BULK_CREATE
 from lsq_pipeline.sandbox.__main__ import parse_rate_limit
-from lsq_pipeline.settings import ENV_DEFAULTS, SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
 from lsq_pipeline.sync.generate import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def run_case(args: argparse.Namespace, source: Path, bulk: tuple[int, float], ou
     with sandbox("process", out / "sandbox.log", server_args) as url:
         os.environ.update(LSQ_ACCESS_KEY=SANDBOX_ACCESS_KEY, LSQ_SECRET_KEY=SANDBOX_SECRET_KEY)  # the sandbox's keys
         settings = AccountSettings(
-            api_host=url, **ENV_DEFAULTS,
+            api_host=url, access_key_env="LSQ_ACCESS_KEY", secret_key_env="LSQ_SECRET_KEY", first_day=DAY.isoformat(),
             source_dir=str(source), warehouse=str(out / "warehouse.duckdb"), mapping=str(REPO / "data" / "mapping.yaml"),
             rate_limit_calls=args.general[0], rate_limit_seconds=args.general[1],
             bulk_rate_limit_calls=bulk[0], bulk_rate_limit_seconds=bulk[1],

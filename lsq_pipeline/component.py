@@ -11,9 +11,17 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
-from lsq_pipeline.settings import DEFAULT_ACCOUNT, AccountAttributes, AccountSettings, SettingsError, settings_from, source_days
+from lsq_pipeline.settings import (
+    DEFAULT_ACCOUNT,
+    AccountAttributes,
+    AccountSettings,
+    SettingsError,
+    settings_error,
+    settings_from,
+    source_days,
+)
 
 
 class LeadSquaredSyncScaffolder(dg.Scaffolder):
@@ -78,6 +86,15 @@ class LeadSquaredSyncComponent(dg.Component, dg.Resolvable, AccountAttributes):
             annotation = field.annotation if field.annotation is str else field.annotation | str
             fields[name] = (annotation, Field(default=field.default, description=description))
         return create_model(derived.__name__, __config__=derived.model_config, **fields)
+
+    @classmethod
+    def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> LeadSquaredSyncComponent:
+        """A bad value fails the load in one line naming the file and the setting."""
+        try:
+            return super().load(attributes, context)
+        except ValidationError as error:
+            account = str(getattr(attributes, "account", None) or DEFAULT_ACCOUNT)
+            raise SettingsError(f"{context.path / 'defs.yaml'}: {settings_error(error, account)}") from None
 
     def settings(self, project_root: Path) -> AccountSettings:
         """The account's settings, relative paths taken from `paths_relative_to`."""

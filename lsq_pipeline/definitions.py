@@ -14,10 +14,11 @@ import dagster as dg
 
 
 def quietly(load: Callable[[], dg.Definitions]) -> dg.Definitions:
-    """dg's loader itself raises beta warnings about its own metadata (code references); they are
+    """dg's loader itself raises beta and preview warnings about its own metadata (code references); they are
     quieted here, where they are raised, and nowhere else."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=dg.BetaWarning, module=r"dagster\.")
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning, module=r"dagster\.")
         return load()
 
 

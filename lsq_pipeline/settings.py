@@ -252,12 +252,16 @@ def settings_from(attributes: dict[str, object]) -> AccountSettings:
     try:
         return AccountSettings.model_validate(attributes)
     except ValidationError as error:
-        account = str(attributes.get("account", DEFAULT_ACCOUNT))
-        problems = "; ".join(
-            f"{_setting_name(account, str(e['loc'][0]))}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
-            for e in error.errors(include_input=False)
-        )
-        raise SettingsError(f"bad configuration: {problems}") from None
+        raise settings_error(error, str(attributes.get("account", DEFAULT_ACCOUNT))) from None
+
+
+def settings_error(error: ValidationError, account: str) -> SettingsError:
+    """A validation error as one line naming each bad setting, never a value."""
+    problems = "; ".join(
+        f"{_setting_name(account, str(e['loc'][0]))}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+        for e in error.errors(include_input=False)
+    )
+    return SettingsError(f"bad configuration: {problems}")
 
 
 def _setting_name(account: str, attribute: str) -> str:

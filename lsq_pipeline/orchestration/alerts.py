@@ -23,10 +23,13 @@ class AlertWebhook(dg.ConfigurableResource):
     url_env: str = Field(default="", description="NAME of the variable holding the receiver's URL")
     timeout_seconds: float = 10.0
 
+    def receiver_url(self) -> str:
+        return os.environ.get(self.url_env, "") if self.url_env else ""
+
     def post(self, summary: dict[str, object]) -> bool:
         """POST the summary as JSON; True when sent and answered 2xx. A receiver that is down
         must not hide the run's own failure, so errors are returned, not raised."""
-        url = os.environ.get(self.url_env, "") if self.url_env else ""
+        url = self.receiver_url()
         if not url:
             return False
         body = {key: _plain(value) for key, value in summary.items()}

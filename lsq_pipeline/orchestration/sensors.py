@@ -32,7 +32,7 @@ WILL_RETRY_TAG = "dagster/will_retry"
 
 
 def _alert(context: dg.RunStatusSensorContext, webhook: AlertWebhook, summary: dict[str, object]) -> None:
-    if webhook.url:
+    if webhook.receiver_url():
         sent = webhook.post(summary)
         context.log.info(f"alert for run {summary['run_id']} {'sent' if sent else 'NOT delivered'}")
 

@@ -28,6 +28,7 @@ attributes:
   source_dir: data/acme/source
   mapping: {mapping}
   warehouse: data/acme/warehouse.duckdb
+  sandbox: true
   first_day: "2026-11-01"
   owners: ["team:crm-data"]
 ---
@@ -37,6 +38,7 @@ attributes:
   source_dir: data/globex/source
   mapping: {mapping}
   warehouse: data/globex/warehouse.duckdb
+  first_day: "2026-11-01"
   api_host: https://api-in21.leadsquared.com
   access_key_env: GLOBEX_LSQ_ACCESS_KEY_NOT_SET
   secret_key_env: GLOBEX_LSQ_SECRET_KEY_NOT_SET
@@ -140,19 +142,19 @@ def test_the_code_location_loads_from_any_folder_without_any_variable(tmp_path):
 
 
 def test_the_account_is_required_when_several_are_defined_and_the_choices_are_named():
-    defined = {name: AccountSettings(account=name) for name in ("acme", "globex")}
+    defined = {name: AccountSettings(account=name, sandbox=True) for name in ("acme", "globex")}
     with pytest.raises(SettingsError, match=r"--account is required.*acme, globex"):
         pick_account(None, defined)
     with pytest.raises(SettingsError, match=r"no such account \(defined: acme, globex\)"):
         pick_account("initech", defined)
     assert pick_account("globex", defined).account == "globex"
-    assert pick_account(None, {"default": AccountSettings()}).account == "default"
+    assert pick_account(None, {"default": AccountSettings(sandbox=True)}).account == "default"
 
 
 def test_a_ui_run_belongs_to_the_account_whose_assets_it_materializes():
     from lsq_pipeline.orchestration.sensors import sends_for
 
-    acme, default = AccountSettings(account="acme"), AccountSettings()
+    acme, default = AccountSettings(account="acme", sandbox=True), AccountSettings(sandbox=True)
 
     def ui_run(*keys: dg.AssetKey) -> dg.DagsterRun:
         return dg.DagsterRun(job_name="__ASSET_JOB", run_id="r", asset_selection=frozenset(keys))

@@ -15,7 +15,7 @@ import requests
 
 from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.runs import run_config
-from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings, source_days
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPING = REPO / "data" / "mapping.yaml"
@@ -60,6 +60,7 @@ class Pipeline:
             mapping=str(self.mapping),
             leads_in_bulk=self.leads_in_bulk,
             **{"rate_limit_calls": 0, "max_reject_rate": 0.5,
+               "first_day": min(source_days(self.source_dir), default=date(2026, 11, 1)).isoformat(),
                "rate_limit_db": str(self.source_dir.parent / "rate_limit.sqlite"), **self.overrides},
         )
 
@@ -88,7 +89,7 @@ class Pipeline:
         from lsq_pipeline.orchestration.history import record_run_outcome
 
         run = self.instance.get_run_by_id(result.run_id)
-        return record_run_outcome(self.instance, run, self.definitions().resources[self.job_name("warehouse")])
+        return record_run_outcome(self.instance, run, self.definitions().resources[self.settings().resource_key("warehouse")])
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with self.settings().warehouse_location().connect(read_only=True) as conn:

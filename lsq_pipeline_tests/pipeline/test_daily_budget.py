@@ -15,7 +15,8 @@ import requests
 from lsq_pipeline.orchestration.definitions import build_resources
 from lsq_pipeline.leadsquared import AccountLimits, WindowLimit
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, load_settings
+from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
+from lsq_pipeline_tests.accounts import default_account
 from lsq_pipeline.sync.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.chaos.checks import subprocess_env
@@ -76,21 +77,21 @@ def test_plan_and_overrides_from_the_environment_reach_the_client(monkeypatch, t
         "LSQ_RATE_LIMIT_DB": str(tmp_path / "budget.sqlite"),
     }.items():
         monkeypatch.setenv(variable, value)
-    settings = load_settings()
+    settings = default_account()
     assert settings.account_limits() == AccountLimits(WindowLimit(5, 5.0), WindowLimit(2, 5.0), 5000, False)
     monkeypatch.setenv("LSQ_ACCESS_KEY", SANDBOX_ACCESS_KEY)
     monkeypatch.setenv("LSQ_SECRET_KEY", SANDBOX_SECRET_KEY)
     with run_sandbox(rate_limit_calls=0) as sandbox, dg.build_resources(
-        build_resources(settings.model_copy(update={"api_host": sandbox.url}))
+        build_resources(settings.model_copy(update={"api_host": sandbox.url, "sandbox": False}))
     ) as resources:
-        client = resources.leadsquared.get_client()
+        client = resources.default_leadsquared.get_client()
         assert client.budget.limits == settings.account_limits()
         assert {name: w.calls for name, w in client.budget.windows.items()} == {"general": 5, "bulk": 2}
 
 
 def test_a_redis_url_never_shows_in_the_resource(monkeypatch) -> None:
     monkeypatch.setenv("LSQ_RATE_LIMIT_REDIS", "redis://:s3cret-password@127.0.0.1:6390/0")
-    resource = build_resources(load_settings())["leadsquared"]
+    resource = build_resources(default_account())["default_leadsquared"]
     assert "s3cret-password" not in repr(resource) and "s3cret-password" not in str(resource)
     assert isinstance(resource, dg.ConfigurableResource)
 

@@ -9,7 +9,8 @@ import pytest
 from lsq_pipeline.orchestration.runs import code_location
 
 defs = code_location()
-from lsq_pipeline.settings import SettingsError, load_settings
+from lsq_pipeline.settings import SettingsError
+from lsq_pipeline_tests.accounts import default_account
 
 ASSETS = {
     "source/applications": set(),
@@ -75,7 +76,7 @@ def schedule_tick(day: int):
 
     context = dg.build_schedule_context(
         scheduled_execution_time=dt.datetime(2026, 11, day, 3, 0, tzinfo=dt.UTC),
-        resources={"source": defs.resources["source"]},
+        resources={"default_source": defs.resources["default_source"]},
         repository_def=defs.get_repository_def(),
     )
     return defs.resolve_schedule_def("daily_sync_schedule").evaluate_tick(context)
@@ -110,7 +111,7 @@ def test_bad_settings_fail_early_naming_the_variable(monkeypatch, env, named):
     for variable, value in env.items():
         monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError) as raised:
-        load_settings()
+        default_account().check_keys()
     assert named in str(raised.value)
     assert "u$abc" not in str(raised.value)
 
@@ -119,4 +120,4 @@ def test_bad_settings_fail_early_naming_the_variable(monkeypatch, env, named):
 def test_missing_paths_fail_early_naming_the_variable(monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=variable):
-        load_settings().check_paths()
+        default_account().check_paths()

@@ -18,9 +18,10 @@ SETTLE = 0.5
 
 def tick(source_dir, instance, cursor):
     defs = build_definitions(
-        AccountSettings(source_dir=str(source_dir), mapping=str(MAPPING), file_settle_seconds=SETTLE)
+        AccountSettings(source_dir=str(source_dir), mapping=str(MAPPING), file_settle_seconds=SETTLE, sandbox=True,
+                        first_day=FIRST_DAY.isoformat())
     )
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"source": defs.resources["source"]},
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"default_source": defs.resources["default_source"]},
                                       repository_def=defs.get_repository_def())
     result = defs.resolve_sensor_def("new_source_files").evaluate_tick(context)
     return result, result.cursor

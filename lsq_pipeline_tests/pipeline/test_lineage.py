@@ -57,7 +57,7 @@ def test_each_export_file_is_reported_once_per_version_by_the_arrival_sensor(mak
 
     def tick(cursor):
         context = dg.build_sensor_context(instance=pipeline.instance, cursor=cursor, repository_def=defs.get_repository_def(),
-                                          resources={"source": defs.resources["source"]})
+                                          resources={"default_source": defs.resources["default_source"]})
         return sensor.evaluate_tick(context)
 
     first = tick(None)

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from lsq_pipeline.settings import SettingsError, settings_from
+from lsq_pipeline.settings import SettingsError
+from lsq_pipeline_tests.accounts import default_account
 from lsq_pipeline_tests.postgres import PASSWORD, PASSWORD_ROLE
 
 OPEN = """
@@ -36,7 +37,7 @@ def _open(url: str, **env: str) -> str:
 def test_a_url_with_a_password_is_refused_without_showing_it(monkeypatch):
     monkeypatch.setenv("LSQ_WAREHOUSE", f"postgresql://{PASSWORD_ROLE}:{PASSWORD}@db.internal:5432/crm")
     with pytest.raises(SettingsError) as raised:
-        settings_from({}, "LSQ_")
+        default_account()
     message = str(raised.value)
     assert "LSQ_WAREHOUSE" in message and "PGPASSWORD" in message and "~/.pgpass" in message
     assert PASSWORD not in message
