@@ -53,7 +53,7 @@ class _Application:
 
 
 def _name_pool(seed: int) -> list[str]:
-    faker = require("faker", "demo", "lsq-pipeline generate").Faker("en_IN")
+    faker = require("faker", "demo", "the demo generator").Faker("en_IN")
     faker.seed_instance(seed)
     names = [faker.name() for _ in range(NAME_POOL_SIZE)]
     return names + list(NON_ASCII_NAMES) * (NAME_POOL_SIZE // 100)
