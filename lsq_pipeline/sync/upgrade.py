@@ -1,8 +1,8 @@
 """Rewriting a warehouse file of the previous release (`lsq-pipeline warehouse upgrade`).
 
-The previous release ran DuckDB 2.0.1; this one pins DuckDB 1.5.5 (the postgres extension's PyPI
-wheel exists for no other), which cannot read a file DuckDB 2.x wrote. So the file is exported
-by the DuckDB that wrote it and imported by this one: DuckDB 2.0.1 is installed with pip into a
+The previous release ran DuckDB 2.0.1; the `postgres` extra pins DuckDB 1.5.5 (the postgres
+extension's PyPI wheel exists for no other), which cannot read a file DuckDB 2.x wrote. So the
+file is exported by the DuckDB that wrote it and imported by the installed one: DuckDB 2.0.1 is installed with pip into a
 throwaway folder, a subprocess that imports it from there runs `EXPORT DATABASE` (Parquet) on the
 old file read-only, and this process moves the old file aside (kept, never deleted), makes the new
 file with `Warehouse.connect` (this release's file settings), runs `IMPORT DATABASE`, checks that
