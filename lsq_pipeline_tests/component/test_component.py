@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -67,6 +67,35 @@ def test_scaffold_writes_a_starter_named_after_the_folder():
     assert document["attributes"]["account"] == "acme"
     assert document["attributes"]["access_key_env"] == "ACME_LSQ_ACCESS_KEY"
     assert document["attributes"]["source_dir"] == "data/acme/source"
+    assert document["attributes"]["sandbox"] is True  # asked for, never implied
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    assert document["attributes"]["first_day"] == yesterday.isoformat()  # no day folder yet: yesterday (UTC)
+    assert document["requirements"]["env"] == ["ACME_LSQ_ACCESS_KEY", "ACME_LSQ_SECRET_KEY"]  # `dg list env`
+
+
+@pytest.mark.parametrize(("attributes", "expected"), [
+    ("  first_day: '2026-11-01'\n", "account initech: api_host is not set"),
+    ("  first_day: '2026-11-01'\n  sandbox: true\n  api_host: https://api-in21.leadsquared.com\n",
+     "account initech: api_host is set and sandbox is true"),
+    ("  sandbox: true\n", "account initech: first_day is not set"),
+    ("  sandbox: true\n  first_day: '2026-11-01'\n  max_in_flight: many\n", "account initech: max_in_flight"),
+])
+def test_an_account_that_names_no_leadsquared_or_no_first_day_fails_the_load_naming_the_file(attributes, expected):
+    with pytest.raises(Exception) as raised:
+        load(f"type: lsq_pipeline.LeadSquaredSyncComponent\nattributes:\n  account: initech\n{attributes}")
+    cause = raised.value.__cause__
+    assert isinstance(cause, SettingsError) and "\n" not in str(cause)
+    assert str(cause).split(": ")[0].endswith("accounts/defs.yaml") and expected in str(cause)
+
+
+def test_blank_variables_leave_defaults_and_owners_take_the_comma_form(monkeypatch):
+    monkeypatch.setenv("TEST_OWNERS", "team:crm-data, alice@example.com")
+    defs = load("type: lsq_pipeline.LeadSquaredSyncComponent\nattributes:\n  account: initech\n  sandbox: true\n"
+                "  first_day: '2026-11-01'\n  rate_limit_calls: \"{{ env('TEST_NOT_SET', '') }}\"\n"
+                "  max_in_flight: \"{{ env('TEST_NOT_SET', '') }}\"\n  owners: \"{{ env('TEST_OWNERS', '') }}\"\n")
+    settings = settings_of(defs.resolve_job_def("initech_sync_job"))
+    assert settings.rate_limit_calls is None and settings.max_in_flight == AccountSettings.model_fields["max_in_flight"].default
+    assert settings.owners == ["team:crm-data", "alice@example.com"]
 
 
 def test_two_accounts_load_side_by_side_with_their_own_names():

@@ -174,3 +174,12 @@ def test_a_team_installs_the_wheel_into_its_own_dg_project(tmp_path: Path) -> No
                      "--out", "generated"], empty, env, ok=False)
     assert generate.returncode == 1 and "Traceback" not in generate.stderr
     assert generate.stderr.strip().endswith("pip install 'lsq_pipeline[demo]'")
+    acme_yaml = project / "src" / "acme_data" / "defs" / "acme" / "defs.yaml"
+    acme_yaml.write_text(acme_yaml.read_text().replace("attributes:\n", "attributes:\n  rate_limit_redis_env: ACME_REDIS\n"))
+    _run(dg + ["check", "defs"], project, env)  # whether Redis is used is decided when a run starts
+    shared = _run([str(bin_ / "lsq-pipeline"), "sync", "--account", "acme", "--partition", "2026-11-02"], project,
+                  {**run_env, "ACME_REDIS": "redis://127.0.0.1:9/0"}, ok=False)
+    assert shared.returncode == 1
+    output = shared.stdout + shared.stderr
+    assert "needs the redis package, which is not installed: pip install 'lsq_pipeline[redis]'" in output
+    assert "ModuleNotFoundError" not in output and "ImportError" not in output

@@ -88,7 +88,7 @@ def _wait_until_served(base: str, process: subprocess.Popen, log_path: Path) -> 
 def test_ui_starts_from_the_venv_without_activation(ui):
     base, folder, _ = ui
     log = (folder / "ui.log").read_text(errors="replace")
-    assert "/dg dev -w workspace.yaml --use-active-venv" in log
+    assert "/dagster dev -m lsq_pipeline.definitions" in log  # outside a dg project: the packaged account
     assert (folder / "instance" / "dagster.yaml").exists()
     assert requests.get(f"{base}/server_info", timeout=10).ok
 
