@@ -10,7 +10,6 @@ import inspect
 import warnings
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
 from dagster._utils.schedules import get_smallest_cron_interval
@@ -76,10 +75,11 @@ def freshness_policy(settings: AccountSettings) -> dg.FreshnessPolicy:
     return dg.FreshnessPolicy.cron(deadline_cron=settings.schedule, lower_bound_delta=min(interval, timedelta(days=1)))
 
 
-def table_of(settings: AccountSettings, group: str, table: str, *kinds: str) -> dict[str, object]:
-    """What a warehouse table asset of the account says of itself: its kinds (`leadsquared` too for the
-    steps that call it), owners, group and table name."""
-    return {"kinds": {"duckdb", *kinds}, "owners": settings.owners, "group_name": settings.name(group),
+def table_of(settings: AccountSettings, step: str, table: str, *kinds: str) -> dict[str, object]:
+    """What a warehouse table asset of the account says of itself: its kinds (the warehouse's, the
+    step's, `leadsquared` too for the steps that call it), owners, the account's group and the table."""
+    return {"kinds": {settings.warehouse_location().kind, step, *kinds}, "owners": settings.owners,
+            "group_name": settings.account,
             "metadata": {"dagster/table_name": settings.warehouse_location().table_name(table)}}
 
 
@@ -100,15 +100,8 @@ def selected(context: dg.AssetExecutionContext, result: dg.MaterializeResult | d
         yield result
 
 
-def errors_csv_path(settings: AccountSettings, run_id: str) -> Path:
-    """Where a run's errors CSV goes: `errors/<run id>.csv` next to the warehouse file, or next to
-    the source folder when the warehouse is PostgreSQL (its `sync_errors` table holds the same rows)."""
-    location = settings.warehouse_location()
-    folder = settings.path("source_dir").parent if location.on_postgres else Path(location.target).parent
-    return folder / "errors" / f"{run_id}.csv"
-
-
 DRIFT_PREVIEW_ROWS = 20
+ERROR_PREVIEW_ROWS = 20
 
 
 def run_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -163,9 +156,9 @@ def _steps(
             key("source", name),
             description=f"Each day's {file_name} in the source folder, as exported; observed by the "
             "source_files_arrived sensor (size and modified time), so a late export shows as stale.",
-            kinds={"csv"},
+            kinds={"csv", "source"},
             owners=settings.owners,
-            group_name=settings.name("source"),
+            group_name=settings.account,
             partitions_def=partitions,
             freshness_policy=freshness,
             metadata={"path": dg.MetadataValue.path(str(settings.path("source_dir") / "YYYY-MM-DD" / file_name))},
@@ -439,12 +432,16 @@ def _steps(
             journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [run_id])
             counts = history.action_counts(conn, run_id, days)
             errors = history.record_errors(conn, run_id, days)
-            errors_csv = history.write_errors_csv(conn, run_id, errors_csv_path(settings, run_id))
+            first_errors = history.first_errors(conn, run_id, ERROR_PREVIEW_ROWS)
         return dg.MaterializeResult(
             metadata={
                 **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
                 "errors": dg.MetadataValue.int(errors),
-                "errors_csv": dg.MetadataValue.path(str(errors_csv.resolve())),
+                "failed_records": dg.MetadataValue.md(
+                    preview(history.ERROR_COLUMNS, first_errors)
+                    + (f"\n\n{errors - len(first_errors)} more in the table sync_errors" if errors > len(first_errors) else "")
+                    if first_errors else "none"
+                ),
                 "lead_bulk_calls": dg.MetadataValue.int(summary.lead_calls),
                 "leads_sent_in_bulk": dg.MetadataValue.int(summary.leads_sent),
                 "lead_bulk_calls_failed": dg.MetadataValue.int(summary.lead_calls_failed),
@@ -471,7 +468,7 @@ def _steps(
         )
 
 
-    leadsquared = {"kinds": {"leadsquared"}, "owners": settings.owners, "group_name": settings.name("leadsquared"),
+    leadsquared = {"kinds": {"leadsquared", "reconcile"}, "owners": settings.owners, "group_name": settings.account,
                    "deps": [key("push_journal")]}
 
     @dg.multi_asset(

@@ -46,11 +46,11 @@ def table_metadata(
 
 
 def api_metadata(before: ClientStats, after: ClientStats) -> dict[str, dg.MetadataValue]:
-    """What this step spent of the account's API budget, in all and per endpoint (`api_calls_bulk_add`...)."""
+    """What this step spent of the account's API budget, in all and per endpoint (`api_calls_bulk_add`...),
+    every endpoint's figure present, 0 included, so the UI plots it over time."""
     per_endpoint = {
         f"api_calls_{name}": dg.MetadataValue.int(stats.calls - before.per_endpoint.get(name, EMPTY).calls)
         for name, stats in sorted(after.per_endpoint.items())
-        if stats.calls - before.per_endpoint.get(name, EMPTY).calls
     }
     return {
         **per_endpoint,

@@ -100,6 +100,11 @@ class Warehouse:
         """How messages name it (never a secret: a URL with a password is refused)."""
         return f"PostgreSQL {self.target}, schema {self.schema}" if self.on_postgres else f"DuckDB {self.target}"
 
+    @property
+    def kind(self) -> str:
+        """The Dagster kind of its tables: `postgres` or `duckdb`."""
+        return "postgres" if self.on_postgres else "duckdb"
+
     def table_name(self, table: str) -> str:
         """`database.schema.table`, as Dagster's `dagster/table_name` shows it."""
         if self.on_postgres:

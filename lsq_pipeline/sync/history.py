@@ -6,12 +6,10 @@ caller passes in (API calls, timing), so it can be re-written for a run at any t
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 
 import duckdb
 
@@ -130,18 +128,12 @@ def record_errors(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[d
     return conn.execute("SELECT count(*) FROM sync_errors WHERE run_id = $1", [run_id]).fetchone()[0]
 
 
-def write_errors_csv(conn: duckdb.DuckDBPyConnection, run_id: str, path: Path) -> Path:
-    """The run's `sync_errors` as a CSV a person can open in a spreadsheet."""
-    rows = conn.execute(
-        f"SELECT {', '.join(ERROR_COLUMNS)} FROM sync_errors WHERE run_id = $1 ORDER BY kind, day, source_id",
-        [run_id],
+def first_errors(conn: duckdb.DuckDBPyConnection, run_id: str, limit: int) -> list[tuple]:
+    """The first `limit` of the run's `sync_errors` (columns `ERROR_COLUMNS`), for a preview."""
+    return conn.execute(
+        f"SELECT {', '.join(ERROR_COLUMNS)} FROM sync_errors WHERE run_id = $1 ORDER BY kind, day, source_id LIMIT $2",
+        [run_id, limit],
     ).fetchall()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(ERROR_COLUMNS)
-        writer.writerows(rows)
-    return path
 
 
 def record_run(conn: duckdb.DuckDBPyConnection, record: RunRecord) -> dict[str, object]:

@@ -27,7 +27,7 @@ CHAOS = dict(fault_rate=0.05, lost_response_rate=0.02, latency_ms=30)
 # "Under each sandbox profile").
 PROFILES = ("documented", "terse", "field")
 READ_LAG_SECONDS = 20.0
-"""The read lag of the chaos case that adds one (issue 17): longer than the reconcile's same-run
+"""The read lag of the chaos case that adds one: longer than the reconcile's same-run
 re-read, so records really wait `pending` across runs."""
 
 

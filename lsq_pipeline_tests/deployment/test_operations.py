@@ -1,4 +1,4 @@
-"""Operations the way Dagster does them, checked on Dagster's own daemons (issue 19, part 2):
+"""Operations the way Dagster does them, checked on Dagster's own daemons:
 
 - freshness: `dagster-daemon run` on the shipped instance evaluates the source assets' cron
   freshness policy; an export that does not come shows as stale (FAIL), one that arrives makes

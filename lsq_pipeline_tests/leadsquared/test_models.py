@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from lsq_pipeline.leadsquared.models import (
     ActivityAdd,
@@ -17,7 +16,6 @@ from lsq_pipeline.leadsquared.models import (
     fields_from_dict,
 )
 
-API_PAGES = Path("/work/shared/leadsquared-api")
 
 
 def test_bulk_add_item_serializes_with_api_names_and_no_nones() -> None:

@@ -54,7 +54,7 @@ def receiver():
     server.server_close()
 
 
-def test_a_run_writes_its_history_errors_csv_and_metadata(make_pipeline):
+def test_a_run_writes_its_history_errors_and_metadata(make_pipeline):
     pipeline = make_pipeline(rows=30, days=1, dirty_rate=0.1)
     pair = refuse_one_record(pipeline)
     result = pipeline.run(FIRST_DAY)
@@ -66,12 +66,17 @@ def test_a_run_writes_its_history_errors_csv_and_metadata(make_pipeline):
     assert meta["succeeded_create"] + meta["succeeded_capture"] == accepted - 1
     assert meta["failed_capture"] + meta["failed_create"] == 1
     assert meta["api_calls_bulk_add"] >= 1 and meta["api_calls_capture"] >= 1
+    assert meta["api_calls_bulk_update"] == 0  # every endpoint's figure is there, 0 included
 
     rejected = pipeline.scalar("SELECT count(*) FROM rejects")
     assert rejected > 0
-    with open(meta["errors_csv"], encoding="utf-8") as handle:
-        lines = list(csv.DictReader(handle))
+    columns = ["kind", "source_id", "field", "error", "payload"]
+    lines = [dict(zip(columns, row)) for row in pipeline.query(
+        f"SELECT {', '.join(columns)} FROM sync_errors WHERE run_id = $1", [result.run_id])]
     assert len(lines) == meta["errors"] == rejected + 1
+    preview = meta["failed_records"]  # the first rows, as a table in the UI
+    assert preview.startswith("| run_id | kind | day | source_id |")
+    assert len(preview.splitlines()) == 2 + min(meta["errors"], 20)
     [failure] = [line for line in lines if line["kind"] != "reject"]
     assert failure["source_id"] in pair and failure["field"] == "Phone"
     assert "already exists" in failure["error"]

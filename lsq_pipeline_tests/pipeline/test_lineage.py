@@ -24,7 +24,7 @@ def test_the_graph_runs_from_the_export_file_to_leadsquared_with_column_lineage(
         node = graph.get(dg.AssetKey.from_user_string(downstream))
         assert dg.AssetKey.from_user_string(upstream) in node.parent_keys, (upstream, downstream)
     opportunities = graph.get(dg.AssetKey(["leadsquared", "opportunities"]))
-    assert opportunities.kinds == {"leadsquared"}
+    assert opportunities.kinds == {"leadsquared", "reconcile"}
     [amount] = opportunities.metadata["dagster/column_lineage"].deps_by_column["mx_Custom_3"]
     assert (amount.asset_key, amount.column_name) == (dg.AssetKey("raw_applications"), "amount")
     columns = {c.name: c for c in opportunities.metadata["dagster/column_schema"].columns}
@@ -33,8 +33,9 @@ def test_the_graph_runs_from_the_export_file_to_leadsquared_with_column_lineage(
     activities = graph.get(dg.AssetKey(["leadsquared", "activities"]))
     assert "ActivityEvent" in activities.metadata["dagster/column_lineage"].deps_by_column
     source = graph.get(dg.AssetKey(["source", "applications"]))
-    assert source.kinds == {"csv"} and not source.is_materializable and source.freshness_policy is not None
-    assert graph.get(dg.AssetKey("push_journal")).kinds == {"duckdb", "leadsquared"}
+    assert source.kinds == {"csv", "source"} and not source.is_materializable and source.freshness_policy is not None
+    assert graph.get(dg.AssetKey("push_journal")).kinds == {"duckdb", "push", "leadsquared"}
+    assert {node.group_name for node in graph.asset_nodes} == {"default"}  # one group per account
     assert graph.get(dg.AssetKey("raw_events")).metadata["dagster/table_name"] == "warehouse.main.raw_events"
 
 

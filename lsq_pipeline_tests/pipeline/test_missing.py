@@ -1,4 +1,4 @@
-"""Past the read-back grace a record is `missing` (issue 17): the next run reads it back once more
+"""Past the read-back grace a record is `missing`: the next run reads it back once more
 and re-creates it through Bulk Add, where the duplicate rule answers if it was only slow; under
 `update_only` it stays `missing` and is reported. A read lag longer than a (short) grace makes it
 happen on purpose."""

@@ -1,4 +1,4 @@
-"""Reads that lag writes (issue 17): against a sandbox whose GetOpportunitiesById lags by 20 s and
+"""Reads that lag writes: against a sandbox whose GetOpportunitiesById lags by 20 s and
 by 120 s, creates and then a day of updates leave records `pending`, never `failed` nor `drifted`;
 re-syncs after the lag settle every record `in_sync` with no write call, and nothing is doubled."""
 

@@ -1,4 +1,4 @@
-"""Contract tests of the fidelity fixes (issue 12, point 1), over real HTTP on the documented profile."""
+"""Contract tests of the fidelity fixes, over real HTTP on the documented profile."""
 
 from __future__ import annotations
 

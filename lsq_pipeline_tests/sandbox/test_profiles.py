@@ -1,4 +1,4 @@
-"""Each profile's switches over real HTTP: `documented` (today's choices), `terse`, `field` (issue 12, point 2)."""
+"""Each profile's switches over real HTTP: `documented` (today's choices), `terse`, `field`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reads that lag writes (issue 17): GetOpportunitiesById leaves out an opportunity created in the
+"""Reads that lag writes: GetOpportunitiesById leaves out an opportunity created in the
 last N seconds and shows an updated one as it was; writes and the duplicate rule see the truth."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Telling "not yet" from drift and from "gone" (issue 17), on plain values: the rules reconcile
+"""Telling "not yet" from drift and from "gone", on plain values: the rules reconcile
 applies to each read-back, without a clock of ours compared with LeadSquared's."""
 
 from __future__ import annotations
