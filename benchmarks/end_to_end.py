@@ -168,7 +168,7 @@ def main() -> None:
             push_items_per_s = None
             for event in result.get_step_success_events():
                 steps[event.step_key] = event.event_specific_data.duration_ms / 1000
-            for m in result.asset_materializations_for_node("push_journal"):
+            for m in result.asset_materializations_for_node("push"):
                 push_items_per_s = m.metadata["items_per_second"].value
             states = {}
             for m in result.asset_materializations_for_node("opportunity_state"):

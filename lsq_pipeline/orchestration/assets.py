@@ -87,7 +87,7 @@ def resource_keys(settings: AccountSettings, *roles: str) -> set[str]:
     return {settings.resource_key(role) for role in roles or RESOURCE_ROLES}
 
 
-def selected(context: dg.AssetExecutionContext, result: dg.MaterializeResult | dg.AssetCheckResult):
+def selected(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, result: dg.MaterializeResult | dg.AssetCheckResult):
     """The result if its asset (or check) is selected in this run. The multi-assets are
     subsettable, so the UI's "Materialize all" over a range of days is accepted as one backfill
     (Dagster 1.13 refuses it for a non-subsettable multi-asset whose outputs have different
@@ -131,9 +131,10 @@ def daily_partitions(settings: AccountSettings) -> dg.DailyPartitionsDefinition:
 
 def build_assets(
     settings: AccountSettings, partitions: dg.PartitionsDefinition, mapping: Mapping | None
-) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+) -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], list[dg.AssetChecksDefinition]]:
     """The export files, the five steps of one account and what LeadSquared holds (its column
-    schema and lineage from the `mapping`, when the file was there at load). A range backfill as one run needs `backfill_policy`, still
+    schema and lineage from the `mapping`, when the file was there at load), and the checks of what
+    LeadSquared holds. A range backfill as one run needs `backfill_policy`, still
     beta in Dagster 1.13 with no stable equivalent: exactly that warning is quieted, here only."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -142,7 +143,7 @@ def build_assets(
 
 def _steps(
     settings: AccountSettings, partitions: dg.PartitionsDefinition, mapping: Mapping | None
-) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+) -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], list[dg.AssetChecksDefinition]]:
 
     def key(*names: str) -> dg.AssetKey:
         return account_key(settings, *names)
@@ -390,15 +391,34 @@ def _steps(
         )
 
 
-    @dg.asset(
-        key=key("push_journal"),
-        deps=[key("sync_plan")],
+    pushed = {"owners": settings.owners, "group_name": settings.account, "deps": [key("sync_plan")]}
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                key("leadsquared", "opportunities"),
+                description="The opportunities in LeadSquared for the source records: the push creates and "
+                "updates them (each call journalled in the table push_journal before it goes and after its "
+                "answer); each field's schema, owner and source column come from the mapping.",
+                kinds={"leadsquared", "push"},
+                metadata=lineage.opportunities_metadata(mapping, key("raw_applications")) if mapping else {},
+                **pushed,
+            ),
+            dg.AssetSpec(
+                key("leadsquared", "activities"),
+                description="The activities the push adds to those opportunities, from the events export.",
+                kinds={"leadsquared", "push"},
+                metadata=lineage.activities_metadata(mapping, key("raw_events")) if mapping else {},
+                **pushed,
+            ),
+        ],
+        name=key("push").to_python_identifier(),
         **step,
         pool=settings.name(API_POOL),
-        **table_of(settings, "push", "push_journal", "leadsquared"),
+        can_subset=True,
     )
     @one_writer
-    def push_journal(context: dg.AssetExecutionContext):
+    def push(context: dg.AssetExecutionContext):
         """Send the plan to LeadSquared and journal every batch before it goes and every row's
         answer after. A crashed run is resumed by simply running it again: creates that landed come
         back as the existing opportunity, and activities whose answer was lost are never re-sent."""
@@ -429,11 +449,13 @@ def _steps(
             )
         run_id = context.run.run_id
         with warehouse.get_connection() as conn:
-            journal_meta = table_metadata(conn, "push_journal", "run_id = $1", [run_id])
+            journal_rows = conn.execute("SELECT count(*) FROM push_journal WHERE run_id = $1", [run_id]).fetchone()[0]
             counts = history.action_counts(conn, run_id, days)
             errors = history.record_errors(conn, run_id, days)
             first_errors = history.first_errors(conn, run_id, ERROR_PREVIEW_ROWS)
-        return dg.MaterializeResult(
+            held = state_rules.summarize_state(conn, 0)
+        yield from selected(context, dg.MaterializeResult(
+            asset_key=key("leadsquared", "opportunities"),
             metadata={
                 **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
                 "errors": dg.MetadataValue.int(errors),
@@ -462,56 +484,31 @@ def _steps(
                 "daily_budget_exhausted": dg.MetadataValue.bool(summary.daily_budget_exhausted),
                 "records_waiting": dg.MetadataValue.int(summary.records_waiting),
                 "activities_waiting": dg.MetadataValue.int(summary.activities_waiting),
+                "journal_rows": dg.MetadataValue.int(journal_rows),
+                "table_total_opportunities": dg.MetadataValue.int(held.opportunities_held),
                 **api_metadata(before, client.stats()),
-                **journal_meta,
-            }
-        )
+            },
+        ))
+        yield from selected(context, dg.MaterializeResult(
+            asset_key=key("leadsquared", "activities"),
+            metadata={
+                "activities_created": dg.MetadataValue.int(summary.activities_created),
+                "activities_failed": dg.MetadataValue.int(summary.activities_failed),
+                "activities_unknown": dg.MetadataValue.int(summary.activities_unknown),
+                "activities_waiting": dg.MetadataValue.int(summary.activities_waiting),
+                "table_total_activities": dg.MetadataValue.int(held.activities_held),
+            },
+        ))
 
-
-    leadsquared = {"kinds": {"leadsquared", "reconcile"}, "owners": settings.owners, "group_name": settings.account,
-                   "deps": [key("push_journal")]}
-
-    @dg.multi_asset(
-        specs=[
-            dg.AssetSpec(
-                key("opportunity_state"),
-                deps=[key("push_journal")],
-                description="One row per source record: its opportunity id, what was sent, what LeadSquared "
-                "holds and whether they agree.",
-                freshness_policy=freshness,
-                **table_of(settings, "reconcile", "opportunity_state", "leadsquared"),
-            ),
-            dg.AssetSpec(
-                key("leadsquared", "opportunities"),
-                description="The opportunities LeadSquared holds for the source records, as the read-back "
-                "confirmed them; each field's schema, owner and source column come from the mapping.",
-                metadata=lineage.opportunities_metadata(mapping, key("raw_applications")) if mapping else {},
-                **leadsquared,
-            ),
-            dg.AssetSpec(
-                key("leadsquared", "activities"),
-                description="The activities LeadSquared holds on those opportunities, from the events export.",
-                metadata=lineage.activities_metadata(mapping, key("raw_events")) if mapping else {},
-                **leadsquared,
-            ),
-        ],
-        name=key("opportunity_state").to_python_identifier(),
+    @dg.asset(
+        key=key("opportunity_state"),
+        deps=[key("leadsquared", "opportunities"), key("leadsquared", "activities")],
+        description="One row per source record: its opportunity id, what was sent, what LeadSquared "
+        "holds (read back with GetOpportunitiesById) and whether they agree.",
+        freshness_policy=freshness,
         **step,
         pool=settings.name(API_POOL),
-        can_subset=True,
-        check_specs=[
-            dg.AssetCheckSpec(
-                "one_opportunity_per_record",
-                asset=key("opportunity_state"),
-                description="No source record holds two opportunities, and no opportunity serves two records.",
-            ),
-            dg.AssetCheckSpec(
-                "pushed_records_in_sync",
-                asset=key("opportunity_state"),
-                description="Every record read back agrees with what was sent; drift is reported with its fields. "
-                "A record LeadSquared's lagging reads do not show yet is pending: neither failed nor in sync.",
-            ),
-        ],
+        **table_of(settings, "reconcile", "opportunity_state", "leadsquared"),
     )
     @one_writer
     def opportunity_state(context: dg.AssetExecutionContext, config: ReconcileConfig):
@@ -534,8 +531,7 @@ def _steps(
         with warehouse.get_connection() as conn:
             state = state_rules.summarize_state(conn, DRIFT_PREVIEW_ROWS)
             state_meta = table_metadata(conn, "opportunity_state", "TRUE", [])
-        yield from selected(context, dg.MaterializeResult(
-            asset_key=key("opportunity_state"),
+        return dg.MaterializeResult(
             metadata={
                 "checked": dg.MetadataValue.int(summary.checked),
                 "in_sync": dg.MetadataValue.int(summary.in_sync),
@@ -553,46 +549,61 @@ def _steps(
                 "full_reconcile": dg.MetadataValue.bool(config.full),
                 "daily_budget_exhausted": dg.MetadataValue.bool(day_spent),
                 "states": dg.MetadataValue.json(state.statuses),
+                "table_total_opportunities_held": dg.MetadataValue.int(state.opportunities_held),
+                "table_total_activities_held": dg.MetadataValue.int(state.activities_held),
                 **api_metadata(before, client.stats()),
                 **state_meta,
             },
-        ))
-        yield from selected(context, dg.MaterializeResult(
-            asset_key=key("leadsquared", "opportunities"),
-            metadata={
-                "dagster/row_count": dg.MetadataValue.int(state.opportunities_held),
-                "confirmed_this_run": dg.MetadataValue.int(summary.in_sync),
-                "in_sync": dg.MetadataValue.int(state.statuses.get("in_sync", 0)),
-                "pending_read_back": dg.MetadataValue.int(state.statuses.get("pending", 0)),
-                "drifted": dg.MetadataValue.int(state.statuses.get("drifted", 0)),
-                "missing": dg.MetadataValue.int(state.statuses.get("missing", 0)),
-            },
-        ))
-        yield from selected(context, dg.MaterializeResult(
-            asset_key=key("leadsquared", "activities"),
-            metadata={"dagster/row_count": dg.MetadataValue.int(state.activities_held)},
-        ))
+        )
+
+    held = key("leadsquared", "opportunities")
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                "one_opportunity_per_record",
+                asset=held,
+                additional_deps=[key("opportunity_state")],
+                description="No source record holds two opportunities, and no opportunity serves two records.",
+            ),
+            dg.AssetCheckSpec(
+                "pushed_records_in_sync",
+                asset=held,
+                additional_deps=[key("opportunity_state")],
+                description="Every record read back agrees with what was sent; drift is reported with its fields. "
+                "A record LeadSquared's lagging reads do not show yet is pending: neither failed nor in sync.",
+            ),
+        ],
+        name=key("leadsquared_checks").to_python_identifier(),
+        required_resource_keys=resource_keys(settings, "warehouse"),
+        can_subset=True,
+    )
+    def leadsquared_checks(context: dg.AssetCheckExecutionContext):
+        """What LeadSquared holds, checked against the state table the read-back just wrote."""
+        warehouse = getattr(context.resources, settings.resource_key("warehouse"))
+        with warehouse.get_connection() as conn:
+            state = state_rules.summarize_state(conn, DRIFT_PREVIEW_ROWS)
+        drifted, missing = state.statuses.get("drifted", 0), state.statuses.get("missing", 0)
         yield from selected(context, dg.AssetCheckResult(
-            asset_key=key("opportunity_state"),
+            asset_key=held,
             check_name="one_opportunity_per_record",
             passed=not state.doubled,
             metadata={"problems": dg.MetadataValue.md("\n".join(f"- {row}" for row in state.doubled) or "none")},
         ))
         yield from selected(context, dg.AssetCheckResult(
-            asset_key=key("opportunity_state"),
+            asset_key=held,
             check_name="pushed_records_in_sync",
-            passed=summary.drifted == 0 and summary.missing == 0,
+            passed=drifted == 0 and missing == 0,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
-                "checked": dg.MetadataValue.int(summary.checked),
-                "in_sync": dg.MetadataValue.int(summary.in_sync),
-                "pending_read_back": dg.MetadataValue.int(summary.pending),
-                "drifted": dg.MetadataValue.int(summary.drifted),
-                "missing": dg.MetadataValue.int(summary.missing),
+                "in_sync": dg.MetadataValue.int(state.statuses.get("in_sync", 0)),
+                "pending_read_back": dg.MetadataValue.int(state.statuses.get("pending", 0)),
+                "drifted": dg.MetadataValue.int(drifted),
+                "missing": dg.MetadataValue.int(missing),
                 "drift": dg.MetadataValue.md(
                     preview(["source_id", "opportunity_id", "fields"], state.drifted) if state.drifted else "none"
                 ),
             },
         ))
 
-    return [*source_files, extract, transform, sync_plan, push_journal, opportunity_state]
+    return [*source_files, extract, transform, sync_plan, push, opportunity_state], [leadsquared_checks]

@@ -69,8 +69,10 @@ def build_definitions(settings: AccountSettings) -> dg.Definitions:
     mapping = load_mapping(settings.path("mapping")) if settings.path("mapping").is_file() else None
     partitions = daily_partitions(settings)
     resources = build_resources(settings)
+    assets, checks = build_assets(settings, partitions, mapping)
     return dg.Definitions(
-        assets=build_assets(settings, partitions, mapping),
+        assets=assets,
+        asset_checks=checks,
         jobs=build_jobs(settings),
         schedules=[build_schedule(settings)],
         sensors=build_sensors(settings, partitions, resources),

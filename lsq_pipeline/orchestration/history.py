@@ -32,7 +32,8 @@ def run_day_range(run: dg.DagsterRun) -> tuple[date, date] | None:
 
 
 def _metadata_by_asset(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, object]]:
-    """The last materialization's metadata values of each asset of the run, by asset name."""
+    """The last materialization's metadata values of each asset of the run, by the key's last part
+    (`opportunities` for what the push materializes)."""
     found: dict[str, dict[str, object]] = {}
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
     for record in records:
@@ -85,7 +86,7 @@ def record_run_outcome(
     else:
         status, reason = "failed", _failure_message(instance, run.run_id) or f"run {run.status.value}"
     metadata = _metadata_by_asset(instance, run.run_id)
-    push, reconcile = metadata.get("push_journal"), metadata.get("opportunity_state", {})
+    push, reconcile = metadata.get("opportunities"), metadata.get("opportunity_state", {})
     stats = instance.get_run_record_by_id(run.run_id)
     with warehouse.get_connection() as conn:
         ensure_schema(conn)

@@ -15,7 +15,7 @@ SETTINGS_METADATA = "lsq_pipeline/settings"
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor, "inherit": None}
 PLAN_ASSETS = (("raw_applications",), ("raw_events",), ("opportunity_records",), ("activity_records",), ("rejects",),
                ("sync_plan",))
-SEND_ASSETS = (("push_journal",), ("opportunity_state",), ("leadsquared", "opportunities"), ("leadsquared", "activities"))
+SEND_ASSETS = (("leadsquared", "opportunities"), ("leadsquared", "activities"), ("opportunity_state",))
 """Asset keys (under the account's prefix) the jobs select: the plan, and what sends and confirms it."""
 
 

@@ -200,13 +200,14 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: 
         if materialization.asset_key in seen:  # a range run repeats its metadata once per day
             continue
         seen.add(materialization.asset_key)
+        pushed = materialization.asset_key == account_key(settings, "leadsquared", "opportunities")
         calls = materialization.metadata.get("api_calls")
         if calls is not None:
-            if materialization.asset_key.path[-1] == "push_journal":
+            if pushed:
                 write_calls = calls.value
             else:
                 read_calls += calls.value
-        if materialization.asset_key.path[-1] == "push_journal" and "daily_budget_exhausted" in materialization.metadata:
+        if pushed and "daily_budget_exhausted" in materialization.metadata:
             day_spent = day_spent or materialization.metadata["daily_budget_exhausted"].value
             records_waiting += materialization.metadata["records_waiting"].value
     with warehouse_of(settings).get_connection() as conn:

@@ -20,7 +20,7 @@ def test_lost_answers_to_bulk_lead_creates_double_no_lead(tmp_path):
         pipeline = ChaosPipeline(source_dir=source, warehouse=tmp_path / "warehouse.duckdb", sandbox_url=sandbox.url)
         result = pipeline.run(FIRST_DAY)
         assert result.success
-        push = result.asset_materializations_for_node("push_journal")[0].metadata
+        push = result.asset_materializations_for_node("push")[0].metadata
         lead_calls = push["lead_bulk_calls"].value
         stats = pipeline.stats()
         # Every extra call the sandbox saw was a re-send after a lost answer (no faults, no 429s here).

@@ -112,12 +112,13 @@ def test_two_accounts_load_side_by_side_with_their_own_names():
     graph = defs.resolve_asset_graph()
     for account in ("acme", "globex"):  # each account's lineage, export file to LeadSquared, under its prefix
         path = [("source", "applications"), ("raw_applications",), ("opportunity_records",), ("sync_plan",),
-                ("push_journal",), ("leadsquared", "opportunities")]
+                ("leadsquared", "opportunities"), ("opportunity_state",)]
         for upstream, downstream in zip(path, path[1:]):
             assert dg.AssetKey([account, *upstream]) in graph.get(dg.AssetKey([account, *downstream])).parent_keys
     pools = {key.to_user_string(): a.op.pool for a in defs.assets if isinstance(a, dg.AssetsDefinition)
              for key in a.keys}
-    assert pools["acme/push_journal"] == "acme_leadsquared_api" and pools["globex/push_journal"] == "globex_leadsquared_api"
+    assert pools["acme/leadsquared/opportunities"] == "acme_leadsquared_api"
+    assert pools["globex/leadsquared/opportunities"] == "globex_leadsquared_api"
     assert pools["acme/raw_applications"] == "acme_lsq_warehouse"
     assert defs.resolve_schedule_def("globex_daily_sync_schedule").cron_schedule == "30 4 * * *"
     assert graph.get(dg.AssetKey(["acme", "sync_plan"])).owners == ["team:crm-data"]

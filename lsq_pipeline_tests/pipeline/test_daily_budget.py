@@ -26,7 +26,7 @@ DAILY_LIMIT = 12
 
 
 def _push_metadata(result) -> dict:
-    return {key: value.value for key, value in result.asset_materializations_for_node("push_journal")[0].metadata.items()}
+    return {key: value.value for key, value in result.asset_materializations_for_node("push")[0].metadata.items()}
 
 
 def _reconcile_metadata(result) -> dict:

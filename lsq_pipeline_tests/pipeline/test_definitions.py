@@ -21,10 +21,9 @@ ASSETS = {
     "activity_records": {"raw_events", "raw_applications"},
     "rejects": {"raw_applications", "raw_events"},
     "sync_plan": {"opportunity_records", "activity_records"},
-    "push_journal": {"sync_plan"},
-    "opportunity_state": {"push_journal"},
-    "leadsquared/opportunities": {"push_journal"},
-    "leadsquared/activities": {"push_journal"},
+    "leadsquared/opportunities": {"sync_plan"},
+    "leadsquared/activities": {"sync_plan"},
+    "opportunity_state": {"leadsquared/opportunities", "leadsquared/activities"},
 }
 
 
@@ -47,7 +46,7 @@ def test_assets_take_the_pools_that_protect_duckdb_and_the_api_budget():
         for key in assets_def.keys:
             pools[key.to_user_string()] = assets_def.op.pool
     assert pools["raw_applications"] == pools["opportunity_records"] == pools["sync_plan"] == "lsq_warehouse"
-    assert pools["push_journal"] == pools["opportunity_state"] == "leadsquared_api"
+    assert pools["leadsquared/opportunities"] == pools["opportunity_state"] == "leadsquared_api"
 
 
 def test_checks_jobs_and_schedule_are_defined():

@@ -27,7 +27,8 @@ def refuse_one_record(pipeline) -> set[str]:
 
 
 def push_metadata(result) -> dict:
-    [materialization] = result.asset_materializations_for_node("push_journal")
+    [materialization] = [m for m in result.asset_materializations_for_node("push")
+                         if m.asset_key == dg.AssetKey(["leadsquared", "opportunities"])]
     return {key: value.value for key, value in materialization.metadata.items()}
 
 

@@ -14,8 +14,8 @@ import duckdb
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.test_history import receiver  # noqa: F401 - a fixture
 
-PATH = ["source/applications", "raw_applications", "opportunity_records", "sync_plan", "push_journal",
-        "leadsquared/opportunities"]
+PATH = ["source/applications", "raw_applications", "opportunity_records", "sync_plan", "leadsquared/opportunities",
+        "opportunity_state"]
 
 
 def test_the_graph_runs_from_the_export_file_to_leadsquared_with_column_lineage(make_pipeline):
@@ -24,7 +24,7 @@ def test_the_graph_runs_from_the_export_file_to_leadsquared_with_column_lineage(
         node = graph.get(dg.AssetKey.from_user_string(downstream))
         assert dg.AssetKey.from_user_string(upstream) in node.parent_keys, (upstream, downstream)
     opportunities = graph.get(dg.AssetKey(["leadsquared", "opportunities"]))
-    assert opportunities.kinds == {"leadsquared", "reconcile"}
+    assert opportunities.kinds == {"leadsquared", "push"}
     [amount] = opportunities.metadata["dagster/column_lineage"].deps_by_column["mx_Custom_3"]
     assert (amount.asset_key, amount.column_name) == (dg.AssetKey("raw_applications"), "amount")
     columns = {c.name: c for c in opportunities.metadata["dagster/column_schema"].columns}
@@ -34,20 +34,27 @@ def test_the_graph_runs_from_the_export_file_to_leadsquared_with_column_lineage(
     assert "ActivityEvent" in activities.metadata["dagster/column_lineage"].deps_by_column
     source = graph.get(dg.AssetKey(["source", "applications"]))
     assert source.kinds == {"csv", "source"} and not source.is_materializable and source.freshness_policy is not None
-    assert graph.get(dg.AssetKey("push_journal")).kinds == {"duckdb", "push", "leadsquared"}
+    assert graph.get(dg.AssetKey("opportunity_state")).kinds == {"duckdb", "reconcile", "leadsquared"}
     assert {node.group_name for node in graph.asset_nodes} == {"default"}  # one group per account
     assert graph.get(dg.AssetKey("raw_events")).metadata["dagster/table_name"] == "warehouse.main.raw_events"
 
 
-def test_the_reconcile_step_materializes_what_leadsquared_holds(make_pipeline):
+def test_the_push_step_materializes_leadsquared_and_the_checks_read_it_back(make_pipeline):
     pipeline = make_pipeline(rows=20)
     result = pipeline.run(FIRST_DAY)
     assert result.success
-    held = {m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
-            for m in result.asset_materializations_for_node("opportunity_state")}
+    pushed = {m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
+              for m in result.asset_materializations_for_node("push")}
+    assert set(pushed) == {"leadsquared/opportunities", "leadsquared/activities"}
     accepted = pipeline.scalar("SELECT count(*) FROM opportunity_state WHERE status = 'in_sync'")
-    assert held["leadsquared/opportunities"]["dagster/row_count"] == accepted == len(pipeline.remote())
-    assert held["leadsquared/activities"]["dagster/row_count"] == len(pipeline.remote("activities"))
+    assert pushed["leadsquared/opportunities"]["created"] == accepted == len(pipeline.remote())
+    assert pushed["leadsquared/activities"]["activities_created"] == len(pipeline.remote("activities"))
+    [state] = result.asset_materializations_for_node("opportunity_state")
+    assert state.metadata["table_total_opportunities_held"].value == accepted
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()
+              if e.asset_key == dg.AssetKey(["leadsquared", "opportunities"])}
+    assert set(checks) == {"one_opportunity_per_record", "pushed_records_in_sync"}
+    assert all(check.passed for check in checks.values())
 
 
 def test_each_export_file_is_reported_once_per_version_by_the_arrival_sensor(make_pipeline):

@@ -41,7 +41,7 @@ def first_run_leaves_every_record_missing(pipeline: Pipeline) -> tuple[int, floa
     result = pipeline.run(FIRST_DAY)
     created_by = time.monotonic()
     assert result.success
-    created = metadata(result, "push_journal")["created"]
+    created = metadata(result, "push")["created"]
     assert created > 10 and statuses(pipeline) == {"missing": created}
     errors = [row[0] for row in pipeline.query("SELECT error FROM opportunity_state")]
     assert all("not found in LeadSquared since" in error and "last confirmed never" in error for error in errors)
@@ -60,7 +60,7 @@ def test_a_missing_record_is_read_once_more_then_re_created_and_the_duplicate_ru
     second = pipeline.run(FIRST_DAY)  # well inside the lag: the read once more finds nothing
     assert second.success and time.monotonic() < created_by + LAG - 5, "run 2 came too late"
     assert metadata(second, "sync_plan")["planned_create"] == created
-    pushed = metadata(second, "push_journal")
+    pushed = metadata(second, "push")
     assert (pushed["already_existed"], pushed["created"], pushed["captured_with_new_lead"]) == (created, 0, 0)
     remote = pipeline.remote_by_source()
     assert len(remote) == created and all(len(opportunities) == 1 for opportunities in remote.values())

@@ -38,7 +38,7 @@ class Lagging:
         bad = self.pipeline.query("SELECT source_id, status, error FROM opportunity_state "
                                   "WHERE status IN ('failed', 'drifted', 'missing')")
         assert not bad, f"{len(bad)} records failed, drifted or missing, e.g. {bad[:3]}"
-        assert result.asset_materializations_for_node("push_journal")[0].metadata["failed"].value == 0
+        assert result.asset_materializations_for_node("push")[0].metadata["failed"].value == 0
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks["pushed_records_in_sync"] and checks["one_opportunity_per_record"]
         return result

@@ -23,7 +23,7 @@ def push_span(pipeline: Pipeline, run_id: str) -> tuple[float, float]:
         record.event_log_entry.timestamp
         for kind in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS)
         for record in pipeline.instance.get_records_for_run(run_id, of_type=kind).records
-        if record.event_log_entry.step_key.endswith("push_journal")
+        if record.event_log_entry.step_key.endswith("push")
     ]
     return min(times), max(times)
 

@@ -59,7 +59,7 @@ def test_a_second_run_leaves_the_rows_of_a_live_run_alone(tmp_path):
     assert {status for run_id, status, _, _ in rows if run_id == first_id} <= {"ok", "failed"}
     assert not first.query("SELECT 1 FROM push_journal WHERE status IN ('unknown', 'sent')")
     assert first.scalar("SELECT count(*) FROM activity_state WHERE status = 'unknown'") == 0
-    (pushed,) = [m for m in result.asset_materializations_for_node("push_journal")][:1]
+    (pushed,) = [m for m in result.asset_materializations_for_node("push")][:1]
     assert pushed.metadata["unknown_from_dead_runs"].value == 0
 
 
