@@ -260,9 +260,9 @@ def child(folder: Path) -> None:
                 steps[f"step: {event.step_key}"] += event.timestamp - begun[event.step_key]
             elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
                 data = event.dagster_event.event_specific_data.materialization.metadata
-                if "api_calls" in data:
-                    calls += data["api_calls"].value
-                    window_wait += data["api_seconds_waiting_for_window"].value
+                if "run_api_calls" in data:
+                    calls += data["run_api_calls"].value
+                    window_wait += data["run_api_seconds_waiting_for_window"].value
         api_calls.append(calls)
     with duckdb.connect("data/warehouse.duckdb", read_only=True) as conn:
         run_rows = conn.execute(

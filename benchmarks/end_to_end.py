@@ -169,11 +169,11 @@ def main() -> None:
             for event in result.get_step_success_events():
                 steps[event.step_key] = event.event_specific_data.duration_ms / 1000
             for m in result.asset_materializations_for_node("push"):
-                push_items_per_s = m.metadata["items_per_second"].value
+                if "run_items_per_second" in m.metadata:  # leadsquared/opportunities (not activities)
+                    push_items_per_s = m.metadata["run_items_per_second"].value
             states = {}
             for m in result.asset_materializations_for_node("opportunity_state"):
-                if m.asset_key == dg.AssetKey("opportunity_state"):  # the step also materializes leadsquared/*
-                    states = m.metadata["states"].value
+                states = m.metadata["table_total_states"].value
             records = sum(v for k, v in states.items() if k != "rejected")
             writes = sum(delta.get(w, 0) for w in WRITES)
             print(f"\n{label}: {'ok' if result.success else 'FAILED'} in {seconds:.1f} s "

@@ -75,7 +75,7 @@ def run_case(args: argparse.Namespace, source: Path, bulk: tuple[int, float], ou
         by_call = calls(url)
     push_seconds = next(e.event_specific_data.duration_ms / 1000 for e in result.get_step_success_events()
                         if e.step_key == "push") if result.success else float("nan")
-    states = next(m.metadata["states"].value for m in result.asset_materializations_for_node("opportunity_state")) \
+    states = next(m.metadata["table_total_states"].value for m in result.asset_materializations_for_node("opportunity_state")) \
         if result.success else {}
     records = sum(states.values())
     limit = physical_limit(args.general, bulk)

@@ -16,7 +16,7 @@ from dagster._utils.schedules import get_smallest_cron_interval
 
 from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.orchestration.alerts import AlertWebhook
-from lsq_pipeline.orchestration.metadata import api_metadata, preview, table_metadata
+from lsq_pipeline.orchestration.metadata import api_metadata, for_each_day, preview, table_metadata
 from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseResource
 from lsq_pipeline.orchestration import lineage
 from lsq_pipeline.orchestration.liveness import run_is_alive
@@ -29,7 +29,7 @@ from lsq_pipeline.sync import state as state_rules
 from lsq_pipeline.sync.mapping import Mapping
 from lsq_pipeline.sync.push import Pusher
 from lsq_pipeline.sync.reconcile import ReconcileSummary, reconcile
-from lsq_pipeline.sync.warehouse import IN_DAYS, ensure_schema
+from lsq_pipeline.sync.warehouse import ensure_schema
 
 WAREHOUSE_POOL = "lsq_warehouse"
 API_POOL = "leadsquared_api"
@@ -219,29 +219,22 @@ def _steps(
         resources = _ready(context)
         warehouse, source = resources.warehouse, resources.source
         days = run_days(context)
-        counts: dict[str, int] = {"applications": 0, "events": 0}
-        file_warnings: list[str] = []
         with warehouse.get_connection() as conn:
             ensure_schema(conn)
-            for day, loaded in extract_rules.extract_days(conn, source.source_path(), days).items():
-                counts["applications"] += loaded["applications"]
-                counts["events"] += loaded["events"]
-                file_warnings.extend(loaded.get("warnings", []))
-                context.log.debug(f"{day}: {loaded['applications']} applications, {loaded['events']} events")
-            for warning in file_warnings:
-                context.log.warning(warning)
-            yield from selected(context, dg.MaterializeResult(
-                asset_key=key("raw_applications"),
-                metadata={
-                    "days": ", ".join(str(d) for d in days),
-                    "warnings": "\n".join(file_warnings) or "none",
-                    **table_metadata(conn, "raw_applications", IN_DAYS, [days]),
-                },
-            ))
-            yield from selected(context, dg.MaterializeResult(
-                asset_key=key("raw_events"),
-                metadata=table_metadata(conn, "raw_events", IN_DAYS, [days]),
-            ))
+            loaded = extract_rules.extract_days(conn, source.source_path(), days)
+            for day, files in loaded.items():
+                context.log.debug(f"{day}: {files['applications']} applications, {files['events']} events")
+                for warning in files.get("warnings", []):
+                    context.log.warning(warning)
+            for_each_day(context, key("raw_applications"), days, lambda day: {
+                "warnings": "\n".join(loaded[day].get("warnings", [])) or "none",
+                **table_metadata(conn, "raw_applications", "day = $1", [day]),
+            })
+            for_each_day(context, key("raw_events"), days,
+                         lambda day: table_metadata(conn, "raw_events", "day = $1", [day]))
+        run = {"run_days": dg.MetadataValue.int(len(days))}
+        yield from selected(context, dg.MaterializeResult(asset_key=key("raw_applications"), metadata=run))
+        yield from selected(context, dg.MaterializeResult(asset_key=key("raw_events"), metadata=run))
 
 
     @dg.multi_asset(
@@ -289,25 +282,22 @@ def _steps(
             ensure_schema(conn)
             counts = validate.transform_days(conn, days, mapping)
             context.log.debug(f"transform {days[0]}..{days[-1]}: {counts}")
-            yield from selected(context, dg.MaterializeResult(
-                asset_key=key("opportunity_records"),
-                metadata=table_metadata(conn, "opportunity_records", IN_DAYS, [days]),
-            ))
-            yield from selected(context, dg.MaterializeResult(
-                asset_key=key("activity_records"),
-                metadata=table_metadata(conn, "activity_records", IN_DAYS, [days]),
-            ))
-            by_field = validate.rejects_by_field(conn, days)
-            yield from selected(context, dg.MaterializeResult(
-                asset_key=key("rejects"),
-                metadata={
-                    "accepted_applications": dg.MetadataValue.int(counts["accepted"]),
-                    "rejected_by_field": dg.MetadataValue.md(
-                        preview(["field", "rows"], by_field) if by_field else "no rejects"
-                    ),
-                    **table_metadata(conn, "rejects", IN_DAYS, [days]),
-                },
-            ))
+            for table in ("opportunity_records", "activity_records"):
+                for_each_day(context, key(table), days, lambda day, table=table: table_metadata(conn, table, "day = $1", [day]))
+
+            def rejects_of(day: date) -> dict[str, object]:
+                by_field = validate.rejects_by_field(conn, [day])
+                return {"rejected_by_field": dg.MetadataValue.md(preview(["field", "rows"], by_field) if by_field else "no rejects"),
+                        **table_metadata(conn, "rejects", "day = $1", [day])}
+
+            for_each_day(context, key("rejects"), days, rejects_of)
+        run = {"run_days": dg.MetadataValue.int(len(days))}
+        for table in ("opportunity_records", "activity_records"):
+            yield from selected(context, dg.MaterializeResult(asset_key=key(table), metadata=run))
+        yield from selected(context, dg.MaterializeResult(
+            asset_key=key("rejects"),
+            metadata={**run, "run_accepted_applications": dg.MetadataValue.int(counts["accepted"])},
+        ))
         raw = counts["accepted"] + counts["rejected"] + counts["superseded"]  # the days' application rows
         rate = counts["rejected"] / raw if raw else 0.0
         yield from selected(context, dg.AssetCheckResult(
@@ -356,21 +346,27 @@ def _steps(
                 retry_ids=config.retry_source_ids, retry_all_failed=config.retry_all_failed,
             )
             known = state_rules.known_opportunities(conn)
-            activities = plan_rules.planned_activities(conn, days)
             batches = {
                 action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE) for action in ("create", "update")
             }
-            context.log.debug(f"plan {days[0]}..{days[-1]}: {counts}, {activities} activities")
-            yield dg.MaterializeResult(
-                metadata={
-                    **{f"planned_{action}": dg.MetadataValue.int(counts.get(action, 0)) for action in plan_rules.ACTIONS},
-                    "mode": dg.MetadataValue.text(mapping.opportunity.mode),
-                    "planned_activities": dg.MetadataValue.int(activities),
-                    "create_batches": dg.MetadataValue.int(batches["create"]),
-                    "update_batches": dg.MetadataValue.int(batches["update"]),
-                    **table_metadata(conn, "sync_plan", IN_DAYS, [days]),
+            context.log.debug(f"plan {days[0]}..{days[-1]}: {counts}")
+
+            def plan_of(day: date) -> dict[str, object]:
+                planned = plan_rules.planned_by_action(conn, day, day)
+                return {
+                    **{f"planned_{action}": dg.MetadataValue.int(planned.get(action, 0)) for action in plan_rules.ACTIONS},
+                    "planned_activities": dg.MetadataValue.int(plan_rules.planned_activities(conn, [day])),
+                    **table_metadata(conn, "sync_plan", "day = $1", [day]),
                 }
-            )
+
+            for_each_day(context, key("sync_plan"), days, plan_of)
+        yield dg.MaterializeResult(
+            metadata={
+                "mode": dg.MetadataValue.text(mapping.opportunity.mode),
+                "run_create_batches": dg.MetadataValue.int(batches["create"]),
+                "run_update_batches": dg.MetadataValue.int(batches["update"]),
+            }
+        )
         threshold = source.max_change_share if config.max_change_share is None else config.max_change_share
         share = counts.get("update", 0) / known if known else 0.0
         yield dg.AssetCheckResult(
@@ -450,41 +446,48 @@ def _steps(
         run_id = context.run.run_id
         with warehouse.get_connection() as conn:
             journal_rows = conn.execute("SELECT count(*) FROM push_journal WHERE run_id = $1", [run_id]).fetchone()[0]
-            counts = history.action_counts(conn, run_id, days)
-            errors = history.record_errors(conn, run_id, days)
-            first_errors = history.first_errors(conn, run_id, ERROR_PREVIEW_ROWS)
+            history.record_errors(conn, run_id, days)
             held = state_rules.summarize_state(conn, 0)
+
+            def opportunities_of(day: date) -> dict[str, object]:
+                counts = history.action_counts(conn, run_id, [day])
+                errors, first = history.day_errors(conn, run_id, day, ERROR_PREVIEW_ROWS)
+                return {
+                    **{name: dg.MetadataValue.int(value) for name, value in counts.items() if not name.endswith("_activity")},
+                    "errors": dg.MetadataValue.int(errors),
+                    "failed_records": dg.MetadataValue.md(
+                        preview(history.ERROR_COLUMNS, first)
+                        + (f"\n\n{errors - len(first)} more in the table sync_errors" if errors > len(first) else "")
+                        if first else "none"
+                    ),
+                }
+
+            def activities_of(day: date) -> dict[str, object]:
+                counts = history.action_counts(conn, run_id, [day])
+                return {name: dg.MetadataValue.int(value) for name, value in counts.items() if name.endswith("_activity")}
+
+            for_each_day(context, key("leadsquared", "opportunities"), days, opportunities_of)
+            for_each_day(context, key("leadsquared", "activities"), days, activities_of)
         yield from selected(context, dg.MaterializeResult(
             asset_key=key("leadsquared", "opportunities"),
             metadata={
-                **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
-                "errors": dg.MetadataValue.int(errors),
-                "failed_records": dg.MetadataValue.md(
-                    preview(history.ERROR_COLUMNS, first_errors)
-                    + (f"\n\n{errors - len(first_errors)} more in the table sync_errors" if errors > len(first_errors) else "")
-                    if first_errors else "none"
-                ),
-                "lead_bulk_calls": dg.MetadataValue.int(summary.lead_calls),
-                "leads_sent_in_bulk": dg.MetadataValue.int(summary.leads_sent),
-                "lead_bulk_calls_failed": dg.MetadataValue.int(summary.lead_calls_failed),
-                "created": dg.MetadataValue.int(summary.created),
-                "already_existed": dg.MetadataValue.int(summary.already_existed),
-                "adopted": dg.MetadataValue.int(summary.adopted),
-                "captured_with_new_lead": dg.MetadataValue.int(summary.captured),
-                "updated": dg.MetadataValue.int(summary.updated),
-                "failed": dg.MetadataValue.int(summary.failed),
-                "split_calls": dg.MetadataValue.int(summary.split_calls),
-                "unknown_from_dead_runs": dg.MetadataValue.int(sum(summary.interrupted_before.values())),
-                "activities_created": dg.MetadataValue.int(summary.activities_created),
-                "activities_failed": dg.MetadataValue.int(summary.activities_failed),
-                "activities_unknown": dg.MetadataValue.int(summary.activities_unknown),
-                "items_per_second": dg.MetadataValue.float(
+                "run_lead_bulk_calls": dg.MetadataValue.int(summary.lead_calls),
+                "run_leads_sent_in_bulk": dg.MetadataValue.int(summary.leads_sent),
+                "run_lead_bulk_calls_failed": dg.MetadataValue.int(summary.lead_calls_failed),
+                "run_created": dg.MetadataValue.int(summary.created),
+                "run_already_existed": dg.MetadataValue.int(summary.already_existed),
+                "run_adopted": dg.MetadataValue.int(summary.adopted),
+                "run_captured_with_new_lead": dg.MetadataValue.int(summary.captured),
+                "run_updated": dg.MetadataValue.int(summary.updated),
+                "run_failed": dg.MetadataValue.int(summary.failed),
+                "run_split_calls": dg.MetadataValue.int(summary.split_calls),
+                "run_unknown_from_dead_runs": dg.MetadataValue.int(sum(summary.interrupted_before.values())),
+                "run_items_per_second": dg.MetadataValue.float(
                     round(summary.writes / summary.seconds, 1) if summary.seconds else 0.0
                 ),
-                "daily_budget_exhausted": dg.MetadataValue.bool(summary.daily_budget_exhausted),
-                "records_waiting": dg.MetadataValue.int(summary.records_waiting),
-                "activities_waiting": dg.MetadataValue.int(summary.activities_waiting),
-                "journal_rows": dg.MetadataValue.int(journal_rows),
+                "run_daily_budget_exhausted": dg.MetadataValue.bool(summary.daily_budget_exhausted),
+                "run_records_waiting": dg.MetadataValue.int(summary.records_waiting),
+                "run_journal_rows": dg.MetadataValue.int(journal_rows),
                 "table_total_opportunities": dg.MetadataValue.int(held.opportunities_held),
                 **api_metadata(before, client.stats()),
             },
@@ -492,10 +495,10 @@ def _steps(
         yield from selected(context, dg.MaterializeResult(
             asset_key=key("leadsquared", "activities"),
             metadata={
-                "activities_created": dg.MetadataValue.int(summary.activities_created),
-                "activities_failed": dg.MetadataValue.int(summary.activities_failed),
-                "activities_unknown": dg.MetadataValue.int(summary.activities_unknown),
-                "activities_waiting": dg.MetadataValue.int(summary.activities_waiting),
+                "run_activities_created": dg.MetadataValue.int(summary.activities_created),
+                "run_activities_failed": dg.MetadataValue.int(summary.activities_failed),
+                "run_activities_unknown": dg.MetadataValue.int(summary.activities_unknown),
+                "run_activities_waiting": dg.MetadataValue.int(summary.activities_waiting),
                 "table_total_activities": dg.MetadataValue.int(held.activities_held),
             },
         ))
@@ -530,29 +533,30 @@ def _steps(
             summary, day_spent = ReconcileSummary(), True
         with warehouse.get_connection() as conn:
             state = state_rules.summarize_state(conn, DRIFT_PREVIEW_ROWS)
-            state_meta = table_metadata(conn, "opportunity_state", "TRUE", [])
+            table = table_metadata(conn, "opportunity_state", "TRUE", [])
+        table["table_total_rows"] = table.pop("dagster/row_count")  # the whole table, never a day's rows
         return dg.MaterializeResult(
             metadata={
-                "checked": dg.MetadataValue.int(summary.checked),
-                "in_sync": dg.MetadataValue.int(summary.in_sync),
-                "drifted": dg.MetadataValue.int(summary.drifted),
-                "not_found_on_read": dg.MetadataValue.int(summary.not_found),
-                "pending_read_back": dg.MetadataValue.int(summary.pending),
-                "missing": dg.MetadataValue.int(summary.missing),
-                "newly_rejected": dg.MetadataValue.int(summary.rejected),
-                "repaired": dg.MetadataValue.int(summary.repaired),
-                "drift_details": dg.MetadataValue.md(
+                "run_checked": dg.MetadataValue.int(summary.checked),
+                "run_in_sync": dg.MetadataValue.int(summary.in_sync),
+                "run_drifted": dg.MetadataValue.int(summary.drifted),
+                "run_not_found_on_read": dg.MetadataValue.int(summary.not_found),
+                "run_pending_read_back": dg.MetadataValue.int(summary.pending),
+                "run_missing": dg.MetadataValue.int(summary.missing),
+                "run_newly_rejected": dg.MetadataValue.int(summary.rejected),
+                "run_repaired": dg.MetadataValue.int(summary.repaired),
+                "run_drift_details": dg.MetadataValue.md(
                     preview(["source_id", "opportunity_id", "field", "sent", "held", "modified_on", "repaired"],
                             summary.drift_details[:DRIFT_PREVIEW_ROWS])
                     if summary.drift_details else "no drift"
                 ),
-                "full_reconcile": dg.MetadataValue.bool(config.full),
-                "daily_budget_exhausted": dg.MetadataValue.bool(day_spent),
-                "states": dg.MetadataValue.json(state.statuses),
+                "run_full_reconcile": dg.MetadataValue.bool(config.full),
+                "run_daily_budget_exhausted": dg.MetadataValue.bool(day_spent),
+                "table_total_states": dg.MetadataValue.json(state.statuses),
                 "table_total_opportunities_held": dg.MetadataValue.int(state.opportunities_held),
                 "table_total_activities_held": dg.MetadataValue.int(state.activities_held),
                 **api_metadata(before, client.stats()),
-                **state_meta,
+                **table,
             },
         )
 

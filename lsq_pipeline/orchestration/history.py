@@ -12,13 +12,14 @@ from datetime import date, datetime, timezone
 
 import dagster as dg
 
+from lsq_pipeline.orchestration.metadata import API_CALLS
 from lsq_pipeline.orchestration.resources import WarehouseResource
 from lsq_pipeline.sync import history
 from lsq_pipeline.sync.warehouse import ensure_schema
 
 # The client's endpoint each journal kind goes to, for runs that died before the push's metadata.
 ENDPOINT_OF_KIND = {"create": "bulk_add", "capture": "capture", "update": "bulk_update", "activity": "bulk_activities"}
-API_CALLS_PREFIX = "api_calls_"
+API_CALLS_PREFIX = f"{API_CALLS}_"
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
@@ -111,10 +112,10 @@ def record_run_outcome(
                 started_at=_timestamp(stats.start_time if stats else None),
                 ended_at=_timestamp(stats.end_time if stats else None),
                 api_calls=dict(api_calls),
-                rate_limited_calls=sum(int(step.get("api_rate_limited_429", 0)) for step in (push or {}, reconcile)),
-                items_per_second=(push or {}).get("items_per_second"),
-                budget_exhausted=bool((push or {}).get("daily_budget_exhausted", False)),
-                pending_read_back=reconcile.get("pending_read_back"),
-                missing=reconcile.get("missing"),
+                rate_limited_calls=sum(int(step.get("run_api_rate_limited_429", 0)) for step in (push or {}, reconcile)),
+                items_per_second=(push or {}).get("run_items_per_second"),
+                budget_exhausted=bool((push or {}).get("run_daily_budget_exhausted", False)),
+                pending_read_back=reconcile.get("run_pending_read_back"),
+                missing=reconcile.get("run_missing"),
             ),
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import date
 
 import dagster as dg
 import duckdb
@@ -45,20 +46,37 @@ def table_metadata(
     }
 
 
+API_CALLS = "run_api_calls"
+"""What a step spent of the budget in its run: `run_api_calls`, and `run_api_calls_<endpoint>` each."""
+
+
 def api_metadata(before: ClientStats, after: ClientStats) -> dict[str, dg.MetadataValue]:
-    """What this step spent of the account's API budget, in all and per endpoint (`api_calls_bulk_add`...),
-    every endpoint's figure present, 0 included, so the UI plots it over time."""
+    """What this step spent of the account's API budget in its run, in all and per endpoint
+    (`run_api_calls_bulk_add`...), every endpoint's figure present, 0 included, so the UI plots it
+    over time. A call serves several days at once: these are the run's figures, never a day's."""
     per_endpoint = {
-        f"api_calls_{name}": dg.MetadataValue.int(stats.calls - before.per_endpoint.get(name, EMPTY).calls)
+        f"{API_CALLS}_{name}": dg.MetadataValue.int(stats.calls - before.per_endpoint.get(name, EMPTY).calls)
         for name, stats in sorted(after.per_endpoint.items())
     }
     return {
         **per_endpoint,
-        "api_calls": dg.MetadataValue.int(after.calls - before.calls),
-        "api_items": dg.MetadataValue.int(after.items - before.items),
-        "api_retries": dg.MetadataValue.int(after.retries - before.retries),
-        "api_rate_limited_429": dg.MetadataValue.int(after.rate_limited - before.rate_limited),
-        "api_seconds_waiting_for_window": dg.MetadataValue.float(
+        API_CALLS: dg.MetadataValue.int(after.calls - before.calls),
+        "run_api_items": dg.MetadataValue.int(after.items - before.items),
+        "run_api_retries": dg.MetadataValue.int(after.retries - before.retries),
+        "run_api_rate_limited_429": dg.MetadataValue.int(after.rate_limited - before.rate_limited),
+        "run_api_seconds_waiting_for_window": dg.MetadataValue.float(
             round(after.window_wait_seconds - before.window_wait_seconds, 2)
         ),
     }
+
+
+def for_each_day(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, days: Sequence[date],
+    metadata_of: Callable[[date], dict[str, object]],
+) -> None:
+    """Each day's own figures on that day's materialization of `asset_key` (when the run selects
+    it): a range run is one run, yet each day shows what it holds, and the days sum to the run."""
+    if asset_key not in context.selected_asset_keys:
+        return
+    for day in days:
+        context.add_asset_metadata(metadata_of(day), asset_key=asset_key, partition_key=day.isoformat())

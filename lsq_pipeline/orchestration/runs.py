@@ -17,6 +17,7 @@ from filelock import FileLock
 from lsq_pipeline.orchestration.assets import account_key
 from lsq_pipeline.orchestration.jobs import settings_of
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
+from lsq_pipeline.orchestration.metadata import API_CALLS
 from lsq_pipeline.orchestration.resources import WarehouseResource
 from lsq_pipeline.project import DgProject, find_project, load_definitions
 from lsq_pipeline.settings import AccountSettings, SettingsError
@@ -201,15 +202,15 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: 
             continue
         seen.add(materialization.asset_key)
         pushed = materialization.asset_key == account_key(settings, "leadsquared", "opportunities")
-        calls = materialization.metadata.get("api_calls")
+        calls = materialization.metadata.get(API_CALLS)
         if calls is not None:
             if pushed:
                 write_calls = calls.value
             else:
                 read_calls += calls.value
-        if pushed and "daily_budget_exhausted" in materialization.metadata:
-            day_spent = day_spent or materialization.metadata["daily_budget_exhausted"].value
-            records_waiting += materialization.metadata["records_waiting"].value
+        if pushed and "run_daily_budget_exhausted" in materialization.metadata:
+            day_spent = day_spent or materialization.metadata["run_daily_budget_exhausted"].value
+            records_waiting += materialization.metadata["run_records_waiting"].value
     with warehouse_of(settings).get_connection() as conn:
         planned = plan.planned_by_action(conn, first, last)
         journal = state.run_journal(conn, run.run_id)

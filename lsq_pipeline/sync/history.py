@@ -92,9 +92,9 @@ def action_counts(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[d
         SELECT kind, count(*) FILTER (status <> 'not_sent'), count(*) FILTER (status = 'ok'),
                count(*) FILTER (status IN ('failed', 'unknown') AND NOT (kind = 'create' AND source_id IN (
                    SELECT source_id FROM push_journal WHERE run_id = $1 AND kind = 'capture')))
-        FROM push_journal WHERE run_id = $1 GROUP BY kind
+        FROM push_journal WHERE run_id = $1 AND day IN (SELECT unnest($2::DATE[])) GROUP BY kind
         """,
-        [run_id],
+        [run_id, list(days)],
     ).fetchall()
     counts = {f"{outcome}_{action}": 0 for action in ACTIONS for outcome in OUTCOMES}
     for action in ("create", "update", "activity"):
@@ -128,12 +128,16 @@ def record_errors(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[d
     return conn.execute("SELECT count(*) FROM sync_errors WHERE run_id = $1", [run_id]).fetchone()[0]
 
 
-def first_errors(conn: duckdb.DuckDBPyConnection, run_id: str, limit: int) -> list[tuple]:
-    """The first `limit` of the run's `sync_errors` (columns `ERROR_COLUMNS`), for a preview."""
-    return conn.execute(
-        f"SELECT {', '.join(ERROR_COLUMNS)} FROM sync_errors WHERE run_id = $1 ORDER BY kind, day, source_id LIMIT $2",
-        [run_id, limit],
+def day_errors(conn: duckdb.DuckDBPyConnection, run_id: str, day: date, limit: int) -> tuple[int, list[tuple]]:
+    """How many of the run's `sync_errors` are of `day`, and the first `limit` of them (columns
+    `ERROR_COLUMNS`), for a preview."""
+    count = conn.execute("SELECT count(*) FROM sync_errors WHERE run_id = $1 AND day = $2", [run_id, day]).fetchone()[0]
+    rows = conn.execute(
+        f"SELECT {', '.join(ERROR_COLUMNS)} FROM sync_errors WHERE run_id = $1 AND day = $2 "
+        "ORDER BY kind, source_id LIMIT $3",
+        [run_id, day, limit],
     ).fetchall()
+    return count, rows
 
 
 def record_run(conn: duckdb.DuckDBPyConnection, record: RunRecord) -> dict[str, object]:

@@ -21,7 +21,7 @@ def test_lost_answers_to_bulk_lead_creates_double_no_lead(tmp_path):
         result = pipeline.run(FIRST_DAY)
         assert result.success
         push = result.asset_materializations_for_node("push")[0].metadata
-        lead_calls = push["lead_bulk_calls"].value
+        lead_calls = push["run_lead_bulk_calls"].value
         stats = pipeline.stats()
         # Every extra call the sandbox saw was a re-send after a lost answer (no faults, no 429s here).
         assert lead_calls > 0 and stats["Calls"]["LeadBulkCreate"] > lead_calls

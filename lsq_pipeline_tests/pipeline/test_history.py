@@ -66,8 +66,8 @@ def test_a_run_writes_its_history_errors_and_metadata(make_pipeline):
     assert meta["attempted_create"] == accepted
     assert meta["succeeded_create"] + meta["succeeded_capture"] == accepted - 1
     assert meta["failed_capture"] + meta["failed_create"] == 1
-    assert meta["api_calls_bulk_add"] >= 1 and meta["api_calls_capture"] >= 1
-    assert meta["api_calls_bulk_update"] == 0  # every endpoint's figure is there, 0 included
+    assert meta["run_api_calls_bulk_add"] >= 1 and meta["run_api_calls_capture"] >= 1
+    assert meta["run_api_calls_bulk_update"] == 0  # every endpoint's figure is there, 0 included
 
     rejected = pipeline.scalar("SELECT count(*) FROM rejects")
     assert rejected > 0
@@ -93,7 +93,7 @@ def test_a_run_writes_its_history_errors_and_metadata(make_pipeline):
     )
     assert (status, created, failed, errors) == ("succeeded", accepted - 1, 1, rejected + 1)
     assert days == f"{FIRST_DAY}..{FIRST_DAY}"
-    assert calls >= meta["api_calls"] and started <= ended
+    assert calls >= meta["run_api_calls"] and started <= ended
     assert pipeline.scalar("SELECT count(*) FROM sync_errors WHERE run_id = $1 AND field = 'Phone'",
                            [result.run_id]) == 1
 

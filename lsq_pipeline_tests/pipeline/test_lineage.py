@@ -47,8 +47,8 @@ def test_the_push_step_materializes_leadsquared_and_the_checks_read_it_back(make
               for m in result.asset_materializations_for_node("push")}
     assert set(pushed) == {"leadsquared/opportunities", "leadsquared/activities"}
     accepted = pipeline.scalar("SELECT count(*) FROM opportunity_state WHERE status = 'in_sync'")
-    assert pushed["leadsquared/opportunities"]["created"] == accepted == len(pipeline.remote())
-    assert pushed["leadsquared/activities"]["activities_created"] == len(pipeline.remote("activities"))
+    assert pushed["leadsquared/opportunities"]["run_created"] == accepted == len(pipeline.remote())
+    assert pushed["leadsquared/activities"]["run_activities_created"] == len(pipeline.remote("activities"))
     [state] = result.asset_materializations_for_node("opportunity_state")
     assert state.metadata["table_total_opportunities_held"].value == accepted
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()

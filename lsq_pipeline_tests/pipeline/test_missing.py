@@ -41,12 +41,12 @@ def first_run_leaves_every_record_missing(pipeline: Pipeline) -> tuple[int, floa
     result = pipeline.run(FIRST_DAY)
     created_by = time.monotonic()
     assert result.success
-    created = metadata(result, "push")["created"]
+    created = metadata(result, "push")["run_created"]
     assert created > 10 and statuses(pipeline) == {"missing": created}
     errors = [row[0] for row in pipeline.query("SELECT error FROM opportunity_state")]
     assert all("not found in LeadSquared since" in error and "last confirmed never" in error for error in errors)
     reconciled = metadata(result, "opportunity_state")
-    assert (reconciled["missing"], reconciled["pending_read_back"]) == (created, 0)
+    assert (reconciled["run_missing"], reconciled["run_pending_read_back"]) == (created, 0)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["pushed_records_in_sync"] is False  # missing is reported
     assert pipeline.record(result)["missing"] == created
@@ -61,7 +61,7 @@ def test_a_missing_record_is_read_once_more_then_re_created_and_the_duplicate_ru
     assert second.success and time.monotonic() < created_by + LAG - 5, "run 2 came too late"
     assert metadata(second, "sync_plan")["planned_create"] == created
     pushed = metadata(second, "push")
-    assert (pushed["already_existed"], pushed["created"], pushed["captured_with_new_lead"]) == (created, 0, 0)
+    assert (pushed["run_already_existed"], pushed["run_created"], pushed["run_captured_with_new_lead"]) == (created, 0, 0)
     remote = pipeline.remote_by_source()
     assert len(remote) == created and all(len(opportunities) == 1 for opportunities in remote.values())
     assert statuses(pipeline) == {"missing": created}  # still not seen: missing again, not doubled
@@ -84,7 +84,7 @@ def test_under_update_only_a_missing_record_stays_missing_and_is_reported(pipeli
     assert second.success and write_calls(pipeline) == before
     assert metadata(second, "sync_plan")["planned_skipped"] == created
     assert statuses(pipeline) == {"missing": created}
-    assert metadata(second, "opportunity_state")["missing"] == created
+    assert metadata(second, "opportunity_state")["run_missing"] == created
     assert pipeline.record(second)["missing"] == created
 
     time.sleep(max(0.0, created_by + LAG + 1 - time.monotonic()))

@@ -163,8 +163,8 @@ def test_repair_sends_a_changed_field_again_and_report_keeps_the_details(make_pi
     assert json.loads(drift)["mx_Custom_2"]["sent"] == product_sent
     assert json.loads(drift)["mx_Custom_2"]["held"] == "Gold Loan"
     metadata = result.asset_materializations_for_node("opportunity_state")[0].metadata
-    assert metadata["repaired"].value == 1 and metadata["drifted"].value == 1
-    assert "Someone Else" in metadata["drift_details"].value and "Gold Loan" in metadata["drift_details"].value
+    assert metadata["run_repaired"].value == 1 and metadata["run_drifted"].value == 1
+    assert "Someone Else" in metadata["run_drift_details"].value and "Gold Loan" in metadata["run_drift_details"].value
 
     assert pipeline.run(FIRST_DAY).success  # the next run reads the repaired row back
     assert pipeline.query("SELECT status, drift, repaired_fields FROM opportunity_state WHERE source_id = $1",

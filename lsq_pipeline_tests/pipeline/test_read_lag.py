@@ -38,7 +38,7 @@ class Lagging:
         bad = self.pipeline.query("SELECT source_id, status, error FROM opportunity_state "
                                   "WHERE status IN ('failed', 'drifted', 'missing')")
         assert not bad, f"{len(bad)} records failed, drifted or missing, e.g. {bad[:3]}"
-        assert result.asset_materializations_for_node("push")[0].metadata["failed"].value == 0
+        assert result.asset_materializations_for_node("push")[0].metadata["run_failed"].value == 0
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks["pushed_records_in_sync"] and checks["one_opportunity_per_record"]
         return result
@@ -74,7 +74,7 @@ def assert_settled(lagging: Lagging) -> None:
     assert write_calls(pipeline) == before
     accepted = {row[0] for row in pipeline.query("SELECT DISTINCT source_id FROM opportunity_records")}
     assert lagging.statuses() == {"in_sync": len(accepted)}
-    assert reconciled(result)["pending_read_back"] == 0
+    assert reconciled(result)["run_pending_read_back"] == 0
     remote = pipeline.remote_by_source()
     assert set(remote) == accepted and all(len(opportunities) == 1 for opportunities in remote.values())
     history = pipeline.record(result)
@@ -86,9 +86,9 @@ def assert_day_two_waits(lagging: Lagging, result, planned: dict[str, int]) -> N
     its creates are not found yet (pending, not failed)."""
     metadata = reconciled(result)
     assert planned.get("update", 0) > 10 and planned.get("create", 0) > 10
-    assert metadata["drifted"] == metadata["missing"] == 0
-    assert metadata["not_found_on_read"] == planned["create"]
-    assert metadata["pending_read_back"] == planned["create"] + planned["update"]
+    assert metadata["run_drifted"] == metadata["run_missing"] == 0
+    assert metadata["run_not_found_on_read"] == planned["create"]
+    assert metadata["run_pending_read_back"] == planned["create"] + planned["update"]
 
 
 @pytest.mark.timeout(240)
@@ -99,7 +99,7 @@ def test_20s_lag_updates_of_confirmed_records_read_back_as_before_are_not_drift(
     first = lagging.run(FIRST_DAY)
     created = lagging.planned(FIRST_DAY)["create"]
     assert lagging.statuses() == {"pending": created}
-    assert reconciled(first)["not_found_on_read"] == reconciled(first)["pending_read_back"] == created
+    assert reconciled(first)["run_not_found_on_read"] == reconciled(first)["run_pending_read_back"] == created
     history = lagging.pipeline.record(first)
     assert (history["pending_read_back"], history["missing"]) == (created, 0)
 
@@ -130,7 +130,7 @@ def test_120s_lag_updates_of_records_never_read_back_are_not_drift(lagging):
     updates_started = time.monotonic()
     second = lagging.run(SECOND_DAY)
     planned = lagging.planned(SECOND_DAY)
-    assert reconciled(second)["not_found_on_read"] == reconciled(second)["pending_read_back"]
+    assert reconciled(second)["run_not_found_on_read"] == reconciled(second)["run_pending_read_back"]
     updates_done = lagging.last_run_ended
 
     lagging.wait_past_the_lag(creates_done)

@@ -60,7 +60,7 @@ def test_a_second_run_leaves_the_rows_of_a_live_run_alone(tmp_path):
     assert not first.query("SELECT 1 FROM push_journal WHERE status IN ('unknown', 'sent')")
     assert first.scalar("SELECT count(*) FROM activity_state WHERE status = 'unknown'") == 0
     (pushed,) = [m for m in result.asset_materializations_for_node("push")][:1]
-    assert pushed.metadata["unknown_from_dead_runs"].value == 0
+    assert pushed.metadata["run_unknown_from_dead_runs"].value == 0
 
 
 def test_a_run_is_dead_when_it_ended_or_its_launcher_is_gone(tmp_path):
