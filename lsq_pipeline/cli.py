@@ -320,10 +320,10 @@ def _run_retry(args: argparse.Namespace) -> int:
     if not found:
         print("Nothing to retry: no failed record matches.")
         return 0 if not not_failed else 2
-    day = max(found.values())
+    first, last = min(found.values()), max(found.values())  # the days that hold them, and no other
     config = run_config(settings, retry_source_ids=sorted(found))
-    run = launch(settings, day, day, dry_run=args.dry_run, config=config, retry=True)
-    summary = summarize(settings, run, day, day)
+    run = launch(settings, first, last, dry_run=args.dry_run, config=config, retry=True)
+    summary = summarize(settings, run, first, last)
     _print_outcome(f"retry of {len(found)} failed records", summary, args.dry_run)
     return _run_exit(run, summary, "lsq-pipeline " + " ".join(sys.argv[1:]))
 

@@ -124,6 +124,19 @@ class ReconcileConfig(dg.Config):
     behind the pipeline's back)."""
 
 
+def _retry_on_their_days(conn, days: list[date], config: PlanConfig) -> None:
+    """A retry materializes the days that hold its records, never another: a record retried in a
+    run that does not cover its latest day fails the plan, naming the record and the day."""
+    found = plan_rules.failed_records(conn, config.retry_source_ids, config.retry_all_failed)
+    outside = sorted((day, source_id) for source_id, day in found.items() if day not in days)
+    if outside:
+        named = ", ".join(f"{source_id} ({day})" for day, source_id in outside[:10])
+        raise dg.Failure(
+            f"the retry covers {days[0]}..{days[-1]}, but these failed records' latest version is of another day: "
+            f"{named}{' ...' if len(outside) > 10 else ''}. Launch retry_job over the records' days "
+            "(lsq-pipeline retry does)")
+
+
 def daily_partitions(settings: AccountSettings) -> dg.DailyPartitionsDefinition:
     """Daily partitions from the account's first day (`first_day`, else its oldest export)."""
     return dg.DailyPartitionsDefinition(start_date=settings.first_partition_day().isoformat())
@@ -341,6 +354,8 @@ def _steps(
         mapping = source.load_mapping()
         with warehouse.get_connection() as conn:
             ensure_schema(conn)
+            if config.retry_source_ids or config.retry_all_failed:
+                _retry_on_their_days(conn, days, config)
             counts = plan_rules.plan_days(
                 conn, days, mapping, max_attempts=source.max_attempts,
                 retry_ids=config.retry_source_ids, retry_all_failed=config.retry_all_failed,

@@ -51,8 +51,9 @@ def build_jobs(settings: AccountSettings) -> list[dg.UnresolvedAssetJobDefinitio
             settings.name("retry_job"),
             selection=keys(("sync_plan",), *SEND_ASSETS),
             description="Send failed records again now: set sync_plan's config `retry_source_ids` (or "
-            "`retry_all_failed: true`); refused versions and records out of attempts included. Any day "
-            "will do as the partition: the records come from whatever day holds them.",
+            "`retry_all_failed: true`); refused versions and records out of attempts included. Launch it "
+            "over the days that hold the records' latest versions (`lsq-pipeline retry` does): a retry "
+            "materializes those days and no other.",
             **common,
         ),
     ]

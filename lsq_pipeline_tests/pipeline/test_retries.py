@@ -54,9 +54,16 @@ def test_transient_failures_are_retried_by_later_runs_until_out_of_attempts(make
     assert waiting == day1_ids - ids_of_day(pipeline, DAY2) - ids_of_day(pipeline, DAY3)
     assert not waiting & set(pipeline.remote_by_source())
 
-    retry = pipeline.run(DAY3, job="retry_job",
-                         config={"ops": {"sync_plan": {"config": {"retry_all_failed": True}}}})
+    retry_all = {"ops": {"sync_plan": {"config": {"retry_all_failed": True}}}}
+    elsewhere = pipeline.run(DAY3, job="retry_job", config=retry_all)  # not the days that hold them
+    assert not elsewhere.success
+    [failure] = [e for e in elsewhere.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert f"({FIRST_DAY})" in failure.step_failure_data.error.message
+    assert not pipeline.query("SELECT 1 FROM push_journal WHERE run_id = $1", [elsewhere.run_id])
+    retry = pipeline.run(FIRST_DAY, DAY3, job="retry_job", config=retry_all)
     assert retry.success
+    assert {m.partition for m in retry.asset_materializations_for_node("push")} == {
+        d.isoformat() for d in (FIRST_DAY, DAY2, DAY3)}
     assert failed_rows(pipeline) == {}
     remote = pipeline.remote_by_source()
     assert waiting <= set(remote) and all(len(remote[i]) == 1 for i in waiting)
