@@ -36,6 +36,20 @@ API_POOL = "leadsquared_api"
 RESOURCE_ROLES = ("warehouse", "leadsquared", "source", "alert_webhook")
 """The resources of an account, keyed `settings.resource_key(role)`."""
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+ACCOUNT_TAG = "lsq_pipeline/account"
+
+
+def run_tags(settings: AccountSettings) -> dict[str, str]:
+    """The tags of every run of the account, however it was started: its jobs carry them, and the
+    first step of any other run (the UI's "Materialize", a backfill, automation) adds them. A run
+    whose worker died is retried by the instance's run_retries (re-runs resolve the calls that
+    were in the air); one stopped by a failed step or a blocking check is not; a hung one is
+    stopped after `max_runtime_seconds`."""
+    return {
+        ACCOUNT_TAG: settings.account,
+        "dagster/retry_on_asset_or_op_failure": "false",
+        **({"dagster/max_runtime": str(settings.max_runtime_seconds)} if settings.max_runtime_seconds else {}),
+    }
 
 
 @dataclass(frozen=True)
@@ -206,6 +220,9 @@ def _steps(
         """The account's resources, once its folders, files and key variables are checked: a run
         fails at its start, naming the setting, where loading the definitions never does."""
         settings.check_ready()
+        missing = {name: value for name, value in run_tags(settings).items() if context.run.tags.get(name) != value}
+        if missing:  # a run outside the account's jobs: the retry daemon and run monitoring read stored tags
+            context.instance.add_run_tags(context.run_id, missing)
         return account_resources(context.resources, settings)
 
     @dg.multi_asset(

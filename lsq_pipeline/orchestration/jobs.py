@@ -6,10 +6,9 @@ from datetime import timedelta
 
 import dagster as dg
 
-from lsq_pipeline.orchestration.assets import account_key, resource_keys, source_resource
+from lsq_pipeline.orchestration.assets import account_key, resource_keys, run_tags, source_resource
 from lsq_pipeline.settings import AccountSettings
 
-ACCOUNT_TAG = "lsq_pipeline/account"
 SETTINGS_METADATA = "lsq_pipeline/settings"
 """The sync job's metadata key holding the account's settings (no secret: keys are variable names)."""
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor, "inherit": None}
@@ -25,14 +24,7 @@ def build_jobs(settings: AccountSettings) -> list[dg.UnresolvedAssetJobDefinitio
     def keys(*paths: tuple[str, ...]) -> dg.AssetSelection:
         return dg.AssetSelection.assets(*(account_key(settings, *path) for path in paths))
 
-    tags = {
-        ACCOUNT_TAG: settings.account,
-        # A run whose worker died is retried by the instance's run_retries (re-runs resolve the
-        # calls that were in the air); one stopped by a failed step or a blocking check is not.
-        "dagster/retry_on_asset_or_op_failure": "false",
-        **({"dagster/max_runtime": str(settings.max_runtime_seconds)} if settings.max_runtime_seconds else {}),
-    }
-    common = {"executor_def": EXECUTORS[settings.executor], "tags": tags}
+    common = {"executor_def": EXECUTORS[settings.executor], "tags": run_tags(settings)}
     return [
         dg.define_asset_job(
             settings.name("sync_job"),

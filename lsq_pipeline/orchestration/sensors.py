@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 
 from lsq_pipeline.orchestration.alerts import AlertWebhook
-from lsq_pipeline.orchestration.assets import SOURCE_ASSETS, account_key, resource_keys, source_resource
+from lsq_pipeline.orchestration.assets import ACCOUNT_TAG, SOURCE_ASSETS, account_key, resource_keys, source_resource
 from lsq_pipeline.orchestration.history import record_run_outcome
-from lsq_pipeline.orchestration.jobs import ACCOUNT_TAG, PLAN_ASSETS, SEND_ASSETS
+from lsq_pipeline.orchestration.jobs import PLAN_ASSETS, SEND_ASSETS
 from lsq_pipeline.settings import AccountSettings, source_days
 from lsq_pipeline.sync.warehouse import SOURCE_FILES
 

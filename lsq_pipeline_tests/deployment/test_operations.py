@@ -61,7 +61,7 @@ def project_folder(folder: Path, monitoring_poll_seconds: int | None = None) -> 
     home = folder / "dagster_home"
     home.mkdir()
     shipped = yaml.safe_load((REPO / "instance" / "dagster.yaml").read_text())
-    assert shipped["run_retries"] == {"enabled": True, "max_retries": 2}, shipped["run_retries"]
+    assert shipped["run_retries"] == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}, shipped["run_retries"]
     assert shipped["run_monitoring"]["enabled"] is True
     if monitoring_poll_seconds is None:
         shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
@@ -184,11 +184,16 @@ class Deployment:
     kill_day: date
     block_day: date
 
-    def launch(self, day: date) -> str:
-        """A sync_job run of `day`, launched as the launchpad does: queued, then started by the daemon."""
+    def launch(self, day: date, assets: list[list[str]] | None = None) -> str:
+        """A sync_job run of `day`, launched as the launchpad does: queued, then started by the
+        daemon; with `assets`, a run of those assets on Dagster's implicit asset job, as the UI's
+        "Materialize" launches it (no job tags)."""
+        selector = {"repositoryLocationName": "lsq_pipeline", "repositoryName": "__repository__",
+                    "jobName": "sync_job" if assets is None else "__ASSET_JOB"}
+        if assets is not None:
+            selector["assetSelection"] = [{"path": path} for path in assets]
         launched = graphql(self.url, LAUNCH_RUN, {"params": {
-            "selector": {"repositoryLocationName": "lsq_pipeline", "repositoryName": "__repository__",
-                         "jobName": "sync_job"},
+            "selector": selector,
             "runConfigData": {},
             "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day.isoformat()}]},
         }})["launchRun"]
@@ -394,3 +399,22 @@ def test_a_run_stopped_by_a_blocking_check_is_not_retried(deployment):
     assert not d.children(run_id), "a run stopped by a blocking check was retried"
     assert not any(s and s.startswith("BLK-") for s in d.pipeline.remote_by_source()), "the blocked day was sent"
     print(f"\nblocked run {run_id} not retried; {time.monotonic() - started:.0f}s")
+
+
+def test_a_ui_materialize_carries_the_accounts_tags_and_a_blocked_one_is_not_retried(deployment):
+    """The UI's "Materialize" of the blocked day's assets runs on __ASSET_JOB, which has no tags
+    of the account's jobs: its first step stores them, so the retry daemon leaves the blocked run
+    alone as it does a job's."""
+    d = deployment
+    assets = [["raw_applications"], ["raw_events"], ["opportunity_records"], ["activity_records"], ["rejects"],
+              ["sync_plan"], ["leadsquared", "opportunities"], ["leadsquared", "activities"], ["opportunity_state"]]
+    run_id = d.launch(d.block_day, assets)
+    failed = d.wait_finished(run_id, 150)
+    assert failed.job_name == "__ASSET_JOB" and failed.status == dg.DagsterRunStatus.FAILURE, failed
+    assert failed.tags.get("lsq_pipeline/account") == "default", failed.tags
+    assert failed.tags.get("dagster/retry_on_asset_or_op_failure") == "false", failed.tags
+    assert failed.tags.get("dagster/will_retry") == "false", failed.tags
+    wait_until("the retry daemon's word on the run", lambda: any(
+        NOT_RETRIED in (m or "") for m in d.engine_messages(run_id)), 60, log=d.log, process=d.process)
+    time.sleep(15)  # three more ticks of the retry daemon (every 5 s)
+    assert not d.children(run_id), "a UI run stopped by a blocking check was retried"
