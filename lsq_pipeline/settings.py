@@ -79,7 +79,12 @@ class AccountAttributes(BaseModel):
         description="how long a written record may stay unseen by the read-back (pending) before it is missing",
     )
     alert_webhook_env: str = Field("", description="NAME of the variable holding the alert webhook URL")
-    file_settle_seconds: float = Field(60.0, ge=0)
+    file_settle_seconds: float = Field(60.0, ge=0, description="how long an export file must stay unchanged "
+                                       "before source_files_arrived reports it")
+    automation_condition: Literal["eager"] | None = Field(
+        None, description="eager: a day syncs once its export files are reported, any day a late one "
+                          "included (the account's automation sensor, off until turned on); none: the "
+                          "schedule and hand-launched runs only")
     duckdb_memory_limit: str = "768MB"  # DuckDB fills its buffer pool up to it: + Python, a step stays under 1 GB
     max_runtime_seconds: int = Field(24 * 3600, ge=0, description="a run still going after this long is "
                                      "stopped by run monitoring as hung (0: never); a retry picks it up")

@@ -91,10 +91,20 @@ def freshness_policy(settings: AccountSettings) -> dg.FreshnessPolicy:
 
 def table_of(settings: AccountSettings, step: str, table: str, *kinds: str) -> dict[str, object]:
     """What a warehouse table asset of the account says of itself: its kinds (the warehouse's, the
-    step's, `leadsquared` too for the steps that call it), owners, the account's group and the table."""
+    step's, `leadsquared` too for the steps that call it), owners, the account's group, the table
+    and its automation."""
     return {"kinds": {settings.warehouse_location().kind, step, *kinds}, "owners": settings.owners,
-            "group_name": settings.account,
+            "group_name": settings.account, "automation_condition": automation_condition(settings),
             "metadata": {"dagster/table_name": settings.warehouse_location().table_name(table)}}
+
+
+def automation_condition(settings: AccountSettings) -> dg.AutomationCondition | None:
+    """`eager`: Dagster's eager condition over every day, not only the latest (`eager()` alone
+    would leave a late export of an older day without its run): a day runs once both its export
+    files are reported, again when one changes, never while a run of it is in progress."""
+    if settings.automation_condition != "eager":
+        return None
+    return dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window())
 
 
 def resource_keys(settings: AccountSettings, *roles: str) -> set[str]:
@@ -419,7 +429,8 @@ def _steps(
         )
 
 
-    pushed = {"owners": settings.owners, "group_name": settings.account, "deps": [key("sync_plan")]}
+    pushed = {"owners": settings.owners, "group_name": settings.account, "deps": [key("sync_plan")],
+              "automation_condition": automation_condition(settings)}
 
     @dg.multi_asset(
         specs=[

@@ -1,21 +1,26 @@
 """One account's sensors: run history for every finished sync, alerts for failed or blocked ones,
-and a sync launched as soon as a day's export files are complete."""
+the export files reported as they settle, and the automation that syncs a day once they are."""
 
 from __future__ import annotations
 
 import json
 import time
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 import dagster as dg
 
 from lsq_pipeline.orchestration.alerts import AlertWebhook
-from lsq_pipeline.orchestration.assets import ACCOUNT_TAG, SOURCE_ASSETS, account_key, resource_keys, source_resource
+from lsq_pipeline.orchestration.assets import (
+    ACCOUNT_TAG,
+    SOURCE_ASSETS,
+    account_key,
+    resource_keys,
+    run_tags,
+    source_resource,
+)
 from lsq_pipeline.orchestration.history import record_run_outcome
 from lsq_pipeline.orchestration.jobs import PLAN_ASSETS, SEND_ASSETS
 from lsq_pipeline.settings import AccountSettings, source_days
-from lsq_pipeline.sync.warehouse import SOURCE_FILES
 
 
 def sends_for(run: dg.DagsterRun, settings: AccountSettings) -> bool:
@@ -37,18 +42,11 @@ def _alert(context: dg.RunStatusSensorContext, webhook: AlertWebhook, summary: d
         context.log.info(f"alert for run {summary['run_id']} {'sent' if sent else 'NOT delivered'}")
 
 
-def day_folder_state(folder: Path) -> dict[str, list[float]] | None:
-    """Size and modification time of the day's export files; None while one is missing."""
-    files = [folder / name for name in SOURCE_FILES]
-    if not all(path.is_file() for path in files):
-        return None
-    return {path.name: [path.stat().st_size, path.stat().st_mtime] for path in files}
-
-
 def build_sensors(
     settings: AccountSettings, partitions: dg.PartitionsDefinition, resources: dict[str, dg.ConfigurableResource]
 ) -> list[dg.SensorDefinition]:
-    """`record_successful_runs`, `alert_on_failed_runs`, `new_source_files` and `source_files_arrived`.
+    """`record_successful_runs`, `alert_on_failed_runs`, `source_files_arrived`, and the automation
+    sensor when the account has an `automation_condition`.
     Run-status sensors take no resource keys, so they build the account's resources themselves
     (`dg.build_resources`, which resolves their `EnvVar`s when the sensor runs)."""
 
@@ -90,72 +88,39 @@ def build_sensors(
             })
 
     @dg.sensor(
-        job_name=settings.name("sync_job"),
-        name=settings.name("new_source_files"),
-        minimum_interval_seconds=30,
-        required_resource_keys=resource_keys(settings, "source"),
-        description="Syncs a day as soon as its folder holds both export files and they have not changed "
-        "for file_settle_seconds (default a minute), so nobody waits for the schedule. Off until turned "
-        "on in Automation, like the schedule.",
-    )
-    def new_source_files(context: dg.SensorEvaluationContext):
-        """The cursor remembers, per day, the files' sizes and times and since when they are still;
-        a day is launched once per version of its files (the run key), so a changed file is synced again."""
-        source = source_resource(context.resources, settings)
-        seen: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
-        now = time.time()
-        requests: list[dg.RunRequest] = []
-        waiting: list[str] = []
-        partition_keys = set(partitions.get_partition_keys())
-        for day in (d.isoformat() for d in source_days(source.source_path())):
-            state = day_folder_state(source.source_path() / day)
-            if state is None:
-                continue
-            previous = seen.get(day, {})
-            if previous.get("files") != state:
-                seen[day] = {"files": state, "still_since": now}
-                waiting.append(day)
-                continue
-            if now - previous["still_since"] < source.file_settle_seconds:
-                waiting.append(day)
-                continue
-            if day not in partition_keys:  # today's folder: its partition starts when the day ends
-                waiting.append(day)
-                continue
-            version = "-".join(f"{size}:{mtime}" for size, mtime in state.values())
-            requests.append(dg.RunRequest(run_key=f"{day}:{version}", partition_key=day))
-        context.update_cursor(json.dumps(seen))
-        if requests:
-            return dg.SensorResult(run_requests=requests)
-        return dg.SkipReason(
-            f"waiting for files to settle: {', '.join(waiting)}" if waiting else "no new complete day folder"
-        )
-
-    @dg.sensor(
         name=settings.name("source_files_arrived"),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys=resource_keys(settings, "source"),
-        description="Reports each day's export file as it arrives or changes (size, modified time) on the "
-        "source/applications and source/events assets, so the UI shows when each export came and a late "
-        "one shows as stale. Launches nothing.",
+        description="Reports each day's export file once it has arrived or changed and then stayed "
+        "unchanged for file_settle_seconds (size, modified time), on the source/applications and "
+        "source/events assets: the UI shows when each export came, a late one shows as stale, and "
+        "with automation_condition: eager the day then syncs. Launches nothing itself.",
     )
     def source_files_arrived(context: dg.SensorEvaluationContext):
-        """The cursor keeps the size and modified time last reported per day and file; only what
-        changed is reported again, as a runless materialization of that day's partition."""
+        """The cursor keeps, per day and file, its size and modified time, since when they are
+        still, and what was last reported; a settled version not reported yet is reported, as a
+        runless materialization of that day's partition."""
         source = source_resource(context.resources, settings)
-        reported: dict[str, list[float]] = json.loads(context.cursor) if context.cursor else {}
+        files: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
         partition_keys = set(partitions.get_partition_keys())
-        events = []
+        now = time.time()
+        events, settling = [], []
         for day in source_days(source.source_path()):
             for file_name, name in SOURCE_ASSETS.items():
                 path = source.source_path() / day.isoformat() / file_name
                 if day.isoformat() not in partition_keys or not path.is_file():
                     continue
                 seen = [path.stat().st_size, path.stat().st_mtime]
-                if reported.get(f"{day}/{file_name}") == seen:
+                known = files.setdefault(f"{day}/{file_name}", {"seen": seen, "since": now, "reported": None})
+                if known["seen"] != seen:
+                    known.update(seen=seen, since=now)
+                if known["reported"] == seen:
                     continue
-                reported[f"{day}/{file_name}"] = seen
+                if now - known["since"] < source.file_settle_seconds:
+                    settling.append(f"{day}/{file_name}")
+                    continue
+                known["reported"] = seen
                 events.append(dg.AssetMaterialization(
                     asset_key=account_key(settings, "source", name),
                     partition=day.isoformat(),
@@ -165,9 +130,20 @@ def build_sensors(
                         "modified_at": dg.MetadataValue.timestamp(seen[1]),
                     },
                 ))
-        context.update_cursor(json.dumps(reported))
-        if not events:
-            return dg.SkipReason("no new or changed export file")
-        return dg.SensorResult(asset_events=events)
+        context.update_cursor(json.dumps(files))
+        if events:
+            return dg.SensorResult(asset_events=events)
+        return dg.SkipReason(f"waiting for files to settle: {', '.join(settling)}" if settling
+                             else "no new or changed export file")
 
-    return [record_successful_runs, alert_on_failed_runs, new_source_files, source_files_arrived]
+    sensors = [record_successful_runs, alert_on_failed_runs, source_files_arrived]
+    if settings.automation_condition:
+        sensors.append(dg.AutomationConditionSensorDefinition(
+            settings.name("sync_automation"),
+            target=dg.AssetSelection.assets(*(account_key(settings, *path) for path in (*PLAN_ASSETS, *SEND_ASSETS))),
+            run_tags=run_tags(settings),
+            description="Starts the account's runs as its automation_condition says (eager: a day once its "
+            "export files are reported). Off until turned on in Automation: a run that writes to "
+            "LeadSquared starts by itself only once someone says so.",
+        ))
+    return sensors

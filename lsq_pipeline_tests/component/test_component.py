@@ -105,7 +105,7 @@ def test_two_accounts_load_side_by_side_with_their_own_names():
     for account in ("acme", "globex"):
         assert {f"{account}_sync_job", f"{account}_dry_run_job", f"{account}_retry_job"} <= jobs
         assert defs.resolve_schedule_def(f"{account}_daily_sync_schedule")
-        for sensor in ("new_source_files", "record_successful_runs", "alert_on_failed_runs"):
+        for sensor in ("source_files_arrived", "record_successful_runs", "alert_on_failed_runs"):
             assert defs.resolve_sensor_def(f"{account}_{sensor}")
         assert {f"{account}_{role}" for role in ("warehouse", "leadsquared", "source", "alert_webhook")} <= set(
             defs.resources)

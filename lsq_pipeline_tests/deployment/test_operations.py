@@ -123,7 +123,7 @@ def test_freshness_daemon_reports_a_missing_export_as_stale(tmp_path):
         os.environ, sandbox_url="http://127.0.0.1:9", source=source, warehouse=tmp_path / "warehouse.duckdb",
         dagster_home=home, rate_limit_db=tmp_path / "rate_limit.sqlite",
     )
-    env.update(LSQ_SCHEDULE="* * * * *", LSQ_FIRST_DAY=first.isoformat(),
+    env.update(LSQ_SCHEDULE="* * * * *", LSQ_FIRST_DAY=first.isoformat(), LSQ_FILE_SETTLE_SECONDS="0",
                FRESHNESS_DAEMON_INTERVAL_SECONDS="2")
     log = tmp_path / "daemon.log"
     # The storage is made here first, so that two processes never create its tables at once.

@@ -1,13 +1,16 @@
-"""The new-files sensor: a day is synced once both export files are there and have settled."""
+"""Export files and automation: `source_files_arrived` reports a file once it has settled, and with
+`automation_condition: eager` a day is requested once both its files are reported, a late export of
+an older day included; the automation sensor ships off and tags its runs as the account's."""
 
 from __future__ import annotations
 
 import shutil
 import time
-from datetime import date
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from lsq_pipeline.orchestration.assets import ACCOUNT_TAG
 from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
@@ -16,47 +19,73 @@ from lsq_pipeline_tests.pipeline.harness import MAPPING
 SETTLE = 0.5
 
 
-def tick(source_dir, instance, cursor):
-    defs = build_definitions(
-        AccountSettings(source_dir=str(source_dir), mapping=str(MAPPING), file_settle_seconds=SETTLE, sandbox=True,
-                        first_day=FIRST_DAY.isoformat())
-    )
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"default_source": defs.resources["default_source"]},
-                                      repository_def=defs.get_repository_def())
-    result = defs.resolve_sensor_def("new_source_files").evaluate_tick(context)
+def account(source_dir, **attributes) -> dg.Definitions:
+    return build_definitions(AccountSettings(
+        source_dir=str(source_dir), mapping=str(MAPPING), file_settle_seconds=SETTLE, sandbox=True,
+        first_day=FIRST_DAY.isoformat(), **attributes))
+
+
+def tick(defs: dg.Definitions, instance, cursor):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def(),
+                                      resources={"default_source": defs.resources["default_source"]})
+    result = defs.resolve_sensor_def("source_files_arrived").evaluate_tick(context)
     return result, result.cursor
 
 
-def test_a_complete_settled_day_folder_launches_that_days_run(make_pipeline, tmp_path):
+def test_a_file_is_reported_once_it_has_settled_and_again_once_a_change_settles(make_pipeline, tmp_path):
     pipeline = make_pipeline(rows=10, days=1)
     day = FIRST_DAY.isoformat()
     watched = tmp_path / "incoming"
     (watched / day).mkdir(parents=True)
+    defs = account(watched)
     shutil.copy(pipeline.source_dir / day / "applications.csv", watched / day)
 
-    result, cursor = tick(watched, pipeline.instance, None)
-    assert not result.run_requests and "no new complete day folder" in result.skip_message
-
-    shutil.copy(pipeline.source_dir / day / "events.csv", watched / day)
-    result, cursor = tick(watched, pipeline.instance, cursor)
-    assert not result.run_requests and day in result.skip_message  # just arrived: settling
-
+    result, cursor = tick(defs, pipeline.instance, None)
+    assert not result.asset_events and f"{day}/applications.csv" in result.skip_message  # just arrived: settling
     time.sleep(SETTLE + 0.1)
-    result, cursor = tick(watched, pipeline.instance, cursor)
-    [request] = result.run_requests
-    assert request.partition_key == day
+    result, cursor = tick(defs, pipeline.instance, cursor)
+    [reported] = result.asset_events
+    assert (reported.asset_key, reported.partition) == (dg.AssetKey(["source", "applications"]), day)
+    result, cursor = tick(defs, pipeline.instance, cursor)
+    assert not result.asset_events and "no new or changed export file" in result.skip_message
 
-    pipeline.source_dir = watched
-    run = pipeline.run(date.fromisoformat(request.partition_key))
-    assert run.success
-    assert set(pipeline.remote_by_source()) == {
-        r[0] for r in pipeline.query("SELECT source_id FROM opportunity_records")}
-
-    (watched / day / "applications.csv").write_text(
-        (watched / day / "applications.csv").read_text(encoding="utf-8") + "\n", encoding="utf-8")
-    result, cursor = tick(watched, pipeline.instance, cursor)
-    assert not result.run_requests, "a changed file settles again before its run"
+    path = watched / day / "applications.csv"
+    path.write_text(path.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    result, cursor = tick(defs, pipeline.instance, cursor)
+    assert not result.asset_events, "a changed file settles again before it is reported"
     time.sleep(SETTLE + 0.1)
-    result, _ = tick(watched, pipeline.instance, cursor)
-    [again] = result.run_requests
-    assert again.partition_key == day and again.run_key != request.run_key
+    result, _ = tick(defs, pipeline.instance, cursor)
+    [again] = result.asset_events
+    assert again.metadata["size_bytes"].value == path.stat().st_size
+
+
+def test_eager_requests_each_day_whose_files_are_reported_a_late_older_day_included(make_pipeline):
+    pipeline = make_pipeline(rows=10, days=3)
+    defs = account(pipeline.source_dir, automation_condition="eager")
+    now = datetime(2026, 11, 4, 6, 0, tzinfo=timezone.utc)  # days 1 to 3 are over; 3 is the latest
+    first = dg.evaluate_automation_conditions(defs=defs, instance=pipeline.instance, evaluation_time=now)
+    assert first.total_requested == 0  # no file reported yet
+
+    def report(day) -> None:
+        for name in ("applications", "events"):
+            pipeline.instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=dg.AssetKey(["source", name]), partition=day.isoformat()))
+
+    report(FIRST_DAY + timedelta(days=2))  # the latest day's export, on time
+    report(FIRST_DAY)  # an older day's export, late
+    later = dg.evaluate_automation_conditions(defs=defs, instance=pipeline.instance, cursor=first.cursor,
+                                              evaluation_time=now + timedelta(minutes=1))
+    requested = later.get_requested_partitions(dg.AssetKey("raw_applications"))
+    assert requested == {FIRST_DAY.isoformat(), (FIRST_DAY + timedelta(days=2)).isoformat()}
+    assert later.get_requested_partitions(dg.AssetKey(["leadsquared", "opportunities"])) == requested  # the whole chain
+
+    sensor = defs.resolve_sensor_def("sync_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED  # nothing writes to LeadSquared by itself
+    assert sensor.run_tags[ACCOUNT_TAG] == "default"
+    assert sensor.run_tags["dagster/retry_on_asset_or_op_failure"] == "false"
+
+
+def test_without_automation_no_asset_has_a_condition_and_there_is_no_automation_sensor(make_pipeline):
+    defs = make_pipeline(rows=5).definitions()
+    assert all(node.automation_condition is None for node in defs.resolve_asset_graph().asset_nodes)
+    assert "sync_automation" not in {sensor.name for sensor in defs.sensors}

@@ -59,6 +59,7 @@ def test_the_push_step_materializes_leadsquared_and_the_checks_read_it_back(make
 
 def test_each_export_file_is_reported_once_per_version_by_the_arrival_sensor(make_pipeline):
     pipeline = make_pipeline(rows=10, days=2)
+    pipeline.overrides = {"file_settle_seconds": 0}  # reported as soon as seen (settling: test_file_sensor)
     defs = pipeline.definitions()
     sensor = defs.resolve_sensor_def("source_files_arrived")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
