@@ -16,7 +16,7 @@ from dagster._utils.schedules import get_smallest_cron_interval
 
 from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.orchestration.alerts import AlertWebhook
-from lsq_pipeline.orchestration.metadata import api_metadata, for_each_day, preview, table_metadata
+from lsq_pipeline.orchestration.metadata import api_metadata, for_each_day, preview, run_figures, table_metadata
 from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseResource
 from lsq_pipeline.orchestration import lineage
 from lsq_pipeline.orchestration.liveness import run_is_alive
@@ -514,23 +514,16 @@ def _steps(
         yield from selected(context, dg.MaterializeResult(
             asset_key=key("leadsquared", "opportunities"),
             metadata={
-                "run_lead_bulk_calls": dg.MetadataValue.int(summary.lead_calls),
-                "run_leads_sent_in_bulk": dg.MetadataValue.int(summary.leads_sent),
-                "run_lead_bulk_calls_failed": dg.MetadataValue.int(summary.lead_calls_failed),
-                "run_created": dg.MetadataValue.int(summary.created),
-                "run_already_existed": dg.MetadataValue.int(summary.already_existed),
-                "run_adopted": dg.MetadataValue.int(summary.adopted),
-                "run_captured_with_new_lead": dg.MetadataValue.int(summary.captured),
-                "run_updated": dg.MetadataValue.int(summary.updated),
-                "run_failed": dg.MetadataValue.int(summary.failed),
-                "run_split_calls": dg.MetadataValue.int(summary.split_calls),
-                "run_unknown_from_dead_runs": dg.MetadataValue.int(sum(summary.interrupted_before.values())),
-                "run_items_per_second": dg.MetadataValue.float(
-                    round(summary.writes / summary.seconds, 1) if summary.seconds else 0.0
+                **run_figures(
+                    lead_bulk_calls=summary.lead_calls, leads_sent_in_bulk=summary.leads_sent,
+                    lead_bulk_calls_failed=summary.lead_calls_failed, created=summary.created,
+                    already_existed=summary.already_existed, adopted=summary.adopted,
+                    captured_with_new_lead=summary.captured, updated=summary.updated, failed=summary.failed,
+                    split_calls=summary.split_calls, unknown_from_dead_runs=sum(summary.interrupted_before.values()),
+                    items_per_second=round(summary.writes / summary.seconds, 1) if summary.seconds else 0.0,
+                    daily_budget_exhausted=summary.daily_budget_exhausted, records_waiting=summary.records_waiting,
+                    journal_rows=journal_rows,
                 ),
-                "run_daily_budget_exhausted": dg.MetadataValue.bool(summary.daily_budget_exhausted),
-                "run_records_waiting": dg.MetadataValue.int(summary.records_waiting),
-                "run_journal_rows": dg.MetadataValue.int(journal_rows),
                 "table_total_opportunities": dg.MetadataValue.int(held.opportunities_held),
                 **api_metadata(before, client.stats()),
             },
@@ -538,10 +531,10 @@ def _steps(
         yield from selected(context, dg.MaterializeResult(
             asset_key=key("leadsquared", "activities"),
             metadata={
-                "run_activities_created": dg.MetadataValue.int(summary.activities_created),
-                "run_activities_failed": dg.MetadataValue.int(summary.activities_failed),
-                "run_activities_unknown": dg.MetadataValue.int(summary.activities_unknown),
-                "run_activities_waiting": dg.MetadataValue.int(summary.activities_waiting),
+                **run_figures(
+                    activities_created=summary.activities_created, activities_failed=summary.activities_failed,
+                    activities_unknown=summary.activities_unknown, activities_waiting=summary.activities_waiting,
+                ),
                 "table_total_activities": dg.MetadataValue.int(held.activities_held),
             },
         ))
@@ -580,21 +573,17 @@ def _steps(
         table["table_total_rows"] = table.pop("dagster/row_count")  # the whole table, never a day's rows
         return dg.MaterializeResult(
             metadata={
-                "run_checked": dg.MetadataValue.int(summary.checked),
-                "run_in_sync": dg.MetadataValue.int(summary.in_sync),
-                "run_drifted": dg.MetadataValue.int(summary.drifted),
-                "run_not_found_on_read": dg.MetadataValue.int(summary.not_found),
-                "run_pending_read_back": dg.MetadataValue.int(summary.pending),
-                "run_missing": dg.MetadataValue.int(summary.missing),
-                "run_newly_rejected": dg.MetadataValue.int(summary.rejected),
-                "run_repaired": dg.MetadataValue.int(summary.repaired),
+                **run_figures(
+                    checked=summary.checked, in_sync=summary.in_sync, drifted=summary.drifted,
+                    not_found_on_read=summary.not_found, pending_read_back=summary.pending, missing=summary.missing,
+                    newly_rejected=summary.rejected, repaired=summary.repaired,
+                    full_reconcile=config.full, daily_budget_exhausted=day_spent,
+                ),
                 "run_drift_details": dg.MetadataValue.md(
                     preview(["source_id", "opportunity_id", "field", "sent", "held", "modified_on", "repaired"],
                             summary.drift_details[:DRIFT_PREVIEW_ROWS])
                     if summary.drift_details else "no drift"
                 ),
-                "run_full_reconcile": dg.MetadataValue.bool(config.full),
-                "run_daily_budget_exhausted": dg.MetadataValue.bool(day_spent),
                 "table_total_states": dg.MetadataValue.json(state.statuses),
                 "table_total_opportunities_held": dg.MetadataValue.int(state.opportunities_held),
                 "table_total_activities_held": dg.MetadataValue.int(state.activities_held),

@@ -70,6 +70,17 @@ def api_metadata(before: ClientStats, after: ClientStats) -> dict[str, dg.Metada
     }
 
 
+def run_figures(**figures: int | float | bool) -> dict[str, dg.MetadataValue]:
+    """Figures of the whole run, named `run_<name>`: a range run does them for all its days at once,
+    so they are never presented as a day's."""
+    def value(figure: int | float | bool) -> dg.MetadataValue:
+        if isinstance(figure, bool):
+            return dg.MetadataValue.bool(figure)
+        return dg.MetadataValue.int(figure) if isinstance(figure, int) else dg.MetadataValue.float(figure)
+
+    return {f"run_{name}": value(figure) for name, figure in figures.items()}
+
+
 def for_each_day(
     context: dg.AssetExecutionContext, asset_key: dg.AssetKey, days: Sequence[date],
     metadata_of: Callable[[date], dict[str, object]],
