@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+from dagster.components.utils.translation import ResolvedTranslationFn
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from lsq_pipeline.orchestration.assets import Step
+from lsq_pipeline.orchestration.translator import StepAsset
 from lsq_pipeline.settings import (
     DEFAULT_ACCOUNT,
     AccountAttributes,
@@ -72,6 +75,11 @@ class LeadSquaredSyncComponent(dg.Component, dg.Resolvable, AccountAttributes):
     paths_relative_to: Literal["project", "working_directory"] = Field(
         "project", description="where relative paths start: the dg project root, or the folder a command "
                                "runs in (the packaged default account)")
+    translation: ResolvedTranslationFn[StepAsset] = Field(
+        None, description="AssetSpec fields applied to every asset of the account (group_name, owners, tags, "
+                          "kinds, key / key_prefix, automation_condition, description, metadata); templates see "
+                          "the step as {{ data.step }} (source, extract, transform, plan, push, reconcile) and the "
+                          "asset's name as {{ data.name }}")
 
     @classmethod
     def model(cls) -> type[BaseModel]:
@@ -98,7 +106,7 @@ class LeadSquaredSyncComponent(dg.Component, dg.Resolvable, AccountAttributes):
 
     def settings(self, project_root: Path) -> AccountSettings:
         """The account's settings, relative paths taken from `paths_relative_to`."""
-        given = self.model_dump(exclude_unset=True, exclude={"paths_relative_to"})
+        given = self.model_dump(exclude_unset=True, exclude={"paths_relative_to", "translation"})
         root = project_root if self.paths_relative_to == "project" else Path.cwd()
         return settings_from({"account": DEFAULT_ACCOUNT, **given, "root": root})
 
@@ -110,4 +118,14 @@ class LeadSquaredSyncComponent(dg.Component, dg.Resolvable, AccountAttributes):
             settings.first_partition_day()
         except SettingsError as error:
             raise SettingsError(f"{context.path / 'defs.yaml'}: {error}") from None
-        return build_definitions(settings)
+        return build_definitions(settings, translate=self.get_asset_spec, execute=self.execute)
+
+    def get_asset_spec(self, step: StepAsset) -> dg.AssetSpec:
+        """The spec of one asset of a step: the account's own, through `translation`. Override it
+        to change any asset's spec; jobs, deps, sensors and the command line follow its key."""
+        return self.translation(step.spec, step) if self.translation else step.spec
+
+    def execute(self, context: dg.AssetExecutionContext, step: Step) -> object:
+        """Run one step (`step.name`) for the run's days: `step.run()` does its work and returns its
+        results. Override it to do something around a step."""
+        return step.run()

@@ -3,24 +3,24 @@
 Every asset processes the days of its run in order (a backfill over a range is one run), and
 every step is safe to re-run: each replaces its own days, and the push resolves creates that
 may already have landed through LeadSquared's duplicate rule. `build_assets` makes them for one
-account: keys under its prefix, its pools, its resources."""
+account from its specs (`translator.py`): its pools, its resources, ops named after the account
+and the step."""
 
 import functools
-import inspect
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
-from dagster._utils.schedules import get_smallest_cron_interval
 
 from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.orchestration.alerts import AlertWebhook
 from lsq_pipeline.orchestration.metadata import api_metadata, for_each_day, preview, run_figures, table_metadata
 from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseResource
-from lsq_pipeline.orchestration import lineage
 from lsq_pipeline.orchestration.liveness import run_is_alive
 from lsq_pipeline.orchestration.source import SourceResource
+from lsq_pipeline.orchestration.translator import Translate, account_key, account_specs, keys_of
 from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline.sync import extract as extract_rules
 from lsq_pipeline.sync import plan as plan_rules
@@ -72,39 +72,34 @@ def source_resource(resources: object, settings: AccountSettings) -> SourceResou
     return getattr(resources, settings.resource_key("source"))
 
 
-def account_key(settings: AccountSettings, *names: str) -> dg.AssetKey:
-    """An asset's key under the account's prefix; its op is named `key.to_python_identifier()`
-    (`sync_plan`, `acme__sync_plan`), which is what run config addresses."""
-    return dg.AssetKey([*settings.key_prefix(), *names])
+@dataclass(frozen=True)
+class Step:
+    """One step of a run, as `execute` gets it: its name (one of translator.STEPS) and its own work."""
+
+    name: str
+    run: Callable[[], object]
+    """The step's work for the run: a MaterializeResult, or an iterator of results."""
 
 
-SOURCE_ASSETS = {"applications.csv": "applications", "events.csv": "events"}
-"""The export file of each source asset (`source/applications`)."""
+Execute = Callable[[dg.AssetExecutionContext, Step], object]
 
 
-def freshness_policy(settings: AccountSettings) -> dg.FreshnessPolicy:
-    """Fresh when materialized in the day before each scheduled sync (or the schedule's interval,
-    if shorter: a cron policy's window may not exceed it), so a missing export shows as stale."""
-    interval = get_smallest_cron_interval(settings.schedule)  # what the policy itself checks against
-    return dg.FreshnessPolicy.cron(deadline_cron=settings.schedule, lower_bound_delta=min(interval, timedelta(days=1)))
+def run_step(context: dg.AssetExecutionContext, step: Step) -> object:
+    """The step's own work, as it is (what `LeadSquaredSyncComponent.execute` does unless overridden)."""
+    return step.run()
 
 
-def table_of(settings: AccountSettings, step: str, table: str, *kinds: str) -> dict[str, object]:
-    """What a warehouse table asset of the account says of itself: its kinds (the warehouse's, the
-    step's, `leadsquared` too for the steps that call it), owners, the account's group, the table
-    and its automation."""
-    return {"kinds": {settings.warehouse_location().kind, step, *kinds}, "owners": settings.owners,
-            "group_name": settings.account, "automation_condition": automation_condition(settings),
-            "metadata": {"dagster/table_name": settings.warehouse_location().table_name(table)}}
+def _results(outcome: object) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    if isinstance(outcome, (dg.MaterializeResult, dg.AssetCheckResult)):
+        yield outcome
+    elif outcome is not None:
+        yield from outcome
 
 
-def automation_condition(settings: AccountSettings) -> dg.AutomationCondition | None:
-    """`eager`: Dagster's eager condition over every day, not only the latest (`eager()` alone
-    would leave a late export of an older day without its run): a day runs once both its export
-    files are reported, again when one changes, never while a run of it is in progress."""
-    if settings.automation_condition != "eager":
-        return None
-    return dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window())
+def op_name(settings: AccountSettings, step: str) -> str:
+    """A step's op name, from the account and the step, never from a translated key (`sync_plan`,
+    `acme__sync_plan`): what run config addresses."""
+    return account_key(settings, step).to_python_identifier()
 
 
 def resource_keys(settings: AccountSettings, *roles: str) -> set[str]:
@@ -167,64 +162,44 @@ def daily_partitions(settings: AccountSettings) -> dg.DailyPartitionsDefinition:
 
 
 def build_assets(
-    settings: AccountSettings, partitions: dg.PartitionsDefinition, mapping: Mapping | None
-) -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], list[dg.AssetChecksDefinition]]:
+    settings: AccountSettings, partitions: dg.PartitionsDefinition, mapping: Mapping | None,
+    translate: Translate | None = None, execute: Execute | None = None,
+) -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], list[dg.AssetChecksDefinition], dict[str, dg.AssetKey]]:
     """The export files, the five steps of one account and what LeadSquared holds (its column
     schema and lineage from the `mapping`, when the file was there at load), and the checks of what
-    LeadSquared holds. A range backfill as one run needs `backfill_policy`, still
+    LeadSquared holds, and every asset's (translated) key by its name. A range backfill as one run needs `backfill_policy`, still
     beta in Dagster 1.13 with no stable equivalent: exactly that warning is quieted, here only."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
-        return _steps(settings, partitions, mapping)
+        specs = account_specs(settings, partitions, mapping, translate)
+        assets, checks = _steps(settings, partitions, specs, execute or run_step)
+        return assets, checks, keys_of(specs)
 
 
 def _steps(
-    settings: AccountSettings, partitions: dg.PartitionsDefinition, mapping: Mapping | None
+    settings: AccountSettings, partitions: dg.PartitionsDefinition, specs: dict[str, dg.AssetSpec], execute: Execute,
 ) -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], list[dg.AssetChecksDefinition]]:
+    keys = keys_of(specs)
 
-    def key(*names: str) -> dg.AssetKey:
-        return account_key(settings, *names)
-
-    freshness = freshness_policy(settings)
+    def op_name_of(step: str) -> str:
+        return op_name(settings, step)
     step = {"partitions_def": partitions, "backfill_policy": SINGLE_RUN, "required_resource_keys": resource_keys(settings)}
     warehouse_multi_step = {**step, "pool": settings.name(WAREHOUSE_POOL), "can_subset": True}
 
-    source_files = [
-        dg.AssetSpec(
-            key("source", name),
-            description=f"Each day's {file_name} in the source folder, as exported; observed by the "
-            "source_files_arrived sensor (size and modified time), so a late export shows as stale.",
-            kinds={"csv", "source"},
-            owners=settings.owners,
-            group_name=settings.account,
-            partitions_def=partitions,
-            freshness_policy=freshness,
-            metadata={"path": dg.MetadataValue.path(str(settings.path("source_dir") / "YYYY-MM-DD" / file_name))},
-        )
-        for file_name, name in SOURCE_ASSETS.items()
-    ]
+    def as_step(name: str):
+        """The body of step `name`, run through the account's `execute` (a subclass may wrap it),
+        holding the account's writer lock (PostgreSQL: see `Warehouse.writer_lock`), so two runs at
+        once take turns however the instance is configured."""
 
-    def one_writer(step):
-        """The step writes the warehouse holding the account's writer lock (PostgreSQL: see
-        `Warehouse.writer_lock`), so two runs at once take turns however the instance is configured."""
+        def decorate(body):
+            @functools.wraps(body)
+            def run(context: dg.AssetExecutionContext, *args, **kwargs):
+                with getattr(context.resources, settings.resource_key("warehouse")).writer_lock():
+                    yield from _results(execute(context, Step(name, functools.partial(body, context, *args, **kwargs))))
 
-        def writer_lock(context: dg.AssetExecutionContext):
-            return getattr(context.resources, settings.resource_key("warehouse")).writer_lock()
+            return run
 
-        if inspect.isgeneratorfunction(step):
-            @functools.wraps(step)
-            def yielding_holding_the_writer_lock(context: dg.AssetExecutionContext, *args, **kwargs):
-                with writer_lock(context):
-                    yield from step(context, *args, **kwargs)
-
-            return yielding_holding_the_writer_lock
-
-        @functools.wraps(step)
-        def holding_the_writer_lock(context: dg.AssetExecutionContext, *args, **kwargs):
-            with writer_lock(context):
-                return step(context, *args, **kwargs)
-
-        return holding_the_writer_lock
+        return decorate
 
     def _ready(context: dg.AssetExecutionContext) -> AccountResources:
         """The account's resources, once its folders, files and key variables are checked: a run
@@ -236,24 +211,11 @@ def _steps(
         return account_resources(context.resources, settings)
 
     @dg.multi_asset(
-        specs=[
-            dg.AssetSpec(
-                key("raw_applications"),
-                deps=[key("source", "applications")],
-                description="Each day's applications.csv, every column as text, as exported.",
-                **table_of(settings, "extract", "raw_applications"),
-            ),
-            dg.AssetSpec(
-                key("raw_events"),
-                deps=[key("source", "events")],
-                description="Each day's events.csv, every column as text, as exported.",
-                **table_of(settings, "extract", "raw_events"),
-            ),
-        ],
-        name=key("extract").to_python_identifier(),
+        specs=[specs["raw_applications"], specs["raw_events"]],
+        name=op_name_of("extract"),
         **warehouse_multi_step,
     )
-    @one_writer
+    @as_step("extract")
     def extract(context: dg.AssetExecutionContext):
         """Load the day's export files into DuckDB. Re-running a day replaces that day's rows."""
         resources = _ready(context)
@@ -266,52 +228,32 @@ def _steps(
                 context.log.debug(f"{day}: {files['applications']} applications, {files['events']} events")
                 for warning in files.get("warnings", []):
                     context.log.warning(warning)
-            for_each_day(context, key("raw_applications"), days, lambda day: {
+            for_each_day(context, keys["raw_applications"], days, lambda day: {
                 "warnings": "\n".join(loaded[day].get("warnings", [])) or "none",
                 **table_metadata(conn, "raw_applications", "day = $1", [day]),
             })
-            for_each_day(context, key("raw_events"), days,
+            for_each_day(context, keys["raw_events"], days,
                          lambda day: table_metadata(conn, "raw_events", "day = $1", [day]))
         run = {"run_days": dg.MetadataValue.int(len(days))}
-        yield from selected(context, dg.MaterializeResult(asset_key=key("raw_applications"), metadata=run))
-        yield from selected(context, dg.MaterializeResult(asset_key=key("raw_events"), metadata=run))
+        yield from selected(context, dg.MaterializeResult(asset_key=keys["raw_applications"], metadata=run))
+        yield from selected(context, dg.MaterializeResult(asset_key=keys["raw_events"], metadata=run))
 
 
     @dg.multi_asset(
-        specs=[
-            dg.AssetSpec(
-                key("opportunity_records"),
-                deps=[key("raw_applications")],
-                description="Accepted applications, normalised and mapped to LeadSquared fields; "
-                "the latest version of a record in a day wins.",
-                **table_of(settings, "transform", "opportunity_records"),
-            ),
-            dg.AssetSpec(
-                key("activity_records"),
-                deps=[key("raw_events"), key("raw_applications")],
-                description="Accepted application events mapped to LeadSquared activities.",
-                **table_of(settings, "transform", "activity_records"),
-            ),
-            dg.AssetSpec(
-                key("rejects"),
-                deps=[key("raw_applications"), key("raw_events")],
-                description="Every rejected source row with the field and the reason: nothing is dropped silently.",
-                **table_of(settings, "transform", "rejects"),
-            ),
-        ],
+        specs=[specs["opportunity_records"], specs["activity_records"], specs["rejects"]],
         check_specs=[
             dg.AssetCheckSpec(
                 "reject_rate_below_threshold",
-                asset=key("rejects"),
+                asset=keys["rejects"],
                 description="The share of rejected application rows stays under LSQ_MAX_REJECT_RATE; "
                 "above it the run stops before anything is pushed (a bad export).",
                 blocking=True,
             )
         ],
-        name=key("transform").to_python_identifier(),
+        name=op_name_of("transform"),
         **warehouse_multi_step,
     )
-    @one_writer
+    @as_step("transform")
     def transform(context: dg.AssetExecutionContext):
         """Normalise and validate the days' rows against the mapping; re-running replaces the days."""
         resources = _ready(context)
@@ -323,25 +265,25 @@ def _steps(
             counts = validate.transform_days(conn, days, mapping)
             context.log.debug(f"transform {days[0]}..{days[-1]}: {counts}")
             for table in ("opportunity_records", "activity_records"):
-                for_each_day(context, key(table), days, lambda day, table=table: table_metadata(conn, table, "day = $1", [day]))
+                for_each_day(context, keys[table], days, lambda day, table=table: table_metadata(conn, table, "day = $1", [day]))
 
             def rejects_of(day: date) -> dict[str, object]:
                 by_field = validate.rejects_by_field(conn, [day])
                 return {"rejected_by_field": dg.MetadataValue.md(preview(["field", "rows"], by_field) if by_field else "no rejects"),
                         **table_metadata(conn, "rejects", "day = $1", [day])}
 
-            for_each_day(context, key("rejects"), days, rejects_of)
+            for_each_day(context, keys["rejects"], days, rejects_of)
         run = {"run_days": dg.MetadataValue.int(len(days))}
         for table in ("opportunity_records", "activity_records"):
-            yield from selected(context, dg.MaterializeResult(asset_key=key(table), metadata=run))
+            yield from selected(context, dg.MaterializeResult(asset_key=keys[table], metadata=run))
         yield from selected(context, dg.MaterializeResult(
-            asset_key=key("rejects"),
+            asset_key=keys["rejects"],
             metadata={**run, "run_accepted_applications": dg.MetadataValue.int(counts["accepted"])},
         ))
         raw = counts["accepted"] + counts["rejected"] + counts["superseded"]  # the days' application rows
         rate = counts["rejected"] / raw if raw else 0.0
         yield from selected(context, dg.AssetCheckResult(
-            asset_key=key("rejects"),
+            asset_key=keys["rejects"],
             check_name="reject_rate_below_threshold",
             passed=rate <= source.max_reject_rate,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -354,16 +296,15 @@ def _steps(
         ))
 
 
-    @dg.asset(
-        key=key("sync_plan"),
-        deps=[key("opportunity_records"), key("activity_records")],
+    @dg.multi_asset(
+        specs=[specs["sync_plan"]],
+        name=op_name_of("sync_plan"),
         **step,
         pool=settings.name(WAREHOUSE_POOL),
-        **table_of(settings, "transform", "sync_plan"),
         check_specs=[
             dg.AssetCheckSpec(
                 "change_share_below_threshold",
-                asset=key("sync_plan"),
+                asset=keys["sync_plan"],
                 description="The plan updates at most LSQ_MAX_CHANGE_SHARE of the known opportunities; above it "
                 "(a broken mapping, a corrupted export) the run stops before the push. Override per run "
                 "with the asset's config `max_change_share`.",
@@ -371,7 +312,7 @@ def _steps(
             )
         ],
     )
-    @one_writer
+    @as_step("plan")
     def sync_plan(context: dg.AssetExecutionContext, config: PlanConfig):
         """What to send: creates, updates with only the changed fields, activities; unchanged and
         stale records send nothing. Computed against the state table, so re-planning is harmless."""
@@ -401,7 +342,7 @@ def _steps(
                     **table_metadata(conn, "sync_plan", "day = $1", [day]),
                 }
 
-            for_each_day(context, key("sync_plan"), days, plan_of)
+            for_each_day(context, keys["sync_plan"], days, plan_of)
         yield dg.MaterializeResult(
             metadata={
                 "mode": dg.MetadataValue.text(mapping.opportunity.mode),
@@ -412,7 +353,7 @@ def _steps(
         threshold = source.max_change_share if config.max_change_share is None else config.max_change_share
         share = counts.get("update", 0) / known if known else 0.0
         yield dg.AssetCheckResult(
-            asset_key=key("sync_plan"),
+            asset_key=keys["sync_plan"],
             check_name="change_share_below_threshold",
             passed=share <= threshold,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -429,34 +370,14 @@ def _steps(
         )
 
 
-    pushed = {"owners": settings.owners, "group_name": settings.account, "deps": [key("sync_plan")],
-              "automation_condition": automation_condition(settings)}
-
     @dg.multi_asset(
-        specs=[
-            dg.AssetSpec(
-                key("leadsquared", "opportunities"),
-                description="The opportunities in LeadSquared for the source records: the push creates and "
-                "updates them (each call journalled in the table push_journal before it goes and after its "
-                "answer); each field's schema, owner and source column come from the mapping.",
-                kinds={"leadsquared", "push"},
-                metadata=lineage.opportunities_metadata(mapping, key("raw_applications")) if mapping else {},
-                **pushed,
-            ),
-            dg.AssetSpec(
-                key("leadsquared", "activities"),
-                description="The activities the push adds to those opportunities, from the events export.",
-                kinds={"leadsquared", "push"},
-                metadata=lineage.activities_metadata(mapping, key("raw_events")) if mapping else {},
-                **pushed,
-            ),
-        ],
-        name=key("push").to_python_identifier(),
+        specs=[specs["leadsquared/opportunities"], specs["leadsquared/activities"]],
+        name=op_name_of("push"),
         **step,
         pool=settings.name(API_POOL),
         can_subset=True,
     )
-    @one_writer
+    @as_step("push")
     def push(context: dg.AssetExecutionContext):
         """Send the plan to LeadSquared and journal every batch before it goes and every row's
         answer after. A crashed run is resumed by simply running it again: creates that landed come
@@ -509,10 +430,10 @@ def _steps(
                 counts = history.action_counts(conn, run_id, [day])
                 return {name: dg.MetadataValue.int(value) for name, value in counts.items() if name.endswith("_activity")}
 
-            for_each_day(context, key("leadsquared", "opportunities"), days, opportunities_of)
-            for_each_day(context, key("leadsquared", "activities"), days, activities_of)
+            for_each_day(context, keys["leadsquared/opportunities"], days, opportunities_of)
+            for_each_day(context, keys["leadsquared/activities"], days, activities_of)
         yield from selected(context, dg.MaterializeResult(
-            asset_key=key("leadsquared", "opportunities"),
+            asset_key=keys["leadsquared/opportunities"],
             metadata={
                 **run_figures(
                     lead_bulk_calls=summary.lead_calls, leads_sent_in_bulk=summary.leads_sent,
@@ -529,7 +450,7 @@ def _steps(
             },
         ))
         yield from selected(context, dg.MaterializeResult(
-            asset_key=key("leadsquared", "activities"),
+            asset_key=keys["leadsquared/activities"],
             metadata={
                 **run_figures(
                     activities_created=summary.activities_created, activities_failed=summary.activities_failed,
@@ -539,17 +460,13 @@ def _steps(
             },
         ))
 
-    @dg.asset(
-        key=key("opportunity_state"),
-        deps=[key("leadsquared", "opportunities"), key("leadsquared", "activities")],
-        description="One row per source record: its opportunity id, what was sent, what LeadSquared "
-        "holds (read back with GetOpportunitiesById) and whether they agree.",
-        freshness_policy=freshness,
+    @dg.multi_asset(
+        specs=[specs["opportunity_state"]],
+        name=op_name_of("opportunity_state"),
         **step,
         pool=settings.name(API_POOL),
-        **table_of(settings, "reconcile", "opportunity_state", "leadsquared"),
     )
-    @one_writer
+    @as_step("reconcile")
     def opportunity_state(context: dg.AssetExecutionContext, config: ReconcileConfig):
         """The state table: one row per source record with its opportunity id, what was sent, what
         LeadSquared holds (read back with GetOpportunitiesById) and whether they agree."""
@@ -592,25 +509,25 @@ def _steps(
             },
         )
 
-    held = key("leadsquared", "opportunities")
+    held = keys["leadsquared/opportunities"]
 
     @dg.multi_asset_check(
         specs=[
             dg.AssetCheckSpec(
                 "one_opportunity_per_record",
                 asset=held,
-                additional_deps=[key("opportunity_state")],
+                additional_deps=[keys["opportunity_state"]],
                 description="No source record holds two opportunities, and no opportunity serves two records.",
             ),
             dg.AssetCheckSpec(
                 "pushed_records_in_sync",
                 asset=held,
-                additional_deps=[key("opportunity_state")],
+                additional_deps=[keys["opportunity_state"]],
                 description="Every record read back agrees with what was sent; drift is reported with its fields. "
                 "A record LeadSquared's lagging reads do not show yet is pending: neither failed nor in sync.",
             ),
         ],
-        name=key("leadsquared_checks").to_python_identifier(),
+        name=op_name_of("leadsquared_checks"),
         required_resource_keys=resource_keys(settings, "warehouse"),
         can_subset=True,
     )
@@ -642,4 +559,5 @@ def _steps(
             },
         ))
 
+    source_files = [specs["source/applications"], specs["source/events"]]
     return [*source_files, extract, transform, sync_plan, push, opportunity_state], [leadsquared_checks]

@@ -10,10 +10,11 @@ import dagster as dg
 
 from lsq_pipeline.leadsquared.budget import BUDGET_FIELDS
 from lsq_pipeline.orchestration.alerts import AlertWebhook
-from lsq_pipeline.orchestration.assets import build_assets, daily_partitions
+from lsq_pipeline.orchestration.assets import Execute, build_assets, daily_partitions
 from lsq_pipeline.orchestration.jobs import build_jobs, build_schedule
 from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseResource
 from lsq_pipeline.orchestration.sensors import build_sensors
+from lsq_pipeline.orchestration.translator import Translate
 from lsq_pipeline.orchestration.source import SourceResource
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
 from lsq_pipeline.sync.mapping import load_mapping
@@ -63,18 +64,21 @@ def build_resources(settings: AccountSettings) -> dict[str, dg.ConfigurableResou
     return {settings.resource_key(role): resource for role, resource in resources.items()}
 
 
-def build_definitions(settings: AccountSettings) -> dg.Definitions:
+def build_definitions(
+    settings: AccountSettings, translate: Translate | None = None, execute: Execute | None = None
+) -> dg.Definitions:
     """Read the mapping if its file is there (a bad one fails here, naming the file and the key;
-    a missing one fails the run, when it starts)."""
+    a missing one fails the run, when it starts); `translate` turns each asset's spec into the
+    account's own (keys, groups, owners...), `execute` runs each step (default: as it is)."""
     mapping = load_mapping(settings.path("mapping")) if settings.path("mapping").is_file() else None
     partitions = daily_partitions(settings)
     resources = build_resources(settings)
-    assets, checks = build_assets(settings, partitions, mapping)
+    assets, checks, keys = build_assets(settings, partitions, mapping, translate, execute)
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=build_jobs(settings),
+        jobs=build_jobs(settings, keys),
         schedules=[build_schedule(settings)],
-        sensors=build_sensors(settings, partitions, resources),
+        sensors=build_sensors(settings, partitions, resources, keys),
         resources=resources,
     )

@@ -32,14 +32,17 @@ def run_day_range(run: dg.DagsterRun) -> tuple[date, date] | None:
     return (date.fromisoformat(start), date.fromisoformat(end)) if start and end else None
 
 
-def _metadata_by_asset(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, object]]:
-    """The last materialization's metadata values of each asset of the run, by the key's last part
-    (`opportunities` for what the push materializes)."""
+def _metadata_by_asset(instance: dg.DagsterInstance, run_id: str,
+                       keys: dict[str, dg.AssetKey]) -> dict[str, dict[str, object]]:
+    """The last materialization's metadata values of each of the account's assets in the run, by
+    the asset's name in the account (`keys`: its translated key by name)."""
+    name_of = {key: name for name, key in keys.items()}
     found: dict[str, dict[str, object]] = {}
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
     for record in records:
         materialization = record.event_log_entry.asset_materialization
-        found[materialization.asset_key.path[-1]] = {k: v.value for k, v in materialization.metadata.items()}
+        if materialization.asset_key in name_of:
+            found[name_of[materialization.asset_key]] = {k: v.value for k, v in materialization.metadata.items()}
     return found
 
 
@@ -70,9 +73,10 @@ def _timestamp(seconds: float | None) -> datetime | None:
 
 
 def record_run_outcome(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse: WarehouseResource
+    instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse: WarehouseResource, keys: dict[str, dg.AssetKey]
 ) -> dict[str, object] | None:
-    """Write the run's `sync_runs` row and `sync_errors`; returns the row (None: no days)."""
+    """Write the run's `sync_runs` row and `sync_errors`; returns the row (None: no days). `keys`:
+    the account's asset keys by name."""
     days = run_day_range(run)
     if days is None:
         return None
@@ -86,8 +90,8 @@ def record_run_outcome(
         status, reason = "blocked", "blocked by " + ", ".join(blocked)
     else:
         status, reason = "failed", _failure_message(instance, run.run_id) or f"run {run.status.value}"
-    metadata = _metadata_by_asset(instance, run.run_id)
-    push, reconcile = metadata.get("opportunities"), metadata.get("opportunity_state", {})
+    metadata = _metadata_by_asset(instance, run.run_id, keys)
+    push, reconcile = metadata.get("leadsquared/opportunities"), metadata.get("opportunity_state", {})
     stats = instance.get_run_record_by_id(run.run_id)
     with warehouse.get_connection() as conn:
         ensure_schema(conn)

@@ -6,23 +6,25 @@ from datetime import timedelta
 
 import dagster as dg
 
-from lsq_pipeline.orchestration.assets import account_key, resource_keys, run_tags, source_resource
+from lsq_pipeline.orchestration.assets import resource_keys, run_tags, source_resource
 from lsq_pipeline.settings import AccountSettings
 
 SETTINGS_METADATA = "lsq_pipeline/settings"
 """The sync job's metadata key holding the account's settings (no secret: keys are variable names)."""
+KEYS_METADATA = "lsq_pipeline/asset_keys"
+"""The sync job's metadata key holding each asset's translated key, by its name in the account."""
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor, "inherit": None}
-PLAN_ASSETS = (("raw_applications",), ("raw_events",), ("opportunity_records",), ("activity_records",), ("rejects",),
-               ("sync_plan",))
-SEND_ASSETS = (("leadsquared", "opportunities"), ("leadsquared", "activities"), ("opportunity_state",))
-"""Asset keys (under the account's prefix) the jobs select: the plan, and what sends and confirms it."""
+PLAN_ASSETS = ("raw_applications", "raw_events", "opportunity_records", "activity_records", "rejects", "sync_plan")
+SEND_ASSETS = ("leadsquared/opportunities", "leadsquared/activities", "opportunity_state")
+"""The assets (by name in the account) the jobs select: the plan, and what sends and confirms it."""
 
 
-def build_jobs(settings: AccountSettings) -> list[dg.UnresolvedAssetJobDefinition]:
-    """`sync_job`, `dry_run_job` and `retry_job` of the account, on its executor; each run is
-    tagged with the account, so the UI can filter one account's runs."""
-    def keys(*paths: tuple[str, ...]) -> dg.AssetSelection:
-        return dg.AssetSelection.assets(*(account_key(settings, *path) for path in paths))
+def build_jobs(settings: AccountSettings, asset_keys: dict[str, dg.AssetKey]) -> list[dg.UnresolvedAssetJobDefinition]:
+    """`sync_job`, `dry_run_job` and `retry_job` of the account, on its executor, selecting its
+    assets by their (translated) keys; each run is tagged with the account, so the UI can filter
+    one account's runs."""
+    def keys(*names: str) -> dg.AssetSelection:
+        return dg.AssetSelection.assets(*(asset_keys[name] for name in names))
 
     common = {"executor_def": EXECUTORS[settings.executor], "tags": run_tags(settings)}
     return [
@@ -30,7 +32,8 @@ def build_jobs(settings: AccountSettings) -> list[dg.UnresolvedAssetJobDefinitio
             settings.name("sync_job"),
             selection=keys(*PLAN_ASSETS, *SEND_ASSETS),
             description="Extract, transform, plan, push to LeadSquared and reconcile the selected days.",
-            metadata={SETTINGS_METADATA: settings.model_dump_json()},
+            metadata={SETTINGS_METADATA: settings.model_dump_json(),
+                      KEYS_METADATA: {name: key.to_user_string() for name, key in asset_keys.items()}},
             **common,
         ),
         dg.define_asset_job(
@@ -41,7 +44,7 @@ def build_jobs(settings: AccountSettings) -> list[dg.UnresolvedAssetJobDefinitio
         ),
         dg.define_asset_job(
             settings.name("retry_job"),
-            selection=keys(("sync_plan",), *SEND_ASSETS),
+            selection=keys("sync_plan", *SEND_ASSETS),
             description="Send failed records again now: set sync_plan's config `retry_source_ids` (or "
             "`retry_all_failed: true`); refused versions and records out of attempts included. Launch it "
             "over the days that hold the records' latest versions (`lsq-pipeline retry` does): a retry "
@@ -55,6 +58,12 @@ def settings_of(job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition) -> Acco
     """The account a sync job belongs to, from its metadata (None for any other job)."""
     value = (job.metadata or {}).get(SETTINGS_METADATA)
     return None if value is None else AccountSettings.model_validate_json(getattr(value, "value", value))
+
+
+def keys_of_job(job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition) -> dict[str, dg.AssetKey]:
+    """The account's asset keys by name, from its sync job's metadata."""
+    value = (job.metadata or {})[KEYS_METADATA]
+    return {name: dg.AssetKey.from_user_string(key) for name, key in getattr(value, "value", value).items()}
 
 
 def build_schedule(settings: AccountSettings) -> dg.ScheduleDefinition:

@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 from filelock import FileLock
 
-from lsq_pipeline.orchestration.assets import account_key
-from lsq_pipeline.orchestration.jobs import settings_of
+from lsq_pipeline.orchestration.assets import op_name
+from lsq_pipeline.orchestration.jobs import keys_of_job, settings_of
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
 from lsq_pipeline.orchestration.metadata import API_CALLS
 from lsq_pipeline.orchestration.resources import WarehouseResource
@@ -74,6 +74,11 @@ def job_named(name: str, project_root: str = "") -> dg.JobDefinition:
     return code_location().resolve_job_def(name)
 
 
+def asset_keys(settings: AccountSettings) -> dict[str, dg.AssetKey]:
+    """The account's asset keys (as its translation made them) by name, from its sync job."""
+    return keys_of_job(code_location().resolve_job_def(settings.name("sync_job")))
+
+
 def accounts() -> dict[str, AccountSettings]:
     """The accounts of the code location, from their sync jobs' metadata."""
     found = (settings_of(job) for job in code_location().jobs)
@@ -108,7 +113,7 @@ def run_config(
     """The run config of the account's sync (or retry) job for the command line's options."""
     ops: dict[str, dict] = {}
     if full_reconcile:
-        ops[account_key(settings, "opportunity_state").to_python_identifier()] = {"config": {"full": True}}
+        ops[op_name(settings, "opportunity_state")] = {"config": {"full": True}}
     plan = {
         key: value
         for key, value in (
@@ -119,7 +124,7 @@ def run_config(
         if value is not None
     }
     if plan:
-        ops[account_key(settings, "sync_plan").to_python_identifier()] = {"config": plan}
+        ops[op_name(settings, "sync_plan")] = {"config": plan}
     return {"ops": ops} if ops else {}
 
 
@@ -155,7 +160,7 @@ def launch(
     config = dict(config if config is not None else {} if dry_run else run_config(settings, full_reconcile))
     if quiet:
         config = {**config, **QUIET_CONSOLE}
-    selection = [dg.AssetKey([*settings.key_prefix(), "sync_plan"])] if retry and dry_run else None
+    selection = [asset_keys(settings)["sync_plan"]] if retry and dry_run else None
     project_root = str(_selected.root) if _selected else ""
     job = dg.build_reconstructable_job(__name__, job_named.__name__, reconstructable_args=(job_name, project_root))
     result = dg.execute_job(job, instance=instance, run_config=config, tags=tags, asset_selection=selection)
@@ -163,7 +168,8 @@ def launch(
     if not dry_run:
         from lsq_pipeline.orchestration.history import record_run_outcome
 
-        record_run_outcome(instance, run, code_location().resources[settings.resource_key("warehouse")])
+        record_run_outcome(instance, run, code_location().resources[settings.resource_key("warehouse")],
+                           asset_keys(settings))
     return run
 
 
@@ -201,7 +207,7 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: 
         if materialization.asset_key in seen:  # a range run repeats its metadata once per day
             continue
         seen.add(materialization.asset_key)
-        pushed = materialization.asset_key == account_key(settings, "leadsquared", "opportunities")
+        pushed = materialization.asset_key == asset_keys(settings)["leadsquared/opportunities"]
         calls = materialization.metadata.get(API_CALLS)
         if calls is not None:
             if pushed:

@@ -12,23 +12,23 @@ import dagster as dg
 from lsq_pipeline.orchestration.alerts import AlertWebhook
 from lsq_pipeline.orchestration.assets import (
     ACCOUNT_TAG,
-    SOURCE_ASSETS,
-    account_key,
     resource_keys,
     run_tags,
     source_resource,
 )
 from lsq_pipeline.orchestration.history import record_run_outcome
 from lsq_pipeline.orchestration.jobs import PLAN_ASSETS, SEND_ASSETS
+from lsq_pipeline.orchestration.translator import SOURCE_ASSETS
 from lsq_pipeline.settings import AccountSettings, source_days
 
 
-def sends_for(run: dg.DagsterRun, settings: AccountSettings) -> bool:
+def sends_for(run: dg.DagsterRun, settings: AccountSettings, keys: dict[str, dg.AssetKey]) -> bool:
     """Whether a finished run synced this account: its sync or retry job, or an asset job the UI
-    launched ("Materialize") over the account's assets. Dry runs send nothing and are not recorded."""
+    launched ("Materialize") over the account's assets (`keys`, by name). Dry runs send nothing
+    and are not recorded."""
     if run.tags.get(ACCOUNT_TAG):
         return run.tags[ACCOUNT_TAG] == settings.account and run.job_name != settings.name("dry_run_job")
-    own = {account_key(settings, *path) for path in (*PLAN_ASSETS, *SEND_ASSETS)}
+    own = {keys[name] for name in (*PLAN_ASSETS, *SEND_ASSETS)}
     return not own.isdisjoint(run.asset_selection or ())
 
 
@@ -43,7 +43,8 @@ def _alert(context: dg.RunStatusSensorContext, webhook: AlertWebhook, summary: d
 
 
 def build_sensors(
-    settings: AccountSettings, partitions: dg.PartitionsDefinition, resources: dict[str, dg.ConfigurableResource]
+    settings: AccountSettings, partitions: dg.PartitionsDefinition, resources: dict[str, dg.ConfigurableResource],
+    keys: dict[str, dg.AssetKey],
 ) -> list[dg.SensorDefinition]:
     """`record_successful_runs`, `alert_on_failed_runs`, `source_files_arrived`, and the automation
     sensor when the account has an `automation_condition`.
@@ -61,9 +62,9 @@ def build_sensors(
         "failed (e.g. one_opportunity_per_record) is check_failed and alerts like a failed run.",
     )
     def record_successful_runs(context: dg.RunStatusSensorContext):
-        if sends_for(context.dagster_run, settings):
+        if sends_for(context.dagster_run, settings, keys):
             with built() as account:
-                row = record_run_outcome(context.instance, context.dagster_run, account.warehouse)
+                row = record_run_outcome(context.instance, context.dagster_run, account.warehouse, keys)
                 if row and row["status"] == "check_failed":  # a green run whose ERROR check failed
                     _alert(context, account.alert_webhook, row)
 
@@ -75,10 +76,10 @@ def build_sensors(
         "if its last try fails.",
     )
     def alert_on_failed_runs(context: dg.RunFailureSensorContext):
-        if not sends_for(context.dagster_run, settings):
+        if not sends_for(context.dagster_run, settings, keys):
             return
         with built() as account:
-            row = record_run_outcome(context.instance, context.dagster_run, account.warehouse)
+            row = record_run_outcome(context.instance, context.dagster_run, account.warehouse, keys)
             if context.dagster_run.tags.get(WILL_RETRY_TAG) == "true":
                 context.log.info(f"run {context.dagster_run.run_id} failed and will be retried: no alert yet")
                 return
@@ -122,7 +123,7 @@ def build_sensors(
                     continue
                 known["reported"] = seen
                 events.append(dg.AssetMaterialization(
-                    asset_key=account_key(settings, "source", name),
+                    asset_key=keys[name],
                     partition=day.isoformat(),
                     metadata={
                         "path": dg.MetadataValue.path(str(path)),
@@ -140,7 +141,7 @@ def build_sensors(
     if settings.automation_condition:
         sensors.append(dg.AutomationConditionSensorDefinition(
             settings.name("sync_automation"),
-            target=dg.AssetSelection.assets(*(account_key(settings, *path) for path in (*PLAN_ASSETS, *SEND_ASSETS))),
+            target=dg.AssetSelection.assets(*(keys[name] for name in (*PLAN_ASSETS, *SEND_ASSETS))),
             run_tags=run_tags(settings),
             description="Starts the account's runs as its automation_condition says (eager: a day once its "
             "export files are reported). Off until turned on in Automation: a run that writes to "

@@ -18,6 +18,7 @@ from dagster.components.testing import create_defs_folder_sandbox
 from lsq_pipeline import LeadSquaredSyncComponent
 from lsq_pipeline.orchestration.jobs import settings_of
 from lsq_pipeline.orchestration.runs import pick_account
+from lsq_pipeline.orchestration.translator import account_specs, keys_of
 from lsq_pipeline.settings import AccountSettings, SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,11 +186,13 @@ def test_a_ui_run_belongs_to_the_account_whose_assets_it_materializes():
     from lsq_pipeline.orchestration.sensors import sends_for
 
     acme, default = AccountSettings(account="acme", sandbox=True), AccountSettings(sandbox=True)
+    day = dg.DailyPartitionsDefinition(start_date="2026-11-01")
+    acme_keys, default_keys = (keys_of(account_specs(settings, day, None)) for settings in (acme, default))
 
     def ui_run(*keys: dg.AssetKey) -> dg.DagsterRun:
         return dg.DagsterRun(job_name="__ASSET_JOB", run_id="r", asset_selection=frozenset(keys))
 
     only_leadsquared = ui_run(dg.AssetKey(["acme", "leadsquared", "opportunities"]))
-    assert sends_for(only_leadsquared, acme) and not sends_for(only_leadsquared, default)
+    assert sends_for(only_leadsquared, acme, acme_keys) and not sends_for(only_leadsquared, default, default_keys)
     default_state = ui_run(dg.AssetKey("opportunity_state"))
-    assert sends_for(default_state, default) and not sends_for(default_state, acme)
+    assert sends_for(default_state, default, default_keys) and not sends_for(default_state, acme, acme_keys)

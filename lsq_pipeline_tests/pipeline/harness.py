@@ -87,9 +87,12 @@ class Pipeline:
     def record(self, result) -> dict | None:
         """Write the run to sync_runs, as the run-status sensors do under the daemon."""
         from lsq_pipeline.orchestration.history import record_run_outcome
+        from lsq_pipeline.orchestration.jobs import keys_of_job
 
         run = self.instance.get_run_by_id(result.run_id)
-        return record_run_outcome(self.instance, run, self.definitions().resources[self.settings().resource_key("warehouse")])
+        definitions = self.definitions()
+        keys = keys_of_job(definitions.resolve_job_def(self.job_name("sync_job")))
+        return record_run_outcome(self.instance, run, definitions.resources[self.settings().resource_key("warehouse")], keys)
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with self.settings().warehouse_location().connect(read_only=True) as conn:
