@@ -196,7 +196,7 @@ def child(folder: Path) -> None:
     import lsq_pipeline.orchestration.runs as runs
     from lsq_pipeline.leadsquared.budget import AccountBudget
     from lsq_pipeline.leadsquared.client import LeadSquaredClient
-    from lsq_pipeline.sync.push import Pusher
+    from lsq_pipeline.steps.push.push import Pusher
     timers.add("import dagster + load the definitions", time.perf_counter() - import_started)
 
     timers.wrap(runs, "use_project_instance", "launch: use_project_instance (once per process)")

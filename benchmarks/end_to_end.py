@@ -43,8 +43,8 @@ from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.runs import QUIET_CONSOLE, run_config
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
-from lsq_pipeline.sync.connection import is_postgres
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.warehouse.connection import is_postgres
+from lsq_pipeline.demo.generate import generate
 
 REPO = Path(__file__).resolve().parents[1]
 START = date(2026, 11, 1)

@@ -33,7 +33,7 @@ from lsq_pipeline.orchestration.runs import QUIET_CONSOLE
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, MAX_LEADS_PER_BULK_CREATE
 from lsq_pipeline.sandbox.__main__ import parse_rate_limit
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = date(2026, 11, 1)

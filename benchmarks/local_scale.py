@@ -37,13 +37,13 @@ from pathlib import Path
 import duckdb
 
 from lsq_pipeline.settings import AccountSettings
-from lsq_pipeline.sync.connection import Warehouse, is_postgres
-from lsq_pipeline.sync.extract import extract_days
-from lsq_pipeline.sync.generate import generate
-from lsq_pipeline.sync.mapping import Mapping, load_mapping
-from lsq_pipeline.sync.plan import plan_days
-from lsq_pipeline.sync.validate import transform_days
-from lsq_pipeline.sync.warehouse import ensure_schema
+from lsq_pipeline.warehouse.connection import Warehouse, is_postgres
+from lsq_pipeline.steps.extract import extract_days
+from lsq_pipeline.demo.generate import generate
+from lsq_pipeline.mapping import Mapping, load_mapping
+from lsq_pipeline.steps.plan import plan_days
+from lsq_pipeline.steps.transform import transform_days
+from lsq_pipeline.warehouse.schema import ensure_schema
 
 REPO = Path(__file__).resolve().parents[1]
 START = date(2026, 11, 1)

@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from lsq_pipeline.extras import MissingExtra
-from lsq_pipeline.sync.connection import WarehouseError
+from lsq_pipeline.warehouse.connection import WarehouseError
 
 
 def _add_sandbox_command(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def _add_generate_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--events", type=int, default=None, help="event rows in all (default rows/2)")
 
     def handle(args: argparse.Namespace) -> int:
-        from lsq_pipeline.sync.generate import generate
+        from lsq_pipeline.demo.generate import generate
 
         counts = generate(
             args.out, args.rows, args.days, args.seed, start_day=args.start_day,
@@ -203,7 +203,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _print_state(settings) -> None:
     from lsq_pipeline.orchestration.runs import warehouse_of
-    from lsq_pipeline.sync.state import status_counts
+    from lsq_pipeline.tables.state import status_counts
 
     with warehouse_of(settings).get_connection() as conn:
         states = status_counts(conn)
@@ -309,7 +309,7 @@ def _run_retry(args: argparse.Namespace) -> int:
         return 2
 
     from lsq_pipeline.orchestration.runs import launch, run_config, summarize, warehouse_of
-    from lsq_pipeline.sync.plan import failed_records
+    from lsq_pipeline.steps.plan import failed_records
 
     ids = list(args.source_ids or [])
     with warehouse_of(settings).get_connection() as conn:
@@ -354,7 +354,7 @@ def _run_history(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     from lsq_pipeline.orchestration.runs import warehouse_of
-    from lsq_pipeline.sync.history import recent_runs
+    from lsq_pipeline.tables.runs import recent_runs
 
     if not settings.warehouse_location().exists():
         print("No runs yet (no warehouse).")
@@ -396,7 +396,7 @@ def _run_state(args: argparse.Namespace) -> int:
     settings = _checked_settings("state", args, paths=False)
     if settings is None:
         return 2
-    from lsq_pipeline.sync import state
+    from lsq_pipeline.tables import state
 
     location = settings.warehouse_location()
     if not location.exists():
@@ -471,9 +471,9 @@ def _add_state_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_warehouse_copy(args: argparse.Namespace) -> int:
-    from lsq_pipeline.sync.connection import Warehouse
-    from lsq_pipeline.sync.copy import CopyRefused, copy_warehouse, target_problem
-    from lsq_pipeline.sync.warehouse import WarehouseVersionError
+    from lsq_pipeline.warehouse.connection import Warehouse
+    from lsq_pipeline.warehouse.copy import CopyRefused, copy_warehouse, target_problem
+    from lsq_pipeline.warehouse.schema import WarehouseVersionError
 
     problem = target_problem(args.to, "public")  # before anything else: the URL may hold a secret
     if problem:
@@ -515,8 +515,8 @@ def _run_warehouse_copy(args: argparse.Namespace) -> int:
 
 
 def _run_warehouse_upgrade(args: argparse.Namespace) -> int:
-    from lsq_pipeline.sync.upgrade import upgrade_warehouse
-    from lsq_pipeline.sync.warehouse import WarehouseVersionError
+    from lsq_pipeline.warehouse.upgrade import upgrade_warehouse
+    from lsq_pipeline.warehouse.schema import WarehouseVersionError
 
     settings = _checked_settings("warehouse upgrade", args, paths=False)
     if settings is None:

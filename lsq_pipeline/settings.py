@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lsq_pipeline.leadsquared import AccountLimits
 from lsq_pipeline.leadsquared.budget import PlanName, limits_of
-from lsq_pipeline.sync.connection import Warehouse, is_postgres, postgres_url_problem, schema_problem
-from lsq_pipeline.sync.reconcile import READ_BACK_GRACE_SECONDS
+from lsq_pipeline.warehouse.connection import Warehouse, is_postgres, postgres_url_problem, schema_problem
+from lsq_pipeline.steps.reconcile import READ_BACK_GRACE_SECONDS
 
 SANDBOX_ACCESS_KEY = "sandbox-access-key"
 SANDBOX_SECRET_KEY = "sandbox-secret-key"

@@ -22,14 +22,15 @@ from lsq_pipeline.orchestration.liveness import run_is_alive
 from lsq_pipeline.orchestration.source import SourceResource
 from lsq_pipeline.orchestration.translator import Translate, account_key, account_specs, keys_of
 from lsq_pipeline.settings import AccountSettings
-from lsq_pipeline.sync import extract as extract_rules
-from lsq_pipeline.sync import plan as plan_rules
-from lsq_pipeline.sync import history, validate
-from lsq_pipeline.sync import state as state_rules
-from lsq_pipeline.sync.mapping import Mapping
-from lsq_pipeline.sync.push import Pusher
-from lsq_pipeline.sync.reconcile import ReconcileSummary, reconcile
-from lsq_pipeline.sync.warehouse import ensure_schema
+from lsq_pipeline.mapping import Mapping
+from lsq_pipeline.steps.push.push import Pusher
+from lsq_pipeline.steps.reconcile import ReconcileSummary, reconcile
+from lsq_pipeline.warehouse.schema import ensure_schema
+from lsq_pipeline.steps.extract import extract_days
+from lsq_pipeline.steps.plan import ACTIONS, failed_records, plan_days, planned_activities, planned_by_action
+from lsq_pipeline.tables.runs import ERROR_COLUMNS, action_counts, day_errors, record_errors
+from lsq_pipeline.steps.transform import rejects_by_field, transform_days
+from lsq_pipeline.tables.state import known_opportunities, summarize_state
 
 WAREHOUSE_POOL = "lsq_warehouse"
 API_POOL = "leadsquared_api"
@@ -146,7 +147,7 @@ class ReconcileConfig(dg.Config):
 def _retry_on_their_days(conn, days: list[date], config: PlanConfig) -> None:
     """A retry materializes the days that hold its records, never another: a record retried in a
     run that does not cover its latest day fails the plan, naming the record and the day."""
-    found = plan_rules.failed_records(conn, config.retry_source_ids, config.retry_all_failed)
+    found = failed_records(conn, config.retry_source_ids, config.retry_all_failed)
     outside = sorted((day, source_id) for source_id, day in found.items() if day not in days)
     if outside:
         named = ", ".join(f"{source_id} ({day})" for day, source_id in outside[:10])
@@ -223,7 +224,7 @@ def _steps(
         days = run_days(context)
         with warehouse.get_connection() as conn:
             ensure_schema(conn)
-            loaded = extract_rules.extract_days(conn, source.source_path(), days)
+            loaded = extract_days(conn, source.source_path(), days)
             for day, files in loaded.items():
                 context.log.debug(f"{day}: {files['applications']} applications, {files['events']} events")
                 for warning in files.get("warnings", []):
@@ -262,13 +263,13 @@ def _steps(
         mapping = source.load_mapping()
         with warehouse.get_connection() as conn:
             ensure_schema(conn)
-            counts = validate.transform_days(conn, days, mapping)
+            counts = transform_days(conn, days, mapping)
             context.log.debug(f"transform {days[0]}..{days[-1]}: {counts}")
             for table in ("opportunity_records", "activity_records"):
                 for_each_day(context, keys[table], days, lambda day, table=table: table_metadata(conn, table, "day = $1", [day]))
 
             def rejects_of(day: date) -> dict[str, object]:
-                by_field = validate.rejects_by_field(conn, [day])
+                by_field = rejects_by_field(conn, [day])
                 return {"rejected_by_field": dg.MetadataValue.md(preview(["field", "rows"], by_field) if by_field else "no rejects"),
                         **table_metadata(conn, "rejects", "day = $1", [day])}
 
@@ -324,21 +325,21 @@ def _steps(
             ensure_schema(conn)
             if config.retry_source_ids or config.retry_all_failed:
                 _retry_on_their_days(conn, days, config)
-            counts = plan_rules.plan_days(
+            counts = plan_days(
                 conn, days, mapping, max_attempts=source.max_attempts,
                 retry_ids=config.retry_source_ids, retry_all_failed=config.retry_all_failed,
             )
-            known = state_rules.known_opportunities(conn)
+            known = known_opportunities(conn)
             batches = {
                 action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE) for action in ("create", "update")
             }
             context.log.debug(f"plan {days[0]}..{days[-1]}: {counts}")
 
             def plan_of(day: date) -> dict[str, object]:
-                planned = plan_rules.planned_by_action(conn, day, day)
+                planned = planned_by_action(conn, day, day)
                 return {
-                    **{f"planned_{action}": dg.MetadataValue.int(planned.get(action, 0)) for action in plan_rules.ACTIONS},
-                    "planned_activities": dg.MetadataValue.int(plan_rules.planned_activities(conn, [day])),
+                    **{f"planned_{action}": dg.MetadataValue.int(planned.get(action, 0)) for action in ACTIONS},
+                    "planned_activities": dg.MetadataValue.int(planned_activities(conn, [day])),
                     **table_metadata(conn, "sync_plan", "day = $1", [day]),
                 }
 
@@ -410,24 +411,24 @@ def _steps(
         run_id = context.run.run_id
         with warehouse.get_connection() as conn:
             journal_rows = conn.execute("SELECT count(*) FROM push_journal WHERE run_id = $1", [run_id]).fetchone()[0]
-            history.record_errors(conn, run_id, days)
-            held = state_rules.summarize_state(conn, 0)
+            record_errors(conn, run_id, days)
+            held = summarize_state(conn, 0)
 
             def opportunities_of(day: date) -> dict[str, object]:
-                counts = history.action_counts(conn, run_id, [day])
-                errors, first = history.day_errors(conn, run_id, day, ERROR_PREVIEW_ROWS)
+                counts = action_counts(conn, run_id, [day])
+                errors, first = day_errors(conn, run_id, day, ERROR_PREVIEW_ROWS)
                 return {
                     **{name: dg.MetadataValue.int(value) for name, value in counts.items() if not name.endswith("_activity")},
                     "errors": dg.MetadataValue.int(errors),
                     "failed_records": dg.MetadataValue.md(
-                        preview(history.ERROR_COLUMNS, first)
+                        preview(ERROR_COLUMNS, first)
                         + (f"\n\n{errors - len(first)} more in the table sync_errors" if errors > len(first) else "")
                         if first else "none"
                     ),
                 }
 
             def activities_of(day: date) -> dict[str, object]:
-                counts = history.action_counts(conn, run_id, [day])
+                counts = action_counts(conn, run_id, [day])
                 return {name: dg.MetadataValue.int(value) for name, value in counts.items() if name.endswith("_activity")}
 
             for_each_day(context, keys["leadsquared/opportunities"], days, opportunities_of)
@@ -485,7 +486,7 @@ def _steps(
             context.log.warning(f"reconcile skipped: {error}")
             summary, day_spent = ReconcileSummary(), True
         with warehouse.get_connection() as conn:
-            state = state_rules.summarize_state(conn, DRIFT_PREVIEW_ROWS)
+            state = summarize_state(conn, DRIFT_PREVIEW_ROWS)
             table = table_metadata(conn, "opportunity_state", "TRUE", [])
         table["table_total_rows"] = table.pop("dagster/row_count")  # the whole table, never a day's rows
         return dg.MaterializeResult(
@@ -535,7 +536,7 @@ def _steps(
         """What LeadSquared holds, checked against the state table the read-back just wrote."""
         warehouse = getattr(context.resources, settings.resource_key("warehouse"))
         with warehouse.get_connection() as conn:
-            state = state_rules.summarize_state(conn, DRIFT_PREVIEW_ROWS)
+            state = summarize_state(conn, DRIFT_PREVIEW_ROWS)
         drifted, missing = state.statuses.get("drifted", 0), state.statuses.get("missing", 0)
         yield from selected(context, dg.AssetCheckResult(
             asset_key=held,

@@ -17,7 +17,7 @@ from lsq_pipeline.orchestration.sensors import build_sensors
 from lsq_pipeline.orchestration.translator import Translate
 from lsq_pipeline.orchestration.source import SourceResource
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
-from lsq_pipeline.sync.mapping import load_mapping
+from lsq_pipeline.mapping import load_mapping
 
 
 def _key(variable: str, sandbox: bool, sandbox_key: str) -> str | dg.EnvVar:

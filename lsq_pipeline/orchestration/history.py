@@ -14,8 +14,8 @@ import dagster as dg
 
 from lsq_pipeline.orchestration.metadata import API_CALLS
 from lsq_pipeline.orchestration.resources import WarehouseResource
-from lsq_pipeline.sync import history
-from lsq_pipeline.sync.warehouse import ensure_schema
+from lsq_pipeline.warehouse.schema import ensure_schema
+from lsq_pipeline.tables.runs import RunRecord, batches_sent, record_run
 
 # The client's endpoint each journal kind goes to, for runs that died before the push's metadata.
 ENDPOINT_OF_KIND = {"create": "bulk_add", "capture": "capture", "update": "bulk_update", "activity": "bulk_activities"}
@@ -96,16 +96,16 @@ def record_run_outcome(
     with warehouse.get_connection() as conn:
         ensure_schema(conn)
         if push is None:
-            batches = history.batches_sent(conn, run.run_id)
+            batches = batches_sent(conn, run.run_id)
             api_calls = Counter({ENDPOINT_OF_KIND[kind]: calls for kind, calls in batches.items()})
         else:
             api_calls = Counter()
         for step in (push or {}, reconcile):
             api_calls.update({k.removeprefix(API_CALLS_PREFIX): v for k, v in step.items()
                               if k.startswith(API_CALLS_PREFIX) and v})
-        return history.record_run(
+        return record_run(
             conn,
-            history.RunRecord(
+            RunRecord(
                 run_id=run.run_id,
                 job=run.job_name,
                 first_day=days[0],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lsq_pipeline.sync.mapping import FieldSpec, Mapping, template_columns
+from lsq_pipeline.mapping import FieldSpec, Mapping, template_columns
 
 USER = "user"
 """The type of a field that holds a LeadSquared user (the owner), sent as the user's id."""

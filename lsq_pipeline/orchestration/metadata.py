@@ -10,7 +10,7 @@ import duckdb
 
 from lsq_pipeline.leadsquared import ClientStats
 from lsq_pipeline.leadsquared.models import EndpointStats
-from lsq_pipeline.sync.warehouse import table_slice
+from lsq_pipeline.warehouse.schema import table_slice
 
 EMPTY = EndpointStats()
 

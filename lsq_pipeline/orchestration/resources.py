@@ -17,7 +17,7 @@ from pydantic import Field
 
 from lsq_pipeline.leadsquared import AccountLimits, LeadSquaredClient
 from lsq_pipeline.leadsquared.budget import limits_of
-from lsq_pipeline.sync.connection import Warehouse
+from lsq_pipeline.warehouse.connection import Warehouse
 
 _SECRET_FIELDS = {"access_key", "secret_key"}
 _clients: dict[str, LeadSquaredClient] = {}

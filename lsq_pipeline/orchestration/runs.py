@@ -21,7 +21,10 @@ from lsq_pipeline.orchestration.metadata import API_CALLS
 from lsq_pipeline.orchestration.resources import WarehouseResource
 from lsq_pipeline.project import DgProject, find_project, load_definitions
 from lsq_pipeline.settings import AccountSettings, SettingsError
-from lsq_pipeline.sync import history, plan, state, validate
+from lsq_pipeline.steps import plan
+from lsq_pipeline.tables import state
+from lsq_pipeline.tables.runs import batches_sent
+from lsq_pipeline.steps.transform import rejected_rows
 
 SHIPPED_INSTANCE = Path(__file__).with_name("dagster.yaml")
 """The instance settings lsq_pipeline ships: pools, run monitoring, run retries."""
@@ -221,8 +224,8 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: 
         planned = plan.planned_by_action(conn, first, last)
         journal = state.run_journal(conn, run.run_id)
         if write_calls is None:  # the push died before its metadata: count the batches it sent
-            write_calls = sum(history.batches_sent(conn, run.run_id).values())
-        rejected = validate.rejected_rows(conn, first, last)
+            write_calls = sum(batches_sent(conn, run.run_id).values())
+        rejected = rejected_rows(conn, first, last)
     return DaySummary(
         run_id=run.run_id,
         success=run.is_success,

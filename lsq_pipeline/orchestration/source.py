@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from lsq_pipeline.sync.mapping import Mapping, load_mapping
-from lsq_pipeline.sync.reconcile import READ_BACK_GRACE_SECONDS
+from lsq_pipeline.mapping import Mapping, load_mapping
+from lsq_pipeline.steps.reconcile import READ_BACK_GRACE_SECONDS
 
 
 class SourceResource(dg.ConfigurableResource):

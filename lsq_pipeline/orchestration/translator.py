@@ -14,7 +14,7 @@ from dagster._utils.schedules import get_smallest_cron_interval
 
 from lsq_pipeline.orchestration import lineage
 from lsq_pipeline.settings import AccountSettings
-from lsq_pipeline.sync.mapping import Mapping
+from lsq_pipeline.mapping import Mapping
 
 STEPS = ("source", "extract", "transform", "plan", "push", "reconcile")
 """The steps, as a translation's templates see them (`{{ data.step }}`)."""

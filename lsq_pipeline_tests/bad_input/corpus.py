@@ -6,7 +6,7 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-from lsq_pipeline.sync.warehouse import EVENT_COLUMNS
+from lsq_pipeline.warehouse.schema import EVENT_COLUMNS
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 BAD_FILES = CORPUS / "bad_files"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lsq_pipeline.sync.extract import SourceFileError, extract_day
+from lsq_pipeline.steps.extract import SourceFileError, extract_day
 
 from .corpus import BAD_FILES, DAY, GOOD_FILES, ROWS, names, place
 

@@ -9,10 +9,10 @@ import json
 import duckdb
 import pytest
 
-from lsq_pipeline.sync.extract import extract_day
-from lsq_pipeline.sync.mapping import load_mapping
-from lsq_pipeline.sync.validate import transform_days
-from lsq_pipeline.sync.warehouse import ensure_schema
+from lsq_pipeline.steps.extract import extract_day
+from lsq_pipeline.mapping import load_mapping
+from lsq_pipeline.steps.transform import transform_days
+from lsq_pipeline.warehouse.schema import ensure_schema
 
 from .conftest import DEMO_MAPPING
 from .corpus import DAY, ROWS, expected_rejects, place

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lsq_pipeline.sync.extract import extract_day
-from lsq_pipeline.sync.validate import transform_days
+from lsq_pipeline.steps.extract import extract_day
+from lsq_pipeline.steps.transform import transform_days
 
 from .corpus import DAY, GOOD_FILES, names, place
 

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 import pytest
 
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 
 from .corpus import BAD_FILES, DAY, ROWS, place

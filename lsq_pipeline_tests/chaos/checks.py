@@ -180,7 +180,7 @@ def assert_end_state(pipeline: Pipeline) -> EndState:
     # Every rejected source row has a rejects row with field and reason. Every raw application
     # row is accounted for: rejected itself, or its record's version of that day accepted, or
     # superseded in its day by a later version that was rejected (documented rule in
-    # lsq_pipeline/sync/README.md: a latest version that is invalid is rejected, the older one
+    # docs/sync.md: a latest version that is invalid is rejected, the older one
     # is not used instead).
     blank = pipeline.scalar("SELECT count(*) FROM rejects WHERE coalesce(field, '') = '' OR coalesce(reason, '') = ''")
     assert blank == 0, f"{blank} rejects without field or reason"

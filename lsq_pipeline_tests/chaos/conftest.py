@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.chaos.checks import subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]

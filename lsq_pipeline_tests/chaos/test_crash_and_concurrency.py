@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.chaos.checks import KEY_HEADERS, ChaosPipeline, assert_end_state, wait_for
 from lsq_pipeline_tests.chaos.conftest import FIRST_DAY, PROFILES
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.chaos.checks import ChaosPipeline, assert_end_state
 from lsq_pipeline_tests.chaos.conftest import FIRST_DAY
 

@@ -17,7 +17,7 @@ import pytest
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sandbox.server import stop_server
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 
 REPO = Path(__file__).resolve().parents[2]

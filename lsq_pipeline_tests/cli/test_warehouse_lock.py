@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from lsq_pipeline.sync.connection import LOCK_REPORT_SECONDS, Warehouse, WarehouseError
+from lsq_pipeline.warehouse.connection import LOCK_REPORT_SECONDS, Warehouse, WarehouseError
 from lsq_pipeline_tests.cli.test_first_run import clean_env, lsq, project
 
 HOLD = """

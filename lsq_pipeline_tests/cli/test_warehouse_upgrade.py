@@ -17,8 +17,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from lsq_pipeline.sync.connection import NewerDuckDBFile, Warehouse, WarehouseError, newer_storage_version
-from lsq_pipeline.sync.upgrade import BACKUP_SUFFIX, OLD_DUCKDB
+from lsq_pipeline.warehouse.connection import NewerDuckDBFile, Warehouse, WarehouseError, newer_storage_version
+from lsq_pipeline.warehouse.upgrade import BACKUP_SUFFIX, OLD_DUCKDB
 from lsq_pipeline_tests.cli.test_first_run import REPO, lsq, project
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ BUILD_OLD_FILE = """
 import json, sys
 from pathlib import Path
 import duckdb
-from lsq_pipeline.sync.warehouse import ensure_schema
+from lsq_pipeline.warehouse.schema import ensure_schema
 target, export = sys.argv[1], Path(sys.argv[2])
 conn = duckdb.connect(target)
 ensure_schema(conn)

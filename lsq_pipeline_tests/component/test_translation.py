@@ -14,7 +14,7 @@ from lsq_pipeline.orchestration.history import record_run_outcome
 from lsq_pipeline.orchestration.jobs import keys_of_job, settings_of
 from lsq_pipeline.orchestration.translator import StepAsset
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.component.test_component import load
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import MAPPING, key_variable

@@ -34,7 +34,7 @@ from dagster._core.instance.utils import RUNLESS_RUN_ID
 
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sandbox.server import RunningSandbox
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.chaos.checks import ChaosPipeline, subprocess_env
 from lsq_pipeline_tests.deployment.harness import (
     LAUNCH_RUN, REPO, STARTUP_SECONDS, graphql, start, tail, wait_for_location, wait_until,

@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.chaos.checks import ChaosPipeline, assert_end_state, subprocess_env
 from lsq_pipeline_tests.deployment.harness import (
     BIN, REPO, STARTUP_SECONDS, covered_days, launch_backfill, start, wait_for_backfill, wait_for_location,

@@ -32,7 +32,7 @@ import pytest
 
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.chaos.checks import assert_end_state
 from lsq_pipeline_tests.deployment.harness import BIN, REPO, tail
 from lsq_pipeline_tests.pipeline.harness import Pipeline

@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import sys, duckdb
-from lsq_pipeline.sync.connection import WarehouseError, load_postgres_extension
+from lsq_pipeline.warehouse.connection import WarehouseError, load_postgres_extension
 config = {"extension_directory": sys.argv[1]}
 if len(sys.argv) > 2:
     config["custom_extension_repository"] = sys.argv[2]

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 
 FIRST_DAY = date(2026, 11, 1)

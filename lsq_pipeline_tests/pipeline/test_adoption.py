@@ -14,7 +14,7 @@ import pytest
 from lsq_pipeline.leadsquared import LeadSquaredClient
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 from lsq_pipeline_tests.pipeline.test_modes_and_ownership import change_source, with_mapping

@@ -11,8 +11,8 @@ import pytest
 
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sandbox.account import SeedLead, load_account
-from lsq_pipeline.sync.creates import RESOLVE_ROUNDS
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.steps.push.creates import RESOLVE_ROUNDS
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 

@@ -17,7 +17,7 @@ from lsq_pipeline.leadsquared import AccountLimits, WindowLimit
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
 from lsq_pipeline_tests.accounts import default_account
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.chaos.checks import subprocess_env
 from lsq_pipeline_tests.pipeline.harness import REPO, Pipeline

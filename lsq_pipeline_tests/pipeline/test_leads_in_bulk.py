@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from datetime import timedelta
 
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 from lsq_pipeline_tests.pipeline.test_modes_and_ownership import set_mode, with_mapping

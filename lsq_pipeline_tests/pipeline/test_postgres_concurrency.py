@@ -15,8 +15,8 @@ import dagster as dg
 import pytest
 
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.generate import generate
-from lsq_pipeline.sync.warehouse import ensure_schema
+from lsq_pipeline.demo.generate import generate
+from lsq_pipeline.warehouse.schema import ensure_schema
 from lsq_pipeline_tests.chaos.checks import assert_end_state
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline

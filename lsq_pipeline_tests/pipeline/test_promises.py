@@ -13,7 +13,7 @@ import yaml
 
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sandbox.account import SeedLead, load_account
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import MAPPING, Pipeline
 

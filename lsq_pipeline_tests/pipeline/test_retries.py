@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.plan import FAILURES_SQL
+from lsq_pipeline.steps.plan import FAILURES_SQL
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.test_history import refuse_one_record
 

@@ -16,7 +16,7 @@ import pytest
 
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, run_is_alive
 from lsq_pipeline.sandbox import run_sandbox
-from lsq_pipeline.sync.generate import generate
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lsq_pipeline.sync.connection import Warehouse
-from lsq_pipeline.sync.mapping import Mapping, load_mapping
-from lsq_pipeline.sync.warehouse import APPLICATION_COLUMNS, EVENT_COLUMNS, ensure_schema
+from lsq_pipeline.warehouse.connection import Warehouse
+from lsq_pipeline.mapping import Mapping, load_mapping
+from lsq_pipeline.warehouse.schema import APPLICATION_COLUMNS, EVENT_COLUMNS, ensure_schema
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SOURCE = REPO / "data" / "source"

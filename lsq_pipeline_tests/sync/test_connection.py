@@ -16,8 +16,8 @@ from lsq_pipeline_tests.postgres import PASSWORD, PASSWORD_ROLE
 
 OPEN = """
 import sys
-from lsq_pipeline.sync.connection import Warehouse, WarehouseError
-from lsq_pipeline.sync.warehouse import SCHEMA_VERSION, ensure_schema, schema_version
+from lsq_pipeline.warehouse.connection import Warehouse, WarehouseError
+from lsq_pipeline.warehouse.schema import SCHEMA_VERSION, ensure_schema, schema_version
 warehouse = Warehouse(sys.argv[1], schema="secret_test")
 try:
     with warehouse.writer_lock(), warehouse.connect() as conn:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import date, datetime
 
-from lsq_pipeline.sync.creates import CAPTURES_PER_UNIT, CreateQueue, lead_key
-from lsq_pipeline.sync.plan import PlannedRecord
-from lsq_pipeline.sync.state import known_leads
+from lsq_pipeline.steps.push.creates import CAPTURES_PER_UNIT, CreateQueue, lead_key
+from lsq_pipeline.steps.plan import PlannedRecord
+from lsq_pipeline.tables.state import known_leads
 
 
 def row(source_id: str, email: str) -> PlannedRecord:

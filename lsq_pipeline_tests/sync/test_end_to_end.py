@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
-from lsq_pipeline.sync.extract import extract_day
-from lsq_pipeline.sync.generate import generate
-from lsq_pipeline.sync.plan import plan_days
-from lsq_pipeline.sync.validate import transform_days
+from lsq_pipeline.steps.extract import extract_day
+from lsq_pipeline.demo.generate import generate
+from lsq_pipeline.steps.plan import plan_days
+from lsq_pipeline.steps.transform import transform_days
 
 START = date(2026, 11, 1)
 

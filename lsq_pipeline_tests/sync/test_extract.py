@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lsq_pipeline.sync.connection import NUL_STORED_AS
-from lsq_pipeline.sync.extract import SourceFileError, extract_day, extract_days
+from lsq_pipeline.warehouse.connection import NUL_STORED_AS
+from lsq_pipeline.steps.extract import SourceFileError, extract_day, extract_days
 
 from .conftest import DAY, DEMO_SOURCE, good_application, good_event, write_day
 

@@ -8,8 +8,8 @@ from datetime import date
 from pathlib import Path
 
 from lsq_pipeline.cli import main
-from lsq_pipeline.sync.generate import generate
-from lsq_pipeline.sync.warehouse import APPLICATION_COLUMNS, EVENT_COLUMNS
+from lsq_pipeline.demo.generate import generate
+from lsq_pipeline.warehouse.schema import APPLICATION_COLUMNS, EVENT_COLUMNS
 
 
 def _digest(folder: Path) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.sync.connection import Warehouse
+from lsq_pipeline.warehouse.connection import Warehouse
 
 lookups = []
 

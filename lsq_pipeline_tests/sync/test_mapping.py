@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lsq_pipeline.sync.mapping import MappingError, load_mapping, parse_mapping
+from lsq_pipeline.mapping import MappingError, load_mapping, parse_mapping
 
 from .conftest import DEMO_MAPPING
 

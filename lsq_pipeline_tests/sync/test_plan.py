@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lsq_pipeline.sync.extract import extract_day
-from lsq_pipeline.sync.plan import plan_days
-from lsq_pipeline.sync.validate import transform_days
+from lsq_pipeline.steps.extract import extract_day
+from lsq_pipeline.steps.plan import plan_days
+from lsq_pipeline.steps.transform import transform_days
 
 from .conftest import DAY, good_application, good_event, write_day
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from lsq_pipeline.leadsquared import LeadSquaredClient
-from lsq_pipeline.sync.progress import PushProgress
+from lsq_pipeline.steps.push.progress import PushProgress
 
 
 def client(calls: int = 25) -> LeadSquaredClient:

@@ -17,12 +17,12 @@ from lsq_pipeline.leadsquared import LeadSquaredClient
 from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sandbox.account import SeedLead, load_account
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
-from lsq_pipeline.sync.connection import Warehouse
-from lsq_pipeline.sync.extract import extract_days
-from lsq_pipeline.sync.plan import plan_days
-from lsq_pipeline.sync.push import Pusher, PushSummary
-from lsq_pipeline.sync.validate import transform_days
-from lsq_pipeline.sync.warehouse import ensure_schema
+from lsq_pipeline.warehouse.connection import Warehouse
+from lsq_pipeline.steps.extract import extract_days
+from lsq_pipeline.steps.plan import plan_days
+from lsq_pipeline.steps.push.push import Pusher, PushSummary
+from lsq_pipeline.steps.transform import transform_days
+from lsq_pipeline.warehouse.schema import ensure_schema
 from lsq_pipeline_tests.sync.conftest import DAY, good_application, good_event, write_day
 
 APPLICATIONS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from lsq_pipeline.sync.reconcile import Tracked, decide, not_yet
+from lsq_pipeline.steps.reconcile import Tracked, decide, not_yet
 
 BEFORE_WRITE = datetime(2026, 11, 1, 9, 0, 0)  # ModifiedOn read before our write
 

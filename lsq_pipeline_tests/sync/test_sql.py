@@ -9,8 +9,8 @@ from datetime import date
 import duckdb
 import pytest
 
-from lsq_pipeline.sync.connection import Warehouse
-from lsq_pipeline.sync.sql import day_list_sql, identifier, keyed_rows, literal, transaction
+from lsq_pipeline.warehouse.connection import Warehouse
+from lsq_pipeline.warehouse.sql import day_list_sql, identifier, keyed_rows, literal, transaction
 
 
 def test_an_identifier_with_quotes_and_spaces_names_one_column():

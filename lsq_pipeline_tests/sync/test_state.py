@@ -4,10 +4,10 @@ batch's rows are `split` and its halves name it."""
 from __future__ import annotations
 
 from lsq_pipeline.leadsquared import ActivityAdd, OpportunityUpdate
-from lsq_pipeline.sync import state
-from lsq_pipeline.sync.state import JournalEntry
-from lsq_pipeline.sync.mapping import Adoption
-from lsq_pipeline.sync.statuses import Kind, Sent
+from lsq_pipeline.tables import state
+from lsq_pipeline.tables.state import JournalEntry
+from lsq_pipeline.mapping import Adoption
+from lsq_pipeline.tables.statuses import Kind, Sent
 
 UPDATE = OpportunityUpdate(opportunity_id="OPP-1", event_code=12002)
 

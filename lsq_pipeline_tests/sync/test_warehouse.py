@@ -12,13 +12,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from lsq_pipeline.sync import warehouse
-from lsq_pipeline.sync.connection import FILE_CONFIG
-from lsq_pipeline.sync.extract import extract_day
-from lsq_pipeline.sync.plan import plan_days
-from lsq_pipeline.sync.validate import transform_days
-from lsq_pipeline.sync.warehouse import (
+from lsq_pipeline.warehouse import schema
+from lsq_pipeline.warehouse.connection import FILE_CONFIG
+from lsq_pipeline.steps.extract import extract_day
+from lsq_pipeline.steps.plan import plan_days
+from lsq_pipeline.steps.transform import transform_days
+from lsq_pipeline.warehouse.schema import (
     MIGRATIONS,
+    ReusedConnection,
     SCHEMA_VERSION,
     Migration,
     WarehouseVersionError,
@@ -96,11 +97,11 @@ def test_a_failing_step_leaves_the_warehouse_as_it_was(tmp_path, monkeypatch):
     _previous_release(path).close()
     broken = Migration("broken", "fails half way", (
         "ALTER TABLE opportunity_state ADD COLUMN half_way VARCHAR", "SELECT * FROM no_such_table"))
-    monkeypatch.setattr(warehouse, "MIGRATIONS", (*MIGRATIONS, broken))
-    monkeypatch.setattr(warehouse, "SCHEMA_VERSION", len(MIGRATIONS) + 1)
+    monkeypatch.setattr(schema, "MIGRATIONS", (*MIGRATIONS, broken))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(MIGRATIONS) + 1)
     conn = duckdb.connect(str(path))
     with pytest.raises(duckdb.CatalogException):
-        warehouse.ensure_schema(conn)
+        ensure_schema(conn)
     assert schema_version(conn) == 0
     assert "half_way" not in _columns(conn, "opportunity_state")
     assert "parent_batch_id" not in _columns(conn, "push_journal")
@@ -133,9 +134,9 @@ def test_the_records_texts_are_written_with_zstd(tmp_path, mapping):
 def test_zstd_record_texts_keeps_the_records_and_their_payloads(tmp_path, mapping, monkeypatch):
     conn = duckdb.connect(str(tmp_path / "v6.duckdb"))
     with monkeypatch.context() as before:
-        before.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:6])
-        before.setattr(warehouse, "SCHEMA_VERSION", 6)
-        warehouse.ensure_schema(conn)
+        before.setattr(schema, "MIGRATIONS", MIGRATIONS[:6])
+        before.setattr(schema, "SCHEMA_VERSION", 6)
+        ensure_schema(conn)
     _load_day(conn, tmp_path, mapping)
     plan_days(conn, [DAY], mapping)
     records = conn.execute("SELECT * FROM opportunity_records ORDER BY ALL").fetchall()
@@ -150,9 +151,9 @@ def test_zstd_record_texts_keeps_the_records_and_their_payloads(tmp_path, mappin
 def test_read_back_grace_sends_rows_failed_by_a_lagging_read_back_to_be_read_again(tmp_path, monkeypatch):
     conn = duckdb.connect(str(tmp_path / "v7.duckdb"))
     with monkeypatch.context() as before:
-        before.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:7])
-        before.setattr(warehouse, "SCHEMA_VERSION", 7)
-        warehouse.ensure_schema(conn)
+        before.setattr(schema, "MIGRATIONS", MIGRATIONS[:7])
+        before.setattr(schema, "SCHEMA_VERSION", 7)
+        ensure_schema(conn)
     conn.execute(
         """INSERT INTO opportunity_state (source_id, opportunity_id, status, error, last_synced_at) VALUES
            ('NOT-YET', 'o-1', 'failed', 'opportunity not found in LeadSquared', TIMESTAMP '2026-11-01 10:00:00'),
@@ -192,7 +193,7 @@ class _CountingFactory:
 
 def test_a_burst_of_uses_shares_one_connection_and_leaves_the_file_free(tmp_path):
     factory = _CountingFactory(tmp_path / "w.duckdb")
-    reused = warehouse.ReusedConnection(factory, linger=0.2, max_hold=5.0)
+    reused = ReusedConnection(factory, linger=0.2, max_hold=5.0)
     for number in range(5):
         with reused() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
@@ -206,11 +207,11 @@ def test_a_burst_of_uses_shares_one_connection_and_leaves_the_file_free(tmp_path
 
 def test_a_connection_is_not_kept_past_max_hold_nor_after_an_error_nor_after_close(tmp_path):
     factory = _CountingFactory(tmp_path / "w.duckdb")
-    reused = warehouse.ReusedConnection(factory, linger=10.0, max_hold=0.0)
+    reused = ReusedConnection(factory, linger=10.0, max_hold=0.0)
     with reused() as conn:
         conn.execute("SELECT 1")
     assert factory.closed == 1  # held max_hold: closed when the use ends
-    reused = warehouse.ReusedConnection(factory, linger=10.0, max_hold=10.0)
+    reused = ReusedConnection(factory, linger=10.0, max_hold=10.0)
     with pytest.raises(duckdb.Error), reused() as conn:
         conn.execute("SELECT * FROM missing")
     assert factory.closed == 2
@@ -222,7 +223,7 @@ def test_a_connection_is_not_kept_past_max_hold_nor_after_an_error_nor_after_clo
 
 def test_a_use_while_the_kept_connection_is_lent_gets_its_own(tmp_path):
     factory = _CountingFactory(tmp_path / "w.duckdb")
-    reused = warehouse.ReusedConnection(factory, linger=10.0, max_hold=10.0)
+    reused = ReusedConnection(factory, linger=10.0, max_hold=10.0)
     with reused() as outer, reused() as inner:  # nested (or another thread): two connections
         assert inner is not outer
         outer.execute("CREATE TABLE t AS SELECT 1 AS n")

@@ -51,7 +51,7 @@ class WarehouseError(RuntimeError):
 
 class NewerDuckDBFile(WarehouseError):
     """The DuckDB file was written by a newer DuckDB than this one (the previous release's 2.x):
-    `lsq-pipeline warehouse upgrade` rewrites it (lsq_pipeline.sync.upgrade)."""
+    `lsq-pipeline warehouse upgrade` rewrites it (lsq_pipeline.warehouse.upgrade)."""
 
 
 def newer_storage_version(error: BaseException) -> bool:

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from lsq_pipeline.extras import require
-from lsq_pipeline.sync.warehouse import APPLICATION_COLUMNS, EVENT_COLUMNS
+from lsq_pipeline.warehouse.schema import APPLICATION_COLUMNS, EVENT_COLUMNS
 
 PRODUCTS = ("Personal Loan", "Home Loan", "Auto Loan", "Business Loan", "Education Loan")
 STAGES = ("New", "Documents Pending", "Under Review", "Approved", "Disbursed", "Rejected")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import duckdb
 
-from lsq_pipeline.sync import history
-from lsq_pipeline.sync.sql import identifier, transaction
+from lsq_pipeline.warehouse.sql import identifier, transaction
+from lsq_pipeline.tables.runs import SCHEMA_DDL
 
 APPLICATION_COLUMNS: tuple[str, ...] = (
     "application_id", "applicant_name", "email", "phone", "product", "amount",
@@ -188,7 +188,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "retries_and_history",
         "opportunity_state.attempts (failed sends of the version in failed_hash, for automatic retries); "
         "the run history tables sync_runs and sync_errors",
-        ("ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS attempts INTEGER DEFAULT 0", *history.SCHEMA_DDL),
+        ("ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS attempts INTEGER DEFAULT 0", *SCHEMA_DDL),
     ),
     Migration(
         "narrow_plan",

@@ -29,14 +29,15 @@ from lsq_pipeline.leadsquared import (
     fields_from_dict,
 )
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
-from lsq_pipeline.sync import plan, state
-from lsq_pipeline.sync.batches import BatchSender, PushSummary, chunks, error_text, with_batch_ids
-from lsq_pipeline.sync.creates import Creates
-from lsq_pipeline.sync.mapping import Mapping
-from lsq_pipeline.sync.plan import PlannedActivity, PlannedRecord
-from lsq_pipeline.sync.state import JournalEntry
-from lsq_pipeline.sync.statuses import Action, Kind, Sent
-from lsq_pipeline.sync.warehouse import ReusedConnection
+from lsq_pipeline.steps import plan
+from lsq_pipeline.tables import state
+from lsq_pipeline.steps.push.batches import BatchSender, PushSummary, chunks, error_text, with_batch_ids
+from lsq_pipeline.steps.push.creates import Creates
+from lsq_pipeline.mapping import Mapping
+from lsq_pipeline.steps.plan import PlannedActivity, PlannedRecord
+from lsq_pipeline.tables.state import JournalEntry
+from lsq_pipeline.tables.statuses import Action, Kind, Sent
+from lsq_pipeline.warehouse.schema import ReusedConnection
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 

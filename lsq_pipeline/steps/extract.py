@@ -9,8 +9,8 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.sync.sql import day_list_sql, identifier, literal, transaction
-from lsq_pipeline.sync.warehouse import RAW_TABLES, SOURCE_FILES
+from lsq_pipeline.warehouse.sql import day_list_sql, identifier, literal, transaction
+from lsq_pipeline.warehouse.schema import RAW_TABLES, SOURCE_FILES
 
 HEADER_PROBE_BYTES = 1 << 16
 LINE_END = re.compile(b"(\r\n|\r|\n)")

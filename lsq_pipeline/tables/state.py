@@ -16,10 +16,10 @@ from datetime import date, datetime
 import duckdb
 
 from lsq_pipeline.leadsquared import ActivityAdd, CaptureRequest, OpportunityAdd, OpportunityUpdate
-from lsq_pipeline.sync.mapping import Adoption
-from lsq_pipeline.sync.plan import MISSING_NOT_RECREATED, PlannedRecord
-from lsq_pipeline.sync.sql import keyed_rows, literal, literal_list, transaction
-from lsq_pipeline.sync.statuses import CREATE_KINDS, ActivityStatus, Kind, RecordStatus, Sent
+from lsq_pipeline.mapping import Adoption
+from lsq_pipeline.steps.plan import MISSING_NOT_RECREATED, PlannedRecord
+from lsq_pipeline.warehouse.sql import keyed_rows, literal, literal_list, transaction
+from lsq_pipeline.tables.statuses import CREATE_KINDS, ActivityStatus, Kind, RecordStatus, Sent
 
 INTERRUPTED = "the run stopped before the answer came"
 EARLIER_VERSIONS_KEPT = 5

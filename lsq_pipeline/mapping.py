@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lsq_pipeline.sync.warehouse import APPLICATION_COLUMNS, EVENT_COLUMNS
+from lsq_pipeline.warehouse.schema import APPLICATION_COLUMNS, EVENT_COLUMNS
 
 FieldType = Literal["string", "number", "date", "datetime", "dropdown", "email", "phone"]
 FormulaGuard = Literal["reject", "quote", "off"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.sync.connection import Warehouse, first_line, is_postgres, postgres_url_problem, schema_problem
-from lsq_pipeline.sync.sql import identifier, literal, transaction
-from lsq_pipeline.sync.warehouse import SCHEMA_VERSION, ensure_schema, schema_version
+from lsq_pipeline.warehouse.connection import Warehouse, first_line, is_postgres, postgres_url_problem, schema_problem
+from lsq_pipeline.warehouse.sql import identifier, literal, transaction
+from lsq_pipeline.warehouse.schema import SCHEMA_VERSION, ensure_schema, schema_version
 
 SOURCE_CATALOG = "source"
 """The name the DuckDB file has inside the target's DuckDB connection while it is copied."""

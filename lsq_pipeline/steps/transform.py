@@ -17,9 +17,9 @@ from datetime import date
 
 import duckdb
 
-from lsq_pipeline.sync.connection import NUL_STORED_AS
-from lsq_pipeline.sync.mapping import FieldSpec, Mapping, template_columns
-from lsq_pipeline.sync.sql import day_list_sql, identifier, literal, transaction
+from lsq_pipeline.warehouse.connection import NUL_STORED_AS
+from lsq_pipeline.mapping import FieldSpec, Mapping, template_columns
+from lsq_pipeline.warehouse.sql import day_list_sql, identifier, literal, transaction
 
 WHITESPACE = " \\t\\r\\n"
 # Full-match patterns without capture groups, so RE2 runs them as a DFA.

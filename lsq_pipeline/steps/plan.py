@@ -11,9 +11,9 @@ from datetime import date, datetime
 
 import duckdb
 
-from lsq_pipeline.sync.mapping import Mapping
-from lsq_pipeline.sync.sql import day_list_sql, literal, transaction
-from lsq_pipeline.sync.statuses import Action, ActivityStatus
+from lsq_pipeline.mapping import Mapping
+from lsq_pipeline.warehouse.sql import day_list_sql, literal, transaction
+from lsq_pipeline.tables.statuses import Action, ActivityStatus
 
 ACTIONS = tuple(Action)
 # A state row whose error is not one of LeadSquared's business errors (`MX...`): a timeout, a

@@ -18,11 +18,11 @@ from lsq_pipeline.leadsquared import (
     TransientError,
 )
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
-from lsq_pipeline.sync import state
-from lsq_pipeline.sync.progress import PushProgress
-from lsq_pipeline.sync.state import JournalEntry
-from lsq_pipeline.sync.statuses import Sent
-from lsq_pipeline.sync.warehouse import ReusedConnection
+from lsq_pipeline.tables import state
+from lsq_pipeline.steps.push.progress import PushProgress
+from lsq_pipeline.tables.state import JournalEntry
+from lsq_pipeline.tables.statuses import Sent
+from lsq_pipeline.warehouse.schema import ReusedConnection
 
 Send = Callable[[list[JournalEntry]], list[RowResult]]
 Answered = list[tuple[JournalEntry, RowResult | None]]

@@ -32,12 +32,12 @@ from lsq_pipeline.leadsquared import (
     fields_from_dict,
 )
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, MAX_LEADS_PER_BULK_CREATE
-from lsq_pipeline.sync import state
-from lsq_pipeline.sync.batches import CALL_FAILURES, BatchSender, error_text, with_batch_ids
-from lsq_pipeline.sync.mapping import Adoption, Mapping
-from lsq_pipeline.sync.plan import PlannedRecord
-from lsq_pipeline.sync.state import JournalEntry
-from lsq_pipeline.sync.statuses import Kind, Sent
+from lsq_pipeline.tables import state
+from lsq_pipeline.steps.push.batches import CALL_FAILURES, BatchSender, error_text, with_batch_ids
+from lsq_pipeline.mapping import Adoption, Mapping
+from lsq_pipeline.steps.plan import PlannedRecord
+from lsq_pipeline.tables.state import JournalEntry
+from lsq_pipeline.tables.statuses import Kind, Sent
 
 CAPTURES_PER_UNIT = 2
 """Captures one general worker sends together (the client runs them concurrently): fewer journal

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 
 from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
-from lsq_pipeline.sync import state
-from lsq_pipeline.sync.mapping import Adoption
-from lsq_pipeline.sync.statuses import RecordStatus
-from lsq_pipeline.sync.warehouse import ReusedConnection
+from lsq_pipeline.tables import state
+from lsq_pipeline.mapping import Adoption
+from lsq_pipeline.tables.statuses import RecordStatus
+from lsq_pipeline.warehouse.schema import ReusedConnection
 
 LEADSQUARED_DATETIME = "%m/%d/%Y %I:%M:%S %p"
 SENT_DATETIME = "%Y-%m-%d %H:%M:%S"

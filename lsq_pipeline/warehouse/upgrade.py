@@ -24,9 +24,9 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.sync.connection import NewerDuckDBFile, Warehouse, WarehouseError, first_line
-from lsq_pipeline.sync.sql import identifier, literal
-from lsq_pipeline.sync.warehouse import ensure_schema
+from lsq_pipeline.warehouse.connection import NewerDuckDBFile, Warehouse, WarehouseError, first_line
+from lsq_pipeline.warehouse.sql import identifier, literal
+from lsq_pipeline.warehouse.schema import ensure_schema
 
 OLD_DUCKDB = "duckdb==2.0.1"
 """The DuckDB of the previous release, which wrote the files to upgrade."""

@@ -1,1 +1,0 @@
-"""The sync's own logic: mapping, normalisation, planning, state table, journal. No Dagster."""
