@@ -102,7 +102,7 @@ def api_spending(cursor, run_id: str) -> dict[str, float]:
     the shared instance's event log): calls, 429s and seconds waited for the window."""
     cursor.execute("SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
                    [run_id])
-    spent = {"api_calls": 0.0, "api_rate_limited_429": 0.0, "api_seconds_waiting_for_window": 0.0}
+    spent = {"run_api_calls": 0.0, "run_api_rate_limited_429": 0.0, "run_api_seconds_waiting_for_window": 0.0}
     seen = set()
     for (text,) in cursor.fetchall():
         materialization = dg.deserialize_value(text, dg.EventLogEntry).asset_materialization
@@ -202,9 +202,9 @@ def test_two_machines_share_a_warehouse_an_instance_a_budget_and_leadsquared(tmp
         refused = {f"{rate_class}/{reason}": n for rate_class, reasons in stats["Refused"].items()
                    for reason, n in reasons.items() if n}
         assert stats["RateLimited"] == 0 and not refused, (stats["RateLimited"], refused, stats["Calls"], spent)
-        assert all(s["api_rate_limited_429"] == 0 for s in spent.values()), spent
+        assert all(s["run_api_rate_limited_429"] == 0 for s in spent.values()), spent
         # ... while the window was really full: the machines waited for it.
-        assert sum(s["api_seconds_waiting_for_window"] for s in spent.values()) > 0, spent
+        assert sum(s["run_api_seconds_waiting_for_window"] for s in spent.values()) > 0, spent
         # The budget was Redis's: neither machine made its own SQLite file.
         assert not any((m.folder / "data" / "rate_limit.sqlite").exists() for m in (a, b))
 
