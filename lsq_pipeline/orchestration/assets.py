@@ -414,11 +414,13 @@ def _steps(
             record_errors(conn, run_id, days)
             held = summarize_state(conn, 0)
 
+            counts_of_day = {day: action_counts(conn, run_id, [day]) for day in days}  # both assets' figures
+
             def opportunities_of(day: date) -> dict[str, object]:
-                counts = action_counts(conn, run_id, [day])
                 errors, first = day_errors(conn, run_id, day, ERROR_PREVIEW_ROWS)
                 return {
-                    **{name: dg.MetadataValue.int(value) for name, value in counts.items() if not name.endswith("_activity")},
+                    **{name: dg.MetadataValue.int(value) for name, value in counts_of_day[day].items()
+                       if not name.endswith("_activity")},
                     "errors": dg.MetadataValue.int(errors),
                     "failed_records": dg.MetadataValue.md(
                         preview(ERROR_COLUMNS, first)
@@ -428,8 +430,8 @@ def _steps(
                 }
 
             def activities_of(day: date) -> dict[str, object]:
-                counts = action_counts(conn, run_id, [day])
-                return {name: dg.MetadataValue.int(value) for name, value in counts.items() if name.endswith("_activity")}
+                return {name: dg.MetadataValue.int(value) for name, value in counts_of_day[day].items()
+                        if name.endswith("_activity")}
 
             for_each_day(context, keys["leadsquared/opportunities"], days, opportunities_of)
             for_each_day(context, keys["leadsquared/activities"], days, activities_of)

@@ -205,12 +205,13 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: 
     write_calls: int | None = None
     day_spent = False
     seen: set[dg.AssetKey] = set()
+    push_key = asset_keys(settings)["leadsquared/opportunities"]
     for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
         materialization = record.event_log_entry.asset_materialization
         if materialization.asset_key in seen:  # a range run repeats its metadata once per day
             continue
         seen.add(materialization.asset_key)
-        pushed = materialization.asset_key == asset_keys(settings)["leadsquared/opportunities"]
+        pushed = materialization.asset_key == push_key
         calls = materialization.metadata.get(API_CALLS)
         if calls is not None:
             if pushed:
