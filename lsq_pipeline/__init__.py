@@ -5,7 +5,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
+
+# dg's loader re-makes a component's asset-check definitions as plain AssetsDefinitions (adding code
+# references); Dagster converts them back when it builds the repository, and warns that a parameter
+# it passes itself is beta. Exactly that warning is quieted, in any process that imports the package.
+warnings.filterwarnings("ignore", message=r"Parameter `execution_type` of function `AssetsDefinition\.__init__`")
 
 if TYPE_CHECKING:
     from lsq_pipeline.component import LeadSquaredSyncComponent
