@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
@@ -45,8 +45,8 @@ class SlidingWindowLimiter:
     whether LeadSquared counts them).
 
     Each method takes the call's arrival time `at` (default: the clock now). Calls may be asked
-    about out of their arrival order (threads), so the log is kept sorted and a call is judged by
-    the calls that arrived in the `seconds` before it and those already logged after it.
+    about out of their arrival order (threads), so the log is kept sorted and a call is admitted
+    when every window of `seconds` that holds it, before or after calls already logged, has room.
     """
 
     def __init__(self, calls: int, seconds: float, clock: Callable[[], float] = time.monotonic,
@@ -61,11 +61,13 @@ class SlidingWindowLimiter:
         self._lock = threading.Lock()
 
     def _in_window(self, at: float) -> int:
-        """Calls that arrived in the `seconds` up to `at`, and any logged after `at` (asked about
-        first, they are in a window with this call); forgets those no call can count any more
-        (a window's length before `at`, and one more second for calls asked about late)."""
-        del self._admitted[:bisect_right(self._admitted, at - self.seconds - 1.0)]
-        return len(self._admitted) - bisect_right(self._admitted, at - self.seconds)
+        """The most calls in one window of `seconds` that would also hold a call at `at`: windows
+        ending at `at` or at a call logged after it (asked about first) less than `seconds` later.
+        Forgets calls no window can count any more (one more second for calls asked about late)."""
+        log = self._admitted
+        del log[:bisect_right(log, at - self.seconds - 1.0)]
+        ends = [at, *log[bisect_right(log, at):bisect_left(log, at + self.seconds)]]
+        return max(bisect_right(log, end) - bisect_right(log, end - self.seconds) for end in ends)
 
     def has_room(self, at: float | None = None) -> bool:
         if self.calls == 0:

@@ -89,3 +89,14 @@ def test_a_call_counts_at_its_arrival_even_when_asked_about_late():
     assert limiter.try_acquire(at=15.5) is True  # its window (10.5, 15.5] holds 12.0 only
     assert limiter.try_acquire(at=16.0) is False  # 12.0 and 15.5
     assert limiter.try_acquire(at=17.1) is True  # 12.0 has left: 15.5 alone
+
+
+def test_a_call_asked_about_late_is_refused_only_when_one_window_would_hold_too_many():
+    """A late-judged call between two bursts more than a window apart fits when no single window
+    holds it and a full burst: the server counts arrivals, not the order threads reach it."""
+    limiter = SlidingWindowLimiter(3, 5, clock=lambda: 100.0)
+    for at in (10.0, 10.1, 15.4, 15.5):
+        assert limiter.try_acquire(at=at)
+    # (10.0..15.5) spans more than 5 s: windows holding 12.0 hold 10.0, 10.1 or 15.4, 15.5, never all four.
+    assert limiter.try_acquire(at=12.0) is True
+    assert limiter.try_acquire(at=12.5) is False  # (7.5, 12.5] now holds 10.0, 10.1 and 12.0
