@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 import duckdb
 
 from lsq_pipeline.mapping import Mapping
 from lsq_pipeline.warehouse.sql import day_list_sql, literal, transaction
+from lsq_pipeline.tables.records import PlannedActivity, PlannedRecord
 from lsq_pipeline.tables.statuses import Action, ActivityStatus
 
 ACTIONS = tuple(Action)
@@ -205,43 +205,6 @@ def failed_records(conn: duckdb.DuckDBPyConnection, source_ids: Sequence[str], e
            GROUP BY f.source_id""",
         [list(source_ids), every],
     ).fetchall())
-
-
-@dataclass(frozen=True)
-class PlannedRecord:
-    """A record the plan sends (a create or an update), as of the version the plan named."""
-
-    day: date
-    source_id: str
-    opportunity_id: str | None
-    """The opportunity an update writes; None for a create."""
-    fields: dict[str, str | None]
-    """What is sent: every mapped field for a create, the changed ones for an update."""
-    full_fields: dict[str, str | None]
-    """Every mapped field as it stands once the write lands (what the state keeps as sent)."""
-    search_by_value: str | None
-    lead_fields: dict[str, str | None]
-    owner_email: str | None
-    note: str | None
-    record_hash: str
-    source_updated_at: datetime
-    failed_hash: str
-    """What the state keeps when LeadSquared refuses this version (see `failed_hash_sql`)."""
-
-
-@dataclass(frozen=True)
-class PlannedActivity:
-    """An event the plan sends as an activity on its record's opportunity."""
-
-    day: date
-    event_id: str
-    source_id: str
-    opportunity_id: str | None
-    """The record's opportunity in the state; None while it has none."""
-    activity_event: int
-    owner_email: str
-    note: str | None
-    fields: dict[str, str | None]
 
 
 def records_to_send(conn: duckdb.DuckDBPyConnection, days: Sequence[date], action: Action) -> list[PlannedRecord]:

@@ -11,13 +11,12 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 import duckdb
 
-from lsq_pipeline.leadsquared import ActivityAdd, CaptureRequest, OpportunityAdd, OpportunityUpdate
-from lsq_pipeline.mapping import Adoption
-from lsq_pipeline.steps.plan import MISSING_NOT_RECREATED, PlannedRecord
+from lsq_pipeline.steps.plan import MISSING_NOT_RECREATED
+from lsq_pipeline.tables.records import JournalEntry, ReadBack
 from lsq_pipeline.warehouse.sql import keyed_rows, literal, literal_list, transaction
 from lsq_pipeline.tables.statuses import CREATE_KINDS, ActivityStatus, Kind, RecordStatus, Sent
 
@@ -25,41 +24,6 @@ INTERRUPTED = "the run stopped before the answer came"
 EARLIER_VERSIONS_KEPT = 5
 """Versions sent before the last write and not yet confirmed that a read-back may still show
 (several runs inside one lag); older ones are past any grace."""
-
-
-Payload = OpportunityAdd | CaptureRequest | OpportunityUpdate | ActivityAdd
-"""One item as the client sends it; the journal keeps it as the API's JSON."""
-
-
-@dataclass
-class JournalEntry:
-    """One item of one batch: a create, capture, update or activity for one source record."""
-
-    kind: Kind
-    day: date | None
-    source_id: str
-    payload: Payload
-    event_id: str | None = None
-    batch_id: str = ""
-    status: Sent = Sent.SENT
-    opportunity_id: str | None = None
-    error: str | None = None
-    record: PlannedRecord | None = None
-    """The planned record an opportunity write sends: its state row follows the answer."""
-    adoption: Adoption | None = None
-    """A create's: the adoption its duplicate flags ask for; None when the opportunity is ours
-    (OverwriteFields)."""
-    passed_on: bool = False
-    """Not the record's last answer in this push: a Bulk Add row gone on to Capture, or a capture
-    whose answer was lost gone back to Bulk Add. Its state waits for that answer."""
-    activity_id: str | None = None
-    """An activity's id, once LeadSquared answered it."""
-
-    def resent(self) -> JournalEntry:
-        """A fresh entry for the same item, to go out again in a split half: the same payload, so
-        the same adoption if it meets an opportunity this pipeline did not create."""
-        return JournalEntry(self.kind, self.day, self.source_id, self.payload, event_id=self.event_id,
-                            opportunity_id=self.opportunity_id, record=self.record, adoption=self.adoption)
 
 
 def new_batch_id() -> str:
@@ -301,28 +265,6 @@ def _upsert_failed(conn: duckdb.DuckDBPyConnection, entries: list[JournalEntry],
             [[e.source_id for e in entries], event_code, [e.error for e in entries],
              [e.record.failed_hash for e in entries], RecordStatus.FAILED],
         )
-
-
-@dataclass(frozen=True)
-class ReadBack:
-    """What reconcile decided for one state row. `confirmed`: the read found the opportunity as of our
-    last write (`in_sync`, `drifted`, or sent again by a repair), so its fields are kept as what
-    LeadSquared holds; otherwise (`pending`: not yet, `missing`: past the grace) the row keeps what
-    was last read. `rewritten`: a repair was just sent, so the grace starts again now."""
-
-    source_id: str
-    status: str
-    confirmed: bool = False
-    lead_id: str | None = None
-    remote_fields: str | None = None
-    """JSON text of the fields read, only when `confirmed`."""
-    remote_modified_on: datetime | None = None
-    drift_fields: tuple[str, ...] = ()
-    error: str | None = None
-    rewritten: bool = False
-    kept_fields: str | None = None
-    """An adoption's baseline, when this read took it: JSON text of the fields where LeadSquared kept
-    its own value rather than the one sent (`opportunity_adoption.kept_fields`)."""
 
 
 def settle(

@@ -6,7 +6,7 @@ import threading
 from datetime import date, datetime
 
 from lsq_pipeline.steps.push.creates import CAPTURES_PER_UNIT, CreateQueue, lead_key
-from lsq_pipeline.steps.plan import PlannedRecord
+from lsq_pipeline.tables.records import PlannedRecord
 from lsq_pipeline.tables.state import known_leads
 
 

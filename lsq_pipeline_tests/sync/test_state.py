@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lsq_pipeline.leadsquared import ActivityAdd, OpportunityUpdate
 from lsq_pipeline.tables import state
-from lsq_pipeline.tables.state import JournalEntry
+from lsq_pipeline.tables.records import JournalEntry
 from lsq_pipeline.mapping import Adoption
 from lsq_pipeline.tables.statuses import Kind, Sent
 

@@ -20,7 +20,7 @@ from lsq_pipeline.leadsquared import (
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.tables import state
 from lsq_pipeline.steps.push.progress import PushProgress
-from lsq_pipeline.tables.state import JournalEntry
+from lsq_pipeline.tables.records import JournalEntry
 from lsq_pipeline.tables.statuses import Sent
 from lsq_pipeline.warehouse.schema import ReusedConnection
 

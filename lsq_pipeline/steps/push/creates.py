@@ -35,8 +35,7 @@ from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, MAX_LEADS_PER_B
 from lsq_pipeline.tables import state
 from lsq_pipeline.steps.push.batches import CALL_FAILURES, BatchSender, error_text, with_batch_ids
 from lsq_pipeline.mapping import Adoption, Mapping
-from lsq_pipeline.steps.plan import PlannedRecord
-from lsq_pipeline.tables.state import JournalEntry
+from lsq_pipeline.tables.records import JournalEntry, PlannedRecord
 from lsq_pipeline.tables.statuses import Kind, Sent
 
 CAPTURES_PER_UNIT = 2

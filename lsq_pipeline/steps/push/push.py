@@ -34,8 +34,7 @@ from lsq_pipeline.tables import state
 from lsq_pipeline.steps.push.batches import BatchSender, PushSummary, chunks, error_text, with_batch_ids
 from lsq_pipeline.steps.push.creates import Creates
 from lsq_pipeline.mapping import Mapping
-from lsq_pipeline.steps.plan import PlannedActivity, PlannedRecord
-from lsq_pipeline.tables.state import JournalEntry
+from lsq_pipeline.tables.records import JournalEntry, PlannedActivity, PlannedRecord
 from lsq_pipeline.tables.statuses import Action, Kind, Sent
 from lsq_pipeline.warehouse.schema import ReusedConnection
 
