@@ -1,14 +1,38 @@
-"""Fixtures every test folder may use: a Redis server of the test's own, a PostgreSQL server of
-the session's own and a new database in it."""
+"""Fixtures every test folder may use: sandboxes over real HTTP, a Redis server of the test's own,
+a PostgreSQL server of the session's own and a new database in it, and the test's warehouse."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from lsq_pipeline.sandbox import RunningSandbox, run_sandbox
 from lsq_pipeline_tests.postgres import PostgresServer, PostgresUnavailable, start_server
+
+
+@pytest.fixture
+def start_sandbox() -> Iterator[Callable[..., RunningSandbox]]:
+    """`start_sandbox(**options)` -> a sandbox serving over HTTP on a free port until the test ends.
+
+    Options are `run_sandbox`'s. The rate limit is off unless asked (`rate_limit_calls=None` keeps
+    the plan's or the default window), so a test meets a 429 only where it means to."""
+    with ExitStack() as running:
+
+        def start(**options) -> RunningSandbox:
+            options.setdefault("rate_limit_calls", 0)
+            return running.enter_context(run_sandbox(**options))
+
+        yield start
+
+
+@pytest.fixture
+def sandbox(start_sandbox) -> RunningSandbox:
+    """A sandbox on the default account, rate limit off."""
+    return start_sandbox()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Fixtures for whole-flow tests: a fresh sandbox over real HTTP and a fresh warehouse per test."""
+"""Fixtures for whole-flow tests: a pipeline over generated exports, the root's sandbox and the
+test's warehouse."""
 
 from __future__ import annotations
 
@@ -6,17 +7,10 @@ from datetime import date
 
 import pytest
 
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 
 FIRST_DAY = date(2026, 11, 1)
-
-
-@pytest.fixture
-def sandbox():
-    with run_sandbox(rate_limit_calls=0) as running:
-        yield running
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from lsq_pipeline.sandbox import SandboxBackend, load_account, run_sandbox
+from lsq_pipeline.sandbox import SandboxBackend, load_account
 
 EXAMPLES_ACCOUNT = Path(__file__).with_name("examples_account.yaml")
 KEYS = {"x-LSQ-AccessKey": "sandbox-access-key", "x-LSQ-SecretKey": "sandbox-secret-key"}
@@ -52,10 +52,9 @@ class Api:
 
 
 @pytest.fixture
-def sandbox():
+def sandbox(start_sandbox):
     """A sandbox on the examples account, rate limit off (the rate-limit tests start their own)."""
-    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=0) as running:
-        yield running
+    return start_sandbox(account=EXAMPLES_ACCOUNT)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from lsq_pipeline.sandbox import PROFILES, run_sandbox
+from lsq_pipeline.sandbox import PROFILES
 from lsq_pipeline_tests.sandbox import examples
 from lsq_pipeline_tests.sandbox.conftest import (
     ACTIVITIES,
@@ -24,10 +24,9 @@ from lsq_pipeline_tests.sandbox.conftest import (
 
 
 @pytest.fixture(params=list(PROFILES))
-def sandbox(request):
+def sandbox(request, start_sandbox):
     """The examples account under each profile (`documented` first), rate limit off."""
-    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=0, profile=request.param) as running:
-        yield running
+    return start_sandbox(account=EXAMPLES_ACCOUNT, profile=request.param)
 
 
 def test_bulk_add_example(api):
@@ -84,12 +83,11 @@ def test_capture_example(api):
     assert body["CreatedOpportunityId"] in {o["ProspectOpportunityId"] for o in api.opportunities()}
 
 
-def test_capture_example_on_the_default_account():
+def test_capture_example_on_the_default_account(start_sandbox):
     """The default account alone (no seed records) takes the capture example."""
-    with run_sandbox(rate_limit_calls=0) as running:
-        answer = Api(running.url).post(CAPTURE, examples.CAPTURE_REQUEST)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["IsUnique"] is True
+    answer = Api(start_sandbox().url).post(CAPTURE, examples.CAPTURE_REQUEST)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["IsUnique"] is True
 
 
 def test_get_opportunities_by_id_example(api):

@@ -9,7 +9,7 @@ from dataclasses import FrozenInstanceError, asdict
 
 import pytest
 
-from lsq_pipeline.sandbox import SandboxOptions, load_account, run_sandbox
+from lsq_pipeline.sandbox import SandboxOptions, load_account
 from lsq_pipeline.sandbox.profiles import DOCUMENTED, PROFILES, get_profile
 from lsq_pipeline_tests.sandbox.conftest import (
     BULK_ADD,
@@ -35,15 +35,11 @@ def profile(request) -> str:
     return request.param
 
 
-def serve(profile: str, account=EXAMPLES_ACCOUNT, **options):
-    return run_sandbox(account=account, profile=profile, **{"rate_limit_calls": 0, **options})
-
-
-def test_the_running_profile_is_readable(profile):
-    with serve(profile) as running:
-        api = Api(running.url)
-        assert api.stats()["Profile"] == profile
-        assert api.get("/sandbox/profile").json() == {"Profile": asdict(PROFILES[profile])}
+def test_the_running_profile_is_readable(profile, start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile=profile)
+    api = Api(running.url)
+    assert api.stats()["Profile"] == profile
+    assert api.get("/sandbox/profile").json() == {"Profile": asdict(PROFILES[profile])}
 
 
 def test_unknown_profile_is_refused_with_the_known_names():
@@ -68,25 +64,25 @@ def test_the_cli_takes_a_profile(tmp_path):
 # ----- Bulk Add: duplicates and failed rows ---------------------------------------------------
 
 
-def test_duplicate_answer_carries_the_existing_id_or_not(profile):
-    with serve(profile) as running:
-        api = Api(running.url)
-        first = api.post(BULK_ADD, [loan_row()], params=BY_EMAIL).json()["Response"][0]
-        (again,) = api.post(BULK_ADD, [loan_row()], params=BY_EMAIL).json()["Response"]
-        assert again["OpportunityCreated"] is False and len(api.opportunities()) == 6
-        assert again["ExceptionType"] == "MXDuplicateEntryException" and again["ExceptionMessage"]
-        if PROFILES[profile].duplicate_answer_has_id:
-            assert again["ProspectOpportunityId"] == first["ProspectOpportunityId"]
-        else:
-            assert "ProspectOpportunityId" not in again
+def test_duplicate_answer_carries_the_existing_id_or_not(profile, start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile=profile)
+    api = Api(running.url)
+    first = api.post(BULK_ADD, [loan_row()], params=BY_EMAIL).json()["Response"][0]
+    (again,) = api.post(BULK_ADD, [loan_row()], params=BY_EMAIL).json()["Response"]
+    assert again["OpportunityCreated"] is False and len(api.opportunities()) == 6
+    assert again["ExceptionType"] == "MXDuplicateEntryException" and again["ExceptionMessage"]
+    if PROFILES[profile].duplicate_answer_has_id:
+        assert again["ProspectOpportunityId"] == first["ProspectOpportunityId"]
+    else:
+        assert "ProspectOpportunityId" not in again
 
 
-def test_failed_rows_carry_exception_fields_or_only_the_flag(profile):
-    with serve(profile) as running:
-        api = Api(running.url)
-        mandatory = {**loan_row(), "Fields": loan_fields()[:1]}
-        (row,) = api.post(BULK_ADD, [mandatory], params=BY_EMAIL).json()["Response"]
-        update = api.post(BULK_UPDATE, [{"ProspectOpportunityId": "nope", "OpportunityEventCode": 12003}]).json()
+def test_failed_rows_carry_exception_fields_or_only_the_flag(profile, start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile=profile)
+    api = Api(running.url)
+    mandatory = {**loan_row(), "Fields": loan_fields()[:1]}
+    (row,) = api.post(BULK_ADD, [mandatory], params=BY_EMAIL).json()["Response"]
+    update = api.post(BULK_UPDATE, [{"ProspectOpportunityId": "nope", "OpportunityEventCode": 12003}]).json()
     if profile == "terse":
         assert row == {"RowNumber": 1, "OpportunityCreated": False}
         assert update == {"Response": [{"RowNumber": 1, "OpportunityUpdated": False}]}
@@ -95,10 +91,10 @@ def test_failed_rows_carry_exception_fields_or_only_the_flag(profile):
         assert update["Response"][0]["ExceptionType"] == "MXRecordNotFoundException"
 
 
-def test_missing_lead_says_so_worded_per_profile(profile):
-    with serve(profile) as running:
-        (row,) = Api(running.url).post(BULK_ADD, [loan_row(email="nobody@example.com")],
-                                       params=BY_EMAIL).json()["Response"]
+def test_missing_lead_says_so_worded_per_profile(profile, start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile=profile)
+    (row,) = Api(running.url).post(BULK_ADD, [loan_row(email="nobody@example.com")],
+                                   params=BY_EMAIL).json()["Response"]
     assert row["OpportunityCreated"] is False and row["ExceptionType"] == "MXRecordNotFoundException"
     message = row["ExceptionMessage"]
     if profile == "terse":
@@ -107,18 +103,18 @@ def test_missing_lead_says_so_worded_per_profile(profile):
         assert message == "Lead with EmailAddress 'nobody@example.com' does not exist."
 
 
-def test_one_bad_value_fails_the_whole_call_only_under_terse(profile):
-    with serve(profile) as running:
-        api = Api(running.url)
-        good = loan_row(app_id="G1")
-        bad = loan_row(app_id="B1", OpportunityNote="n" * 201)
-        answer = api.post(BULK_ADD, [good, bad], params=BY_EMAIL)
-        updates = api.post(BULK_UPDATE, [
-            {"ProspectOpportunityId": SEEDED_12003, "OpportunityEventCode": 12003,
-             "Fields": [{"SchemaName": "mx_Custom_1", "Value": "x" * 201}]},
-            {"ProspectOpportunityId": SEEDED_12003, "OpportunityEventCode": 12003,
-             "Fields": [{"SchemaName": "Status", "Value": "Won"}]}])
-        stored = {o["ProspectOpportunityId"]: o for o in api.opportunities()}
+def test_one_bad_value_fails_the_whole_call_only_under_terse(profile, start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile=profile)
+    api = Api(running.url)
+    good = loan_row(app_id="G1")
+    bad = loan_row(app_id="B1", OpportunityNote="n" * 201)
+    answer = api.post(BULK_ADD, [good, bad], params=BY_EMAIL)
+    updates = api.post(BULK_UPDATE, [
+        {"ProspectOpportunityId": SEEDED_12003, "OpportunityEventCode": 12003,
+         "Fields": [{"SchemaName": "mx_Custom_1", "Value": "x" * 201}]},
+        {"ProspectOpportunityId": SEEDED_12003, "OpportunityEventCode": 12003,
+         "Fields": [{"SchemaName": "Status", "Value": "Won"}]}])
+    stored = {o["ProspectOpportunityId"]: o for o in api.opportunities()}
     if profile == "terse":
         for call in (answer, updates):
             assert call.status_code == 500
@@ -132,10 +128,10 @@ def test_one_bad_value_fails_the_whole_call_only_under_terse(profile):
         assert len(stored) == 6 and stored[SEEDED_12003]["Fields"]["Status"] == "Won"
 
 
-def test_rows_that_are_not_bad_values_still_fail_alone_under_terse():
-    with serve("terse") as running:
-        answer = Api(running.url).post(BULK_ADD, [loan_row(), loan_row(email="nobody@example.com", app_id="A2")],
-                                       params=BY_EMAIL)
+def test_rows_that_are_not_bad_values_still_fail_alone_under_terse(start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile="terse")
+    answer = Api(running.url).post(BULK_ADD, [loan_row(), loan_row(email="nobody@example.com", app_id="A2")],
+                                   params=BY_EMAIL)
     assert answer.status_code == 200
     assert [r["OpportunityCreated"] for r in answer.json()["Response"]] == [True, False]
 
@@ -143,12 +139,12 @@ def test_rows_that_are_not_bad_values_still_fail_alone_under_terse():
 # ----- Capture ------------------------------------------------------------------------------
 
 
-def test_capture_doubles_only_under_field(profile):
-    with serve(profile) as running:
-        api = Api(running.url)
-        first = api.post(CAPTURE, loan_capture()).json()
-        again = api.post(CAPTURE, loan_capture()).json()
-        count = len(api.opportunities())
+def test_capture_doubles_only_under_field(profile, start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile=profile)
+    api = Api(running.url)
+    first = api.post(CAPTURE, loan_capture()).json()
+    again = api.post(CAPTURE, loan_capture()).json()
+    count = len(api.opportunities())
     assert first["IsUnique"] is True and first["CreatedOpportunityId"]
     if profile == "field":
         assert again["IsUnique"] is True and again["CreatedOpportunityId"] not in (None, first["CreatedOpportunityId"])
@@ -158,11 +154,11 @@ def test_capture_doubles_only_under_field(profile):
         assert again["CreatedOpportunityId"] is None and count == 6
 
 
-def test_bulk_add_still_finds_duplicates_under_field():
-    with serve("field") as running:
-        api = Api(running.url)
-        created = api.post(CAPTURE, loan_capture(email="janehewitt@example.com")).json()["CreatedOpportunityId"]
-        (row,) = api.post(BULK_ADD, [loan_row()], params=BY_EMAIL).json()["Response"]
+def test_bulk_add_still_finds_duplicates_under_field(start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile="field")
+    api = Api(running.url)
+    created = api.post(CAPTURE, loan_capture(email="janehewitt@example.com")).json()["CreatedOpportunityId"]
+    (row,) = api.post(BULK_ADD, [loan_row()], params=BY_EMAIL).json()["Response"]
     assert row["OpportunityCreated"] is False and row["ProspectOpportunityId"] == created
 
 
@@ -171,12 +167,12 @@ def test_bulk_add_still_finds_duplicates_under_field():
 
 @pytest.mark.parametrize("account_validates", [False, True])
 def test_dropdowns_follow_the_account_under_documented_always_under_terse_never_under_field(
-        profile, account_validates):
+        profile, account_validates, start_sandbox):
     account = load_account(EXAMPLES_ACCOUNT)
     account.validate_dropdowns = account_validates
-    with serve(profile, account=account) as running:
-        row = {**loan_row(), "Fields": loan_fields(mx_Custom_2="Boat Loan")}
-        answer = Api(running.url).post(BULK_ADD, [row, loan_row(app_id="A2")], params=BY_EMAIL)
+    running = start_sandbox(profile=profile, account=account)
+    row = {**loan_row(), "Fields": loan_fields(mx_Custom_2="Boat Loan")}
+    answer = Api(running.url).post(BULK_ADD, [row, loan_row(app_id="A2")], params=BY_EMAIL)
     refused = {"documented": account_validates, "terse": True, "field": False}[profile]
     if not refused:
         assert [r["OpportunityCreated"] for r in answer.json()["Response"]] == [True, True]
@@ -189,38 +185,39 @@ def test_dropdowns_follow_the_account_under_documented_always_under_terse_never_
 # ----- rate limit ---------------------------------------------------------------------------
 
 
-def test_rate_limit_answer_status(profile):
-    with serve(profile, rate_limit_calls=1, rate_limit_seconds=5) as running:
-        api = Api(running.url)
-        api.post(GET_BY_IDS, {"SearchParameters": [{"EventCode": 12003, "ProspectActivityId": [SEEDED_12003],
-                                                    "Columns": {"Include_CSV": "Owner"}}]})
-        refused = api.post(CAPTURE, loan_capture())
+def test_rate_limit_answer_status(profile, start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile=profile, rate_limit_calls=1, rate_limit_seconds=5)
+    api = Api(running.url)
+    api.post(GET_BY_IDS, {"SearchParameters": [{"EventCode": 12003, "ProspectActivityId": [SEEDED_12003],
+                                                "Columns": {"Include_CSV": "Owner"}}]})
+    refused = api.post(CAPTURE, loan_capture())
     assert refused.status_code == (200 if profile == "field" else 429)
     assert refused.json()["ExceptionType"] == "MXAPIRateLimitExceededException"
     assert SandboxOptions(profile=profile, rate_limit_status=429).rate_limit_status == 429  # an explicit choice wins
 
 
-def test_refused_calls_take_a_place_in_the_window_only_under_terse(profile):
+def test_refused_calls_take_a_place_in_the_window_only_under_terse(profile, start_sandbox):
     """One call per 0.5 s, asked every 0.1 s for 1.3 s: refusals that count keep the window full."""
     admitted = 0
-    with serve(profile, rate_limit_calls=1, rate_limit_seconds=0.5, rate_limit_status=429) as running:
-        api = Api(running.url)
-        deadline = time.monotonic() + 1.3
-        while time.monotonic() < deadline:
-            admitted += api.post(LEAD_BULK_CREATE, [lead(EmailAddress="a@example.com")]).status_code == 200
-            time.sleep(0.1)
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile=profile, rate_limit_calls=1, rate_limit_seconds=0.5,
+                            rate_limit_status=429)
+    api = Api(running.url)
+    deadline = time.monotonic() + 1.3
+    while time.monotonic() < deadline:
+        admitted += api.post(LEAD_BULK_CREATE, [lead(EmailAddress="a@example.com")]).status_code == 200
+        time.sleep(0.1)
     assert admitted == 1 if profile == "terse" else admitted >= 2
 
 
 # ----- lead bulk answers ----------------------------------------------------------------------
 
 
-def test_lead_bulk_answer_rows_or_count(profile):
-    with serve(profile) as running:
-        api = Api(running.url)
-        created = api.post(LEAD_BULK_CREATE, [lead(EmailAddress="a@example.com"),
-                                              lead(EmailAddress="janehewitt@example.com")]).json()
-        upserted = api.post(LEAD_BULK_CREATE_OR_UPDATE, [lead(EmailAddress="a@example.com", City="Pune")]).json()
+def test_lead_bulk_answer_rows_or_count(profile, start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile=profile)
+    api = Api(running.url)
+    created = api.post(LEAD_BULK_CREATE, [lead(EmailAddress="a@example.com"),
+                                          lead(EmailAddress="janehewitt@example.com")]).json()
+    upserted = api.post(LEAD_BULK_CREATE_OR_UPDATE, [lead(EmailAddress="a@example.com", City="Pune")]).json()
     if PROFILES[profile].lead_bulk_answer == "count":
         assert created == {"Status": "Success", "Message": {"AffectedRows": 1}}
         assert upserted == {"Status": "Success", "Message": {"AffectedRows": 1}}

@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from lsq_pipeline.leadsquared import LeadSquaredClient
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sandbox.account import SeedLead, load_account
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
 from lsq_pipeline.warehouse.connection import Warehouse
@@ -66,12 +65,6 @@ def _by_source(url: str) -> dict[str, dict]:
     by_source = {o["Fields"]["mx_Custom_1"]: o for o in opportunities}
     assert len(by_source) == len(opportunities), "a record got two opportunities"
     return by_source
-
-
-@pytest.fixture
-def sandbox():
-    with run_sandbox(rate_limit_calls=0) as running:
-        yield running
 
 
 @pytest.mark.timeout(120)
@@ -127,15 +120,15 @@ def _account_with_short_names(emails: list[str]):
 
 
 @pytest.mark.timeout(120)
-def test_a_call_refused_whole_is_split_down_to_its_bad_row(tmp_path, warehouse, mapping):
+def test_a_call_refused_whole_is_split_down_to_its_bad_row(tmp_path, warehouse, mapping, start_sandbox):
     rows = [*APPLICATIONS, good_application(application_id="APP-9", email="applicant9@mail.example",
                                             applicant_name="Parvathi Subramaniam", phone="+91 98765 43219")]
     write_day(tmp_path / "source", DAY, rows)
     account = _account_with_short_names([row["email"] for row in rows])
     # The terse profile refuses a whole Bulk Add for one bad value.
-    with run_sandbox(account=account, rate_limit_calls=0, profile="terse") as sandbox:
-        summary = _push(warehouse, tmp_path / "source", mapping, sandbox.url, [DAY], leads_in_bulk=False)
-        remote = _by_source(sandbox.url)
+    sandbox = start_sandbox(account=account, profile="terse")
+    summary = _push(warehouse, tmp_path / "source", mapping, sandbox.url, [DAY], leads_in_bulk=False)
+    remote = _by_source(sandbox.url)
 
     assert sorted(remote) == ["APP-1", "APP-2", "APP-3", "APP-4"]
     # One Bulk Add of APP-1..4 and APP-9 refused whole: halves of 2 (landed) and 3 (refused), of
