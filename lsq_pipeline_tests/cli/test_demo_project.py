@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from lsq_pipeline.cli import DEMO_DIR
+from lsq_pipeline.commands.demo import DEMO_DIR
 from lsq_pipeline_tests.cli.test_first_run import COMMAND, clean_env, lsq
 from lsq_pipeline_tests.processes import free_port, stop_group
 

@@ -1,0 +1,1 @@
+"""The `lsq-pipeline` subcommands, one module per group; `lsq_pipeline.cli` assembles the parser."""
