@@ -159,76 +159,12 @@ def generate(
     out_dir = Path(out_dir)
     applications: list[_Application] = []
     counts = {"days": days, "applications": 0, "events": 0, "dirty": 0, "duplicates": 0}
-    event_number = 0
     for day_index in range(days):
         day = start_day + timedelta(days=day_index)
         day_rows = rows // days + (1 if day_index < rows % days else 0)
         day_events = events // days + (1 if day_index < events % days else 0)
-        app_rows: list[dict[str, str]] = []
-        while len(app_rows) < day_rows:
-            if applications and rng.random() < UPDATE_SHARE:
-                app = applications[rng.randrange(len(applications))]
-                moment = max(_moment(day, rng), app.updated_at + timedelta(minutes=1))
-                change = rng.randrange(3)
-                if change == 0 and app.stage < 3:
-                    app.stage += 1
-                elif change == 0:
-                    app.stage = rng.choice((4, 5)) if app.stage == 3 else app.stage
-                elif change == 1:
-                    app.amount = rng.randrange(50, 5000) * 1000
-                else:
-                    app.owner = rng.choice(LOAN_OFFICERS)
-                app.updated_at = moment
-            else:
-                number = len(applications) + 1
-                name = names[rng.randrange(len(names))]
-                created = _moment(day, rng)
-                app = _Application(
-                    application_id=f"APP-{number:07d}", name=name, email=_email_for(name, number),
-                    phone=_phone(rng) if rng.random() < 0.9 else "", product=rng.choice(PRODUCTS),
-                    amount=rng.randrange(50, 5000) * 1000, stage=rng.choice((0, 0, 1)),
-                    owner=rng.choice(LOAN_OFFICERS), created_at=created,
-                    updated_at=created + timedelta(minutes=rng.randrange(0, 30)),
-                )
-                applications.append(app)
-            row = _application_row(app, rng)
-            if rng.random() < dirty_rate:
-                roll = rng.random()
-                if roll < 0.2 and len(app_rows) + 2 <= day_rows:
-                    older = dict(row, amount=str(app.amount + 5000))
-                    older["updated_at"] = _iso(app.updated_at - timedelta(minutes=rng.randrange(1, 60)), rng)
-                    app_rows.append(row)
-                    row = older
-                    counts["duplicates"] += 1
-                else:
-                    _make_dirty(row, rng, counts["dirty"] % 9)
-                    counts["dirty"] += 1
-            app_rows.append(row)
-        event_rows: list[dict[str, str]] = []
-        for _ in range(day_events if applications else 0):
-            event_number += 1
-            app = applications[rng.randrange(len(applications))]
-            event_type = rng.choice(("document_collected", "meeting_held", "credit_check"))
-            detail = {
-                "document_collected": rng.choice(DOCUMENT_TYPES),
-                "meeting_held": "",
-                "credit_check": str(rng.randrange(300, 901)),
-            }[event_type]
-            event = {
-                "event_id": f"EVT-{event_number:08d}", "application_id": app.application_id,
-                "event_type": event_type, "occurred_at": _iso(_moment(day, rng), rng),
-                "owner_email": app.owner, "note": rng.choice(NOTES), "detail": detail,
-            }
-            if rng.random() < dirty_rate:
-                spoil = counts["dirty"] % 3
-                if spoil == 0:
-                    event["event_type"] = "call_logged"
-                elif spoil == 1:
-                    event["occurred_at"] = _moment(day, rng).strftime("%d.%m.%Y %H:%M")
-                else:
-                    event["application_id"] = f"APP-9{event_number:07d}"
-                counts["dirty"] += 1
-            event_rows.append(event)
+        app_rows = _application_rows(day, day_rows, applications, names, dirty_rate, rng, counts)
+        event_rows = _event_rows(day, day_events, applications, dirty_rate, rng, counts)
         day_dir = out_dir / day.isoformat()
         day_dir.mkdir(parents=True, exist_ok=True)
         _write(day_dir / "applications.csv", APPLICATION_COLUMNS, app_rows)
@@ -237,3 +173,97 @@ def generate(
         counts["events"] += len(event_rows)
     counts["distinct_applications"] = len(applications)
     return counts
+
+
+def _application_rows(
+    day: date, day_rows: int, applications: list[_Application], names: list[str], dirty_rate: float,
+    rng: random.Random, counts: dict[str, int],
+) -> list[dict[str, str]]:
+    """The day's `day_rows` application rows: new applications (added to `applications`) and
+    updates of earlier ones, some spoilt or repeated with an older version (counted in `counts`)."""
+    app_rows: list[dict[str, str]] = []
+    while len(app_rows) < day_rows:
+        if applications and rng.random() < UPDATE_SHARE:
+            app = _updated_application(applications, day, rng)
+        else:
+            app = _new_application(len(applications) + 1, names, day, rng)
+            applications.append(app)
+        row = _application_row(app, rng)
+        if rng.random() < dirty_rate:
+            roll = rng.random()
+            if roll < 0.2 and len(app_rows) + 2 <= day_rows:
+                older = dict(row, amount=str(app.amount + 5000))
+                older["updated_at"] = _iso(app.updated_at - timedelta(minutes=rng.randrange(1, 60)), rng)
+                app_rows.append(row)
+                row = older
+                counts["duplicates"] += 1
+            else:
+                _make_dirty(row, rng, counts["dirty"] % 9)
+                counts["dirty"] += 1
+        app_rows.append(row)
+    return app_rows
+
+
+def _updated_application(applications: list[_Application], day: date, rng: random.Random) -> _Application:
+    """An earlier application, changed on the day: its stage moves on, or its amount or owner changes."""
+    app = applications[rng.randrange(len(applications))]
+    moment = max(_moment(day, rng), app.updated_at + timedelta(minutes=1))
+    change = rng.randrange(3)
+    if change == 0 and app.stage < 3:
+        app.stage += 1
+    elif change == 0:
+        app.stage = rng.choice((4, 5)) if app.stage == 3 else app.stage
+    elif change == 1:
+        app.amount = rng.randrange(50, 5000) * 1000
+    else:
+        app.owner = rng.choice(LOAN_OFFICERS)
+    app.updated_at = moment
+    return app
+
+
+def _new_application(number: int, names: list[str], day: date, rng: random.Random) -> _Application:
+    """Application `number`, created on the day."""
+    name = names[rng.randrange(len(names))]
+    created = _moment(day, rng)
+    return _Application(
+        application_id=f"APP-{number:07d}", name=name, email=_email_for(name, number),
+        phone=_phone(rng) if rng.random() < 0.9 else "", product=rng.choice(PRODUCTS),
+        amount=rng.randrange(50, 5000) * 1000, stage=rng.choice((0, 0, 1)),
+        owner=rng.choice(LOAN_OFFICERS), created_at=created,
+        updated_at=created + timedelta(minutes=rng.randrange(0, 30)),
+    )
+
+
+def _event_rows(
+    day: date, day_events: int, applications: list[_Application], dirty_rate: float, rng: random.Random,
+    counts: dict[str, int],
+) -> list[dict[str, str]]:
+    """The day's `day_events` event rows on known applications, numbered on from `counts["events"]`,
+    some spoilt (counted in `counts`)."""
+    event_rows: list[dict[str, str]] = []
+    event_number = counts["events"]
+    for _ in range(day_events if applications else 0):
+        event_number += 1
+        app = applications[rng.randrange(len(applications))]
+        event_type = rng.choice(("document_collected", "meeting_held", "credit_check"))
+        detail = {
+            "document_collected": rng.choice(DOCUMENT_TYPES),
+            "meeting_held": "",
+            "credit_check": str(rng.randrange(300, 901)),
+        }[event_type]
+        event = {
+            "event_id": f"EVT-{event_number:08d}", "application_id": app.application_id,
+            "event_type": event_type, "occurred_at": _iso(_moment(day, rng), rng),
+            "owner_email": app.owner, "note": rng.choice(NOTES), "detail": detail,
+        }
+        if rng.random() < dirty_rate:
+            spoil = counts["dirty"] % 3
+            if spoil == 0:
+                event["event_type"] = "call_logged"
+            elif spoil == 1:
+                event["occurred_at"] = _moment(day, rng).strftime("%d.%m.%Y %H:%M")
+            else:
+                event["application_id"] = f"APP-9{event_number:07d}"
+            counts["dirty"] += 1
+        event_rows.append(event)
+    return event_rows
