@@ -1,8 +1,10 @@
-"""Asset metadata a person reads in the UI: row counts, the column schema, a small preview, API figures."""
+"""Asset metadata a person reads in the UI: row counts, the column schema, a small preview, API
+figures, a step's figures; and the results a run reports, kept to what it selected."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import date
 
 import dagster as dg
@@ -10,12 +12,17 @@ import duckdb
 
 from lsq_pipeline.leadsquared import ClientStats
 from lsq_pipeline.leadsquared.models import EndpointStats
+from lsq_pipeline.steps.plan import ACTIONS, planned_activities, planned_by_action
+from lsq_pipeline.steps.transform import rejects_by_field
+from lsq_pipeline.tables.runs import ERROR_COLUMNS, day_errors
 from lsq_pipeline.warehouse.schema import table_slice
 
 EMPTY = EndpointStats()
 
 PREVIEW_ROWS = 5
 PREVIEW_CELL_CHARS = 60
+DRIFT_PREVIEW_ROWS = 20
+ERROR_PREVIEW_ROWS = 20
 
 
 def _cell(value: object) -> str:
@@ -44,6 +51,49 @@ def table_metadata(
         "table": dg.MetadataValue.text(table),
         "preview": dg.MetadataValue.md(preview(written.columns, written.sample) if written.sample else "no rows"),
     }
+
+
+def table_of_day(conn: duckdb.DuckDBPyConnection, table: str, day: date) -> dict[str, object]:
+    return table_metadata(conn, table, "day = $1", [day])
+
+
+def rejects_of_day(conn: duckdb.DuckDBPyConnection, day: date) -> dict[str, object]:
+    """The day's rejects, counted by field: what a person fixes first."""
+    by_field = rejects_by_field(conn, [day])
+    return {"rejected_by_field": dg.MetadataValue.md(preview(["field", "rows"], by_field) if by_field else "no rejects"),
+            **table_of_day(conn, "rejects", day)}
+
+
+def plan_of_day(conn: duckdb.DuckDBPyConnection, day: date) -> dict[str, object]:
+    """What the day's plan sends, by action."""
+    planned = planned_by_action(conn, day, day)
+    return {
+        **{f"planned_{action}": dg.MetadataValue.int(planned.get(action, 0)) for action in ACTIONS},
+        "planned_activities": dg.MetadataValue.int(planned_activities(conn, [day])),
+        **table_of_day(conn, "sync_plan", day),
+    }
+
+
+def opportunities_of_day(
+    conn: duckdb.DuckDBPyConnection, run_id: str, day: date, counts: dict[str, int],
+) -> dict[str, object]:
+    """The push's answers for the day's records (`counts`: the run's action counts of the day),
+    and a preview of the records LeadSquared refused."""
+    errors, first = day_errors(conn, run_id, day, ERROR_PREVIEW_ROWS)
+    return {
+        **{name: dg.MetadataValue.int(value) for name, value in counts.items() if not name.endswith("_activity")},
+        "errors": dg.MetadataValue.int(errors),
+        "failed_records": dg.MetadataValue.md(
+            preview(ERROR_COLUMNS, first)
+            + (f"\n\n{errors - len(first)} more in the table sync_errors" if errors > len(first) else "")
+            if first else "none"
+        ),
+    }
+
+
+def activities_of_day(counts: dict[str, int]) -> dict[str, object]:
+    """The push's answers for the day's activities (`counts`: the run's action counts of the day)."""
+    return {name: dg.MetadataValue.int(value) for name, value in counts.items() if name.endswith("_activity")}
 
 
 API_CALLS = "run_api_calls"
@@ -81,6 +131,16 @@ def run_figures(**figures: int | float | bool) -> dict[str, dg.MetadataValue]:
     return {f"run_{name}": value(figure) for name, figure in figures.items()}
 
 
+def figures_of(
+    result: object, renamed: dict[str, str], left_out: Collection[str] = (),
+) -> dict[str, int | float | bool]:
+    """The figures of a step's typed result (a dataclass): each int, float or bool field but those
+    `left_out`, under its own name or the one `renamed` gives it."""
+    values = {field.name: getattr(result, field.name) for field in dataclasses.fields(result)}
+    return {renamed.get(name, name): value for name, value in values.items()
+            if name not in left_out and isinstance(value, (int, float, bool))}
+
+
 def for_each_day(
     context: dg.AssetExecutionContext, asset_key: dg.AssetKey, days: Sequence[date],
     metadata_of: Callable[[date], dict[str, object]],
@@ -91,3 +151,18 @@ def for_each_day(
         return
     for day in days:
         context.add_asset_metadata(metadata_of(day), asset_key=asset_key, partition_key=day.isoformat())
+
+
+def selected(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, result: dg.MaterializeResult | dg.AssetCheckResult,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The result if its asset (or check) is selected in this run. The multi-assets are
+    subsettable, so the UI's "Materialize all" over a range of days is accepted as one backfill
+    (Dagster 1.13 refuses it for a non-subsettable multi-asset whose outputs have different
+    parents); the step still refreshes every table of its days, which is harmless."""
+    if isinstance(result, dg.AssetCheckResult):
+        wanted = dg.AssetCheckKey(dg.AssetKey.from_coercible(result.asset_key), result.check_name)
+        if wanted in context.selected_asset_check_keys:
+            yield result
+    elif dg.AssetKey.from_coercible(result.asset_key) in context.selected_asset_keys:
+        yield result

@@ -1,7 +1,11 @@
 """Every asset spec of one account, by the asset's name in the account: keys, groups, kinds,
 owners, deps, freshness, automation and column lineage, each put through the account's
 translation (YAML `translation:`, or a subclass's `get_asset_spec`) in lineage order, so a renamed
-upstream key is what its downstream assets depend on."""
+upstream key is what its downstream assets depend on.
+
+The mapping is a column-to-field map, so the column lineage of what LeadSquared holds is exact:
+`mx_Custom_3` <- `raw_applications.amount`. `opportunity_records` keeps its fields in one JSON
+column, so the lineage goes from the raw tables' columns straight to the LeadSquared fields."""
 
 from __future__ import annotations
 
@@ -12,9 +16,8 @@ from datetime import timedelta
 import dagster as dg
 from dagster._utils.schedules import get_smallest_cron_interval
 
-from lsq_pipeline.orchestration import lineage
 from lsq_pipeline.settings import AccountSettings
-from lsq_pipeline.mapping import Mapping
+from lsq_pipeline.mapping import FieldSpec, Mapping, template_columns
 
 STEPS = ("source", "extract", "transform", "plan", "push", "reconcile")
 """The steps, as a translation's templates see them (`{{ data.step }}`)."""
@@ -83,9 +86,81 @@ ASSETS: dict[str, _Asset] = {
 """Every asset of an account, upstream before downstream."""
 
 
+USER = "user"
+"""The type of a field that holds a LeadSquared user (the owner), sent as the user's id."""
+
+
+def _columns(spec: FieldSpec) -> list[str]:
+    return [spec.column] if spec.column else template_columns(spec.template or "")
+
+
+def _opportunity_fields(mapping: Mapping) -> list[tuple[str, str, str, list[str]]]:
+    """(schema name, type, owner, source columns) of every opportunity field LeadSquared holds."""
+    opportunity = mapping.opportunity
+    fields = [(opportunity.source_id.field, "string", "source", [opportunity.source_id.column])]
+    fields += [(name, spec.type, spec.owner, _columns(spec)) for name, spec in opportunity.fields.items()]
+    fields.append((opportunity.owner.field, USER, "source", [opportunity.owner.column]))
+    if opportunity.status_comment:
+        comment = opportunity.status_comment
+        fields.append((comment.field, "string", "source", template_columns(comment.template)))
+    return fields
+
+
+def _activity_fields(mapping: Mapping) -> list[tuple[str, str, str, list[str]]]:
+    """(field, type, owner, source columns) of the activities: their common columns, then each type's fields."""
+    events = mapping.events
+    fields = [
+        ("ActivityEvent", "number", "source", [events.type_column]),
+        ("ActivityDateTime", "datetime", "source", [events.occurred_at_column]),
+        ("ActivityOwnerEmail", "email", "source", [events.owner_column]),
+    ]
+    if events.note:
+        fields.append(("ActivityNote", "string", "source", _columns(events.note)))
+    seen = {name for name, *_ in fields}
+    for activity in events.types.values():
+        for name, spec in activity.fields.items():
+            if name not in seen:
+                seen.add(name)
+                fields.append((name, spec.type, spec.owner, _columns(spec)))
+    return fields
+
+
+def _schema(fields: list[tuple[str, str, str, list[str]]]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, type_, description=f"owned by the {'CRM' if owner == 'crm' else 'source'}; "
+                                                f"from {', '.join(columns)}", tags={"owner": owner})
+        for name, type_, owner, columns in fields
+    ])
+
+
+def _lineage(fields: list[tuple[str, str, str, list[str]]], source: dg.AssetKey) -> dg.TableColumnLineage:
+    return dg.TableColumnLineage(deps_by_column={
+        name: [dg.TableColumnDep(asset_key=source, column_name=column) for column in columns]
+        for name, _, _, columns in fields
+    })
+
+
+def opportunities_metadata(mapping: Mapping, raw_applications: dg.AssetKey) -> dict[str, object]:
+    """Column schema and lineage of the opportunities, for the asset's spec."""
+    fields = _opportunity_fields(mapping)
+    return {"dagster/column_schema": _schema(fields), "dagster/column_lineage": _lineage(fields, raw_applications)}
+
+
+def activities_metadata(mapping: Mapping, raw_events: dg.AssetKey) -> dict[str, object]:
+    """Column schema and lineage of the activities, for the asset's spec."""
+    fields = _activity_fields(mapping)
+    return {"dagster/column_schema": _schema(fields), "dagster/column_lineage": _lineage(fields, raw_events)}
+
+
 def account_key(settings: AccountSettings, name: str) -> dg.AssetKey:
     """An asset's key before any translation: its name under the account's prefix."""
     return dg.AssetKey([*settings.key_prefix(), *name.split("/")])
+
+
+def op_name(settings: AccountSettings, step: str) -> str:
+    """A step's op name, from the account and the step, never from a translated key (`sync_plan`,
+    `acme__sync_plan`): what run config addresses."""
+    return account_key(settings, step).to_python_identifier()
 
 
 def freshness_policy(settings: AccountSettings) -> dg.FreshnessPolicy:
@@ -119,9 +194,9 @@ def account_specs(
             file_name = next(file for file, source in SOURCE_ASSETS.items() if source == name)
             metadata["path"] = dg.MetadataValue.path(str(settings.path("source_dir") / "YYYY-MM-DD" / file_name))
         if name == "leadsquared/opportunities" and mapping:
-            metadata.update(lineage.opportunities_metadata(mapping, specs["raw_applications"].key))
+            metadata.update(opportunities_metadata(mapping, specs["raw_applications"].key))
         if name == "leadsquared/activities" and mapping:
-            metadata.update(lineage.activities_metadata(mapping, specs["raw_events"].key))
+            metadata.update(activities_metadata(mapping, specs["raw_events"].key))
         base = dg.AssetSpec(
             account_key(settings, name),
             deps=[specs[upstream].key for upstream in asset.deps],

@@ -1,0 +1,128 @@
+"""One account's asset checks: the two guards that stop a run before anything is pushed (a bad
+export, a plan that changes too much), and what LeadSquared holds checked against the state table."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from lsq_pipeline.orchestration.metadata import DRIFT_PREVIEW_ROWS, preview, selected
+from lsq_pipeline.orchestration.translator import op_name
+from lsq_pipeline.settings import AccountSettings
+from lsq_pipeline.tables.report import summarize_state
+
+REJECT_RATE = "reject_rate_below_threshold"
+CHANGE_SHARE = "change_share_below_threshold"
+
+
+def reject_rate_spec(rejects: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        REJECT_RATE,
+        asset=rejects,
+        description="The share of rejected application rows stays under LSQ_MAX_REJECT_RATE; "
+        "above it the run stops before anything is pushed (a bad export).",
+        blocking=True,
+    )
+
+
+def reject_rate(rejects: dg.AssetKey, counts: dict[str, int], threshold: float) -> dg.AssetCheckResult:
+    """The transform's counts against the threshold: rejected rows among the days' application rows."""
+    raw = counts["accepted"] + counts["rejected"] + counts["superseded"]  # the days' application rows
+    rate = counts["rejected"] / raw if raw else 0.0
+    return dg.AssetCheckResult(
+        asset_key=rejects,
+        check_name=REJECT_RATE,
+        passed=rate <= threshold,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "reject_rate": dg.MetadataValue.float(round(rate, 4)),
+            "threshold": dg.MetadataValue.float(threshold),
+            "rejected_rows": dg.MetadataValue.int(counts["rejected"]),
+            "raw_rows": dg.MetadataValue.int(raw),
+        },
+    )
+
+
+def change_share_spec(sync_plan: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        CHANGE_SHARE,
+        asset=sync_plan,
+        description="The plan updates at most LSQ_MAX_CHANGE_SHARE of the known opportunities; above it "
+        "(a broken mapping, a corrupted export) the run stops before the push. Override per run "
+        "with the asset's config `max_change_share`.",
+        blocking=True,
+    )
+
+
+def change_share(sync_plan: dg.AssetKey, planned_updates: int, known: int, threshold: float) -> dg.AssetCheckResult:
+    """The plan's updates as a share of the opportunities already known."""
+    share = planned_updates / known if known else 0.0
+    return dg.AssetCheckResult(
+        asset_key=sync_plan,
+        check_name=CHANGE_SHARE,
+        passed=share <= threshold,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None if share <= threshold else (
+            f"the plan updates {share:.0%} of the {known} known opportunities (limit {threshold:.0%}); "
+            "if intended, re-run with a higher max_change_share"
+        ),
+        metadata={
+            "change_share": dg.MetadataValue.float(round(share, 4)),
+            "threshold": dg.MetadataValue.float(threshold),
+            "planned_updates": dg.MetadataValue.int(planned_updates),
+            "known_opportunities": dg.MetadataValue.int(known),
+        },
+    )
+
+
+def leadsquared_checks(settings: AccountSettings, keys: dict[str, dg.AssetKey]) -> dg.AssetChecksDefinition:
+    """The checks of what LeadSquared holds, read from the state table the read-back just wrote."""
+    held, warehouse_key = keys["leadsquared/opportunities"], settings.resource_key("warehouse")
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                "one_opportunity_per_record",
+                asset=held,
+                additional_deps=[keys["opportunity_state"]],
+                description="No source record holds two opportunities, and no opportunity serves two records.",
+            ),
+            dg.AssetCheckSpec(
+                "pushed_records_in_sync",
+                asset=held,
+                additional_deps=[keys["opportunity_state"]],
+                description="Every record read back agrees with what was sent; drift is reported with its fields. "
+                "A record LeadSquared's lagging reads do not show yet is pending: neither failed nor in sync.",
+            ),
+        ],
+        name=op_name(settings, "leadsquared_checks"),
+        required_resource_keys={warehouse_key},
+        can_subset=True,
+    )
+    def leadsquared_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        """What LeadSquared holds, checked against the state table the read-back just wrote."""
+        with getattr(context.resources, warehouse_key).get_connection() as conn:
+            state = summarize_state(conn, DRIFT_PREVIEW_ROWS)
+        drifted, missing = state.statuses.get("drifted", 0), state.statuses.get("missing", 0)
+        yield from selected(context, dg.AssetCheckResult(
+            asset_key=held,
+            check_name="one_opportunity_per_record",
+            passed=not state.doubled,
+            metadata={"problems": dg.MetadataValue.md("\n".join(f"- {row}" for row in state.doubled) or "none")},
+        ))
+        yield from selected(context, dg.AssetCheckResult(
+            asset_key=held,
+            check_name="pushed_records_in_sync",
+            passed=drifted == 0 and missing == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "in_sync": dg.MetadataValue.int(state.statuses.get("in_sync", 0)),
+                "pending_read_back": dg.MetadataValue.int(state.statuses.get("pending", 0)),
+                "drifted": dg.MetadataValue.int(drifted),
+                "missing": dg.MetadataValue.int(missing),
+                "drift": dg.MetadataValue.md(
+                    preview(["source_id", "opportunity_id", "fields"], state.drifted) if state.drifted else "none"
+                ),
+            },
+        ))
+
+    return leadsquared_checks
