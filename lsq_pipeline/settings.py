@@ -1,6 +1,8 @@
-"""One LeadSquared account's settings: the attributes of a `LeadSquaredSyncComponent`. The
-packaged `default` account's YAML reads each of them from an `LSQ_*` variable (attribute =
-variable without `LSQ_`), so its errors name the variable.
+"""One LeadSquared account's settings: the attributes of a `LeadSquaredSyncComponent`, each
+declared once, in the group one resource takes as its fields (`LeadSquaredSettings`,
+`SourceSettings`, `AlertSettings`; `WarehouseSettings` through its `Warehouse`). The packaged
+`default` account's YAML reads each of them from an `LSQ_*` variable (attribute = variable
+without `LSQ_`), so its errors name the variable.
 
 Secrets are never values here: `access_key_env` and the other `*_env` settings NAME the variables
 that hold them, read when a run starts."""
@@ -15,8 +17,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lsq_pipeline.leadsquared import AccountLimits
-from lsq_pipeline.leadsquared.budget import PlanName, limits_of
+from lsq_pipeline.leadsquared.budget import BudgetSettings
 from lsq_pipeline.warehouse.connection import Warehouse, is_postgres, postgres_url_problem, schema_problem
 from lsq_pipeline.steps.reconcile import READ_BACK_GRACE_SECONDS
 
@@ -25,6 +26,8 @@ SANDBOX_SECRET_KEY = "sandbox-secret-key"
 DEFAULT_ACCOUNT = "default"
 ENV_PREFIX = "LSQ_"
 ExecutorName = Literal["in_process", "multiprocess", "inherit"]
+_PATHS = frozenset({"source_dir", "mapping", "sandbox_dir", "rate_limit_db"})
+"""The path settings a resource takes, relative ones from the account's `root`; an empty one means none."""
 
 
 class SettingsError(ValueError):
@@ -32,60 +35,100 @@ class SettingsError(ValueError):
     account and the attribute, never a secret."""
 
 
-class AccountAttributes(BaseModel):
-    """Where one account's source, warehouse and LeadSquared are, its limits and its guards: the
-    attributes of a `LeadSquaredSyncComponent`, declared once."""
+class LeadSquaredSettings(BudgetSettings):
+    """Where the account's LeadSquared is and how its client spends the budget: the settings the
+    `leadsquared` resource takes (its keys apart: the resource takes them by variable)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    account: str = Field(DEFAULT_ACCOUNT, pattern=r"^[a-z][a-z0-9_]*$",
-                         description="asset-key prefix; names the jobs, schedule, sensors, pools ('default': none)")
-    source_dir: str = Field("data/source", description="folder of YYYY-MM-DD/ export folders")
-    mapping: str = Field("data/mapping.yaml", description="the declarative mapping YAML")
-    warehouse: str = Field("data/warehouse.duckdb", description="the DuckDB file, or postgresql://user@host:5432/db "
-                                                                "(no password: libpq's PGPASSWORD or ~/.pgpass)")
-    warehouse_schema: str | None = Field(None, description="PostgreSQL schema of the account's tables; default the "
-                                                           "account's name ('public' for the default account)")
-    warehouse_lock_timeout_seconds: float = Field(
-        600.0, ge=0, description="how long a run waits while another process holds the DuckDB file's lock")
     sandbox: bool = Field(False, description="true: sync against the embedded LeadSquared sandbox (a local "
                                              "HTTP server the run starts) instead of api_host")
     sandbox_dir: str = Field("data/sandbox", description="state folder of the embedded sandbox")
     api_host: str = Field("", description="LeadSquared API host, e.g. https://api-in21.leadsquared.com "
                                           "(required unless sandbox is true)")
-    access_key_env: str = Field("", description="NAME of the variable holding the access key")
-    secret_key_env: str = Field("", description="NAME of the variable holding the secret key")
-    plan: PlanName | None = Field(None, description="LeadSquared plan: presets of the limits below")
-    rate_limit_calls: int | None = Field(None, ge=0, description="general window; default the plan's, else 25")
-    rate_limit_seconds: float | None = Field(None, gt=0)
-    bulk_rate_limit_calls: int | None = Field(None, ge=0, description="Bulk APIs window; default the plan's")
-    bulk_rate_limit_seconds: float | None = Field(None, gt=0)
-    daily_call_limit: int | None = Field(None, ge=0, description="calls a UTC day; default the plan's, else none")
-    bulk_counts_against_general: bool = True
     rate_limit_db: str = Field("data/rate_limit.sqlite",
-                                description="SQLite file of the budget, shared by the machine's processes "
-                                                  "(empty: each process its own)")
-    rate_limit_redis_env: str = Field("", description="NAME of the variable holding a redis:// URL that "
-                                                      "shares the budget across machines")
-    max_in_flight: int = Field(8, ge=1)
+                               description="SQLite file of the budget, shared by the machine's processes "
+                                           "(empty: each process its own)")
+    rate_limit_redis_env: str = Field("", description="NAME of the variable holding a redis:// URL, read when "
+                                                      "a run starts, that shares the budget across machines "
+                                                      "(overrides rate_limit_db)")
+    max_in_flight: int = Field(8, ge=1, description="calls in the air at once")
     max_retries: int = Field(5, ge=0, description="re-sends of a call that failed transiently (timeout, 5xx)")
     retry_backoff_seconds: float = Field(0.5, ge=0, description="first backoff; doubled each retry, with jitter")
-    leads_in_bulk: bool = True
-    max_reject_rate: float = Field(0.20, ge=0, le=1)
-    max_change_share: float = Field(0.5, ge=0, le=1)
-    max_attempts: int = Field(5, ge=1)
+    leads_in_bulk: bool = Field(True, description="create leads not known to exist with Create Leads in Bulk "
+                                                  "(the bulk window) before adding opportunities; false: Bulk "
+                                                  "Add first, Capture where the lead is missing")
+
+
+class SourceSettings(BaseModel):
+    """Where the daily exports are, how they map to LeadSquared, and the guards a run keeps to: the
+    settings the `source` resource takes."""
+
+    source_dir: str = Field("data/source", description="folder of YYYY-MM-DD/ export folders")
+    mapping: str = Field("data/mapping.yaml", description="the declarative mapping YAML")
+    max_reject_rate: float = Field(0.20, ge=0, le=1, description="reject share above which the run stops "
+                                                                 "before the push")
+    max_change_share: float = Field(0.5, ge=0, le=1, description="share of known opportunities a run may "
+                                                                 "update before it stops")
+    max_attempts: int = Field(5, ge=1, description="sends of a transiently failed record before it waits")
     read_back_grace_seconds: float = Field(
         READ_BACK_GRACE_SECONDS, ge=0,
         description="how long a written record may stay unseen by the read-back (pending) before it is missing",
     )
-    alert_webhook_env: str = Field("", description="NAME of the variable holding the alert webhook URL")
     file_settle_seconds: float = Field(60.0, ge=0, description="how long an export file must stay unchanged "
                                        "before source_files_arrived reports it")
+
+
+class WarehouseSettings(BaseModel):
+    """Where the account's tables are and how a run opens them: `warehouse_location()` turns them
+    into the `Warehouse` the `warehouse` resource takes."""
+
+    warehouse: str = Field("data/warehouse.duckdb", description="the DuckDB file, or postgresql://user@host:5432/db "
+                                                                "(no password: libpq's PGPASSWORD or ~/.pgpass)")
+    warehouse_schema: str | None = Field(None, description="PostgreSQL schema of the account's tables; default the "
+                                                           "account's name ('public' for the default account)")
+    warehouse_lock_timeout_seconds: float = Field(
+        Warehouse.lock_timeout_seconds, ge=0,
+        description="how long a run waits while another process holds the DuckDB file's lock")
+    duckdb_memory_limit: str = Field(Warehouse.memory_limit, description="DuckDB fills its buffer pool up to it: "
+                                     "with Python, a step stays under 1 GB")
+
+    @field_validator("warehouse")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        problem = postgres_url_problem(value) if is_postgres(value) else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("warehouse_schema")
+    @classmethod
+    def _a_schema(cls, value: str | None) -> str | None:
+        problem = schema_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value or None
+
+
+class AlertSettings(BaseModel):
+    """Where a failed or blocked run's alert goes: the setting the `alert_webhook` resource takes."""
+
+    alert_webhook_env: str = Field("", description="NAME of the variable holding the alert webhook URL, read "
+                                                   "when an alert is sent")
+
+
+class AccountAttributes(AlertSettings, LeadSquaredSettings, WarehouseSettings, SourceSettings):
+    """Where one account's source, warehouse and LeadSquared are, its limits and its guards: the
+    attributes of a `LeadSquaredSyncComponent`, each declared once, in the group its resource takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account: str = Field(DEFAULT_ACCOUNT, pattern=r"^[a-z][a-z0-9_]*$",
+                         description="asset-key prefix; names the jobs, schedule, sensors, pools ('default': none)")
+    access_key_env: str = Field("", description="NAME of the variable holding the access key")
+    secret_key_env: str = Field("", description="NAME of the variable holding the secret key")
     automation_condition: Literal["eager"] | None = Field(
         None, description="eager: a day syncs once its export files are reported, any day a late one "
                           "included (the account's automation sensor, off until turned on); none: the "
                           "schedule and hand-launched runs only")
-    duckdb_memory_limit: str = "768MB"  # DuckDB fills its buffer pool up to it: + Python, a step stays under 1 GB
     max_runtime_seconds: int = Field(24 * 3600, ge=0, description="a run still going after this long is "
                                      "stopped by run monitoring as hung (0: never); a retry picks it up")
     schedule: str = Field("0 3 * * *", description="cron (UTC) of the daily sync of the day that ended")
@@ -94,11 +137,6 @@ class AccountAttributes(BaseModel):
     owners: list[str] = Field(default_factory=list, description="asset owners, e.g. team:crm-data")
     executor: ExecutorName = Field("in_process", description="in_process (default), multiprocess, or inherit "
                                                              "the deployment's executor")
-
-    @field_validator("plan", mode="before")
-    @classmethod
-    def _plan_in_any_case(cls, value: object) -> object:
-        return value.strip().lower() or None if isinstance(value, str) else value
 
     @model_validator(mode="before")
     @classmethod
@@ -119,22 +157,6 @@ class AccountAttributes(BaseModel):
         if value.lstrip().startswith("["):
             return json.loads(value)
         return [owner.strip() for owner in value.split(",") if owner.strip()]
-
-    @field_validator("warehouse")
-    @classmethod
-    def _no_password(cls, value: str) -> str:
-        problem = postgres_url_problem(value) if is_postgres(value) else None
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("warehouse_schema")
-    @classmethod
-    def _a_schema(cls, value: str | None) -> str | None:
-        problem = schema_problem(value) if value else None
-        if problem:
-            raise ValueError(problem)
-        return value or None
 
     @field_validator("first_day")
     @classmethod
@@ -196,6 +218,12 @@ class AccountSettings(AccountAttributes):
         value = Path(getattr(self, attribute))
         return value if value.is_absolute() else self.root / value
 
+    def values_of(self, group: type[BaseModel]) -> dict[str, object]:
+        """One group's settings (`LeadSquaredSettings`, `SourceSettings`, ...), relative paths taken
+        from `root`: what the resource built on that group takes."""
+        return {name: str(self.path(name)) if name in _PATHS and getattr(self, name) else getattr(self, name)
+                for name in group.model_fields}
+
     def warehouse_location(self) -> Warehouse:
         """Where the account's tables are: a PostgreSQL URL as it is, a file's path from `root`."""
         on_postgres = is_postgres(self.warehouse)
@@ -205,10 +233,6 @@ class AccountSettings(AccountAttributes):
             memory_limit=self.duckdb_memory_limit,
             lock_timeout_seconds=self.warehouse_lock_timeout_seconds,
         )
-
-    def account_limits(self) -> AccountLimits:
-        """The plan's preset with every limit set explicitly put over it."""
-        return limits_of(self)
 
     @property
     def uses_sandbox(self) -> bool:

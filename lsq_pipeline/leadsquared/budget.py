@@ -20,7 +20,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
+from enum import StrEnum
 from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
 
 from lsq_pipeline.leadsquared.budget_store import BudgetStore, MemoryStore
 from lsq_pipeline.leadsquared.errors import DailyBudgetExhausted
@@ -53,18 +56,27 @@ class AccountLimits:
     bulk_counts_against_general: bool = True
 
 
+class Plan(StrEnum):
+    """LeadSquared's plans, each a preset of the limits."""
+
+    LITE = "lite"
+    PRO = "pro"
+    SUPER = "super"
+    BASIC = "basic"
+    STANDARD = "standard"
+    ENTERPRISE = "enterprise"
+
+
 _BULK_ON_EVERY_PLAN = WindowLimit(1, 5.0)
-PLANS: dict[str, AccountLimits] = {
-    "lite": AccountLimits(WindowLimit(2, 5.0), _BULK_ON_EVERY_PLAN, 34_560),
-    "pro": AccountLimits(WindowLimit(5, 5.0), _BULK_ON_EVERY_PLAN, 86_400),
-    "super": AccountLimits(WindowLimit(10, 5.0), _BULK_ON_EVERY_PLAN, 172_800),
-    "basic": AccountLimits(WindowLimit(10, 5.0), _BULK_ON_EVERY_PLAN, 172_800),
-    "standard": AccountLimits(WindowLimit(15, 5.0), _BULK_ON_EVERY_PLAN, 259_200),
-    "enterprise": AccountLimits(WindowLimit(25, 5.0), _BULK_ON_EVERY_PLAN, 432_000),
+PLANS: dict[Plan, AccountLimits] = {
+    Plan.LITE: AccountLimits(WindowLimit(2, 5.0), _BULK_ON_EVERY_PLAN, 34_560),
+    Plan.PRO: AccountLimits(WindowLimit(5, 5.0), _BULK_ON_EVERY_PLAN, 86_400),
+    Plan.SUPER: AccountLimits(WindowLimit(10, 5.0), _BULK_ON_EVERY_PLAN, 172_800),
+    Plan.BASIC: AccountLimits(WindowLimit(10, 5.0), _BULK_ON_EVERY_PLAN, 172_800),
+    Plan.STANDARD: AccountLimits(WindowLimit(15, 5.0), _BULK_ON_EVERY_PLAN, 259_200),
+    Plan.ENTERPRISE: AccountLimits(WindowLimit(25, 5.0), _BULK_ON_EVERY_PLAN, 432_000),
 }
 """LeadSquared's older table: calls per 5 s and per day; "Bulk APIs" 1 call in 5 s on every plan."""
-
-PlanName = Literal["lite", "pro", "super", "basic", "standard", "enterprise"]
 
 SETTING_OF_CLASS = {
     "general": ("LSQ_RATE_LIMIT_CALLS", "LSQ_RATE_LIMIT_SECONDS"),
@@ -107,21 +119,33 @@ def account_limits(
     )
 
 
-BUDGET_FIELDS = (
-    "rate_limit_calls",
-    "rate_limit_seconds",
-    "bulk_rate_limit_calls",
-    "bulk_rate_limit_seconds",
-    "daily_call_limit",
-    "bulk_counts_against_general",
-)
-"""The settings that override a plan's preset: `account_limits`' keywords, and the names of the
-settings' and the resource's fields (`LSQ_<NAME>` in the environment)."""
+class BudgetSettings(BaseModel):
+    """The budget as an account configures it: a plan's preset and the limits set over it
+    (`LSQ_<NAME>` in the environment). The account's settings and its LeadSquared resource both
+    take these fields from here."""
 
+    plan: Plan | None = Field(None, description="LeadSquared plan (lite, pro, super, basic, standard, "
+                                                "enterprise): presets of the limits below")
+    rate_limit_calls: int | None = Field(None, ge=0, description="general window: calls (0 = off); default "
+                                                                 "the plan's, else 25")
+    rate_limit_seconds: float | None = Field(None, gt=0, description="general window: seconds; default the "
+                                                                     "plan's, else 5")
+    bulk_rate_limit_calls: int | None = Field(None, ge=0, description="Bulk APIs window: calls; default the "
+                                                                      "plan's")
+    bulk_rate_limit_seconds: float | None = Field(None, gt=0, description="Bulk APIs window: seconds")
+    daily_call_limit: int | None = Field(None, ge=0, description="calls a UTC day, all classes; default the "
+                                                                 "plan's, else none")
+    bulk_counts_against_general: bool = Field(True, description="a bulk call also takes a general start")
 
-def limits_of(config: object) -> AccountLimits:
-    """The limits of a configuration object with a `plan` and the `BUDGET_FIELDS` attributes."""
-    return account_limits(getattr(config, "plan") or None, **{name: getattr(config, name) for name in BUDGET_FIELDS})
+    @field_validator("plan", mode="before")
+    @classmethod
+    def _plan_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() or None if isinstance(value, str) else value
+
+    def account_limits(self) -> AccountLimits:
+        """The plan's preset with every limit set explicitly put over it."""
+        overrides = set(BudgetSettings.model_fields) - {"plan"}
+        return account_limits(self.plan, **{name: getattr(self, name) for name in overrides})
 
 
 def limit_named_in(message: str | None) -> WindowLimit | None:

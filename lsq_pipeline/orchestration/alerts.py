@@ -9,22 +9,22 @@ from datetime import date, datetime
 
 import dagster as dg
 import requests
-from pydantic import Field
+
+from lsq_pipeline.settings import AlertSettings
 
 
 def _plain(value: object) -> object:
     return value.isoformat() if isinstance(value, (date, datetime)) else value
 
 
-class AlertWebhook(dg.ConfigurableResource):
-    """Where alerts go: the URL in the variable `url_env` names, read when an alert is sent (a
-    variable set only where the sensors run counts); none set, none sent."""
+class AlertWebhook(dg.ConfigurableResource, AlertSettings):
+    """Where alerts go: the URL in the variable `alert_webhook_env` names, read when an alert is sent
+    (a variable set only where the sensors run counts); none set, none sent."""
 
-    url_env: str = Field(default="", description="NAME of the variable holding the receiver's URL")
     timeout_seconds: float = 10.0
 
     def receiver_url(self) -> str:
-        return os.environ.get(self.url_env, "") if self.url_env else ""
+        return os.environ.get(self.alert_webhook_env, "") if self.alert_webhook_env else ""
 
     def post(self, summary: dict[str, object]) -> bool:
         """POST the summary as JSON; True when sent and answered 2xx. A receiver that is down

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lsq_pipeline.leadsquared.budget import BUDGET_FIELDS
 from lsq_pipeline.orchestration.alerts import AlertWebhook
 from lsq_pipeline.orchestration.assets import Execute, build_assets, daily_partitions
 from lsq_pipeline.orchestration.jobs import build_jobs, build_schedule
@@ -16,7 +15,14 @@ from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseR
 from lsq_pipeline.orchestration.sensors import build_sensors
 from lsq_pipeline.orchestration.translator import Translate
 from lsq_pipeline.orchestration.source import SourceResource
-from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, AccountSettings
+from lsq_pipeline.settings import (
+    SANDBOX_ACCESS_KEY,
+    SANDBOX_SECRET_KEY,
+    AccountSettings,
+    AlertSettings,
+    LeadSquaredSettings,
+    SourceSettings,
+)
 from lsq_pipeline.mapping import load_mapping
 
 
@@ -27,39 +33,17 @@ def _key(variable: str, sandbox: bool, sandbox_key: str) -> str | dg.EnvVar:
 
 
 def build_resources(settings: AccountSettings) -> dict[str, dg.ConfigurableResource]:
-    """The account's resources under its keys (`default_warehouse`, `acme_warehouse`...)."""
-    warehouse = settings.warehouse_location()
+    """The account's resources under its keys (`default_warehouse`, `acme_warehouse`...), each
+    built on its group of the settings."""
     resources = {
-        "warehouse": WarehouseResource(
-            database=warehouse.target, warehouse_schema=warehouse.schema,
-            connection_config={"memory_limit": warehouse.memory_limit},
-            lock_timeout_seconds=warehouse.lock_timeout_seconds,
-        ),
+        "warehouse": WarehouseResource.at(settings.warehouse_location()),
         "leadsquared": LeadSquaredResource(
-            api_host=settings.api_host,
-            sandbox=settings.sandbox,
+            **settings.values_of(LeadSquaredSettings),
             access_key=_key(settings.access_key_env, settings.sandbox, SANDBOX_ACCESS_KEY),
             secret_key=_key(settings.secret_key_env, settings.sandbox, SANDBOX_SECRET_KEY),
-            sandbox_dir=str(settings.path("sandbox_dir")),
-            plan=settings.plan or "",
-            **{name: getattr(settings, name) for name in BUDGET_FIELDS},
-            rate_limit_db=str(settings.path("rate_limit_db")) if settings.rate_limit_db else "",
-            rate_limit_redis_env=settings.rate_limit_redis_env,
-            max_in_flight=settings.max_in_flight,
-            leads_in_bulk=settings.leads_in_bulk,
-            max_retries=settings.max_retries,
-            backoff_base=settings.retry_backoff_seconds,
         ),
-        "source": SourceResource(
-            source_dir=str(settings.path("source_dir")),
-            mapping_path=str(settings.path("mapping")),
-            max_reject_rate=settings.max_reject_rate,
-            max_change_share=settings.max_change_share,
-            max_attempts=settings.max_attempts,
-            read_back_grace_seconds=settings.read_back_grace_seconds,
-            file_settle_seconds=settings.file_settle_seconds,
-        ),
-        "alert_webhook": AlertWebhook(url_env=settings.alert_webhook_env),
+        "source": SourceResource(**settings.values_of(SourceSettings)),
+        "alert_webhook": AlertWebhook(**settings.values_of(AlertSettings)),
     }
     return {settings.resource_key(role): resource for role, resource in resources.items()}
 

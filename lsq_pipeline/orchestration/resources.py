@@ -15,8 +15,8 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from lsq_pipeline.leadsquared import AccountLimits, LeadSquaredClient
-from lsq_pipeline.leadsquared.budget import limits_of
+from lsq_pipeline.leadsquared import LeadSquaredClient
+from lsq_pipeline.settings import LeadSquaredSettings
 from lsq_pipeline.warehouse.connection import Warehouse
 
 _SECRET_FIELDS = {"access_key", "secret_key"}
@@ -32,43 +32,19 @@ def normalize_api_host(api_host: str) -> str:
     return host
 
 
-class LeadSquaredResource(dg.ConfigurableResource):
+class LeadSquaredResource(dg.ConfigurableResource, LeadSquaredSettings):
     """The LeadSquared account: a rate-limited, concurrent, retrying client that never doubles a record.
 
-    `sandbox` true means the embedded sandbox (one local process shared by every process of this
-    machine, state under `sandbox_dir`); otherwise `api_host` is required. Keys come from
-    `dg.EnvVar`; they are sent in headers only and never appear in logs, errors or metadata.
+    Its settings are the account's `LeadSquaredSettings`. `sandbox` true means the embedded sandbox
+    (one local process shared by every process of this machine, state under `sandbox_dir`);
+    otherwise `api_host` is required. Keys come from `dg.EnvVar`; they are sent in headers only and
+    never appear in logs, errors or metadata.
     """
 
-    api_host: str = Field(default="", description="e.g. https://api-in21.leadsquared.com (unless sandbox)")
-    sandbox: bool = Field(default=False, description="talk to the embedded LeadSquared sandbox instead of api_host")
     access_key: str = Field(description="LeadSquared access key (use dg.EnvVar('LSQ_ACCESS_KEY'))")
     secret_key: str = Field(description="LeadSquared secret key (use dg.EnvVar('LSQ_SECRET_KEY'))")
-    sandbox_dir: str = Field(default="data/sandbox", description="state folder of the embedded sandbox")
-    plan: str = Field(default="", description="LeadSquared plan (lite, pro, super, basic, standard, enterprise): presets")
-    rate_limit_calls: int | None = Field(default=None, description="general window: calls (0 = off); default the plan's, else 25")
-    rate_limit_seconds: float | None = Field(default=None, description="general window: seconds; default the plan's, else 5")
-    bulk_rate_limit_calls: int | None = Field(default=None, description="Bulk APIs window: calls; default the plan's")
-    bulk_rate_limit_seconds: float | None = Field(default=None, description="Bulk APIs window: seconds")
-    daily_call_limit: int | None = Field(default=None, description="calls a UTC day, all classes; default the plan's")
-    bulk_counts_against_general: bool = Field(default=True, description="a bulk call also takes a general start")
-    rate_limit_db: str = Field(
-        default="", description="SQLite file shared by every process of the account, so they share one budget"
-    )
-    rate_limit_redis_env: str = Field(
-        default="", description="NAME of the variable holding a redis://... URL, read when a run starts: the "
-                                "budget is then shared across machines (overrides rate_limit_db)"
-    )
-    max_in_flight: int = Field(default=8, description="calls in the air at once")
-    leads_in_bulk: bool = Field(
-        default=True,
-        description="create leads not known to exist with Create Leads in Bulk (the bulk window) before adding "
-        "opportunities; false: Bulk Add first, Capture where the lead is missing",
-    )
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    max_retries: int = Field(default=5, description="re-sends of a transiently failed call")
-    backoff_base: float = 0.5
     backoff_max: float = 30.0
 
     def base_url(self) -> str:
@@ -91,10 +67,6 @@ class LeadSquaredResource(dg.ConfigurableResource):
             daily_limit=limits.daily_calls,
         )
 
-    def account_limits(self) -> AccountLimits:
-        """The plan's preset with every field set explicitly put over it."""
-        return limits_of(self)
-
     def get_client(self) -> LeadSquaredClient:
         """The client for this configuration, one per process (so one rate-limit window per process)."""
         cache_key = self._cache_key()
@@ -116,7 +88,7 @@ class LeadSquaredResource(dg.ConfigurableResource):
                     connect_timeout=self.connect_timeout,
                     read_timeout=self.read_timeout,
                     max_retries=self.max_retries,
-                    backoff_base=self.backoff_base,
+                    backoff_base=self.retry_backoff_seconds,
                     backoff_max=self.backoff_max,
                     rate_limit_db=self.rate_limit_db or None,
                     rate_limit_redis=self._redis_url(),
@@ -143,10 +115,17 @@ class LeadSquaredResource(dg.ConfigurableResource):
 class WarehouseResource(DuckDBResource):
     """The account's warehouse: dagster-duckdb's `DuckDBResource` whose `database` is a DuckDB file
     or a PostgreSQL database (`postgresql://` URL, no password) that DuckDB attaches; a file's lock
-    held by another process is waited out (see `sync.connection`)."""
+    held by another process is waited out (see `warehouse.connection`). Built from the account's
+    `Warehouse` by `at`."""
 
-    warehouse_schema: str = Field(default="public", description="PostgreSQL schema of the account's tables")
-    lock_timeout_seconds: float = Field(default=600.0, description="wait for another process's lock on the file")
+    warehouse_schema: str = Field(description="PostgreSQL schema of the account's tables")
+    lock_timeout_seconds: float = Field(description="wait for another process's lock on the file")
+
+    @classmethod
+    def at(cls, location: Warehouse) -> WarehouseResource:
+        return cls(database=location.target, warehouse_schema=location.schema,
+                   connection_config={"memory_limit": location.memory_limit},
+                   lock_timeout_seconds=location.lock_timeout_seconds)
 
     def location(self) -> Warehouse:
         return Warehouse(self.database, self.warehouse_schema, self.connection_config.get("memory_limit", Warehouse.memory_limit),
