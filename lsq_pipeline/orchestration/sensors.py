@@ -47,7 +47,18 @@ def build_sensors(
     keys: dict[str, dg.AssetKey],
 ) -> list[dg.SensorDefinition]:
     """`record_successful_runs`, `alert_on_failed_runs`, `source_files_arrived`, and the automation
-    sensor when the account has an `automation_condition`.
+    sensor when the account has an `automation_condition`."""
+    sensors = [*_run_outcome_sensors(settings, resources, keys), _source_files_sensor(settings, partitions, keys)]
+    if settings.automation_condition:
+        sensors.append(_automation_sensor(settings, keys))
+    return sensors
+
+
+def _run_outcome_sensors(
+    settings: AccountSettings, resources: dict[str, dg.ConfigurableResource], keys: dict[str, dg.AssetKey],
+) -> list[dg.SensorDefinition]:
+    """`record_successful_runs` and `alert_on_failed_runs`: each finished sync run of the account
+    written to sync_runs, and an alert for a failed or blocked one.
     Run-status sensors take no resource keys, so they build the account's resources themselves
     (`dg.build_resources`, which resolves their `EnvVar`s when the sensor runs)."""
 
@@ -87,6 +98,14 @@ def build_sensors(
                 "run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name, "status": "failed",
                 "first_day": None, "last_day": None, "reason": context.failure_event.message,
             })
+
+    return [record_successful_runs, alert_on_failed_runs]
+
+
+def _source_files_sensor(
+    settings: AccountSettings, partitions: dg.PartitionsDefinition, keys: dict[str, dg.AssetKey],
+) -> dg.SensorDefinition:
+    """`source_files_arrived`: each day's export files reported once they have settled."""
 
     @dg.sensor(
         name=settings.name("source_files_arrived"),
@@ -137,14 +156,18 @@ def build_sensors(
         return dg.SkipReason(f"waiting for files to settle: {', '.join(settling)}" if settling
                              else "no new or changed export file")
 
-    sensors = [record_successful_runs, alert_on_failed_runs, source_files_arrived]
-    if settings.automation_condition:
-        sensors.append(dg.AutomationConditionSensorDefinition(
-            settings.name("sync_automation"),
-            target=dg.AssetSelection.assets(*(keys[name] for name in (*PLAN_ASSETS, *SEND_ASSETS))),
-            run_tags=run_tags(settings),
-            description="Starts the account's runs as its automation_condition says (eager: a day once its "
-            "export files are reported). Off until turned on in Automation: a run that writes to "
-            "LeadSquared starts by itself only once someone says so.",
-        ))
-    return sensors
+    return source_files_arrived
+
+
+def _automation_sensor(
+    settings: AccountSettings, keys: dict[str, dg.AssetKey],
+) -> dg.AutomationConditionSensorDefinition:
+    """The sensor that evaluates the account's `automation_condition`, tagging its runs as the account's."""
+    return dg.AutomationConditionSensorDefinition(
+        settings.name("sync_automation"),
+        target=dg.AssetSelection.assets(*(keys[name] for name in (*PLAN_ASSETS, *SEND_ASSETS))),
+        run_tags=run_tags(settings),
+        description="Starts the account's runs as its automation_condition says (eager: a day once its "
+        "export files are reported). Off until turned on in Automation: a run that writes to "
+        "LeadSquared starts by itself only once someone says so.",
+    )
