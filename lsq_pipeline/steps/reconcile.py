@@ -11,11 +11,11 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 
-from lsq_pipeline.leadsquared import LeadSquaredClient, fields_from_dict
+from lsq_pipeline.leadsquared import LeadSquaredClient, OpportunityRecord, OpportunityUpdate, fields_from_dict
 from lsq_pipeline.tables import state
 from lsq_pipeline.mapping import Adoption
 from lsq_pipeline.tables.statuses import RecordStatus
@@ -166,15 +166,22 @@ def _tracked(conn_factory, event_code: int, full: bool) -> list[Tracked]:
     return tracked
 
 
-def _read(client: LeadSquaredClient, event_code: int, rows: Sequence[Tracked], summary: ReconcileSummary) -> dict[str, dict]:
-    """GetOpportunitiesById for the rows: opportunity id -> what LeadSquared holds."""
+def read_back(client: LeadSquaredClient, event_code: int, opportunity_ids: Sequence[str],
+              columns: Iterable[str]) -> dict[str, OpportunityRecord]:
+    """GetOpportunitiesById: opportunity id, spelled as asked for, -> what LeadSquared holds; the
+    ids it does not find are left out. Every read-back of the sync goes through here."""
+    return {record.opportunity_id: record for record in client.get_opportunities(event_code, opportunity_ids, columns)}
+
+
+def _read(client: LeadSquaredClient, event_code: int, rows: Sequence[Tracked],
+          summary: ReconcileSummary) -> dict[str, OpportunityRecord]:
+    """The rows read back, with every field any version of them was sent with, counting the calls."""
     if not rows:
         return {}
     columns = sorted({"ModifiedOn", *(name for row in rows for version in (row.sent, *row.earlier_sent)
                                       for name in version)})
     calls_before = client.stats().calls
-    held = {opportunity["ProspectActivityId"]: opportunity
-            for opportunity in client.get_opportunities(event_code, [row.opportunity_id for row in rows], columns)}
+    held = read_back(client, event_code, [row.opportunity_id for row in rows], columns)
     summary.read_calls += client.stats().calls - calls_before
     return held
 
@@ -230,6 +237,34 @@ def reconcile(
         conn_factory.close()
 
 
+Decision = tuple[Tracked, OpportunityRecord | None, str, list[str], float]
+"""One row's read-back: (the row, what LeadSquared holds, status, differing fields, seconds waited)."""
+
+
+def _read_and_decide(client: LeadSquaredClient, event_code: int, rows: Sequence[Tracked], summary: ReconcileSummary,
+                     crm_owned: Sequence[str], grace_seconds: float, reread_after_seconds: float) -> dict[str, Decision]:
+    """Source id -> its decision: every row read once, and those still `pending` read once more after
+    `reread_after_seconds`, their grace run on by the time since the first read."""
+    started = time.monotonic()
+    held_by_id = _read(client, event_code, rows, summary)
+
+    def judge(row: Tracked, held: OpportunityRecord | None, waited: float) -> Decision:
+        if row.adoption is not None and held is not None:
+            row = adopted(row, held)
+        return (row, held, *decide(row, held, waited, grace_seconds, crm_owned), waited)
+
+    decisions = {row.source_id: judge(row, held_by_id.get(row.opportunity_id), row.waited_seconds) for row in rows}
+    waiting = [row for row in rows if decisions[row.source_id][2] == RecordStatus.PENDING]
+    if waiting and reread_after_seconds > 0:
+        time.sleep(reread_after_seconds)
+        summary.reread = len(waiting)
+        held_again = _read(client, event_code, waiting, summary)
+        elapsed = time.monotonic() - started
+        for row in waiting:
+            decisions[row.source_id] = judge(row, held_again.get(row.opportunity_id), row.waited_seconds + elapsed)
+    return decisions
+
+
 def _reconcile(
     conn_factory: ReusedConnection,
     client: LeadSquaredClient,
@@ -243,26 +278,7 @@ def _reconcile(
 ) -> ReconcileSummary:
     summary = ReconcileSummary()
     rows = _tracked(conn_factory, event_code, full)
-    started = time.monotonic()
-    held_by_id = _read(client, event_code, rows, summary)
-    decisions: dict[str, tuple[Tracked, dict | None, str, list[str], float]] = {}
-
-    def judge(row: Tracked, held: dict | None, waited: float) -> tuple[Tracked, dict | None, str, list[str], float]:
-        if row.adoption is not None and held is not None:
-            row = adopted(row, held)
-        return (row, held, *decide(row, held, waited, grace_seconds, crm_owned), waited)
-
-    for row in rows:
-        decisions[row.source_id] = judge(row, held_by_id.get(row.opportunity_id), row.waited_seconds)
-    waiting = [row for row in rows if decisions[row.source_id][2] == RecordStatus.PENDING]
-    if waiting and reread_after_seconds > 0:
-        time.sleep(reread_after_seconds)
-        summary.reread = len(waiting)
-        held_again = _read(client, event_code, waiting, summary)
-        elapsed = time.monotonic() - started
-        for row in waiting:
-            decisions[row.source_id] = judge(row, held_again.get(row.opportunity_id), row.waited_seconds + elapsed)
-
+    decisions = _read_and_decide(client, event_code, rows, summary, crm_owned, grace_seconds, reread_after_seconds)
     updates: list[state.ReadBack] = []
     details: dict[str, dict] = {}
     repairs: dict[str, tuple[str, list[str]]] = {}  # opportunity id -> (source id, fields)
@@ -321,9 +337,8 @@ def _repair(client: LeadSquaredClient, event_code: int, repairs: dict[str, tuple
     if not repairs:
         return {}
     items = [
-        {"ProspectOpportunityId": opportunity_id, "OpportunityEventCode": event_code,
-         "Fields": [field.to_api() for field in fields_from_dict(
-             {name: sent_by_id[opportunity_id][1][name] for name in names})]}
+        OpportunityUpdate(opportunity_id=opportunity_id, event_code=event_code,
+                          fields=fields_from_dict({name: sent_by_id[opportunity_id][1][name] for name in names}))
         for opportunity_id, (_, names) in repairs.items()
     ]
     results = client.update_opportunities(items)

@@ -30,6 +30,7 @@ from lsq_pipeline.leadsquared import (
 )
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.steps import plan
+from lsq_pipeline.steps.reconcile import read_back
 from lsq_pipeline.tables import state
 from lsq_pipeline.steps.push.batches import BatchSender, PushSummary, chunks, error_text, with_batch_ids
 from lsq_pipeline.steps.push.creates import Creates
@@ -110,8 +111,7 @@ class Pusher:
         if not missing:
             return creates
         try:
-            held = {opportunity["ProspectActivityId"].lower() for opportunity in self.client.get_opportunities(
-                self.mapping.opportunity.event_code, list(missing.values()), ["ModifiedOn"])}
+            held = read_back(self.client, self.mapping.opportunity.event_code, list(missing.values()), ["ModifiedOn"])
         except DailyBudgetExhausted as error:
             self.sender.day_spent(error)
             return [record for record in creates if record.source_id not in missing]
