@@ -1,4 +1,4 @@
-"""The sandbox's HTTP layer: parse requests, call the backend, serialize answers; keys, rate limit, faults, /sandbox/."""
+"""The sandbox's HTTP layer: read a request, route it (`routes`), keys, rate limit, faults, then write the answer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from hmac import compare_digest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,26 +28,17 @@ from lsq_pipeline.sandbox.exceptions import (
     MXUnAuthorizedAccessException,
     SandboxError,
 )
-from lsq_pipeline.sandbox.payloads import MAX_BODY_BYTES, decode_json
+from lsq_pipeline.sandbox.payloads import MAX_BODY_BYTES
 from lsq_pipeline.sandbox.profiles import ProfileName, get_profile
 from lsq_pipeline.sandbox.rate_limit import PLAN_SECONDS, PLANS, AccountLimiter
+from lsq_pipeline.sandbox.responses import SandboxRequest
+from lsq_pipeline.sandbox.routes import API_ENDPOINTS, Route, find_route
 
 DEFAULT_ACCESS_KEY = "sandbox-access-key"
 DEFAULT_SECRET_KEY = "sandbox-secret-key"
 DEFAULT_RATE_LIMIT_CALLS = 25
 DEFAULT_RATE_LIMIT_SECONDS = 5.0
 KEEP_ALIVE_SECONDS = 60
-
-# path (lower case) -> (endpoint name, is a write)
-API_ROUTES = {
-    "/v2/opportunitymanagement.svc/bulk/add/byleadfield": ("BulkAdd", True),
-    "/v2/opportunitymanagement.svc/bulk/update/byopportunityid": ("BulkUpdate", True),
-    "/v2/opportunitymanagement.svc/capture": ("Capture", True),
-    "/v2/opportunitymanagement.svc/getopportunitiesbyid": ("GetOpportunitiesById", False),
-    "/v2/prospectactivity.svc/bulk/customactivity/add/byopportunityid": ("BulkActivities", True),
-    "/v2/leadmanagement.svc/lead/bulk/create": ("LeadBulkCreate", True),
-    "/v2/leadmanagement.svc/lead/bulk/createorupdate": ("LeadBulkCreateOrUpdate", True),
-}
 FAULT_KINDS = ("500", "503", "drop")
 
 
@@ -90,10 +81,10 @@ class SandboxOptions(BaseModel):
 
     @model_validator(mode="after")
     def _known_fault_endpoints(self) -> SandboxOptions:
-        known = {name for name, _ in API_ROUTES.values()}
-        unknown = sorted(set(self.fault_endpoints or ()) - known)
+        unknown = sorted(set(self.fault_endpoints or ()) - API_ENDPOINTS)
         if unknown:
-            raise ValueError(f"unknown endpoints in fault_endpoints: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise ValueError(f"unknown endpoints in fault_endpoints: {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(API_ENDPOINTS))})")
         return self
 
     @model_validator(mode="after")
@@ -262,12 +253,16 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         self.received = time.monotonic()
         self.server.last_call = self.received
         try:
-            raw_body = self._read_body()
-            parts = urlsplit(self.path)
-            path = unquote(parts.path).rstrip("/").lower() or "/"
-            query = {k.lower(): v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
-            status, answer = self._route(method, path, query, raw_body)
-            self._send(status, answer)
+            request = self._parse(method)
+            route = find_route(request.method, request.path)
+            if route is None:
+                raise MXAPINotFoundException()
+            if route.checks_keys:
+                self._check_keys(request)
+            if route.endpoint is None:
+                self._send(200, route.handler(request, self.server))
+            else:
+                self._send(*self._call_api(route, request))
         except _Dropped:
             self._drop()
         except SandboxError as error:
@@ -277,29 +272,31 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self._send(500, {"Status": "Error", "ExceptionType": "MXInternalServerException",
                              "ExceptionMessage": "Internal error of the sandbox."})
 
-    def _route(self, method: str, path: str, query: dict, raw_body: bytes) -> tuple[int, Any]:
-        if path == "/sandbox/health":
-            return 200, {"Status": "ok"}
-        route = API_ROUTES.get(path)
-        if path.startswith("/sandbox/"):
-            self._check_keys(query)
-            return self._inspect(method, path, raw_body)
-        if route is None or method != "POST":
-            raise MXAPINotFoundException()
-        self._check_keys(query)
-        endpoint, is_write = route
-        return self._call_api(endpoint, is_write, query, raw_body)
+    def _parse(self, method: str) -> SandboxRequest:
+        """The request as the routes read it; the body first, so an oversized one is refused before anything else."""
+        body = self._read_body()
+        parts = urlsplit(self.path)
+        query = {k.lower(): v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+        return SandboxRequest(
+            method=method,
+            path=unquote(parts.path).rstrip("/").lower() or "/",
+            query=query,
+            body=body,
+            content_type=self.headers.get("Content-Type", ""),
+            access_key=query.get("accesskey") or self.headers.get("x-LSQ-AccessKey") or "",
+            secret_key=query.get("secretkey") or self.headers.get("x-LSQ-SecretKey") or "",
+        )
 
-    def _check_keys(self, query: dict) -> None:
+    def _check_keys(self, request: SandboxRequest) -> None:
         options = self.server.options
-        access = query.get("accesskey") or self.headers.get("x-LSQ-AccessKey") or ""
-        secret = query.get("secretkey") or self.headers.get("x-LSQ-SecretKey") or ""
-        if not (compare_digest(access.encode(), options.access_key.encode())
-                and compare_digest(secret.encode(), options.secret_key.encode())):
+        if not (compare_digest(request.access_key.encode(), options.access_key.encode())
+                and compare_digest(request.secret_key.encode(), options.secret_key.encode())):
             raise MXUnAuthorizedAccessException()
 
-    def _call_api(self, endpoint: str, is_write: bool, query: dict, raw_body: bytes) -> tuple[int, Any]:
+    def _call_api(self, route: Route, request: SandboxRequest) -> tuple[int, Any]:
+        """A LeadSquared API call: held, delayed, rate limited and perhaps faulted before its handler runs."""
         server, options, backend = self.server, self.server.options, self.server.backend
+        endpoint = route.endpoint
         backend.stats.count("calls", endpoint)
         server.wait_if_held()
         # The call arrives `latency_ms` after it was received, and is counted then: at that time,
@@ -320,68 +317,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             if kind == "503":
                 return 503, {"Message": "Service Unavailable"}
             return 500, {"Message": "An error has occurred."}
-        body = self._decode_json(raw_body)
-        if endpoint == "BulkAdd":
-            answer = backend.bulk_add(query.get("searchby"), body)
-        elif endpoint == "BulkUpdate":
-            answer = backend.bulk_update(body)
-        elif endpoint == "Capture":
-            answer = backend.capture(body)
-        elif endpoint == "GetOpportunitiesById":
-            answer = backend.get_opportunities_by_id(body)
-        elif endpoint == "LeadBulkCreate":
-            answer = backend.bulk_create_leads(body)
-        elif endpoint == "LeadBulkCreateOrUpdate":
-            answer = backend.bulk_create_or_update_leads(body)
-        else:
-            answer = backend.bulk_add_activities(query.get("opportunityid"), body)
-        if is_write and targeted and server.chance(options.lost_response_rate):
+        answer = route.handler(request, server)
+        if route.is_write and targeted and server.chance(options.lost_response_rate):
             backend.stats.count("lost_responses")
             server.log(f"sandbox: dropping the answer of a committed {endpoint}")
             raise _Dropped()
         return 200, answer
-
-    def _decode_json(self, raw_body: bytes) -> Any:
-        content_type = self.headers.get("Content-Type", "")
-        if "json" not in content_type.lower():
-            raise MXInvalidJsonException("Content-Type must be application/json.")
-        return decode_json(raw_body)
-
-    def _inspect(self, method: str, path: str, raw_body: bytes) -> tuple[int, Any]:
-        backend = self.server.backend
-        if method == "GET" and path == "/sandbox/leads":
-            leads = backend.list_leads()
-            return 200, {"Count": len(leads), "Leads": leads}
-        if method == "GET" and path == "/sandbox/opportunities":
-            opportunities = backend.list_opportunities()
-            return 200, {"Count": len(opportunities), "Opportunities": opportunities}
-        if method == "GET" and path == "/sandbox/activities":
-            activities = backend.list_activities()
-            return 200, {"Count": len(activities), "Activities": activities}
-        if method == "GET" and path == "/sandbox/profile":
-            return 200, {"Profile": {**asdict(backend.profile), "read_lag_seconds": backend.state.read_lag.seconds}}
-        if method == "GET" and path == "/sandbox/stats":
-            return 200, {**backend.stats.as_dict(), **self.server.limiter.as_dict(), "Profile": backend.profile.name,
-                         "Held": self.server.held, "Leads": len(backend.leads),
-                         "Opportunities": len(backend.opportunities), "Activities": len(backend.activities)}
-        if method == "POST" and path == "/sandbox/day":
-            self.server.limiter.new_day()
-            return 200, {"Status": "ok"}
-        if method == "POST" and path == "/sandbox/hold":
-            self.server.hold()
-            return 200, {"Status": "ok"}
-        if method == "POST" and path == "/sandbox/release":
-            self.server.release()
-            return 200, {"Status": "ok"}
-        if method == "POST" and path == "/sandbox/reset":
-            backend.reset()
-            self.server.limiter.reset()
-            return 200, {"Status": "ok"}
-        if method in ("POST", "PATCH") and path.startswith("/sandbox/opportunities/"):
-            body = self._decode_json(raw_body)
-            fields = body.get("Fields") if isinstance(body, dict) else None
-            return 200, backend.edit_opportunity(path.rsplit("/", 1)[1], fields)
-        raise MXAPINotFoundException()
 
     def _read_body(self) -> bytes:
         """The body, at most MAX_BODY_BYTES: a larger declared length is refused before anything is read."""
