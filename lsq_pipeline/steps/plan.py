@@ -111,76 +111,95 @@ def plan_days(
     with transaction(conn):
         conn.execute(f"DELETE FROM sync_plan WHERE day IN {in_days}")
         conn.execute(f"DELETE FROM activity_plan WHERE day IN {in_days}")
-        skipped_action, skipped_reason = SKIPPED_BY_MODE.get(mapping.opportunity.mode, (None, None))
-        conn.execute(f"""
-            INSERT INTO sync_plan (day, source_id, action, opportunity_id, record_day, record_hash, reason)
-            WITH failures AS ({FAILURES_SQL}
-            ), forced AS (
-                SELECT source_id FROM failures
-                WHERE source_id IN (SELECT unnest($retry_ids::VARCHAR[])) OR $retry_all
-            ), retried AS (
-                SELECT source_id FROM failures WHERE {RETRYABLE_SQL} AND attempts < $max_attempts
-                UNION SELECT source_id FROM forced
-                UNION SELECT source_id FROM opportunity_state WHERE status = 'missing'
-            ), latest AS (  -- each record's latest version, found on the narrow columns
-                SELECT CASE WHEN day IN {in_days} THEN day ELSE DATE '{days[-1]}' END AS day, day AS record_day,
-                       source_id, source_updated_at, record_hash
-                FROM opportunity_records
-                WHERE day IN {in_days} OR source_id IN (SELECT source_id FROM retried)
-                QUALIFY row_number() OVER (PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1
-            ), refused_leads AS (  -- the lead fields of records whose last send was refused (for failed_hash)
-                SELECT day, source_id, lead_fields FROM opportunity_records
-                WHERE source_id IN (SELECT source_id FROM opportunity_state WHERE status = 'failed')
-            ), decided AS (
-                SELECT l.day, l.source_id, l.record_day, l.record_hash, s.opportunity_id AS state_opportunity_id,
-                    s.status AS state_status,
-                    CASE WHEN s.status = 'failed'
-                              AND s.failed_hash = {failed_hash_sql('l.record_hash', 'f.lead_fields')}
-                              AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $max_attempts)
-                              AND forced.source_id IS NULL
-                              THEN 'refused'
-                         WHEN s.source_id IS NULL OR s.opportunity_id IS NULL OR s.status = 'missing' THEN 'create'
-                         WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
-                         WHEN l.record_hash = s.sent_hash THEN 'unchanged'
-                         ELSE 'update' END AS upsert_action,
-                    CASE WHEN upsert_action = $skipped THEN 'skipped' ELSE upsert_action END AS action
-                FROM latest l LEFT JOIN opportunity_state s USING (source_id)
-                LEFT JOIN refused_leads f ON f.day = l.record_day AND f.source_id = l.source_id
-                LEFT JOIN forced ON forced.source_id = l.source_id
-            )
-            SELECT day, source_id, action, CASE WHEN action = 'create' THEN NULL ELSE state_opportunity_id END,
-                   record_day, record_hash,
-                   CASE WHEN action = 'skipped' AND state_status = 'missing' THEN $missing_reason
-                        WHEN action = 'skipped' THEN $reason END
-            FROM decided""", {"skipped": skipped_action, "reason": skipped_reason, "missing_reason": MISSING_NOT_RECREATED,
-                              "retry_ids": list(retry_ids),
-                              "retry_all": retry_all_failed, "max_attempts": max_attempts})
-        # The payload of each update: only its changed fields, from the record and what was last sent.
-        conn.execute(f"""
-            UPDATE sync_plan AS p SET fields = u.fields::JSON, full_fields = u.full_fields::JSON
-            FROM (
-                SELECT source_id, {_changed_fields_sql(mapping, 'new_map', 'old_map')} AS fields,
-                       {_full_fields_sql(mapping, 'fields', 'sent_fields')} AS full_fields
-                FROM (SELECT p.source_id, r.fields, s.sent_fields,
-                             CAST(r.fields::JSON AS MAP(VARCHAR, VARCHAR)) AS new_map,
-                             coalesce(CAST(s.sent_fields::JSON AS MAP(VARCHAR, VARCHAR)),
-                                      MAP {{}}::MAP(VARCHAR, VARCHAR)) AS old_map
-                      FROM sync_plan p
-                      JOIN opportunity_records r ON r.day = p.record_day AND r.source_id = p.source_id
-                      JOIN opportunity_state s ON s.source_id = p.source_id
-                      WHERE p.action = 'update' AND p.day IN {in_days})
-            ) AS u
-            WHERE p.source_id = u.source_id AND p.action = 'update' AND p.day IN {in_days}""")
-        conn.execute(f"""
-            INSERT INTO activity_plan (day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at)
-            SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at
-            FROM activity_records a
-            WHERE day IN {in_days}
-              AND NOT EXISTS (SELECT 1 FROM activity_state s
-                              WHERE s.event_id = a.event_id AND s.status = 'created')""")
+        _plan_records(conn, in_days, days[-1], mapping, max_attempts, retry_ids, retry_all_failed)
+        _add_update_payloads(conn, mapping, in_days)
+        _plan_activities(conn, in_days)
         rows = conn.execute(f"SELECT action, count(*) FROM sync_plan WHERE day IN {in_days} GROUP BY action").fetchall()
         activities = conn.execute(f"SELECT count(*) FROM activity_plan WHERE day IN {in_days}").fetchone()[0]
     return {action: 0 for action in ACTIONS} | dict(rows) | {"activities": activities}
+
+
+def _plan_records(
+    conn: duckdb.DuckDBPyConnection, in_days: str, last_day: date, mapping: Mapping, max_attempts: int,
+    retry_ids: Sequence[str], retry_all_failed: bool,
+) -> None:
+    """Insert into sync_plan the decision on each record of the days (`in_days`) and on each
+    record a retry plans again (under `last_day`), as `plan_days` tells."""
+    skipped_action, skipped_reason = SKIPPED_BY_MODE.get(mapping.opportunity.mode, (None, None))
+    conn.execute(f"""
+        INSERT INTO sync_plan (day, source_id, action, opportunity_id, record_day, record_hash, reason)
+        WITH failures AS ({FAILURES_SQL}
+        ), forced AS (
+            SELECT source_id FROM failures
+            WHERE source_id IN (SELECT unnest($retry_ids::VARCHAR[])) OR $retry_all
+        ), retried AS (
+            SELECT source_id FROM failures WHERE {RETRYABLE_SQL} AND attempts < $max_attempts
+            UNION SELECT source_id FROM forced
+            UNION SELECT source_id FROM opportunity_state WHERE status = 'missing'
+        ), latest AS (  -- each record's latest version, found on the narrow columns
+            SELECT CASE WHEN day IN {in_days} THEN day ELSE DATE '{last_day}' END AS day, day AS record_day,
+                   source_id, source_updated_at, record_hash
+            FROM opportunity_records
+            WHERE day IN {in_days} OR source_id IN (SELECT source_id FROM retried)
+            QUALIFY row_number() OVER (PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1
+        ), refused_leads AS (  -- the lead fields of records whose last send was refused (for failed_hash)
+            SELECT day, source_id, lead_fields FROM opportunity_records
+            WHERE source_id IN (SELECT source_id FROM opportunity_state WHERE status = 'failed')
+        ), decided AS (
+            SELECT l.day, l.source_id, l.record_day, l.record_hash, s.opportunity_id AS state_opportunity_id,
+                s.status AS state_status,
+                CASE WHEN s.status = 'failed'
+                          AND s.failed_hash = {failed_hash_sql('l.record_hash', 'f.lead_fields')}
+                          AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $max_attempts)
+                          AND forced.source_id IS NULL
+                          THEN 'refused'
+                     WHEN s.source_id IS NULL OR s.opportunity_id IS NULL OR s.status = 'missing' THEN 'create'
+                     WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
+                     WHEN l.record_hash = s.sent_hash THEN 'unchanged'
+                     ELSE 'update' END AS upsert_action,
+                CASE WHEN upsert_action = $skipped THEN 'skipped' ELSE upsert_action END AS action
+            FROM latest l LEFT JOIN opportunity_state s USING (source_id)
+            LEFT JOIN refused_leads f ON f.day = l.record_day AND f.source_id = l.source_id
+            LEFT JOIN forced ON forced.source_id = l.source_id
+        )
+        SELECT day, source_id, action, CASE WHEN action = 'create' THEN NULL ELSE state_opportunity_id END,
+               record_day, record_hash,
+               CASE WHEN action = 'skipped' AND state_status = 'missing' THEN $missing_reason
+                    WHEN action = 'skipped' THEN $reason END
+        FROM decided""", {"skipped": skipped_action, "reason": skipped_reason, "missing_reason": MISSING_NOT_RECREATED,
+                          "retry_ids": list(retry_ids),
+                          "retry_all": retry_all_failed, "max_attempts": max_attempts})
+
+
+def _add_update_payloads(conn: duckdb.DuckDBPyConnection, mapping: Mapping, in_days: str) -> None:
+    """The payload of each update of the days: only its changed fields, from the record and what
+    was last sent, and every field as it will stand once the update lands."""
+    conn.execute(f"""
+        UPDATE sync_plan AS p SET fields = u.fields::JSON, full_fields = u.full_fields::JSON
+        FROM (
+            SELECT source_id, {_changed_fields_sql(mapping, 'new_map', 'old_map')} AS fields,
+                   {_full_fields_sql(mapping, 'fields', 'sent_fields')} AS full_fields
+            FROM (SELECT p.source_id, r.fields, s.sent_fields,
+                         CAST(r.fields::JSON AS MAP(VARCHAR, VARCHAR)) AS new_map,
+                         coalesce(CAST(s.sent_fields::JSON AS MAP(VARCHAR, VARCHAR)),
+                                  MAP {{}}::MAP(VARCHAR, VARCHAR)) AS old_map
+                  FROM sync_plan p
+                  JOIN opportunity_records r ON r.day = p.record_day AND r.source_id = p.source_id
+                  JOIN opportunity_state s ON s.source_id = p.source_id
+                  WHERE p.action = 'update' AND p.day IN {in_days})
+        ) AS u
+        WHERE p.source_id = u.source_id AND p.action = 'update' AND p.day IN {in_days}""")
+
+
+def _plan_activities(conn: duckdb.DuckDBPyConnection, in_days: str) -> None:
+    """Insert into activity_plan the days' events whose activity was not created yet."""
+    conn.execute(f"""
+        INSERT INTO activity_plan (day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at)
+        SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at
+        FROM activity_records a
+        WHERE day IN {in_days}
+          AND NOT EXISTS (SELECT 1 FROM activity_state s
+                          WHERE s.event_id = a.event_id AND s.status = 'created')""")
 
 
 def planned_activities(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> int:
