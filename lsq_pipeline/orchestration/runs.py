@@ -14,11 +14,11 @@ from pathlib import Path
 import dagster as dg
 from filelock import FileLock
 
-from lsq_pipeline.orchestration.assets import op_name
 from lsq_pipeline.orchestration.jobs import keys_of_job, settings_of
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
 from lsq_pipeline.orchestration.metadata import API_CALLS
 from lsq_pipeline.orchestration.resources import WarehouseResource
+from lsq_pipeline.orchestration.translator import op_name
 from lsq_pipeline.project import DgProject, find_project, load_definitions
 from lsq_pipeline.settings import AccountSettings, SettingsError
 from lsq_pipeline.steps import plan
