@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from lsq_pipeline.leadsquared import ActivityAdd, CaptureRequest, OpportunityAdd, OpportunityUpdate
+from lsq_pipeline.leadsquared import ActivityAdd, CaptureRequest, OpportunityAdd, OpportunityUpdate, RowResult
 from lsq_pipeline.mapping import Adoption
 from lsq_pipeline.tables.statuses import Kind, Sent
 
@@ -55,7 +55,8 @@ Payload = OpportunityAdd | CaptureRequest | OpportunityUpdate | ActivityAdd
 
 @dataclass
 class JournalEntry:
-    """One item of one batch: a create, capture, update or activity for one source record."""
+    """One item of one batch: a create, capture, update or activity for one source record, from
+    the moment it is journalled to its answer."""
 
     kind: Kind
     day: date | None
@@ -76,6 +77,21 @@ class JournalEntry:
     whose answer was lost gone back to Bulk Add. Its state waits for that answer."""
     activity_id: str | None = None
     """An activity's id, once LeadSquared answered it."""
+    answer: RowResult | None = None
+    """LeadSquared's answer to this item; None while it is unanswered or when it was not sent."""
+
+    @classmethod
+    def of_record(cls, kind: Kind, record: PlannedRecord, payload: Payload,
+                  adoption: Adoption | None = None) -> JournalEntry:
+        """The entry of one write of a planned record (a create, capture or update)."""
+        return cls(kind, record.day, record.source_id, payload, opportunity_id=record.opportunity_id,
+                   record=record, adoption=adoption)
+
+    @classmethod
+    def of_activity(cls, activity: PlannedActivity, payload: ActivityAdd) -> JournalEntry:
+        """The entry of one planned activity, on its record's opportunity."""
+        return cls(Kind.ACTIVITY, activity.day, activity.source_id, payload, event_id=activity.event_id,
+                   opportunity_id=activity.opportunity_id)
 
     def resent(self) -> JournalEntry:
         """A fresh entry for the same item, to go out again in a split half: the same payload, so

@@ -1,13 +1,14 @@
-"""One push's batches: each written down in the journal before it leaves, sent through the client,
-split in halves when LeadSquared refuses the call whole, its answers recorded through `state`; and
-what the push did (`PushSummary`). The creates' lanes, the updates and the activities all send
-through one `BatchSender`."""
+"""The batch cycle every write of a push goes through, written once: each batch written down in
+the journal before it leaves, sent through the client, split in halves when LeadSquared refuses the
+call whole, its answers read by the batch kind's classifier, counted in the push's `PushSummary`
+and recorded through the tables that own them (`journal`, `opportunities`, `activities`). The
+creates' lanes, the updates and the activities all send through one `BatchSender`."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 
 from lsq_pipeline.leadsquared import (
     DailyBudgetExhausted,
@@ -18,55 +19,23 @@ from lsq_pipeline.leadsquared import (
     TransientError,
 )
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
-from lsq_pipeline.tables import state
+from lsq_pipeline.tables import activities, journal, opportunities
 from lsq_pipeline.steps.push.progress import PushProgress
+from lsq_pipeline.steps.push.summary import PushSummary
 from lsq_pipeline.tables.records import JournalEntry
-from lsq_pipeline.tables.statuses import Sent
-from lsq_pipeline.warehouse.schema import ReusedConnection
+from lsq_pipeline.tables.statuses import Kind, Sent
+from lsq_pipeline.warehouse.connection import ReusedConnection
 
 Send = Callable[[list[JournalEntry]], list[RowResult]]
-Answered = list[tuple[JournalEntry, RowResult | None]]
-"""Each entry sent with its result; None when it was not sent (the day's call budget ran out)."""
+"""One call of a batch kind: its entries' payloads to LeadSquared, one result per entry."""
+Classify = Callable[[JournalEntry], None]
+"""A batch kind's reading of one answer (`entry.answer`): the entry's status, error, ids."""
 
 CALL_FAILURES = frozenset({TransientError.__name__, RateLimitedError.__name__})
 """How `BatchSender.send` names a call that still failed after the client's retries (timeouts, 5xx, the rate limit)."""
 
-
-@dataclass
-class PushSummary:
-    """What one push did, for asset metadata and the demo's summary."""
-
-    lead_calls: int = 0
-    """Create Leads in Bulk calls, up to 50 leads each (the client's re-sends not counted)."""
-    leads_sent: int = 0
-    """Leads in bulk create calls that LeadSquared answered (new ones created, known ones left as they were)."""
-    lead_calls_failed: int = 0
-    """Lead bulk create calls refused or unanswered (their records went on to Bulk Add, then Capture)."""
-    created: int = 0
-    already_existed: int = 0
-    adopted: int = 0
-    """Of `already_existed`: creates that met an opportunity under the mapping's `on_existing` /
-    `keep_owner` (adoptions whose baseline the read-back takes)."""
-    captured: int = 0
-    updated: int = 0
-    failed: int = 0
-    split_calls: int = 0
-    activities_created: int = 0
-    activities_failed: int = 0
-    activities_unknown: int = 0
-    interrupted_before: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
-    daily_budget_exhausted: bool = False
-    """The account's calls for the day ran out: what was not sent stays planned for the next run."""
-    records_waiting: int = 0
-    activities_waiting: int = 0
-    found_again: int = 0
-    """`missing` records found by the read once more before their re-create: only slow, not re-created."""
-
-    @property
-    def writes(self) -> int:
-        return self.created + self.already_existed + self.captured + self.updated + self.activities_created
+PROGRESS_ACTION = {Kind.CREATE: "creates", Kind.CAPTURE: "creates", Kind.UPDATE: "updates", Kind.ACTIVITY: "activities"}
+"""The progress line's action for each kind of journal row."""
 
 
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -77,7 +46,7 @@ def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 def with_batch_ids(entries: list[JournalEntry]) -> list[JournalEntry]:
     """One batch id per API call's worth of items, as the client will split them."""
     for batch in chunks(entries, MAX_ITEMS_PER_WRITE):
-        batch_id = state.new_batch_id()
+        batch_id = journal.new_batch_id()
         for entry in batch:
             entry.batch_id = batch_id
     return entries
@@ -87,9 +56,14 @@ def error_text(result: RowResult | LeadSquaredAPIError) -> str:
     return ": ".join(part for part in (result.exception_type, result.exception_message) if part) or "unknown error"
 
 
+def fail(entry: JournalEntry) -> None:
+    """The entry's answer refused it: `failed` with the answer's error (retryable by a later run)."""
+    entry.status, entry.error = Sent.FAILED, error_text(entry.answer)
+
+
 class BatchSender:
-    """Journals, sends and records the batches of one push. The creates' lanes run in threads:
-    `lock` is held while the summary changes and while the warehouse is written."""
+    """Journals, sends, classifies and records the batches of one push. The creates' lanes run in
+    threads: `lock` is held while answers are classified and while the warehouse is written."""
 
     def __init__(
         self,
@@ -108,22 +82,57 @@ class BatchSender:
         self.progress = PushProgress(client, log)
         self.lock = threading.RLock()
 
+    def send_batches(self, groups: Sequence[list[JournalEntry]], call: Send, classify: Classify) -> list[JournalEntry]:
+        """The batch cycle: journal every group's entries before any leaves, send each group
+        through `call` (several groups at once, within the client's calls in flight), read each
+        answer with `classify`, then count and record them all (see `record`). Returns the entries
+        sent, each with its answer; a split call's halves stand for its entries."""
+        entries = [entry for group in groups for entry in with_batch_ids(group)]
+        self.journal_sent(entries)
+        if len(groups) == 1:
+            answered = self.send(groups[0], call)
+        else:
+            with ThreadPoolExecutor(max_workers=self.client.max_in_flight) as pool:
+                answered = [entry for sent in pool.map(lambda group: self.send(group, call), groups) for entry in sent]
+        with self.lock:
+            for entry in answered:
+                if entry.answer is not None:
+                    classify(entry)
+            self.record(answered)
+        return answered
+
+    def record(self, entries: list[JournalEntry], sent: bool = True) -> None:
+        """Settled entries of one kind: counted in the summary, their answers written into the
+        journal (when they were `sent`) and their records' or activities' state, and marked done
+        in the progress (those passed on and those not sent excepted)."""
+        if not entries:
+            return
+        self.summary.count(entries)
+        kind = entries[0].kind
+        with self.lock, self.connect() as conn:
+            if kind == Kind.ACTIVITY:
+                activities.record_activities(conn, self.run_id, entries, sent)
+            else:
+                opportunities.record_answers(conn, self.run_id, entries, self.event_code)
+        self.progress.done(PROGRESS_ACTION[kind],
+                           sum(entry.status != Sent.NOT_SENT and not entry.passed_on for entry in entries))
+
     def journal_sent(self, entries: list[JournalEntry], parent_batch_id: str | None = None) -> None:
         with self.lock, self.connect() as conn:
-            state.record_sent(conn, self.run_id, entries, parent_batch_id)
+            journal.record_sent(conn, self.run_id, entries, parent_batch_id)
 
-    def send(self, entries: list[JournalEntry], send: Send) -> Answered:
-        """Send journalled entries; every entry comes back with its result. A call LeadSquared
+    def send(self, entries: list[JournalEntry], call: Send) -> list[JournalEntry]:
+        """Send journalled entries; every entry comes back with its answer. A call LeadSquared
         refused whole with an MX error wrote nothing: its rows are journalled `split` and sent
-        again in two halves (each journalled first), down to single rows, whose result is then
+        again in two halves (each journalled first), down to single rows, whose answer is then
         that error. A call still failing after the client's retries leaves its rows failed
         with a transient error (retried by a later run). Once the day's call budget is spent, an
-        entry not sent comes back with `None` and the status `not_sent` (its record stays
+        entry not sent comes back unanswered with the status `not_sent` (its record stays
         planned), and nothing more is sent."""
         if self.summary.daily_budget_exhausted:
             return _not_sent(entries, [None] * len(entries))
         try:
-            results: list[RowResult | None] = list(send(entries))
+            results: list[RowResult | None] = list(call(entries))
         except DailyBudgetExhausted as error:
             self.day_spent(error)
             return _not_sent(entries, error.results or [None] * len(entries))
@@ -135,49 +144,44 @@ class BatchSender:
             # call's items end failed with that error and a later run sends them again (creates
             # are found by the duplicate rule, updates are idempotent); the push goes on.
             failed = RowResult(ok=False, exception_type=type(error).__name__, exception_message=str(error))
-            return [(entry, result or failed) for entry, result in zip(entries, error.results or [None] * len(entries))]
-        answered: Answered = [(entry, result) for entry, result in zip(entries, results) if result is not None]
+            return _answered(entries, [result or failed for result in error.results or [None] * len(entries)])
+        answered = _answered([e for e, r in zip(entries, results) if r is not None], [r for r in results if r is not None])
         refused: dict[str, list[JournalEntry]] = {}
         for entry, result in zip(entries, results):
             if result is None:
                 refused.setdefault(entry.batch_id, []).append(entry)
         for batch_id, batch in refused.items():
             if len(batch) == 1:
-                answered.append((batch[0], RowResult(ok=False, exception_type=refusal.exception_type,
-                                                     exception_message=refusal.exception_message)))
+                answered += _answered(batch, [RowResult(ok=False, exception_type=refusal.exception_type,
+                                                        exception_message=refusal.exception_message)])
                 continue
             with self.lock, self.connect() as conn:
-                state.record_split(conn, self.run_id, batch, f"{error_text(refusal)} (whole call; sent again in halves)")
-                self.summary.split_calls += 1
+                journal.record_split(conn, self.run_id, batch, f"{error_text(refusal)} (whole call; sent again in halves)")
+            self.summary.count_split()
             middle = len(batch) // 2
             for half in (batch[:middle], batch[middle:]):
                 copies = with_batch_ids([entry.resent() for entry in half])
                 self.journal_sent(copies, parent_batch_id=batch_id)
-                answered.extend(self.send(copies, send))
+                answered.extend(self.send(copies, call))
         return answered
 
     def day_spent(self, error: DailyBudgetExhausted) -> None:
         """The day's call budget ran out: nothing more is sent in this push."""
-        with self.lock:
-            if not self.summary.daily_budget_exhausted:
-                self.log(f"stopping the push: {error}")
-            self.summary.daily_budget_exhausted = True
-
-    def failed(self, entry: JournalEntry, result: RowResult) -> None:
-        entry.status, entry.error = Sent.FAILED, error_text(result)
-        with self.lock:
-            self.summary.failed += 1
-            if len(self.summary.errors) < 20:
-                self.summary.errors.append(f"{entry.source_id}: {entry.error}")
-
-    def record_answers(self, entries: list[JournalEntry]) -> None:
-        """The answers of opportunity writes, into the journal and their records' state."""
-        with self.lock, self.connect() as conn:
-            state.record_answers(conn, self.run_id, entries, self.event_code)
+        if self.summary.stop_for_the_day():
+            self.log(f"stopping the push: {error}")
 
 
-def _not_sent(entries: list[JournalEntry], results: list[RowResult | None]) -> Answered:
+def _answered(entries: list[JournalEntry], results: Sequence[RowResult | None]) -> list[JournalEntry]:
+    """The entries with their answers attached, one per result."""
+    answered = []
+    for entry, result in zip(entries, results):
+        entry.answer = result
+        answered.append(entry)
+    return answered
+
+
+def _not_sent(entries: list[JournalEntry], results: list[RowResult | None]) -> list[JournalEntry]:
     for entry, result in zip(entries, results):
         if result is None:
             entry.status, entry.error = Sent.NOT_SENT, "daily call budget spent"
-    return list(zip(entries, results))
+    return _answered(entries, results)

@@ -32,8 +32,8 @@ from lsq_pipeline.leadsquared import (
     fields_from_dict,
 )
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE, MAX_LEADS_PER_BULK_CREATE
-from lsq_pipeline.tables import state
-from lsq_pipeline.steps.push.batches import CALL_FAILURES, BatchSender, error_text, with_batch_ids
+from lsq_pipeline.tables import opportunities
+from lsq_pipeline.steps.push.batches import CALL_FAILURES, BatchSender, error_text, fail
 from lsq_pipeline.mapping import Adoption, Mapping
 from lsq_pipeline.tables.records import JournalEntry, PlannedRecord
 from lsq_pipeline.tables.statuses import Kind, Sent
@@ -192,9 +192,6 @@ class Creates:
         self.progress = sender.progress
         self.mapping = mapping
         self.leads_in_bulk = leads_in_bulk
-        self._lead_counts_lock = threading.Lock()
-        """Held while the bulk lanes count their calls: they write no journal, so they never wait
-        behind the general lanes' warehouse writes."""
         self._captures_unknown: Counter[str] = Counter()
         """Captures per record whose answer was lost in this push."""
         self._adoption = mapping.opportunity.adoption()
@@ -217,9 +214,9 @@ class Creates:
         keys = [lead_key(r.search_by_value) for r in records]
         with self.sender.connect() as conn:
             if self._adoption is not None:
-                self._own_creates = state.creates_that_may_have_landed(
+                self._own_creates = opportunities.creates_that_may_have_landed(
                     conn, [r.source_id for r in records], CALL_FAILURES)
-            known = state.known_leads(conn, keys) if self.leads_in_bulk else set(keys)
+            known = opportunities.known_leads(conn, keys) if self.leads_in_bulk else set(keys)
         queue = CreateQueue(records, known)
         self.progress.plan("leads", queue.unknown_leads)
         lanes = [lambda: self._bulk_lane(queue)] * BULK_LEAD_CALLS_IN_FLIGHT
@@ -244,14 +241,8 @@ class Creates:
                     return
                 finally:
                     queue.leads_sent(groups)
-                with self._lead_counts_lock:
-                    self.summary.lead_calls += len(batches)
-                    for batch in batches:
-                        if batch.status == "answered":
-                            self.summary.leads_sent += batch.count
-                        else:
-                            self.summary.lead_calls_failed += 1
-                    self.progress.done("leads", len(groups))
+                self.summary.count_lead_calls(batches)
+                self.progress.done("leads", len(groups))
         except BaseException:
             queue.abort()
             raise
@@ -282,29 +273,10 @@ class Creates:
         """One Bulk Add call; returns the records it could not create for a reason other than their
         own values (a missing lead, however worded): they go to Capture."""
         search_by = self.mapping.opportunity.lead.search_by.field
-        entries = with_batch_ids([self._entry(Kind.CREATE, r, self._add_item(r)) for r in records])
-        self.sender.journal_sent(entries)
-        answered = self.sender.send(entries, lambda batch: self.client.add_opportunities(search_by, [e.payload for e in batch]))
-        to_capture: list[PlannedRecord] = []
-        with self.sender.lock:
-            for entry, result in answered:
-                if result is None:
-                    continue
-                if result.ok:
-                    self._created(entry, result, "created")
-                elif _call_failed(result):
-                    # Unanswered, the call may have created the opportunity (or an earlier Capture
-                    # may have): a Capture now could make a second one. Failed (retryable); a later
-                    # run's Bulk Add resolves it through the duplicate rule.
-                    self.sender.failed(entry, result)
-                elif _needs_capture(result):
-                    entry.status, entry.error, entry.passed_on = Sent.FAILED, error_text(result), True
-                    to_capture.append(entry.record)
-                else:
-                    self.sender.failed(entry, result)
-            self.sender.record_answers([entry for entry, _ in answered])
-            self.progress.done("creates", sum(result is not None for _, result in answered) - len(to_capture))
-        return to_capture
+        entries = [self._entry(Kind.CREATE, record, self._add_item(record)) for record in records]
+        answered = self.sender.send_batches(
+            [entries], lambda batch: self.client.add_opportunities(search_by, [e.payload for e in batch]), _add_answered)
+        return [entry.record for entry in answered if entry.passed_on]
 
     def _capture(self, records: list[PlannedRecord], rounds: int) -> list[PlannedRecord]:
         """Capture: creates the lead if needed and the opportunity, or answers the existing one
@@ -312,41 +284,22 @@ class Creates:
         lost is never re-sent (Capture may not apply the rule): it is returned for Bulk Add, which
         finds the lead if the capture landed and answers its opportunity; after `rounds` lost
         answers the record is failed with that error, and a later run resolves it."""
-        entries = with_batch_ids([self._entry(Kind.CAPTURE, r, self._capture_item(r)) for r in records])
-        self.sender.journal_sent(entries)
-        answered = self.sender.send(entries, lambda batch: self.client.capture_opportunities([e.payload for e in batch]))
-        to_add: list[PlannedRecord] = []
-        with self.sender.lock:
-            for entry, result in answered:
-                if result is None:
-                    continue
-                if result.ok:
-                    self._created(entry, result, "captured")
-                elif result.outcome_unknown:
-                    self._own_creates.add(entry.source_id)  # it may have landed: ours to resolve
-                    self._captures_unknown[entry.source_id] += 1
-                    if self._captures_unknown[entry.source_id] < rounds:
-                        entry.status, entry.error, entry.passed_on = Sent.UNKNOWN, error_text(result), True
-                        to_add.append(entry.record)
-                    else:  # the record is failed (retryable); its journal row keeps that the answer was lost
-                        self.sender.failed(entry, result)
-                        entry.status = Sent.UNKNOWN
-                else:
-                    self.sender.failed(entry, result)
-            self.sender.record_answers([entry for entry, _ in answered])
-            self.progress.done("creates", sum(result is not None for _, result in answered) - len(to_add))
-        return to_add
 
-    def _created(self, entry: JournalEntry, result: RowResult, counter: str) -> None:
-        """A create answered: a new opportunity (counted in `counter`), or the existing one the
-        type's duplicate rule found: adopted, when the create asked for an adoption."""
-        entry.status, entry.opportunity_id = Sent.OK, result.opportunity_id
-        if not result.already_existed:
-            entry.adoption = None
-        elif entry.adoption is not None:
-            self.summary.adopted += 1
-        counter = "already_existed" if result.already_existed else counter
-        setattr(self.summary, counter, getattr(self.summary, counter) + 1)
+        def capture_answered(entry: JournalEntry) -> None:
+            if entry.answer.ok or not entry.answer.outcome_unknown:
+                _create_answered(entry)
+                return
+            self._own_creates.add(entry.source_id)  # it may have landed: ours to resolve
+            self._captures_unknown[entry.source_id] += 1
+            # Passed back to Bulk Add; after `rounds` the record is failed (retryable), and its
+            # journal row keeps that the answer was lost.
+            entry.status, entry.error = Sent.UNKNOWN, error_text(entry.answer)
+            entry.passed_on = self._captures_unknown[entry.source_id] < rounds
+
+        entries = [self._entry(Kind.CAPTURE, record, self._capture_item(record)) for record in records]
+        answered = self.sender.send_batches(
+            [entries], lambda batch: self.client.capture_opportunities([e.payload for e in batch]), capture_answered)
+        return [entry.record for entry in answered if entry.passed_on]
 
     def _refuse(self, records: list[PlannedRecord]) -> None:
         """No duplicate rule covers the source id: a lost answer or a re-run could double the
@@ -359,13 +312,11 @@ class Creates:
             f"LeadSquared (Settings > Opportunities > Opportunity Types > Duplicate Detection) and set "
             f"duplicate_rule: true"
         )
-        entries = []
-        for record in records:
-            entry = JournalEntry(Kind.CREATE, record.day, record.source_id, self._add_item(record), record=record)
-            self.sender.failed(entry, RowResult(ok=False, exception_type="NoDuplicateRule", exception_message=reason))
-            entries.append(entry)
-        with self.sender.connect() as conn:
-            state.record_answers(conn, self.sender.run_id, entries, self.mapping.opportunity.event_code)
+        entries = [JournalEntry.of_record(Kind.CREATE, record, self._add_item(record)) for record in records]
+        for entry in entries:
+            entry.answer = RowResult(ok=False, exception_type="NoDuplicateRule", exception_message=reason)
+            fail(entry)
+        self.sender.record(entries)
 
     # -- what a create sends ------------------------------------------------------------------------
     def _adopting(self, source_id: str) -> Adoption | None:
@@ -379,8 +330,7 @@ class Creates:
 
     def _entry(self, kind: Kind, record: PlannedRecord, payload: OpportunityAdd | CaptureRequest) -> JournalEntry:
         """A create's journal entry, with the adoption its flags ask for."""
-        return JournalEntry(kind, record.day, record.source_id, payload, record=record,
-                            adoption=self._adopting(record.source_id))
+        return JournalEntry.of_record(kind, record, payload, adoption=self._adopting(record.source_id))
 
     def _add_item(self, record: PlannedRecord) -> OpportunityAdd:
         return OpportunityAdd(
@@ -409,3 +359,28 @@ class Creates:
     def _lead(record: PlannedRecord) -> list[LeadAttribute]:
         """The record's lead fields that have a value."""
         return [LeadAttribute(attribute=name, value=value) for name, value in record.lead_fields.items() if value]
+
+
+def _add_answered(entry: JournalEntry) -> None:
+    """A Bulk Add row's answer. Unanswered (the whole call failed after the client's retries), the
+    call may have created the opportunity (or an earlier Capture may have): a Capture now could make
+    a second one, so the record is failed (retryable) and a later run's Bulk Add resolves it
+    through the duplicate rule. A row that failed for a reason other than its own values goes on
+    to Capture."""
+    if entry.answer.ok:
+        _create_answered(entry)
+    elif _needs_capture(entry.answer) and not _call_failed(entry.answer):
+        entry.status, entry.error, entry.passed_on = Sent.FAILED, error_text(entry.answer), True
+    else:
+        fail(entry)
+
+
+def _create_answered(entry: JournalEntry) -> None:
+    """A create answered: a new opportunity, or the existing one the type's duplicate rule found
+    (adopted, when the create asked for an adoption); refused otherwise."""
+    if not entry.answer.ok:
+        fail(entry)
+        return
+    entry.status, entry.opportunity_id = Sent.OK, entry.answer.opportunity_id
+    if not entry.answer.already_existed:
+        entry.adoption = None

@@ -1,5 +1,5 @@
 """Push a plan to LeadSquared: the creates (see `creates`), then the updates (Bulk Update) and the
-activities, journalled batch by batch through `state`.
+activities, each batch through the one batch cycle (`batches.BatchSender.send_batches`).
 
 Safe to re-run: a create that already landed comes back as the existing opportunity (see
 `creates`); an update is by opportunity id; an activity whose answer was lost is never sent again.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import date
 
@@ -24,20 +23,20 @@ from lsq_pipeline.leadsquared import (
     LeadSquaredClient,
     OpportunityUpdate,
     RateLimitedError,
-    RowResult,
     TransientError,
     fields_from_dict,
 )
 from lsq_pipeline.leadsquared.models import MAX_ITEMS_PER_WRITE
 from lsq_pipeline.steps import plan
 from lsq_pipeline.steps.reconcile import read_back
-from lsq_pipeline.tables import state
-from lsq_pipeline.steps.push.batches import BatchSender, PushSummary, chunks, error_text, with_batch_ids
+from lsq_pipeline.tables import journal, opportunities
+from lsq_pipeline.steps.push.batches import BatchSender, chunks, error_text, fail
 from lsq_pipeline.steps.push.creates import Creates
+from lsq_pipeline.steps.push.summary import PushSummary
 from lsq_pipeline.mapping import Mapping
 from lsq_pipeline.tables.records import JournalEntry, PlannedActivity, PlannedRecord
 from lsq_pipeline.tables.statuses import Action, Kind, Sent
-from lsq_pipeline.warehouse.schema import ReusedConnection
+from lsq_pipeline.warehouse.connection import ReusedConnection
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
@@ -47,7 +46,7 @@ CHUNK_ITEMS = MAX_ITEMS_PER_WRITE * 20
 
 
 class Pusher:
-    """Sends one run's plan; the journal and state rows are written through `state` as answers come.
+    """Sends one run's plan; the journal and state rows are written by the batch cycle as answers come.
 
     `run_is_alive(run_id)` tells whether another run that left rows `sent` is still running
     (its answers are on the way) or dead (its rows become `unknown`)."""
@@ -81,7 +80,7 @@ class Pusher:
         started = time.monotonic()
         try:
             with self.connect() as conn:
-                self.summary.interrupted_before = state.mark_interrupted(conn, self.run_id, self.run_is_alive)
+                interrupted_before = journal.mark_interrupted(conn, self.run_id, self.run_is_alive)
                 creates = plan.records_to_send(conn, days, Action.CREATE)
                 updates = plan.records_to_send(conn, days, Action.UPDATE)
             planned = len(creates) + len(updates)
@@ -94,12 +93,8 @@ class Pusher:
                 self.push_activities(days)
         finally:
             self.connect.close()
-        self.summary.seconds = time.monotonic() - started
-        summary = self.summary
-        answered = (summary.created + summary.already_existed + summary.captured + summary.updated + summary.failed
-                    + summary.found_again)
-        summary.records_waiting = planned - answered
-        return summary
+        self.summary.finish(interrupted_before, planned, time.monotonic() - started)
+        return self.summary
 
     def read_missing_once_more(self, creates: list[PlannedRecord]) -> list[PlannedRecord]:
         """Before a `missing` record is re-created, read it back once more: found now, it was only
@@ -107,7 +102,7 @@ class Pusher:
         Bulk Add, where the duplicate rule answers if LeadSquared holds it after all. If that read
         fails, the missing records wait for the next run rather than being re-created unread."""
         with self.connect() as conn:
-            missing = state.missing_opportunities(conn, [record.source_id for record in creates])
+            missing = opportunities.missing_opportunities(conn, [record.source_id for record in creates])
         if not missing:
             return creates
         try:
@@ -120,8 +115,8 @@ class Pusher:
             return [record for record in creates if record.source_id not in missing]
         found = {source_id for source_id, opportunity_id in missing.items() if opportunity_id in held}
         with self.sender.lock, self.connect() as conn:
-            state.found_again(conn, sorted(found))
-        self.summary.found_again = len(found)
+            opportunities.found_again(conn, sorted(found))
+        self.summary.count_found_again(len(found))
         self.log(f"missing records read once more: {len(found)} found (only slow), "
                  f"{len(missing) - len(found)} go to Bulk Add")
         return [record for record in creates if record.source_id not in found]
@@ -132,23 +127,9 @@ class Pusher:
         for chunk in chunks(records, CHUNK_ITEMS):
             if self.summary.daily_budget_exhausted:
                 return
-            entries = with_batch_ids([
-                JournalEntry(Kind.UPDATE, record.day, record.source_id, self._update_item(record),
-                             opportunity_id=record.opportunity_id, record=record)
-                for record in chunk
-            ])
-            self.sender.journal_sent(entries)
-            answered = self.sender.send(entries, lambda batch: self.client.update_opportunities([e.payload for e in batch]))
-            for entry, result in answered:
-                if result is None:
-                    continue
-                if result.ok:
-                    entry.status = Sent.OK
-                    self.summary.updated += 1
-                else:
-                    self.sender.failed(entry, result)
-            self.sender.record_answers([entry for entry, _ in answered])
-            self.progress.done("updates", sum(result is not None for _, result in answered))
+            entries = [JournalEntry.of_record(Kind.UPDATE, record, self._update_item(record)) for record in chunk]
+            self.sender.send_batches(
+                [entries], lambda batch: self.client.update_opportunities([e.payload for e in batch]), _update_answered)
 
     def _update_item(self, record: PlannedRecord) -> OpportunityUpdate:
         return OpportunityUpdate(opportunity_id=record.opportunity_id, event_code=self.mapping.opportunity.event_code,
@@ -156,62 +137,50 @@ class Pusher:
 
     # -- activities ---------------------------------------------------------------------------
     def push_activities(self, days: Sequence[date]) -> None:
-        """Bulk activities, one call per opportunity; an activity whose answer was lost is
-        `unknown` and never re-sent."""
+        """Bulk activities, one call per opportunity (the client runs them concurrently within its
+        limits); an activity whose answer was lost is `unknown` and never re-sent. An activity
+        whose record has no opportunity yet is failed unsent."""
         with self.connect() as conn:
             activities = plan.activities_to_send(conn, days)
         by_opportunity: dict[str, list[JournalEntry]] = {}
         orphans: list[JournalEntry] = []
         for activity in activities:
-            entry = JournalEntry(Kind.ACTIVITY, activity.day, activity.source_id, _activity_item(activity),
-                                 event_id=activity.event_id, opportunity_id=activity.opportunity_id)
+            entry = JournalEntry.of_activity(activity, _activity_item(activity))
             if activity.opportunity_id:
                 by_opportunity.setdefault(activity.opportunity_id, []).append(entry)
             else:
                 entry.status, entry.error = Sent.FAILED, f"application {activity.source_id} has no opportunity yet"
                 orphans.append(entry)
         self.progress.plan("activities", len(activities))
-        self._record_activities(orphans, sent=False)
-        # Each opportunity is its own call; the client runs them concurrently within its limits.
-        pending = list(by_opportunity.items())
-        for number, group in enumerate(chunks(pending, CHUNK_ITEMS // MAX_ITEMS_PER_WRITE)):
+        self.sender.record(orphans, sent=False)
+        groups = list(by_opportunity.values())
+        per_chunk = CHUNK_ITEMS // MAX_ITEMS_PER_WRITE
+        for number, chunk in enumerate(chunks(groups, per_chunk)):
             if self.summary.daily_budget_exhausted:
-                rest = pending[number * (CHUNK_ITEMS // MAX_ITEMS_PER_WRITE) :]
-                self.summary.activities_waiting += sum(len(items) for _, items in rest)
+                self.summary.count_activities_waiting(sum(len(group) for group in groups[number * per_chunk :]))
                 return
-            entries = [entry for _, items in group for entry in with_batch_ids(items)]
-            self.sender.journal_sent(entries)
+            self.sender.send_batches(
+                chunk,
+                lambda batch: self.client.add_activities(batch[0].opportunity_id, [e.payload for e in batch]),
+                _activity_answered,
+            )
 
-            def send_group(pair: tuple[str, list[JournalEntry]]) -> list[tuple[JournalEntry, RowResult | None]]:
-                opportunity_id, items = pair
-                return self.sender.send(
-                    items, lambda batch: self.client.add_activities(opportunity_id, [e.payload for e in batch])
-                )
 
-            with ThreadPoolExecutor(max_workers=self.client.max_in_flight) as pool:
-                answered = [pair for per_opportunity in pool.map(send_group, group) for pair in per_opportunity]
-            for entry, result in answered:
-                if result is None:
-                    continue
-                if result.ok:
-                    entry.status, entry.activity_id = Sent.OK, result.activity_id
-                elif result.outcome_unknown:
-                    entry.status, entry.error = Sent.UNKNOWN, error_text(result)
-                else:
-                    entry.status, entry.error = Sent.FAILED, error_text(result)
-            self._record_activities([entry for entry, _ in answered], sent=True)
+def _update_answered(entry: JournalEntry) -> None:
+    if entry.answer.ok:
+        entry.status = Sent.OK
+    else:
+        fail(entry)
 
-    def _record_activities(self, entries: list[JournalEntry], sent: bool) -> None:
-        if not entries:
-            return
-        settled = [e for e in entries if e.status != Sent.NOT_SENT]
-        self.summary.activities_waiting += len(entries) - len(settled)
-        for entry in settled:
-            counter = f"activities_{state.ACTIVITY_STATUS[entry.status]}"
-            setattr(self.summary, counter, getattr(self.summary, counter) + 1)
-        self.progress.done("activities", len(settled))
-        with self.connect() as conn:
-            state.record_activities(conn, self.run_id, entries, sent)
+
+def _activity_answered(entry: JournalEntry) -> None:
+    """An activity whose answer was lost is `unknown`: it may have been posted."""
+    if entry.answer.ok:
+        entry.status, entry.activity_id = Sent.OK, entry.answer.activity_id
+    elif entry.answer.outcome_unknown:
+        entry.status, entry.error = Sent.UNKNOWN, error_text(entry.answer)
+    else:
+        fail(entry)
 
 
 def _activity_item(activity: PlannedActivity) -> ActivityAdd:
