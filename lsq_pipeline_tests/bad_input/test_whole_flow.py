@@ -9,7 +9,6 @@ from datetime import date, timedelta
 
 import pytest
 
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 
@@ -19,18 +18,20 @@ FIRST_DAY = DAY - timedelta(days=1)  # generated, clean
 BAD_DAY = DAY + timedelta(days=1)  # generated, then its applications.csv replaced by a bad file
 
 
+pytestmark = pytest.mark.parametrize("warehouse_backend", ["duckdb", "postgres"], indirect=True)
+
+
 @pytest.fixture
-def pipeline(tmp_path):
+def pipeline(tmp_path, sandbox, warehouse_target):
     source = tmp_path / "source"
     generate(source, rows=40, days=3, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
     place(source, DAY, ROWS / "applications.csv", ROWS / "events.csv")
     bad_day = source / BAD_DAY.isoformat()
     place(source, BAD_DAY, BAD_FILES / "semicolon_delimiter.csv", (bad_day / "events.csv").read_bytes())
-    with run_sandbox(rate_limit_calls=0) as sandbox:
-        # The corpus day is two thirds bad rows on purpose: lift the reject-rate guard, which
-        # would otherwise (rightly) stop that day before the push.
-        yield Pipeline(source_dir=source, warehouse=tmp_path / "warehouse.duckdb", sandbox_url=sandbox.url,
-                       overrides={"max_reject_rate": 1.0})
+    # The corpus day is two thirds bad rows on purpose: lift the reject-rate guard, which
+    # would otherwise (rightly) stop that day before the push.
+    return Pipeline(source_dir=source, warehouse=warehouse_target, sandbox_url=sandbox.url,
+                    overrides={"max_reject_rate": 1.0})
 
 
 def _days(pipeline, table: str) -> set[date]:

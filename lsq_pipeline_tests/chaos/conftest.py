@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.chaos.checks import subprocess_env
 
@@ -58,10 +57,9 @@ def chaos_case(request) -> ChaosCase:
 
 
 @pytest.fixture
-def chaos_sandbox(chaos_case):
-    with run_sandbox(rate_limit_calls=WINDOW_CALLS, rate_limit_seconds=WINDOW_SECONDS, seed=5,
-                     profile=chaos_case.profile, read_lag_seconds=chaos_case.read_lag_seconds, **CHAOS) as running:
-        yield running
+def chaos_sandbox(chaos_case, start_sandbox):
+    return start_sandbox(rate_limit_calls=WINDOW_CALLS, rate_limit_seconds=WINDOW_SECONDS, seed=5,
+                         profile=chaos_case.profile, read_lag_seconds=chaos_case.read_lag_seconds, **CHAOS)
 
 
 @pytest.fixture

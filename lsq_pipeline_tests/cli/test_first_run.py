@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.sandbox.server import stop_server
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
 from lsq_pipeline.demo.generate import generate
@@ -72,21 +71,22 @@ def test_demo_sync_and_history_print_no_dagster_warning(tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_a_failed_runs_summary_says_what_was_sent_before_it_failed(tmp_path):
+def test_a_failed_runs_summary_says_what_was_sent_before_it_failed(tmp_path, start_sandbox):
     folder = project(tmp_path, rows=20, days=1)
-    with run_sandbox(rate_limit_calls=0, latency_ms=100) as sandbox:
-        # LeadSquared goes away once the first opportunity has landed: the push sends on, then
-        # fails for good on a call that cannot be put off (activities, or the read-back).
-        def stop_after_first_write() -> None:
-            while not sandbox.backend.opportunities:
-                time.sleep(0.01)
-            stop_server(sandbox.server)
+    sandbox = start_sandbox(latency_ms=100)
 
-        threading.Thread(target=stop_after_first_write, daemon=True).start()
-        env = clean_env(LSQ_API_HOST=sandbox.url, LSQ_ACCESS_KEY=SANDBOX_ACCESS_KEY,
-                        LSQ_SECRET_KEY=SANDBOX_SECRET_KEY)
-        sync = lsq(folder, "sync", "--partition", FIRST_DAY.isoformat(), env=env)
-        landed = len(sandbox.backend.opportunities)
+    # LeadSquared goes away once the first opportunity has landed: the push sends on, then
+    # fails for good on a call that cannot be put off (activities, or the read-back).
+    def stop_after_first_write() -> None:
+        while not sandbox.backend.opportunities:
+            time.sleep(0.01)
+        stop_server(sandbox.server)
+
+    threading.Thread(target=stop_after_first_write, daemon=True).start()
+    env = clean_env(LSQ_API_HOST=sandbox.url, LSQ_ACCESS_KEY=SANDBOX_ACCESS_KEY,
+                    LSQ_SECRET_KEY=SANDBOX_SECRET_KEY)
+    sync = lsq(folder, "sync", "--partition", FIRST_DAY.isoformat(), env=env)
+    landed = len(sandbox.backend.opportunities)
     assert sync.returncode == 1
     assert landed > 0
     [failed_line] = [line for line in sync.stdout.splitlines() if "RUN FAILED" in line]

@@ -1,33 +1,20 @@
-"""Fixtures for the client tests: a real sandbox over HTTP, and helpers to seed and inspect it."""
+"""Fixtures for the client tests: a sandbox with leads, over real HTTP, and helpers to seed and inspect a sandbox."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import requests
 
 from lsq_pipeline.leadsquared import CaptureRequest, LeadSquaredClient, OpportunityAdd, fields_from_dict
+from lsq_pipeline.sandbox import RunningSandbox
 
 ACCESS_KEY = "sandbox-access-key"
 SECRET_KEY = "sandbox-secret-key"
 EVENT_CODE = 12002
 """The demo's Loan Application type: duplicate rule on mx_Custom_1, status comments on."""
 LEAD_EMAILS = [f"applicant{n}@example.com" for n in range(3)]
-
-
-@contextmanager
-def sandbox(**options: Any) -> Iterator[Any]:
-    """A fresh sandbox on a free port (rate limit off unless asked)."""
-    from lsq_pipeline.sandbox import run_sandbox
-
-    options.setdefault("rate_limit_calls", 0)
-    options.setdefault("access_key", ACCESS_KEY)
-    options.setdefault("secret_key", SECRET_KEY)
-    with run_sandbox(**options) as server:
-        yield server
 
 
 def make_client(url: str, **options: Any) -> LeadSquaredClient:
@@ -94,9 +81,9 @@ def seed_leads(client: LeadSquaredClient, emails: list[str] = LEAD_EMAILS) -> No
 
 
 @pytest.fixture
-def open_sandbox() -> Iterator[Any]:
+def open_sandbox(start_sandbox) -> RunningSandbox:
     """A sandbox without rate limit, with three leads."""
-    with sandbox() as server:
-        with make_client(server.url) as client:
-            seed_leads(client)
-        yield server
+    server = start_sandbox()
+    with make_client(server.url) as client:
+        seed_leads(client)
+    return server

@@ -33,7 +33,6 @@ from lsq_pipeline_tests.leadsquared.conftest import (
     inspect,
     loan,
     make_client,
-    sandbox,
     seed_leads,
 )
 
@@ -113,52 +112,52 @@ def test_bulk_calls_take_both_windows_and_the_classes_never_wait_on_each_other()
 # --- learning the limit from the 429 ------------------------------------------------------------
 
 
-def test_learns_the_limit_from_the_first_refusal(caplog) -> None:
+def test_learns_the_limit_from_the_first_refusal(caplog, start_sandbox) -> None:
     """A sandbox at 5/5, a client that believes 25/5: at most 2 refused calls over 300 records."""
     caplog.set_level(logging.WARNING, logger="lsq_pipeline.leadsquared.budget")
-    with sandbox(rate_limit_calls=5, rate_limit_seconds=5) as server:
-        with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=5) as client:
-            seed_leads(client)
-            results = client.add_opportunities("EmailAddress", [loan(f"L-{n}", LEAD_EMAILS[n % 3]) for n in range(300)])
-            assert all(result.ok for result in results)
-            assert (client.budget.windows["general"].calls, client.budget.windows["general"].seconds) == (5, 5.0)
-        refused = inspect(server, "stats")["Refused"]
+    server = start_sandbox(rate_limit_calls=5, rate_limit_seconds=5)
+    with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=5) as client:
+        seed_leads(client)
+        results = client.add_opportunities("EmailAddress", [loan(f"L-{n}", LEAD_EMAILS[n % 3]) for n in range(300)])
+        assert all(result.ok for result in results)
+        assert (client.budget.windows["general"].calls, client.budget.windows["general"].seconds) == (5, 5.0)
+    refused = inspect(server, "stats")["Refused"]
     assert refused["general"]["window"] <= 2
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "LSQ_RATE_LIMIT_CALLS=5" in warnings[0] and "LSQ_RATE_LIMIT_SECONDS=5" in warnings[0]
 
 
-def test_a_learned_limit_reaches_every_process_sharing_the_store(tmp_path) -> None:
+def test_a_learned_limit_reaches_every_process_sharing_the_store(tmp_path, start_sandbox) -> None:
     db = str(tmp_path / "budget.sqlite")
-    with sandbox(rate_limit_calls=3, rate_limit_seconds=1) as server:
-        with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=1, rate_limit_db=db) as first:
-            first.update_opportunities([_update(n) for n in range(25 * 5)])  # 5 calls: meets the 3/1 limit
-            assert first.stats().rate_limited >= 1
-        refused_before = inspect(server, "stats")["Refused"]["general"]["window"]
-        with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=1, rate_limit_db=db) as second:
-            second.update_opportunities([_update(n) for n in range(25 * 6)])
-            assert second.stats().rate_limited == 0
-            assert second.budget.windows["general"].calls == 3
-        assert inspect(server, "stats")["Refused"]["general"]["window"] == refused_before
+    server = start_sandbox(rate_limit_calls=3, rate_limit_seconds=1)
+    with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=1, rate_limit_db=db) as first:
+        first.update_opportunities([_update(n) for n in range(25 * 5)])  # 5 calls: meets the 3/1 limit
+        assert first.stats().rate_limited >= 1
+    refused_before = inspect(server, "stats")["Refused"]["general"]["window"]
+    with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=1, rate_limit_db=db) as second:
+        second.update_opportunities([_update(n) for n in range(25 * 6)])
+        assert second.stats().rate_limited == 0
+        assert second.budget.windows["general"].calls == 3
+    assert inspect(server, "stats")["Refused"]["general"]["window"] == refused_before
 
 
-def test_a_call_held_up_after_its_start_is_counted_from_its_send(monkeypatch) -> None:
+def test_a_call_held_up_after_its_start_is_counted_from_its_send(monkeypatch, start_sandbox) -> None:
     """The first call stalls 0.3 s between its start and its send (store round trips, a busy
     CPU: more than the 50 ms margin); the second, sent at once, still arrives a window later."""
-    with sandbox(rate_limit_calls=1, rate_limit_seconds=1) as server:
-        with make_client(server.url, rate_limit_calls=1, rate_limit_seconds=1) as client:
-            acquire, stalls = client.budget.acquire, iter([0.3])
+    server = start_sandbox(rate_limit_calls=1, rate_limit_seconds=1)
+    with make_client(server.url, rate_limit_calls=1, rate_limit_seconds=1) as client:
+        acquire, stalls = client.budget.acquire, iter([0.3])
 
-            def acquire_then_stall(*args: str) -> float:
-                waited = acquire(*args)
-                time.sleep(next(stalls, 0))
-                return waited
+        def acquire_then_stall(*args: str) -> float:
+            waited = acquire(*args)
+            time.sleep(next(stalls, 0))
+            return waited
 
-            monkeypatch.setattr(client.budget, "acquire", acquire_then_stall)
-            client.update_opportunities([_update(n) for n in range(25 * 2)])
-            assert client.stats().rate_limited == 0
-        assert inspect(server, "stats")["Refused"]["general"]["window"] == 0
+        monkeypatch.setattr(client.budget, "acquire", acquire_then_stall)
+        client.update_opportunities([_update(n) for n in range(25 * 2)])
+        assert client.stats().rate_limited == 0
+    assert inspect(server, "stats")["Refused"]["general"]["window"] == 0
 
 
 def test_a_limit_set_lower_on_purpose_is_kept() -> None:
@@ -181,43 +180,43 @@ def test_a_refusal_at_the_believed_limit_teaches_nothing(tmp_path) -> None:
 # --- the daily count ----------------------------------------------------------------------------
 
 
-def test_the_clients_daily_count_stops_before_the_call_and_restarts_the_next_utc_day(tmp_path) -> None:
+def test_the_clients_daily_count_stops_before_the_call_and_restarts_the_next_utc_day(tmp_path, start_sandbox) -> None:
     day = [date(2026, 11, 24)]
     db = str(tmp_path / "budget.sqlite")
-    with sandbox() as server:
-        with make_client(server.url, daily_call_limit=3, rate_limit_db=db, today=lambda: day[0]) as client, \
-                make_client(server.url, daily_call_limit=3, rate_limit_db=db, today=lambda: day[0]) as neighbour:
+    server = start_sandbox()
+    with make_client(server.url, daily_call_limit=3, rate_limit_db=db, today=lambda: day[0]) as client, \
+            make_client(server.url, daily_call_limit=3, rate_limit_db=db, today=lambda: day[0]) as neighbour:
+        client.update_opportunities([_update(n) for n in range(25 * 2)])
+        neighbour.update_opportunities([_update(0)])  # the same machine's count: 3 of 3
+        with pytest.raises(DailyBudgetExhausted) as caught:
             client.update_opportunities([_update(n) for n in range(25 * 2)])
-            neighbour.update_opportunities([_update(0)])  # the same machine's count: 3 of 3
-            with pytest.raises(DailyBudgetExhausted) as caught:
-                client.update_opportunities([_update(n) for n in range(25 * 2)])
-            assert "LSQ_DAILY_CALL_LIMIT" in str(caught.value) and "2026-11-24" in str(caught.value)
-            assert ACCESS_KEY not in repr(caught.value) and SECRET_KEY not in repr(caught.value)
-            assert caught.value.results == [None] * 50  # nothing of it was sent
-            assert inspect(server, "stats")["TotalCalls"] == 3
-            day[0] = date(2026, 11, 25)
-            assert all(not r.ok for r in client.update_opportunities([_update(0)]))  # sent: the row is refused
-            assert inspect(server, "stats")["TotalCalls"] == 4
-            assert client.budget.calls_today() == 1
+        assert "LSQ_DAILY_CALL_LIMIT" in str(caught.value) and "2026-11-24" in str(caught.value)
+        assert ACCESS_KEY not in repr(caught.value) and SECRET_KEY not in repr(caught.value)
+        assert caught.value.results == [None] * 50  # nothing of it was sent
+        assert inspect(server, "stats")["TotalCalls"] == 3
+        day[0] = date(2026, 11, 25)
+        assert all(not r.ok for r in client.update_opportunities([_update(0)]))  # sent: the row is refused
+        assert inspect(server, "stats")["TotalCalls"] == 4
+        assert client.budget.calls_today() == 1
 
 
-def test_a_refusal_for_the_day_stops_the_rest_and_keeps_what_was_answered() -> None:
-    with sandbox(daily_limit=4) as server:
-        with make_client(server.url, max_in_flight=1) as client:
-            seed_leads(client)  # 3 calls of 4
-            with pytest.raises(DailyBudgetExhausted) as caught:
-                client.add_opportunities("EmailAddress", [loan(f"D-{n}", LEAD_EMAILS[0]) for n in range(75)])
-            results = caught.value.results
-            assert [r is not None and r.ok for r in results] == [True] * 25 + [False] * 50  # one call got through
-            assert "daily limit of 4" in str(caught.value)
-            stats = inspect(server, "stats")
-            assert stats["Refused"]["general"] == {"window": 0, "daily": 1}  # the third batch was never sent
-            assert stats["Opportunities"] == 3 + 25
+def test_a_refusal_for_the_day_stops_the_rest_and_keeps_what_was_answered(start_sandbox) -> None:
+    server = start_sandbox(daily_limit=4)
+    with make_client(server.url, max_in_flight=1) as client:
+        seed_leads(client)  # 3 calls of 4
+        with pytest.raises(DailyBudgetExhausted) as caught:
+            client.add_opportunities("EmailAddress", [loan(f"D-{n}", LEAD_EMAILS[0]) for n in range(75)])
+        results = caught.value.results
+        assert [r is not None and r.ok for r in results] == [True] * 25 + [False] * 50  # one call got through
+        assert "daily limit of 4" in str(caught.value)
+        stats = inspect(server, "stats")
+        assert stats["Refused"]["general"] == {"window": 0, "daily": 1}  # the third batch was never sent
+        assert stats["Opportunities"] == 3 + 25
 
-            _post_day(server)  # a new day on the server
-            rest = client.add_opportunities("EmailAddress", [loan(f"D-{n}", LEAD_EMAILS[0]) for n in range(25, 75)])
-            assert all(r.ok and not r.already_existed for r in rest)
-            assert inspect(server, "stats")["Opportunities"] == 3 + 75
+        _post_day(server)  # a new day on the server
+        rest = client.add_opportunities("EmailAddress", [loan(f"D-{n}", LEAD_EMAILS[0]) for n in range(25, 75)])
+        assert all(r.ok and not r.already_existed for r in rest)
+        assert inspect(server, "stats")["Opportunities"] == 3 + 75
 
 
 def test_sqlite_daily_count_is_exact_across_threads(tmp_path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lsq_pipeline.leadsquared import DailyBudgetExhausted, OpportunityUpdate, budget, fields_from_dict
-from lsq_pipeline_tests.leadsquared.conftest import EVENT_CODE, inspect, make_client, sandbox
+from lsq_pipeline_tests.leadsquared.conftest import EVENT_CODE, inspect, make_client
 from lsq_pipeline_tests.leadsquared.test_rate_limit import check_move_start
 
 MISSING_ID = "00000000-0000-0000-0000-000000000000"
@@ -69,21 +69,21 @@ def _busiest_window(sends: list[float], seconds: float) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_two_processes_sharing_redis_keep_one_window(redis_url, tmp_path) -> None:
+def test_two_processes_sharing_redis_keep_one_window(redis_url, tmp_path, start_sandbox) -> None:
     """25 calls / 5 s on both sides, 600 calls (about two minutes): by the times the calls left the
     two processes, no 5 s holds more than 25, and every call landed once. The sandbox stamps a call
     when its handler runs, in this test's process: on a loaded CI machine that stamp can lag more
     than the client's 200 ms margin, so a 429 there is allowed, retried, and reported."""
     reports = [tmp_path / f"process-{n}.json" for n in range(2)]
-    with sandbox(rate_limit_calls=25, rate_limit_seconds=5.0) as server:
-        context = multiprocessing.get_context("spawn")  # fork of a threaded, Redis-connected process can crash
-        processes = [context.Process(target=_spend, args=(server.url, redis_url, 25, 5.0, 300, str(report)))
-                     for report in reports]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join(timeout=240)
-        stats = inspect(server, "stats")
+    server = start_sandbox(rate_limit_calls=25, rate_limit_seconds=5.0)
+    context = multiprocessing.get_context("spawn")  # fork of a threaded, Redis-connected process can crash
+    processes = [context.Process(target=_spend, args=(server.url, redis_url, 25, 5.0, 300, str(report)))
+                 for report in reports]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=240)
+    stats = inspect(server, "stats")
     results = [json.loads(report.read_text()) if report.exists() else None for report in reports]
     refused = stats["Refused"]["general"]
     message = "\n".join([
@@ -97,23 +97,23 @@ def test_two_processes_sharing_redis_keep_one_window(redis_url, tmp_path) -> Non
     assert _busiest_window([at for result in results for at in result["sends"]], 5.0) <= 25, message
 
 
-def test_a_learned_limit_and_the_daily_count_are_shared_through_redis(redis_url) -> None:
+def test_a_learned_limit_and_the_daily_count_are_shared_through_redis(redis_url, start_sandbox) -> None:
     day = date(2026, 11, 24)
-    with sandbox(rate_limit_calls=3, rate_limit_seconds=1.0) as server:
-        with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=1.0, rate_limit_redis=redis_url,
-                         daily_call_limit=12, today=lambda: day) as first:
-            first.update_opportunities(_updates(25 * 5))
-            assert first.stats().rate_limited >= 1
-        refused = inspect(server, "stats")["Refused"]["general"]["window"]
-        with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=1.0, rate_limit_redis=redis_url,
-                         daily_call_limit=12, today=lambda: day) as second:
-            assert second.budget.calls_today() == first.stats().calls  # the first client's calls, counted in Redis
-            second.update_opportunities(_updates(25 * 4))
-            assert second.stats().rate_limited == 0 and second.budget.windows["general"].calls == 3
-            with pytest.raises(DailyBudgetExhausted):
-                second.update_opportunities(_updates(25 * 10))
-            assert second.budget.calls_today() == 12
-        assert inspect(server, "stats")["Refused"]["general"]["window"] == refused
+    server = start_sandbox(rate_limit_calls=3, rate_limit_seconds=1.0)
+    with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=1.0, rate_limit_redis=redis_url,
+                     daily_call_limit=12, today=lambda: day) as first:
+        first.update_opportunities(_updates(25 * 5))
+        assert first.stats().rate_limited >= 1
+    refused = inspect(server, "stats")["Refused"]["general"]["window"]
+    with make_client(server.url, rate_limit_calls=25, rate_limit_seconds=1.0, rate_limit_redis=redis_url,
+                     daily_call_limit=12, today=lambda: day) as second:
+        assert second.budget.calls_today() == first.stats().calls  # the first client's calls, counted in Redis
+        second.update_opportunities(_updates(25 * 4))
+        assert second.stats().rate_limited == 0 and second.budget.windows["general"].calls == 3
+        with pytest.raises(DailyBudgetExhausted):
+            second.update_opportunities(_updates(25 * 10))
+        assert second.budget.calls_today() == 12
+    assert inspect(server, "stats")["Refused"]["general"]["window"] == refused
 
 
 def test_a_start_moves_later_in_the_redis_log(redis_url) -> None:

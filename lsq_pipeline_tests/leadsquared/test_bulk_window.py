@@ -7,7 +7,7 @@ import threading
 import time
 
 from lsq_pipeline.leadsquared.rate_limit import SlidingWindow
-from lsq_pipeline_tests.leadsquared.conftest import inspect, loan, make_client, sandbox, seed_leads
+from lsq_pipeline_tests.leadsquared.conftest import inspect, loan, make_client, seed_leads
 
 
 def test_wait_until_free_waits_for_the_window_without_taking_a_start() -> None:
@@ -19,9 +19,10 @@ def test_wait_until_free_waits_for_the_window_without_taking_a_start() -> None:
     assert window.acquire() < 0.05  # the start was still free: waiting took none
 
 
-def test_bulk_creates_under_a_busy_general_window_are_never_refused() -> None:
+def test_bulk_creates_under_a_busy_general_window_are_never_refused(start_sandbox) -> None:
     limits = dict(rate_limit_calls=10, rate_limit_seconds=1.0, bulk_rate_limit_calls=2, bulk_rate_limit_seconds=1.0)
-    with sandbox(**limits, latency_ms=50) as server, make_client(server.url, **limits, max_in_flight=8) as client:
+    server = start_sandbox(**limits, latency_ms=50)
+    with make_client(server.url, **limits, max_in_flight=8) as client:
         seed_leads(client)
         stop = threading.Event()
 

@@ -27,7 +27,6 @@ from lsq_pipeline_tests.leadsquared.conftest import (
     loan,
     make_client,
     opportunities_of,
-    sandbox,
     seed_leads,
 )
 
@@ -85,109 +84,109 @@ def test_partial_failures_come_back_per_item_in_order(open_sandbox) -> None:
         assert answers[4].exception_type == "MXRecordNotFoundException"
 
 
-def test_no_429_with_many_concurrent_callers() -> None:
-    with sandbox(rate_limit_calls=10, rate_limit_seconds=1.0) as server:
-        with make_client(server.url, rate_limit_calls=10, rate_limit_seconds=1.0, max_in_flight=16) as client:
-            seed_leads(client)
-            errors: list[BaseException] = []
+def test_no_429_with_many_concurrent_callers(start_sandbox) -> None:
+    server = start_sandbox(rate_limit_calls=10, rate_limit_seconds=1.0)
+    with make_client(server.url, rate_limit_calls=10, rate_limit_seconds=1.0, max_in_flight=16) as client:
+        seed_leads(client)
+        errors: list[BaseException] = []
 
-            def caller(n: int) -> None:
-                try:
-                    # each caller: 2 calls of reads, all threads at once
-                    client.get_opportunities(EVENT_CODE, [f"{n}-{i}" for i in range(2001)], ["ModifiedOn"])
-                except BaseException as error:  # noqa: BLE001
-                    errors.append(error)
+        def caller(n: int) -> None:
+            try:
+                # each caller: 2 calls of reads, all threads at once
+                client.get_opportunities(EVENT_CODE, [f"{n}-{i}" for i in range(2001)], ["ModifiedOn"])
+            except BaseException as error:  # noqa: BLE001
+                errors.append(error)
 
-            threads = [threading.Thread(target=caller, args=(n,)) for n in range(14)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            assert not errors
-            stats = client.stats()
-            assert stats.calls == 3 + 28
-            assert stats.rate_limited == 0
-            assert stats.window_wait_seconds > 0
-        assert inspect(server, "stats")["RateLimited"] == 0
+        threads = [threading.Thread(target=caller, args=(n,)) for n in range(14)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        stats = client.stats()
+        assert stats.calls == 3 + 28
+        assert stats.rate_limited == 0
+        assert stats.window_wait_seconds > 0
+    assert inspect(server, "stats")["RateLimited"] == 0
 
 
 @pytest.mark.parametrize("status", [429, 200])
-def test_recovers_from_rate_limit_spent_by_another_client(status: int) -> None:
-    with sandbox(rate_limit_calls=10, rate_limit_seconds=1.0, rate_limit_status=status) as server:
-        with make_client(server.url) as seeder:
-            seed_leads(seeder)
-        opportunity_ids = [opp["id"] for opp in opportunities_of(server)]
-        with make_client(server.url, rate_limit_calls=10, rate_limit_seconds=1.0) as client:
-            # another script of the same account spends the whole window
-            for _ in range(10):
-                requests.post(
-                    server.url + "/v2/OpportunityManagement.svc/GetOpportunitiesById",
-                    json={"SearchParameters": [{"EventCode": "12002", "ProspectActivityId": ["x"], "Columns": {"Include_CSV": "Owner"}}]},
-                    headers={"x-LSQ-AccessKey": ACCESS_KEY, "x-LSQ-SecretKey": SECRET_KEY},
-                    timeout=5,
-                )
-            results = client.update_opportunities([_update(opportunity_ids[n % 3]) for n in range(75)])
-            assert all(result.ok for result in results)
-            stats = client.stats()
-            assert stats.rate_limited >= 1
-            assert stats.per_endpoint["bulk_update"].items == 75
-
-
-def test_recovers_from_5xx_and_dropped_connections() -> None:
-    with sandbox(fault_rate=0.35, seed=7) as server:
-        with make_client(server.url, max_retries=8) as client:
-            seed_leads(client)
-            added = client.add_opportunities("EmailAddress", [loan(f"F-{n}", LEAD_EMAILS[n % 3]) for n in range(100)])
-            assert all(result.ok for result in added)
-            ids = [result.opportunity_id for result in added]
-            assert all(result.ok for result in client.update_opportunities([_update(i, "Approved") for i in ids]))
-            records = client.get_opportunities(EVENT_CODE, ids, ["mx_Custom_5"])
-            assert {record["mx_Custom_5"] for record in records} == {"Approved"} and len(records) == 100
-            assert client.stats().retries > 0
-        assert len(opportunities_of(server)) == 103
-
-
-def test_lost_answers_on_creates_make_no_duplicate() -> None:
-    with sandbox(lost_response_rate=0.5, seed=11) as server:
-        with make_client(server.url, max_retries=10) as client:
-            seeded = client.capture_opportunities([capture(email, f"SEED-{n}") for n, email in enumerate(LEAD_EMAILS)])
-            assert all(result.ok or result.outcome_unknown for result in seeded)
-            seeded_leads = {lead["Fields"].get("EmailAddress") for lead in inspect(server, "leads")["Leads"]}
-            missing = [email for email in LEAD_EMAILS if email not in seeded_leads]
-            assert all(r.ok for r in client.capture_opportunities([capture(e, f"SEED-{e}") for e in missing]) or [])
-            results = client.add_opportunities("EmailAddress", [loan(f"L-{n}", LEAD_EMAILS[n % 3]) for n in range(100)])
-            captured = client.capture_opportunities([capture(f"new{n}@example.com", f"C-{n}") for n in range(10)])
-            assert client.stats().retries > 0
-        held = {opp["id"]: opp for opp in opportunities_of(server)}
-        # Bulk Add: every lost answer resolved by the duplicate rule.
+def test_recovers_from_rate_limit_spent_by_another_client(status: int, start_sandbox) -> None:
+    server = start_sandbox(rate_limit_calls=10, rate_limit_seconds=1.0, rate_limit_status=status)
+    with make_client(server.url) as seeder:
+        seed_leads(seeder)
+    opportunity_ids = [opp["id"] for opp in opportunities_of(server)]
+    with make_client(server.url, rate_limit_calls=10, rate_limit_seconds=1.0) as client:
+        # another script of the same account spends the whole window
+        for _ in range(10):
+            requests.post(
+                server.url + "/v2/OpportunityManagement.svc/GetOpportunitiesById",
+                json={"SearchParameters": [{"EventCode": "12002", "ProspectActivityId": ["x"], "Columns": {"Include_CSV": "Owner"}}]},
+                headers={"x-LSQ-AccessKey": ACCESS_KEY, "x-LSQ-SecretKey": SECRET_KEY},
+                timeout=5,
+            )
+        results = client.update_opportunities([_update(opportunity_ids[n % 3]) for n in range(75)])
         assert all(result.ok for result in results)
-        by_application: dict[str, list[str]] = {}
-        for opportunity_id, opp in held.items():
-            by_application.setdefault(opp["mx_Custom_1"], []).append(opportunity_id)
-        for n, result in enumerate(results):
-            assert by_application[f"L-{n}"] == [result.opportunity_id]
-        # Capture: a lost answer is reported, never re-sent, so never a second opportunity.
-        assert all(result.ok or result.outcome_unknown for result in captured)
-        assert any(result.outcome_unknown for result in captured + seeded)
-        for n, result in enumerate(captured):
-            assert len(by_application.get(f"C-{n}", [])) <= 1
-            if result.ok:
-                assert by_application[f"C-{n}"] == [result.opportunity_id]
+        stats = client.stats()
+        assert stats.rate_limited >= 1
+        assert stats.per_endpoint["bulk_update"].items == 75
 
 
-def test_lost_answers_on_activities_are_reported_not_resent() -> None:
-    with sandbox(lost_response_rate=0.5, seed=3) as server:
-        with make_client(server.url, max_retries=10) as client:
-            seed_leads(client, LEAD_EMAILS[:1])  # lost answers here are captures that landed
-            opportunity_id = next(opp["id"] for opp in opportunities_of(server) if opp["mx_Custom_1"] == "SEED-0")
-            meeting = ActivityAdd(activity_event=102, owner_email="sri.sudhan@example.com", note="Meeting completed")
-            results = client.add_activities(opportunity_id, [meeting] * 200)
-        unknown = [result for result in results if result.outcome_unknown]
-        created = [result for result in results if result.ok]
-        assert unknown and created and len(unknown) + len(created) == 200
-        assert all(result.activity_id for result in created)
-        posted = [a for a in _activities(server) if a["ActivityEvent"] == 102]
-        assert len(created) <= len(posted) <= 200  # never more than sent: nothing re-sent
+def test_recovers_from_5xx_and_dropped_connections(start_sandbox) -> None:
+    server = start_sandbox(fault_rate=0.35, seed=7)
+    with make_client(server.url, max_retries=8) as client:
+        seed_leads(client)
+        added = client.add_opportunities("EmailAddress", [loan(f"F-{n}", LEAD_EMAILS[n % 3]) for n in range(100)])
+        assert all(result.ok for result in added)
+        ids = [result.opportunity_id for result in added]
+        assert all(result.ok for result in client.update_opportunities([_update(i, "Approved") for i in ids]))
+        records = client.get_opportunities(EVENT_CODE, ids, ["mx_Custom_5"])
+        assert {record["mx_Custom_5"] for record in records} == {"Approved"} and len(records) == 100
+        assert client.stats().retries > 0
+    assert len(opportunities_of(server)) == 103
+
+
+def test_lost_answers_on_creates_make_no_duplicate(start_sandbox) -> None:
+    server = start_sandbox(lost_response_rate=0.5, seed=11)
+    with make_client(server.url, max_retries=10) as client:
+        seeded = client.capture_opportunities([capture(email, f"SEED-{n}") for n, email in enumerate(LEAD_EMAILS)])
+        assert all(result.ok or result.outcome_unknown for result in seeded)
+        seeded_leads = {lead["Fields"].get("EmailAddress") for lead in inspect(server, "leads")["Leads"]}
+        missing = [email for email in LEAD_EMAILS if email not in seeded_leads]
+        assert all(r.ok for r in client.capture_opportunities([capture(e, f"SEED-{e}") for e in missing]) or [])
+        results = client.add_opportunities("EmailAddress", [loan(f"L-{n}", LEAD_EMAILS[n % 3]) for n in range(100)])
+        captured = client.capture_opportunities([capture(f"new{n}@example.com", f"C-{n}") for n in range(10)])
+        assert client.stats().retries > 0
+    held = {opp["id"]: opp for opp in opportunities_of(server)}
+    # Bulk Add: every lost answer resolved by the duplicate rule.
+    assert all(result.ok for result in results)
+    by_application: dict[str, list[str]] = {}
+    for opportunity_id, opp in held.items():
+        by_application.setdefault(opp["mx_Custom_1"], []).append(opportunity_id)
+    for n, result in enumerate(results):
+        assert by_application[f"L-{n}"] == [result.opportunity_id]
+    # Capture: a lost answer is reported, never re-sent, so never a second opportunity.
+    assert all(result.ok or result.outcome_unknown for result in captured)
+    assert any(result.outcome_unknown for result in captured + seeded)
+    for n, result in enumerate(captured):
+        assert len(by_application.get(f"C-{n}", [])) <= 1
+        if result.ok:
+            assert by_application[f"C-{n}"] == [result.opportunity_id]
+
+
+def test_lost_answers_on_activities_are_reported_not_resent(start_sandbox) -> None:
+    server = start_sandbox(lost_response_rate=0.5, seed=3)
+    with make_client(server.url, max_retries=10) as client:
+        seed_leads(client, LEAD_EMAILS[:1])  # lost answers here are captures that landed
+        opportunity_id = next(opp["id"] for opp in opportunities_of(server) if opp["mx_Custom_1"] == "SEED-0")
+        meeting = ActivityAdd(activity_event=102, owner_email="sri.sudhan@example.com", note="Meeting completed")
+        results = client.add_activities(opportunity_id, [meeting] * 200)
+    unknown = [result for result in results if result.outcome_unknown]
+    created = [result for result in results if result.ok]
+    assert unknown and created and len(unknown) + len(created) == 200
+    assert all(result.activity_id for result in created)
+    posted = [a for a in _activities(server) if a["ActivityEvent"] == 102]
+    assert len(created) <= len(posted) <= 200  # never more than sent: nothing re-sent
 
 
 def test_typed_errors_are_not_retried(open_sandbox) -> None:
@@ -219,12 +218,12 @@ def test_permanent_error_in_one_call_keeps_the_others_results(open_sandbox) -> N
         assert results[1].exception_type == "MXInvalidInputException"
 
 
-def test_transient_exhaustion_raises_transient_error() -> None:
-    with sandbox(fault_rate=1.0, seed=1) as server:
-        with make_client(server.url, max_retries=2) as client:
-            with pytest.raises(TransientError, match="gave up after 3 attempts"):
-                client.update_opportunities([_update("x")])
-            assert client.stats().calls == 3
+def test_transient_exhaustion_raises_transient_error(start_sandbox) -> None:
+    server = start_sandbox(fault_rate=1.0, seed=1)
+    with make_client(server.url, max_retries=2) as client:
+        with pytest.raises(TransientError, match="gave up after 3 attempts"):
+            client.update_opportunities([_update("x")])
+        assert client.stats().calls == 3
 
 
 # --- helpers ----------------------------------------------------------------------------------

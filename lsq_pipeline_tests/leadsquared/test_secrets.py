@@ -13,7 +13,7 @@ from lsq_pipeline.orchestration.resources import LeadSquaredResource
 from lsq_pipeline.leadsquared import LeadSquaredError, OpportunityUpdate, fields_from_dict
 from lsq_pipeline.leadsquared.client import LeadSquaredClient
 from lsq_pipeline.leadsquared.models import BULK_UPDATE
-from lsq_pipeline_tests.leadsquared.conftest import EVENT_CODE, capture, loan, sandbox
+from lsq_pipeline_tests.leadsquared.conftest import EVENT_CODE, capture, loan
 
 ACCESS = "AK-zq81-DISTINCTIVE-access-7f3e"
 SECRET = "SK-zq81-DISTINCTIVE-secret-9c4d"
@@ -36,7 +36,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_no_key_leaks_anywhere(caplog: pytest.LogCaptureFixture) -> None:
+def test_no_key_leaks_anywhere(caplog: pytest.LogCaptureFixture, start_sandbox) -> None:
     caplog.set_level(logging.DEBUG)  # root: ours, urllib3's and the sandbox's
     logging.getLogger("urllib3").setLevel(logging.DEBUG)
     texts: list[str] = []
@@ -54,39 +54,36 @@ def test_no_key_leaks_anywhere(caplog: pytest.LogCaptureFixture) -> None:
             texts.append(repr(outcome))
             failures.append(f"{label}: answered")
 
-    with sandbox(access_key=ACCESS, secret_key=SECRET) as good, sandbox(
-        access_key=ACCESS, secret_key=SECRET, fault_rate=1.0, seed=5
-    ) as faulty, sandbox(
-        access_key=ACCESS, secret_key=SECRET, latency_ms=400
-    ) as slow:
-        # 401: the server knows other keys
-        with sandbox() as other:
-            with _client(other.url) as client:
-                expect_failure("401", lambda: client.update_opportunities([_update()]))
-        with _client(good.url) as client:
-            texts.append(repr(client) + str(client) + client.stats().model_dump_json())
-            # 400: a body of the wrong shape (only reachable below the public methods)
-            expect_failure("400", lambda: client._call(BULK_UPDATE, {"not": "a list"}, {}, 1, resend_unknown=True))
-            # 500 with an MX body
-            expect_failure("500 MX", lambda: client.add_opportunities("NoSuchLeadField", [loan("K-1")]))
-            # per-row failures, captures refused as a whole
-            bad = capture("k@example.com", "K-2")
-            bad.opportunity.overwrite_fields = bad.opportunity.update_empty_fields = True
-            expect_failure("rows", lambda: client.capture_opportunities([bad]))
-            expect_failure("rows", lambda: client.add_opportunities("EmailAddress", [loan("K-3", "nobody@example.com")]))
-            texts.append(client.stats().model_dump_json())
-        with _client(good.url + "/nowhere") as client:
-            expect_failure("404", lambda: client.update_opportunities([_update()]))
-        with _client(faulty.url, max_retries=2) as client:
-            expect_failure("transient", lambda: client.update_opportunities([_update()]))
-            expect_failure("transient create", lambda: client.add_opportunities("EmailAddress", [loan("K-4")]))
-        with _client(f"http://127.0.0.1:{_free_port()}", max_retries=1) as client:
-            expect_failure("refused", lambda: client.update_opportunities([_update()]))
-        with _client(slow.url, max_retries=1, read_timeout=0.05) as client:
-            expect_failure("timeout", lambda: client.update_opportunities([_update()]))
-            expect_failure("timeout activity", lambda: client.add_activities("x", [{"ActivityEvent": 102, "ActivityOwnerEmail": "a@b.c"}]))
-        resource = LeadSquaredResource(api_host=good.url, access_key=ACCESS, secret_key=SECRET)
-        texts.extend([repr(resource), str(resource), repr(resource.get_client())])
+    good = start_sandbox(access_key=ACCESS, secret_key=SECRET)
+    faulty = start_sandbox(access_key=ACCESS, secret_key=SECRET, fault_rate=1.0, seed=5)
+    slow = start_sandbox(access_key=ACCESS, secret_key=SECRET, latency_ms=400)
+    # 401: the server knows other keys
+    with _client(start_sandbox().url) as client:
+        expect_failure("401", lambda: client.update_opportunities([_update()]))
+    with _client(good.url) as client:
+        texts.append(repr(client) + str(client) + client.stats().model_dump_json())
+        # 400: a body of the wrong shape (only reachable below the public methods)
+        expect_failure("400", lambda: client._call(BULK_UPDATE, {"not": "a list"}, {}, 1, resend_unknown=True))
+        # 500 with an MX body
+        expect_failure("500 MX", lambda: client.add_opportunities("NoSuchLeadField", [loan("K-1")]))
+        # per-row failures, captures refused as a whole
+        bad = capture("k@example.com", "K-2")
+        bad.opportunity.overwrite_fields = bad.opportunity.update_empty_fields = True
+        expect_failure("rows", lambda: client.capture_opportunities([bad]))
+        expect_failure("rows", lambda: client.add_opportunities("EmailAddress", [loan("K-3", "nobody@example.com")]))
+        texts.append(client.stats().model_dump_json())
+    with _client(good.url + "/nowhere") as client:
+        expect_failure("404", lambda: client.update_opportunities([_update()]))
+    with _client(faulty.url, max_retries=2) as client:
+        expect_failure("transient", lambda: client.update_opportunities([_update()]))
+        expect_failure("transient create", lambda: client.add_opportunities("EmailAddress", [loan("K-4")]))
+    with _client(f"http://127.0.0.1:{_free_port()}", max_retries=1) as client:
+        expect_failure("refused", lambda: client.update_opportunities([_update()]))
+    with _client(slow.url, max_retries=1, read_timeout=0.05) as client:
+        expect_failure("timeout", lambda: client.update_opportunities([_update()]))
+        expect_failure("timeout activity", lambda: client.add_activities("x", [{"ActivityEvent": 102, "ActivityOwnerEmail": "a@b.c"}]))
+    resource = LeadSquaredResource(api_host=good.url, access_key=ACCESS, secret_key=SECRET)
+    texts.extend([repr(resource), str(resource), repr(resource.get_client())])
 
     assert failures == [
         "401: AuthenticationError",

@@ -12,7 +12,6 @@ import json
 import pytest
 
 from lsq_pipeline.leadsquared import LeadSquaredClient
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
 from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
@@ -162,12 +161,6 @@ def test_a_field_changed_in_leadsquared_after_the_adoption_is_drift(make_pipelin
     assert json.loads(drift)["mx_Custom_3"]["held"] == "999"
 
 
-@pytest.fixture
-def losing_sandbox():
-    with run_sandbox(rate_limit_calls=0, lost_response_rate=0.3, seed=7) as running:
-        yield running
-
-
 def unanswered_journal_rows(pipeline: Pipeline) -> list[tuple[str, str, str, dict]]:
     """(source id, kind, status, flags) of every create and Capture, in the order they were sent."""
     rows = pipeline.query("""SELECT source_id, kind, status, error, payload FROM push_journal
@@ -181,7 +174,8 @@ def lost(status: str, error: str | None) -> bool:
         status == "failed" and (error or "").split(":")[0] in ("TransientError", "RateLimitedError"))
 
 
-def test_keep_with_lost_answers_adopts_and_resolves_our_own_creates_with_overwrite(tmp_path, losing_sandbox):
+def test_keep_with_lost_answers_adopts_and_resolves_our_own_creates_with_overwrite(tmp_path, start_sandbox):
+    losing_sandbox = start_sandbox(lost_response_rate=0.3, seed=7)
     source = tmp_path / "source"
     generate(source, rows=40, days=1, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
     # Without leads in bulk every new record goes Bulk Add (no lead) -> Capture, whose lost answers
@@ -231,35 +225,35 @@ def test_keep_with_lost_answers_adopts_and_resolves_our_own_creates_with_overwri
             assert (source_id,) not in adopted
 
 
-def test_a_create_whose_answer_was_lost_is_ours_whatever_on_existing_says(tmp_path):
+def test_a_create_whose_answer_was_lost_is_ours_whatever_on_existing_says(tmp_path, start_sandbox):
     """Decided up front: an unanswered create in the journal makes the record's next create ours
     (OverwriteFields), even if that lost create had met an opportunity made before this tool."""
-    with run_sandbox(rate_limit_calls=0, seed=3) as sandbox:
-        source = tmp_path / "source"
-        generate(source, rows=8, days=1, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
-        pipeline = Pipeline(source_dir=source, warehouse=tmp_path / "warehouse.duckdb", sandbox_url=sandbox.url,
-                            overrides={"max_retries": 1, "retry_backoff_seconds": 0.01})
-        with_mapping(pipeline, adoption_mapping("keep", None))
-        records = applications(pipeline)
-        made_before_this_tool(pipeline, records[:2])
-        options = sandbox.server.options
-        sandbox.server.options = options.model_copy(update={"lost_response_rate": 1.0, "fault_endpoints": ["BulkAdd"]})
-        pipeline.run(FIRST_DAY)  # every Bulk Add is carried out, and its answer lost
-        sandbox.server.options = options
-        first = {source_id: (status, flags) for source_id, _, status, error, flags in unanswered_journal_rows(pipeline)
-                 if lost(status, error)}
-        assert {record["application_id"] for record in records[:2]} <= set(first)
-        assert all(flags["OverwriteFields"] is False for _, flags in first.values())
-        # The lost creates met the opportunities made before and kept them ...
-        assert all(held(pipeline)[record["application_id"]]["mx_Custom_3"] == ASKED_BEFORE for record in records[:2])
+    sandbox = start_sandbox(seed=3)
+    source = tmp_path / "source"
+    generate(source, rows=8, days=1, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
+    pipeline = Pipeline(source_dir=source, warehouse=tmp_path / "warehouse.duckdb", sandbox_url=sandbox.url,
+                        overrides={"max_retries": 1, "retry_backoff_seconds": 0.01})
+    with_mapping(pipeline, adoption_mapping("keep", None))
+    records = applications(pipeline)
+    made_before_this_tool(pipeline, records[:2])
+    options = sandbox.server.options
+    sandbox.server.options = options.model_copy(update={"lost_response_rate": 1.0, "fault_endpoints": ["BulkAdd"]})
+    pipeline.run(FIRST_DAY)  # every Bulk Add is carried out, and its answer lost
+    sandbox.server.options = options
+    first = {source_id: (status, flags) for source_id, _, status, error, flags in unanswered_journal_rows(pipeline)
+             if lost(status, error)}
+    assert {record["application_id"] for record in records[:2]} <= set(first)
+    assert all(flags["OverwriteFields"] is False for _, flags in first.values())
+    # The lost creates met the opportunities made before and kept them ...
+    assert all(held(pipeline)[record["application_id"]]["mx_Custom_3"] == ASKED_BEFORE for record in records[:2])
 
-        assert pipeline.run(FIRST_DAY).success
-        # ... but the next create cannot know that: ours, with OverwriteFields, the source's values.
-        for record in records[:2]:
-            source_id = record["application_id"]
-            creates = [flags for sid, _, status, _, flags in unanswered_journal_rows(pipeline)
-                       if sid == source_id and status == "ok"]
-            assert [flags["OverwriteFields"] for flags in creates] == [True]
-            assert held(pipeline)[source_id]["mx_Custom_3"] == source_fields(pipeline, source_id)["mx_Custom_3"]
-        assert_all_in_sync(pipeline)
-        assert pipeline.query("SELECT * FROM opportunity_adoption") == []
+    assert pipeline.run(FIRST_DAY).success
+    # ... but the next create cannot know that: ours, with OverwriteFields, the source's values.
+    for record in records[:2]:
+        source_id = record["application_id"]
+        creates = [flags for sid, _, status, _, flags in unanswered_journal_rows(pipeline)
+                   if sid == source_id and status == "ok"]
+        assert [flags["OverwriteFields"] for flags in creates] == [True]
+        assert held(pipeline)[source_id]["mx_Custom_3"] == source_fields(pipeline, source_id)["mx_Custom_3"]
+    assert_all_in_sync(pipeline)
+    assert pipeline.query("SELECT * FROM opportunity_adoption") == []

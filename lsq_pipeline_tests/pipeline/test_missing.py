@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
@@ -19,13 +18,15 @@ from lsq_pipeline_tests.pipeline.test_read_lag import write_calls
 LAG, GRACE = 30.0, 2.0
 
 
+pytestmark = pytest.mark.parametrize("warehouse_backend", ["duckdb", "postgres"], indirect=True)
+
+
 @pytest.fixture
-def pipeline(tmp_path):
+def pipeline(tmp_path, start_sandbox, warehouse_target):
     source = tmp_path / "source"
     generate(source, rows=30, days=1, seed=21, start_day=FIRST_DAY, dirty_rate=0.0, events=0)
-    with run_sandbox(rate_limit_calls=0, read_lag_seconds=LAG) as sandbox:
-        yield Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url,
-                       overrides={"read_back_grace_seconds": GRACE})
+    sandbox = start_sandbox(read_lag_seconds=LAG)
+    return Pipeline(source, warehouse_target, sandbox.url, overrides={"read_back_grace_seconds": GRACE})
 
 
 def statuses(pipeline: Pipeline) -> dict[str, int]:

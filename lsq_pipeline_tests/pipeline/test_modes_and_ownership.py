@@ -18,7 +18,8 @@ def with_mapping(pipeline: Pipeline, change) -> Pipeline:
     """The pipeline with the demo mapping changed by `change(opportunity_section)`."""
     data = yaml.safe_load(MAPPING.read_text(encoding="utf-8"))
     change(data["opportunity"])
-    path = pipeline.warehouse.parent / f"mapping-{len(list(pipeline.warehouse.parent.glob('mapping-*')))}.yaml"
+    folder = pipeline.source_dir.parent  # the test's own, whichever warehouse it runs on
+    path = folder / f"mapping-{len(list(folder.glob('mapping-*')))}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     pipeline.mapping = path
     return pipeline

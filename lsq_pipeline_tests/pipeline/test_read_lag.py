@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
@@ -58,12 +57,12 @@ def reconciled(result) -> dict:
 
 
 @pytest.fixture
-def lagging(tmp_path, request):
+def lagging(tmp_path, request, start_sandbox):
     lag = request.param
     source = tmp_path / "source"
     generate(source, rows=160, days=2, seed=17, start_day=FIRST_DAY, dirty_rate=0.0, events=40)
-    with run_sandbox(rate_limit_calls=0, read_lag_seconds=lag) as sandbox:
-        yield Lagging(Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url), lag)
+    sandbox = start_sandbox(read_lag_seconds=lag)
+    return Lagging(Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url), lag)
 
 
 def assert_settled(lagging: Lagging) -> None:

@@ -8,7 +8,6 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.steps.plan import FAILURES_SQL
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.test_history import refuse_one_record
@@ -28,23 +27,23 @@ def failed_rows(pipeline) -> dict[str, tuple[str, int]]:
 
 
 @pytest.mark.timeout(300)
-def test_transient_failures_are_retried_by_later_runs_until_out_of_attempts(make_pipeline, sandbox):
+def test_transient_failures_are_retried_by_later_runs_until_out_of_attempts(make_pipeline, sandbox, start_sandbox):
     pipeline = make_pipeline(rows=40, days=3)
     pipeline.overrides = {"max_attempts": 2}
-    with run_sandbox(rate_limit_calls=0, fault_rate=1.0, seed=3) as down:
-        pipeline.sandbox_url = down.url
-        first = pipeline.run(FIRST_DAY)
-        assert first.success, "LeadSquared being down fails records, not the run"
-        day1_ids = ids_of_day(pipeline, FIRST_DAY)
-        failed = failed_rows(pipeline)
-        assert set(failed) == day1_ids
-        assert all(not error.startswith("MX") and attempts == 1 for error, attempts in failed.values())
+    down = start_sandbox(fault_rate=1.0, seed=3)
+    pipeline.sandbox_url = down.url
+    first = pipeline.run(FIRST_DAY)
+    assert first.success, "LeadSquared being down fails records, not the run"
+    day1_ids = ids_of_day(pipeline, FIRST_DAY)
+    failed = failed_rows(pipeline)
+    assert set(failed) == day1_ids
+    assert all(not error.startswith("MX") and attempts == 1 for error, attempts in failed.values())
 
-        second = pipeline.run(DAY2)  # day 1's records come along, and fail again
-        assert second.success
-        assert day1_ids <= {r[0] for r in pipeline.query("SELECT source_id FROM sync_plan WHERE day = $1", [DAY2])}
-        failed = failed_rows(pipeline)
-        assert {failed[i][1] for i in day1_ids - ids_of_day(pipeline, DAY2)} == {2}
+    second = pipeline.run(DAY2)  # day 1's records come along, and fail again
+    assert second.success
+    assert day1_ids <= {r[0] for r in pipeline.query("SELECT source_id FROM sync_plan WHERE day = $1", [DAY2])}
+    failed = failed_rows(pipeline)
+    assert {failed[i][1] for i in day1_ids - ids_of_day(pipeline, DAY2)} == {2}
 
     pipeline.sandbox_url = sandbox.url
     third = pipeline.run(DAY3)  # out of attempts: day 1's records wait for a person

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
@@ -24,22 +23,22 @@ def _everything_the_run_left(pipeline: Pipeline, run_id: str) -> str:
     return "\n".join(texts)
 
 
-def test_keys_appear_nowhere_after_a_sync_that_partly_fails(tmp_path, caplog):
+def test_keys_appear_nowhere_after_a_sync_that_partly_fails(tmp_path, caplog, start_sandbox):
     caplog.set_level(logging.DEBUG)
     source = tmp_path / "source"
     generate(source, rows=30, days=1, seed=5, start_day=FIRST_DAY, dirty_rate=0.2)
-    with run_sandbox(access_key=ACCESS_KEY, secret_key=SECRET_KEY, rate_limit_calls=0, fault_rate=0.2, seed=3) as sandbox:
-        pipeline = Pipeline(source, tmp_path / "w.duckdb", sandbox.url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
-        good = pipeline.run(FIRST_DAY)
-        assert good.success
-        assert pipeline.remote()  # the keys did work
-        # Now with a wrong secret: the push fails with an authentication error.
-        wrong = Pipeline(source, tmp_path / "w.duckdb", sandbox.url, instance=pipeline.instance,
-                         access_key=ACCESS_KEY, secret_key=SECRET_KEY + "-wrong")
-        failed = wrong.run(FIRST_DAY, full=True)
-        assert not failed.success
-        failure_text = "\n".join(str(event) for event in failed.all_events if event.is_failure)
-        assert "401" in failure_text or "uthentic" in failure_text
+    sandbox = start_sandbox(access_key=ACCESS_KEY, secret_key=SECRET_KEY, fault_rate=0.2, seed=3)
+    pipeline = Pipeline(source, tmp_path / "w.duckdb", sandbox.url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    good = pipeline.run(FIRST_DAY)
+    assert good.success
+    assert pipeline.remote()  # the keys did work
+    # Now with a wrong secret: the push fails with an authentication error.
+    wrong = Pipeline(source, tmp_path / "w.duckdb", sandbox.url, instance=pipeline.instance,
+                     access_key=ACCESS_KEY, secret_key=SECRET_KEY + "-wrong")
+    failed = wrong.run(FIRST_DAY, full=True)
+    assert not failed.success
+    failure_text = "\n".join(str(event) for event in failed.all_events if event.is_failure)
+    assert "401" in failure_text or "uthentic" in failure_text
     leftovers = "\n".join(
         [_everything_the_run_left(pipeline, good.run_id), _everything_the_run_left(pipeline, failed.run_id), caplog.text]
     )

@@ -15,7 +15,6 @@ import dagster as dg
 import pytest
 
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, run_is_alive
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import Pipeline
@@ -29,27 +28,27 @@ def _write_calls(pipeline: Pipeline) -> int:
 
 
 @pytest.mark.timeout(240)
-def test_a_second_run_leaves_the_rows_of_a_live_run_alone(tmp_path):
+def test_a_second_run_leaves_the_rows_of_a_live_run_alone(tmp_path, start_sandbox):
     source = tmp_path / "source"
     generate(source, rows=120, days=2, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
     # Every call takes 1.5 s, so the first run's push keeps calls in the air for a while.
-    with run_sandbox(rate_limit_calls=0, latency_ms=1500) as sandbox:
-        instance = dg.DagsterInstance.ephemeral()
-        first = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, instance=instance)
-        second = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, instance=instance)
-        outcome: dict = {}
-        thread = threading.Thread(target=lambda: outcome.setdefault("first", first.run(FIRST_DAY)))
-        thread.start()
-        deadline = time.monotonic() + 120
-        while _write_calls(first) == 0 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _write_calls(first) > 0, "the first run never started its push"
-        (live,) = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.STARTED]
-        assert run_is_alive(instance, live.run_id)
+    sandbox = start_sandbox(latency_ms=1500)
+    instance = dg.DagsterInstance.ephemeral()
+    first = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, instance=instance)
+    second = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, instance=instance)
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("first", first.run(FIRST_DAY)))
+    thread.start()
+    deadline = time.monotonic() + 120
+    while _write_calls(first) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _write_calls(first) > 0, "the first run never started its push"
+    (live,) = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.STARTED]
+    assert run_is_alive(instance, live.run_id)
 
-        result = second.run(SECOND_DAY)
-        thread.join(timeout=180)
-        assert result.success and outcome["first"].success
+    result = second.run(SECOND_DAY)
+    thread.join(timeout=180)
+    assert result.success and outcome["first"].success
 
     first_id, second_id = outcome["first"].run_id, result.run_id
     rows = first.query("SELECT run_id, status, sent_at, answered_at FROM push_journal")

@@ -8,7 +8,7 @@ import argparse
 import pytest
 import requests
 
-from lsq_pipeline.sandbox import SandboxOptions, ensure_sandbox, run_sandbox, stop_sandbox
+from lsq_pipeline.sandbox import SandboxOptions, ensure_sandbox, stop_sandbox
 from lsq_pipeline.sandbox.__main__ import add_server_arguments
 from lsq_pipeline.sandbox.rate_limit import AccountLimiter
 
@@ -44,32 +44,32 @@ def test_command_line_options() -> None:
         parser.parse_args(["--plan", "gold"])
 
 
-def test_daily_limit_refuses_with_the_rate_limit_exception_until_a_new_day() -> None:
-    with run_sandbox(rate_limit_calls=0, daily_limit=3) as sandbox:
-        assert [_read(sandbox.url).status_code for _ in range(3)] == [200, 200, 200]
-        refused = _read(sandbox.url)
-        body = refused.json()
-        assert refused.status_code == 429
-        assert body["ExceptionType"] == "MXAPIRateLimitExceededException"
-        assert "daily limit of 3" in body["ExceptionMessage"]
-        stats = _stats(sandbox.url)
-        assert stats["Refused"] == {"general": {"window": 0, "daily": 1}, "bulk": {"window": 0, "daily": 0}}
-        assert (stats["CallsToday"], stats["DailyLimit"]) == (3, 3)
+def test_daily_limit_refuses_with_the_rate_limit_exception_until_a_new_day(start_sandbox) -> None:
+    sandbox = start_sandbox(daily_limit=3)
+    assert [_read(sandbox.url).status_code for _ in range(3)] == [200, 200, 200]
+    refused = _read(sandbox.url)
+    body = refused.json()
+    assert refused.status_code == 429
+    assert body["ExceptionType"] == "MXAPIRateLimitExceededException"
+    assert "daily limit of 3" in body["ExceptionMessage"]
+    stats = _stats(sandbox.url)
+    assert stats["Refused"] == {"general": {"window": 0, "daily": 1}, "bulk": {"window": 0, "daily": 0}}
+    assert (stats["CallsToday"], stats["DailyLimit"]) == (3, 3)
 
-        assert requests.post(sandbox.url + "/sandbox/day", headers=KEYS, timeout=5).json() == {"Status": "ok"}
-        after = _stats(sandbox.url)
-        assert after["CallsToday"] == 0 and after["Refused"]["general"]["daily"] == 1  # nothing else reset
-        assert _read(sandbox.url).status_code == 200
+    assert requests.post(sandbox.url + "/sandbox/day", headers=KEYS, timeout=5).json() == {"Status": "ok"}
+    after = _stats(sandbox.url)
+    assert after["CallsToday"] == 0 and after["Refused"]["general"]["daily"] == 1  # nothing else reset
+    assert _read(sandbox.url).status_code == 200
 
 
-def test_window_refusals_are_counted_per_class_and_reason() -> None:
-    with run_sandbox(rate_limit_calls=2, rate_limit_seconds=30) as sandbox:
-        statuses = [_read(sandbox.url).status_code for _ in range(4)]
-        assert statuses == [200, 200, 429, 429]
-        assert "limit of 2 in 30 second(s)" in _read(sandbox.url).json()["ExceptionMessage"]
-        assert _stats(sandbox.url)["Refused"]["general"] == {"window": 3, "daily": 0}
-        assert requests.post(sandbox.url + "/sandbox/day", headers=KEYS, timeout=5).ok
-        assert _read(sandbox.url).status_code == 429  # a new day leaves the window alone
+def test_window_refusals_are_counted_per_class_and_reason(start_sandbox) -> None:
+    sandbox = start_sandbox(rate_limit_calls=2, rate_limit_seconds=30)
+    statuses = [_read(sandbox.url).status_code for _ in range(4)]
+    assert statuses == [200, 200, 429, 429]
+    assert "limit of 2 in 30 second(s)" in _read(sandbox.url).json()["ExceptionMessage"]
+    assert _stats(sandbox.url)["Refused"]["general"] == {"window": 3, "daily": 0}
+    assert requests.post(sandbox.url + "/sandbox/day", headers=KEYS, timeout=5).ok
+    assert _read(sandbox.url).status_code == 429  # a new day leaves the window alone
 
 
 def test_bulk_routes_have_their_own_window_and_also_count_against_general() -> None:
@@ -123,17 +123,18 @@ def test_ensure_sandbox_starts_the_server_with_the_budget(tmp_path) -> None:
         stop_sandbox(state)
 
 
-def test_lead_bulk_routes_are_in_the_bulk_class_over_http() -> None:
+def test_lead_bulk_routes_are_in_the_bulk_class_over_http(start_sandbox) -> None:
     from lsq_pipeline_tests.sandbox.conftest import LEAD_BULK_CREATE, lead
 
-    with run_sandbox(plan="pro") as sandbox:  # general 5 / 5 s, bulk 1 / 5 s
-        def create(n: int) -> requests.Response:
-            return requests.post(sandbox.url + LEAD_BULK_CREATE, json=[lead(EmailAddress=f"bulk{n}@example.com")],
-                                 headers=KEYS, timeout=5)
+    sandbox = start_sandbox(plan="pro", rate_limit_calls=None)  # the plan's windows: general 5 / 5 s, bulk 1 / 5 s
 
-        assert create(1).status_code == 200
-        refused = create(2)
-        assert refused.status_code == 429 and "limit of 1 in 5 second(s)" in refused.json()["ExceptionMessage"]
-        # The bulk call took one general start: 4 of the 5 are left for the other endpoints.
-        assert [_read(sandbox.url).status_code for _ in range(5)] == [200] * 4 + [429]
-        assert _stats(sandbox.url)["Refused"] == {"general": {"window": 1, "daily": 0}, "bulk": {"window": 1, "daily": 0}}
+    def create(n: int) -> requests.Response:
+        return requests.post(sandbox.url + LEAD_BULK_CREATE, json=[lead(EmailAddress=f"bulk{n}@example.com")],
+                             headers=KEYS, timeout=5)
+
+    assert create(1).status_code == 200
+    refused = create(2)
+    assert refused.status_code == 429 and "limit of 1 in 5 second(s)" in refused.json()["ExceptionMessage"]
+    # The bulk call took one general start: 4 of the 5 are left for the other endpoints.
+    assert [_read(sandbox.url).status_code for _ in range(5)] == [200] * 4 + [429]
+    assert _stats(sandbox.url)["Refused"] == {"general": {"window": 1, "daily": 0}, "bulk": {"window": 1, "daily": 0}}

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from lsq_pipeline.sandbox import load_account, run_sandbox
+from lsq_pipeline.sandbox import load_account
 from lsq_pipeline.sandbox.payloads import MAX_BODY_BYTES, MAX_JSON_DEPTH, json_depth
 from lsq_pipeline_tests.sandbox.conftest import (
     ACTIVITIES,
@@ -238,13 +238,13 @@ def test_dropdown_values_outside_the_options_are_accepted_by_default(api):
 
 @pytest.mark.parametrize("on_account, on_type, refused", [
     (True, None, True), (False, True, True), (True, False, False), (False, None, False)])
-def test_dropdown_validation_is_an_account_setting(on_account, on_type, refused):
+def test_dropdown_validation_is_an_account_setting(on_account, on_type, refused, start_sandbox):
     account = load_account(EXAMPLES_ACCOUNT)
     account.validate_dropdowns = on_account
     account.opportunity_type(12002).validate_dropdowns = on_type
-    with run_sandbox(account=account, rate_limit_calls=0) as running:
-        row = {**loan_row(), "Fields": loan_fields(mx_Custom_2="Boat Loan")}
-        (answer,) = Api(running.url).post(BULK_ADD, [row], params=BY_EMAIL).json()["Response"]
+    running = start_sandbox(account=account)
+    row = {**loan_row(), "Fields": loan_fields(mx_Custom_2="Boat Loan")}
+    (answer,) = Api(running.url).post(BULK_ADD, [row], params=BY_EMAIL).json()["Response"]
     assert answer["OpportunityCreated"] is (not refused)
     if refused:
         assert answer["ExceptionType"] == "MXInvalidFieldValueException" and "Home Loan" in answer["ExceptionMessage"]

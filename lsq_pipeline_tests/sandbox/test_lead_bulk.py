@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import requests
 
-from lsq_pipeline.sandbox import run_sandbox
 from lsq_pipeline_tests.sandbox.conftest import (
     BULK_ADD,
     EXAMPLES_ACCOUNT,
@@ -94,19 +93,19 @@ def test_wrong_shape_is_a_400(api, body):
     assert answer.status_code == 400 and answer.json()["ExceptionType"] == "MXInvalidJsonException"
 
 
-def test_a_lost_answer_is_harmless():
-    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=0, lost_response_rate=1.0) as running:
-        api = Api(running.url)
-        batch = [lead(EmailAddress=f"lost{i}@example.com") for i in range(3)]
-        with pytest.raises(requests.ConnectionError):
-            api.post(LEAD_BULK_CREATE, batch)
-        api.session = requests.Session()
-        assert len(leads(api)) == SEEDED_LEADS + 3  # the write landed
-        with pytest.raises(requests.ConnectionError):
-            api.post(LEAD_BULK_CREATE, batch)  # the blind re-send
-        api.session = requests.Session()
-        assert len(leads(api)) == SEEDED_LEADS + 3  # nothing doubled
-        assert api.stats()["Calls"]["LeadBulkCreate"] == 2
+def test_a_lost_answer_is_harmless(start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, lost_response_rate=1.0)
+    api = Api(running.url)
+    batch = [lead(EmailAddress=f"lost{i}@example.com") for i in range(3)]
+    with pytest.raises(requests.ConnectionError):
+        api.post(LEAD_BULK_CREATE, batch)
+    api.session = requests.Session()
+    assert len(leads(api)) == SEEDED_LEADS + 3  # the write landed
+    with pytest.raises(requests.ConnectionError):
+        api.post(LEAD_BULK_CREATE, batch)  # the blind re-send
+    api.session = requests.Session()
+    assert len(leads(api)) == SEEDED_LEADS + 3  # nothing doubled
+    assert api.stats()["Calls"]["LeadBulkCreate"] == 2
 
 
 # ----- Create or Update Leads in Bulk -----------------------------------------------------------

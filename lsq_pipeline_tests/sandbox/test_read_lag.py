@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from lsq_pipeline.sandbox import SandboxBackend, SandboxOptions, ensure_sandbox, load_account, run_sandbox, stop_sandbox
+from lsq_pipeline.sandbox import SandboxBackend, SandboxOptions, ensure_sandbox, load_account, stop_sandbox
 from lsq_pipeline.sandbox.profiles import PROFILES
 from lsq_pipeline_tests.sandbox.conftest import (
     BULK_ADD,
@@ -115,7 +115,7 @@ def test_without_a_lag_reads_see_every_write_at_once(clock):
     assert read(backend, created)["mx_Custom_2"] == "Gold Loan"
 
 
-def test_the_field_profile_lags_a_few_seconds_and_an_option_overrides_it():
+def test_the_field_profile_lags_a_few_seconds_and_an_option_overrides_it(start_sandbox):
     assert PROFILES["field"].read_lag_seconds == 3.0
     assert PROFILES["documented"].read_lag_seconds == PROFILES["terse"].read_lag_seconds == 0.0
     assert SandboxOptions(profile="field").read_lag_seconds == 3.0
@@ -123,8 +123,8 @@ def test_the_field_profile_lags_a_few_seconds_and_an_option_overrides_it():
     assert SandboxOptions(read_lag_seconds=120).read_lag_seconds == 120.0
     with pytest.raises(ValueError):
         SandboxOptions(read_lag_seconds=-1)
-    with run_sandbox(account=EXAMPLES_ACCOUNT, profile="field", rate_limit_calls=0, read_lag_seconds=7) as running:
-        assert Api(running.url).get("/sandbox/profile").json()["Profile"]["read_lag_seconds"] == 7.0
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, profile="field", read_lag_seconds=7)
+    assert Api(running.url).get("/sandbox/profile").json()["Profile"]["read_lag_seconds"] == 7.0
 
 
 def _read_over_http(api: Api, opportunity_id: str) -> int:

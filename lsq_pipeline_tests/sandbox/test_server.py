@@ -122,50 +122,49 @@ def test_duplicate_over_http_names_the_existing_opportunity(api):
 # ----- rate limit -------------------------------------------------------------------------
 
 
-def test_rate_limit_refuses_the_26th_call_in_the_window_then_recovers():
-    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=25, rate_limit_seconds=1) as running:
-        api = Api(running.url)
-        statuses = [read_one(api).status_code for _ in range(26)]
-        assert statuses[:25] == [200] * 25 and statuses[25] == 429
-        assert read_one(api).json() == {**RATE_LIMIT_BODY,
-                                        "ExceptionMessage": "API calls exceeded the limit of 25 in 1 second(s)"}
-        time.sleep(1.05)
+def test_rate_limit_refuses_the_26th_call_in_the_window_then_recovers(start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=25, rate_limit_seconds=1)
+    api = Api(running.url)
+    statuses = [read_one(api).status_code for _ in range(26)]
+    assert statuses[:25] == [200] * 25 and statuses[25] == 429
+    assert read_one(api).json() == {**RATE_LIMIT_BODY,
+                                    "ExceptionMessage": "API calls exceeded the limit of 25 in 1 second(s)"}
+    time.sleep(1.05)
+    assert read_one(api).status_code == 200
+    assert api.stats()["RateLimited"] == 2
+
+
+def test_rate_limit_window_is_shared_by_all_endpoints_and_refused_calls_do_not_count(start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=5, rate_limit_seconds=1)
+    api = Api(running.url)
+    started = time.monotonic()
+    for _ in range(3):
         assert read_one(api).status_code == 200
-        assert api.stats()["RateLimited"] == 2
+    assert api.post(BULK_ADD, [loan_row()], params={"SearchBy": "EmailAddress"}).status_code == 200
+    assert api.post(CAPTURE, examples.CAPTURE_REQUEST).status_code == 200
+    refused = api.post(BULK_UPDATE, examples.BULK_UPDATE_REQUEST)
+    assert refused.status_code == 429 and refused.json() == RATE_LIMIT_BODY
+    while read_one(api).status_code == 429:  # hammering while refused does not extend the window
+        time.sleep(0.02)
+    assert time.monotonic() - started < 1.5
 
 
-def test_rate_limit_window_is_shared_by_all_endpoints_and_refused_calls_do_not_count():
-    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=5, rate_limit_seconds=1) as running:
-        api = Api(running.url)
-        started = time.monotonic()
-        for _ in range(3):
-            assert read_one(api).status_code == 200
-        assert api.post(BULK_ADD, [loan_row()], params={"SearchBy": "EmailAddress"}).status_code == 200
-        assert api.post(CAPTURE, examples.CAPTURE_REQUEST).status_code == 200
-        refused = api.post(BULK_UPDATE, examples.BULK_UPDATE_REQUEST)
-        assert refused.status_code == 429 and refused.json() == RATE_LIMIT_BODY
-        while read_one(api).status_code == 429:  # hammering while refused does not extend the window
-            time.sleep(0.02)
-        assert time.monotonic() - started < 1.5
+def test_rate_limit_can_answer_200_with_the_same_body(start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=5, rate_limit_seconds=1, rate_limit_status=200)
+    api = Api(running.url)
+    answers = [api.post(BULK_ADD, [loan_row(app_id=f"R{i}")], params={"SearchBy": "EmailAddress"})
+               for i in range(6)]
+    assert [a.status_code for a in answers] == [200] * 6
+    assert answers[5].json() == RATE_LIMIT_BODY
+    assert len(api.opportunities()) == 5 + 5
 
 
-def test_rate_limit_can_answer_200_with_the_same_body():
-    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=5, rate_limit_seconds=1,
-                     rate_limit_status=200) as running:
-        api = Api(running.url)
-        answers = [api.post(BULK_ADD, [loan_row(app_id=f"R{i}")], params={"SearchBy": "EmailAddress"})
-                   for i in range(6)]
-        assert [a.status_code for a in answers] == [200] * 6
-        assert answers[5].json() == RATE_LIMIT_BODY
-        assert len(api.opportunities()) == 5 + 5
-
-
-def test_inspection_does_not_count_toward_the_rate_limit():
-    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=2, rate_limit_seconds=5) as running:
-        api = Api(running.url)
-        for _ in range(5):
-            assert api.get("/sandbox/stats").status_code == 200
-        assert read_one(api).status_code == 200
+def test_inspection_does_not_count_toward_the_rate_limit(start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=2, rate_limit_seconds=5)
+    api = Api(running.url)
+    for _ in range(5):
+        assert api.get("/sandbox/stats").status_code == 200
+    assert read_one(api).status_code == 200
 
 
 # ----- persistence and concurrency --------------------------------------------------------
@@ -248,58 +247,58 @@ def test_many_concurrent_writers_create_no_duplicates_and_lose_nothing(tmp_path)
 # ----- faults -----------------------------------------------------------------------------
 
 
-def test_faults_fail_before_any_write_in_the_three_ways():
-    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=0, fault_rate=1.0, seed=7) as running:
-        api = Api(running.url)
-        outcomes = set()
-        for i in range(30):
-            try:
-                answer = api.post(BULK_ADD, [loan_row(app_id=f"F{i}")], params={"SearchBy": "EmailAddress"})
-                assert answer.status_code in (500, 503)
-                assert "ExceptionType" not in answer.json()  # transient: no MX body
-                outcomes.add(answer.status_code)
-            except requests.ConnectionError:
-                outcomes.add("dropped")
-                api = Api(running.url)
-        assert outcomes == {500, 503, "dropped"}
-        assert len(api.opportunities()) == 5
-        stats = api.stats()
-        assert stats["TotalFaults"] == 30 and set(stats["Faults"]) == {"500", "503", "drop"}
+def test_faults_fail_before_any_write_in_the_three_ways(start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, fault_rate=1.0, seed=7)
+    api = Api(running.url)
+    outcomes = set()
+    for i in range(30):
+        try:
+            answer = api.post(BULK_ADD, [loan_row(app_id=f"F{i}")], params={"SearchBy": "EmailAddress"})
+            assert answer.status_code in (500, 503)
+            assert "ExceptionType" not in answer.json()  # transient: no MX body
+            outcomes.add(answer.status_code)
+        except requests.ConnectionError:
+            outcomes.add("dropped")
+            api = Api(running.url)
+    assert outcomes == {500, 503, "dropped"}
+    assert len(api.opportunities()) == 5
+    stats = api.stats()
+    assert stats["TotalFaults"] == 30 and set(stats["Faults"]) == {"500", "503", "drop"}
 
 
-def test_fault_rate_is_a_share_and_reproducible_with_a_seed():
+def test_fault_rate_is_a_share_and_reproducible_with_a_seed(start_sandbox):
     def run() -> list:
-        with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=0, fault_rate=0.3, seed=42) as running:
-            api, outcomes = Api(running.url), []
-            for _ in range(40):
-                try:
-                    outcomes.append(read_one(api).status_code)
-                except requests.ConnectionError:
-                    outcomes.append("dropped")
-                    api = Api(running.url)
-            return outcomes
+        running = start_sandbox(account=EXAMPLES_ACCOUNT, fault_rate=0.3, seed=42)
+        api, outcomes = Api(running.url), []
+        for _ in range(40):
+            try:
+                outcomes.append(read_one(api).status_code)
+            except requests.ConnectionError:
+                outcomes.append("dropped")
+                api = Api(running.url)
+        return outcomes
 
     first = run()
     assert first == run()
     assert 4 <= sum(o != 200 for o in first) <= 20
 
 
-def test_lost_response_commits_the_write_but_drops_the_answer():
-    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=0, lost_response_rate=1.0) as running:
-        api = Api(running.url)
-        with pytest.raises(requests.ConnectionError):
-            api.post(BULK_ADD, [loan_row(app_id="LOST-1")], params={"SearchBy": "EmailAddress"})
-        landed = [o for o in Api(running.url).opportunities() if o["Fields"].get("mx_Custom_1") == "LOST-1"]
-        assert len(landed) == 1
-        assert read_one(Api(running.url)).status_code == 200  # reads are never lost
-        assert Api(running.url).stats()["LostResponses"] == 1
+def test_lost_response_commits_the_write_but_drops_the_answer(start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, lost_response_rate=1.0)
+    api = Api(running.url)
+    with pytest.raises(requests.ConnectionError):
+        api.post(BULK_ADD, [loan_row(app_id="LOST-1")], params={"SearchBy": "EmailAddress"})
+    landed = [o for o in Api(running.url).opportunities() if o["Fields"].get("mx_Custom_1") == "LOST-1"]
+    assert len(landed) == 1
+    assert read_one(Api(running.url)).status_code == 200  # reads are never lost
+    assert Api(running.url).stats()["LostResponses"] == 1
 
 
-def test_latency_is_added_to_every_call():
-    with run_sandbox(account=EXAMPLES_ACCOUNT, rate_limit_calls=0, latency_ms=150) as running:
-        started = time.monotonic()
-        read_one(Api(running.url))
-        assert time.monotonic() - started >= 0.15
+def test_latency_is_added_to_every_call(start_sandbox):
+    running = start_sandbox(account=EXAMPLES_ACCOUNT, latency_ms=150)
+    started = time.monotonic()
+    read_one(Api(running.url))
+    assert time.monotonic() - started >= 0.15
 
 
 # ----- inspection -------------------------------------------------------------------------
