@@ -113,7 +113,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _print_state(settings) -> None:
     from lsq_pipeline.orchestration.runs import warehouse_of
-    from lsq_pipeline.tables.state import status_counts
+    from lsq_pipeline.tables.report import status_counts
 
     with warehouse_of(settings).get_connection() as conn:
         states = status_counts(conn)

@@ -65,7 +65,8 @@ def _run_state(args: argparse.Namespace) -> int:
     settings = checked_settings("state", args, paths=False)
     if settings is None:
         return 2
-    from lsq_pipeline.tables import state
+    from lsq_pipeline.tables import report
+    from lsq_pipeline.tables.journal import journal_history
 
     location = settings.warehouse_location()
     if not location.exists():
@@ -73,13 +74,13 @@ def _run_state(args: argparse.Namespace) -> int:
         return 0
     try:
         with location.connect(lambda line: print(line, file=sys.stderr), read_only=True) as conn:
-            if not state.has_state(conn):
+            if not report.has_state(conn):
                 print(f"No warehouse yet ({location.describe()} has no state table): nothing has run.")
                 return 0
-            counts = state.status_counts(conn)
-            in_status = state.records_in_status(conn, args.status, STATE_ROWS_SHOWN) if args.status else None
-            record = state.record_state(conn, args.source_id) if args.source_id else None
-            journal = state.journal_history(conn, args.source_id) if args.source_id else []
+            counts = report.status_counts(conn)
+            in_status = report.records_in_status(conn, args.status, STATE_ROWS_SHOWN) if args.status else None
+            record = report.record_state(conn, args.source_id) if args.source_id else None
+            journal = journal_history(conn, args.source_id) if args.source_id else []
     except WarehouseError as error:  # the warehouse cannot be read: a setting to fix (exit 2), no run failed
         print(f"lsq-pipeline state: {error}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ from lsq_pipeline.orchestration.translator import op_name
 from lsq_pipeline.project import DgProject, find_project, load_definitions
 from lsq_pipeline.settings import AccountSettings, SettingsError
 from lsq_pipeline.steps import plan
-from lsq_pipeline.tables import state
+from lsq_pipeline.tables.journal import run_journal
 from lsq_pipeline.tables.runs import batches_sent
 from lsq_pipeline.steps.transform import rejected_rows
 
@@ -223,7 +223,7 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: 
             records_waiting += materialization.metadata["run_records_waiting"].value
     with warehouse_of(settings).get_connection() as conn:
         planned = plan.planned_by_action(conn, first, last)
-        journal = state.run_journal(conn, run.run_id)
+        journal = run_journal(conn, run.run_id)
         if write_calls is None:  # the push died before its metadata: count the batches it sent
             write_calls = sum(batches_sent(conn, run.run_id).values())
         rejected = rejected_rows(conn, first, last)

@@ -12,6 +12,7 @@ import duckdb
 
 from lsq_pipeline.mapping import Mapping
 from lsq_pipeline.warehouse.sql import day_list_sql, literal, transaction
+from lsq_pipeline.tables.opportunities import MISSING_NOT_RECREATED
 from lsq_pipeline.tables.records import PlannedActivity, PlannedRecord
 from lsq_pipeline.tables.statuses import Action, ActivityStatus
 
@@ -34,9 +35,6 @@ SKIPPED_BY_MODE = {
     "update_only": ("create", "mode update_only: no opportunity for this record, and this mode never creates"),
     "create_only": ("update", "mode create_only: the opportunity exists, and this mode never updates"),
 }
-MISSING_NOT_RECREATED = ("mode update_only: the opportunity was not found in LeadSquared past the read-back grace "
-                         "(missing), and this mode never re-creates it")
-"""The reason of a `missing` record skipped under update_only: its state stays `missing` (see `state`)."""
 
 
 def failed_hash_sql(record_hash: str, lead_fields: str) -> str:

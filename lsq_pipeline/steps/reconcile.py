@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 
 from lsq_pipeline.leadsquared import LeadSquaredClient, OpportunityRecord, OpportunityUpdate, fields_from_dict
-from lsq_pipeline.tables import state
+from lsq_pipeline.tables import opportunities
+from lsq_pipeline.tables.records import ReadBack
 from lsq_pipeline.mapping import Adoption
 from lsq_pipeline.tables.statuses import RecordStatus
-from lsq_pipeline.warehouse.schema import ReusedConnection
+from lsq_pipeline.warehouse.connection import ReusedConnection
 
 LEADSQUARED_DATETIME = "%m/%d/%Y %I:%M:%S %p"
 SENT_DATETIME = "%Y-%m-%d %H:%M:%S"
@@ -279,7 +280,7 @@ def _reconcile(
     summary = ReconcileSummary()
     rows = _tracked(conn_factory, event_code, full)
     decisions = _read_and_decide(client, event_code, rows, summary, crm_owned, grace_seconds, reread_after_seconds)
-    updates: list[state.ReadBack] = []
+    updates: list[ReadBack] = []
     details: dict[str, dict] = {}
     repairs: dict[str, tuple[str, list[str]]] = {}  # opportunity id -> (source id, fields)
     for source_id, (row, held, status, differing, waited) in decisions.items():
@@ -287,10 +288,10 @@ def _reconcile(
         if held is None:
             summary.not_found += 1
             error = _missing_error(row, waited, grace_seconds) if status == RecordStatus.MISSING else None
-            updates.append(state.ReadBack(source_id, status, error=error))
+            updates.append(ReadBack(source_id, status, error=error))
             continue
         if status == RecordStatus.PENDING:  # found as it stood before our write: not yet, keep what was last read
-            updates.append(state.ReadBack(source_id, status))
+            updates.append(ReadBack(source_id, status))
             continue
         details[source_id] = {
             name: {"sent": row.sent.get(name), "held": held.get(name), "modified_on": held.get("ModifiedOn")}
@@ -308,7 +309,7 @@ def _reconcile(
                 for name, detail in details[source_id].items()
             ]
         remote = {name: held.get(name) for name in sorted({"ModifiedOn", *row.sent})}
-        updates.append(state.ReadBack(
+        updates.append(ReadBack(
             source_id, status, confirmed=True, lead_id=held.get("ProspectId"),
             remote_fields=json.dumps(remote, ensure_ascii=False, sort_keys=True),
             remote_modified_on=parse_leadsquared_datetime(held.get("ModifiedOn")), drift_fields=tuple(differing),
@@ -325,7 +326,7 @@ def _reconcile(
     summary.pending, summary.missing = counts[RecordStatus.PENDING], counts[RecordStatus.MISSING]
     summary.adopted = sum(update.kept_fields is not None for update in updates)
     with conn_factory() as conn:
-        summary.rejected = state.settle(conn, updates, event_code, days, details, repaired_ok)
+        summary.rejected = opportunities.settle(conn, updates, event_code, days, details, repaired_ok)
     return summary
 
 

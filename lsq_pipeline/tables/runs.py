@@ -13,26 +13,9 @@ from datetime import date, datetime
 
 import duckdb
 
-ACTIONS = ("create", "update", "capture", "activity")
-OUTCOMES = ("planned", "attempted", "succeeded", "failed")
+from lsq_pipeline.warehouse.schema import ACTIONS, OUTCOMES
+from lsq_pipeline.warehouse.sql import keyed_rows, on_days, transaction
 
-SCHEMA_DDL: tuple[str, ...] = (
-    """
-CREATE TABLE IF NOT EXISTS sync_runs (
-    run_id VARCHAR PRIMARY KEY, job VARCHAR, first_day DATE, last_day DATE, mode VARCHAR,
-    status VARCHAR, reason VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
-    """
-    + ",\n    ".join(f"{outcome}_{action} INTEGER" for action in ACTIONS for outcome in OUTCOMES)
-    + """,
-    api_calls JSON, api_calls_total INTEGER, rate_limited_calls INTEGER, items_per_second DOUBLE,
-    budget_exhausted BOOLEAN, errors INTEGER
-)""",
-    """
-CREATE TABLE IF NOT EXISTS sync_errors (
-    run_id VARCHAR, kind VARCHAR, day DATE, source_id VARCHAR, event_id VARCHAR,
-    field VARCHAR, error VARCHAR, payload JSON
-)""",
-)
 ERROR_COLUMNS = ("run_id", "kind", "day", "source_id", "event_id", "field", "error", "payload")
 # The field a LeadSquared error names: "... for field 'mx_Custom_5' ...", "A Lead with same Phone
 # already exists.", or a bare schema name.
@@ -81,20 +64,19 @@ def action_counts(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[d
     create handed on to Capture is counted as attempted, not failed."""
     planned = dict(
         conn.execute(
-            """SELECT action, count(*) FROM sync_plan WHERE day IN (SELECT unnest($1::DATE[])) GROUP BY action
-               UNION ALL
-               SELECT 'activity', count(*) FROM activity_plan WHERE day IN (SELECT unnest($1::DATE[]))""",
-            [list(days)],
+            f"""SELECT action, count(*) FROM sync_plan WHERE {on_days(days)} GROUP BY action
+                UNION ALL
+                SELECT 'activity', count(*) FROM activity_plan WHERE {on_days(days)}"""
         ).fetchall()
     )
     rows = conn.execute(
-        """
+        f"""
         SELECT kind, count(*) FILTER (status <> 'not_sent'), count(*) FILTER (status = 'ok'),
                count(*) FILTER (status IN ('failed', 'unknown') AND NOT (kind = 'create' AND source_id IN (
                    SELECT source_id FROM push_journal WHERE run_id = $1 AND kind = 'capture')))
-        FROM push_journal WHERE run_id = $1 AND day IN (SELECT unnest($2::DATE[])) GROUP BY kind
+        FROM push_journal WHERE run_id = $1 AND {on_days(days)} GROUP BY kind
         """,
-        [run_id, list(days)],
+        [run_id],
     ).fetchall()
     counts = {f"{outcome}_{action}": 0 for action in ACTIONS for outcome in OUTCOMES}
     for action in ("create", "update", "activity"):
@@ -109,22 +91,23 @@ def action_counts(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[d
 def record_errors(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[date]) -> int:
     """(Re)write the run's `sync_errors`: every journal row it sent that failed, and every
     rejected source row of its days. The payload is the journal's, which never holds a key."""
-    conn.execute("DELETE FROM sync_errors WHERE run_id = $1", [run_id])
-    conn.execute(
-        f"""
-        INSERT INTO sync_errors
-        SELECT run_id, kind, day, source_id, event_id, {_FIELD_IN_ERROR}, error, payload
-        FROM push_journal
-        WHERE run_id = $1 AND status IN ('failed', 'unknown')
-          AND NOT (kind = 'create' AND source_id IN (
-              SELECT source_id FROM push_journal WHERE run_id = $1 AND kind = 'capture'))
-        UNION ALL
-        SELECT $1, 'reject', day, source_id, NULL, field, reason,
-               to_json({{'source_file': source_file, 'row_number': row_number, 'value': value}})
-        FROM rejects WHERE day IN (SELECT unnest($2::DATE[]))
-        """,
-        [run_id, list(days)],
-    )
+    with transaction(conn), keyed_rows(conn, "sync_errors", "run_id", [run_id], unique=False) as errors:
+        conn.execute(f"DELETE FROM {errors} WHERE run_id = $1", [run_id])
+        conn.execute(
+            f"""
+            INSERT INTO {errors}
+            SELECT run_id, kind, day, source_id, event_id, {_FIELD_IN_ERROR}, error, payload
+            FROM push_journal
+            WHERE run_id = $1 AND status IN ('failed', 'unknown')
+              AND NOT (kind = 'create' AND source_id IN (
+                  SELECT source_id FROM push_journal WHERE run_id = $1 AND kind = 'capture'))
+            UNION ALL
+            SELECT $1, 'reject', day, source_id, NULL, field, reason,
+                   to_json({{'source_file': source_file, 'row_number': row_number, 'value': value}})
+            FROM rejects WHERE {on_days(days)}
+            """,
+            [run_id],
+        )
     return conn.execute("SELECT count(*) FROM sync_errors WHERE run_id = $1", [run_id]).fetchone()[0]
 
 
@@ -158,10 +141,11 @@ def record_run(conn: duckdb.DuckDBPyConnection, record: RunRecord) -> dict[str, 
         "missing": record.missing,
         "errors": errors,
     }
-    conn.execute(
-        f"INSERT OR REPLACE INTO sync_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-        list(row.values()),
-    )
+    with transaction(conn), keyed_rows(conn, "sync_runs", "run_id", [record.run_id]) as runs:
+        conn.execute(
+            f"INSERT OR REPLACE INTO {runs} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
     return row
 
 

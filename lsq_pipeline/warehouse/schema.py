@@ -3,16 +3,12 @@ new or made by an older release, up to this release's schema, in place and in on
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
 
 from lsq_pipeline.warehouse.sql import identifier, transaction
-from lsq_pipeline.tables.runs import SCHEMA_DDL
 
 APPLICATION_COLUMNS: tuple[str, ...] = (
     "application_id", "applicant_name", "email", "phone", "product", "amount",
@@ -87,6 +83,29 @@ CREATE TABLE IF NOT EXISTS push_journal (
     sent_at TIMESTAMP, answered_at TIMESTAMP
 )""",
 )
+
+
+ACTIONS = ("create", "update", "capture", "activity")
+OUTCOMES = ("planned", "attempted", "succeeded", "failed")
+"""`sync_runs` has a column per outcome and action: `planned_create`, `failed_activity`..."""
+RUN_HISTORY_DDL: tuple[str, ...] = (
+    """
+CREATE TABLE IF NOT EXISTS sync_runs (
+    run_id VARCHAR PRIMARY KEY, job VARCHAR, first_day DATE, last_day DATE, mode VARCHAR,
+    status VARCHAR, reason VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
+    """
+    + ",\n    ".join(f"{outcome}_{action} INTEGER" for action in ACTIONS for outcome in OUTCOMES)
+    + """,
+    api_calls JSON, api_calls_total INTEGER, rate_limited_calls INTEGER, items_per_second DOUBLE,
+    budget_exhausted BOOLEAN, errors INTEGER
+)""",
+    """
+CREATE TABLE IF NOT EXISTS sync_errors (
+    run_id VARCHAR, kind VARCHAR, day DATE, source_id VARCHAR, event_id VARCHAR,
+    field VARCHAR, error VARCHAR, payload JSON
+)""",
+)
+"""The run history (`tables.runs`) as the migration that made it wrote it."""
 
 
 SYNC_PLAN_PAYLOADS_VIEW = """CREATE VIEW sync_plan_payloads AS
@@ -188,7 +207,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "retries_and_history",
         "opportunity_state.attempts (failed sends of the version in failed_hash, for automatic retries); "
         "the run history tables sync_runs and sync_errors",
-        ("ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS attempts INTEGER DEFAULT 0", *SCHEMA_DDL),
+        ("ALTER TABLE opportunity_state ADD COLUMN IF NOT EXISTS attempts INTEGER DEFAULT 0", *RUN_HISTORY_DDL),
     ),
     Migration(
         "narrow_plan",
@@ -340,107 +359,6 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> list[str]:
             return []
         raise
     return done
-
-
-class ReusedConnection:
-    """A connection factory over `connect` (e.g. `WarehouseResource.get_connection`) that keeps its
-    connection open between uses that follow each other closely, so a burst of small writes
-    (a push's journal rows and answers between fast calls) opens the DuckDB file once, not once
-    a write: an open costs ~11 ms and a close 2-4 ms however small the file, while a `connect`
-    made when one is already open in the process reuses the open database (~0.05 ms).
-
-    The file stays as free for other processes as one connection a write leaves it: an idle
-    connection is closed `linger` seconds after its last use, and one open for `max_hold`
-    seconds is closed when its current use ends, however busy. A call while the kept
-    connection is lent to another thread, or nested in a use, gets a connection of its own
-    (cheap while the kept one is open). A use that raises closes the connection. `close()`
-    closes it at once; call it when the burst is over."""
-
-    def __init__(self, connect: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]],
-                 linger: float = 0.05, max_hold: float = 0.5) -> None:
-        self._connect = connect
-        self.linger = linger
-        self.max_hold = max_hold
-        self._lock = threading.Lock()
-        self._manager: AbstractContextManager | None = None  # the kept connection's context manager
-        self._conn: duckdb.DuckDBPyConnection | None = None
-        self._opened = 0.0
-        self._lent = False
-        self._close_requested = False
-        self._closer: threading.Timer | None = None
-        self.opened = 0
-        """Connections opened through `connect` (kept or not): what the reuse saves shows here."""
-
-    def __call__(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return self._use()
-
-    @contextmanager
-    def _use(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = self._borrow()
-        if conn is None:  # the kept one is in use: a connection of this use's own
-            with self._lock:
-                self.opened += 1
-            with self._connect() as own:
-                yield own
-            return
-        try:
-            yield conn
-        except BaseException:
-            self._give_back(failed=True)
-            raise
-        self._give_back(failed=False)
-
-    def _borrow(self) -> duckdb.DuckDBPyConnection | None:
-        with self._lock:
-            if self._lent:
-                return None
-            if self._closer is not None:
-                self._closer.cancel()
-                self._closer = None
-            if self._conn is None:
-                manager = self._connect()
-                self._conn = manager.__enter__()
-                self._manager, self._opened = manager, time.monotonic()
-                self.opened += 1
-            self._lent = True
-            return self._conn
-
-    def _give_back(self, failed: bool) -> None:
-        with self._lock:
-            self._lent = False
-            if (failed or self._close_requested or self.linger <= 0
-                    or time.monotonic() - self._opened >= self.max_hold):
-                self._close_locked()
-                return
-            self._closer = threading.Timer(self.linger, self._close_if_idle)
-            self._closer.daemon = True
-            self._closer.start()
-
-    def _close_if_idle(self) -> None:
-        with self._lock:
-            if not self._lent:
-                self._close_locked()
-
-    def _close_locked(self) -> None:
-        self._close_requested = False
-        if self._closer is not None:
-            self._closer.cancel()
-            self._closer = None
-        manager, self._manager, self._conn = self._manager, None, None
-        if manager is not None:
-            manager.__exit__(None, None, None)
-
-    def close(self) -> None:
-        """Close the kept connection now (a use in progress keeps it until it ends)."""
-        with self._lock:
-            if self._lent:
-                self._close_requested = True
-            else:
-                self._close_locked()
-
-
-IN_DAYS = "day IN (SELECT unnest($1::DATE[]))"
-"""A `where` for `table_slice` keeping the days given as the first parameter."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ one way the sync makes several statements one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 
@@ -46,7 +46,27 @@ def literal_list(texts: Iterable[str]) -> str:
     return "(" + ", ".join(literal(text) for text in texts) + ")"
 
 
-def on_postgres(conn: duckdb.DuckDBPyConnection) -> bool:
+def one_of(expression: str, texts: Iterable[str]) -> str:
+    """`expression IN ('a', 'b')`, a `where` on keys that DuckDB pushes down to PostgreSQL; FALSE
+    when there are none (SQL has no empty tuple)."""
+    texts = list(texts)
+    return f"{expression} IN {literal_list(texts)}" if texts else "FALSE"
+
+
+def on_days(days: Iterable[date], column: str = "day") -> str:
+    """`day IN (DATE '2026-11-01', ...)`, a `where` on days that DuckDB pushes down to PostgreSQL;
+    FALSE when there are none."""
+    days = list(days)
+    return f"{column} IN {day_list_sql(days)}" if days else "FALSE"
+
+
+def queried_keys(conn: duckdb.DuckDBPyConnection, query: str, params: Sequence[object] = ()) -> Iterator[str]:
+    """The first column of `query`'s rows, read only when iterated: the keys of a `keyed_rows`
+    write that its statement selects itself, which only PostgreSQL reads."""
+    yield from (row[0] for row in conn.execute(query, list(params)).fetchall())
+
+
+def _tables_in_postgres(conn: duckdb.DuckDBPyConnection) -> bool:
     """Whether the connection's tables are PostgreSQL's: its current database is an attached one
     (a DuckDB file may have any name, `warehouse` too)."""
     return conn.execute("SELECT type FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0] == "postgres"
@@ -55,25 +75,29 @@ def on_postgres(conn: duckdb.DuckDBPyConnection) -> bool:
 @contextmanager
 def keyed_rows(conn: duckdb.DuckDBPyConnection, table: str, key: str, keys: Iterable[str], *,
                unique: bool = True) -> Iterator[str]:
-    """The table to run a statement on that touches only `table`'s rows whose `key` is one of `keys`
-    (an `INSERT ... ON CONFLICT`, an `INSERT OR REPLACE`, an `UPDATE ... FROM`), inside a transaction.
+    """The table to run statements on that touch only `table`'s rows whose `key` is one of `keys`
+    (an `INSERT`, an `INSERT ... ON CONFLICT`, an `INSERT OR REPLACE`, an `UPDATE ... FROM`, a
+    `DELETE`), inside a transaction: every write to a state table goes through here.
 
-    On a DuckDB file: `table` itself. On PostgreSQL, DuckDB runs such a statement on an attached
-    table as a join that copies the whole table out of PostgreSQL, so a push's per-call writes
-    grew with the tables (quadratic in a run's size). There, the keyed rows are copied into a local
-    stage of the same shape (`unique`: with `key` as its primary key, for `ON CONFLICT`), the
-    statement runs on the stage, and then the keyed rows in PostgreSQL are replaced by the stage's.
+    On a DuckDB file: `table` itself, and `keys` is never read (a generator that queries them costs
+    nothing there). On PostgreSQL, DuckDB runs such a statement on an attached table as a join that
+    copies the whole table out of PostgreSQL, so a push's per-call writes grew with the tables
+    (quadratic in a run's size). There, the keyed rows are copied into a local stage of the same
+    shape (`unique`: with `key` as its primary key, for `ON CONFLICT`), the statements run on the
+    stage, and then the keyed rows in PostgreSQL are replaced by the stage's. The keys reach
+    PostgreSQL as a list of literals, a filter DuckDB pushes down (a list from `unnest($1)` is not).
     """
-    keys = list(keys)
-    if not keys or not on_postgres(conn):
+    if not _tables_in_postgres(conn):
         yield table
         return
-    keyed = f"{key} IN {literal_list(keys)}"
+    keys = list(dict.fromkeys(keys))
+    keyed = one_of(key, keys)
     stage_name = identifier("stage_" + table)
     stage = f"temp.main.{stage_name}"
     conn.execute(f"CREATE OR REPLACE TEMP TABLE {stage_name} AS SELECT * FROM {table} WHERE {keyed}")
     if unique:
         conn.execute(f"ALTER TABLE {stage} ADD PRIMARY KEY ({key})")
     yield stage
-    conn.execute(f"DELETE FROM {table} WHERE {keyed}")
+    if keys:
+        conn.execute(f"DELETE FROM {table} WHERE {keyed}")
     conn.execute(f"INSERT INTO {table} SELECT * FROM {stage}")

@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from lsq_pipeline.steps.push.creates import CAPTURES_PER_UNIT, CreateQueue, lead_key
 from lsq_pipeline.tables.records import PlannedRecord
-from lsq_pipeline.tables.state import known_leads
+from lsq_pipeline.tables.opportunities import known_leads
 
 
 def row(source_id: str, email: str) -> PlannedRecord:

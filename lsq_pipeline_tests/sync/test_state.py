@@ -4,7 +4,7 @@ batch's rows are `split` and its halves name it."""
 from __future__ import annotations
 
 from lsq_pipeline.leadsquared import ActivityAdd, OpportunityUpdate
-from lsq_pipeline.tables import state
+from lsq_pipeline.tables import journal
 from lsq_pipeline.tables.records import JournalEntry
 from lsq_pipeline.mapping import Adoption
 from lsq_pipeline.tables.statuses import Kind, Sent
@@ -15,8 +15,8 @@ UPDATE = OpportunityUpdate(opportunity_id="OPP-1", event_code=12002)
 def _sent(conn, run_id: str, kind: str, key: str) -> JournalEntry:
     payload = ActivityAdd(activity_event=102, owner_email=f"{key}@x.example") if kind == "activity" else UPDATE
     entry = JournalEntry(Kind(kind), None, f"APP-{key}", payload, event_id=f"EVT-{key}" if kind == "activity" else None,
-                         batch_id=state.new_batch_id(), opportunity_id="OPP-1" if kind == "activity" else None)
-    state.record_sent(conn, run_id, [entry])
+                         batch_id=journal.new_batch_id(), opportunity_id="OPP-1" if kind == "activity" else None)
+    journal.record_sent(conn, run_id, [entry])
     return entry
 
 
@@ -36,7 +36,7 @@ def test_only_rows_of_runs_that_are_not_alive_become_unknown(conn):
         asked.append(run_id)
         return run_id == "live"
 
-    counts = state.mark_interrupted(conn, "mine", alive)
+    counts = journal.mark_interrupted(conn, "mine", alive)
     assert counts == {"create": 1, "activity": 1, "update": 1}
     assert _statuses(conn) == {
         "live:APP-1": "sent", "live:EVT-2": "sent",
@@ -50,16 +50,16 @@ def test_only_rows_of_runs_that_are_not_alive_become_unknown(conn):
 
 def test_nothing_is_touched_when_every_run_with_rows_in_the_air_is_alive(conn):
     _sent(conn, "live", "create", "1")
-    assert state.mark_interrupted(conn, "mine", lambda run_id: True) == {}
+    assert journal.mark_interrupted(conn, "mine", lambda run_id: True) == {}
     assert _statuses(conn) == {"live:APP-1": "sent"}
 
 
 def test_a_split_batch_is_marked_and_its_halves_name_it(conn):
     batch = [JournalEntry(Kind.UPDATE, None, f"APP-{i}", UPDATE, batch_id="whole") for i in range(4)]
-    state.record_sent(conn, "run", batch)
-    state.record_split(conn, "run", batch, "MXInvalidFieldValueException: bad value (whole call)")
+    journal.record_sent(conn, "run", batch)
+    journal.record_split(conn, "run", batch, "MXInvalidFieldValueException: bad value (whole call)")
     half = [JournalEntry(Kind.UPDATE, None, "APP-0", UPDATE, batch_id="half")]
-    state.record_sent(conn, "run", half, parent_batch_id="whole")
+    journal.record_sent(conn, "run", half, parent_batch_id="whole")
     rows = conn.execute(
         "SELECT batch_id, status, parent_batch_id, error FROM push_journal WHERE source_id = 'APP-0' ORDER BY batch_id"
     ).fetchall()

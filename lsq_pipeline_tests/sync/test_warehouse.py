@@ -13,13 +13,12 @@ import duckdb
 import pytest
 
 from lsq_pipeline.warehouse import schema
-from lsq_pipeline.warehouse.connection import FILE_CONFIG
+from lsq_pipeline.warehouse.connection import FILE_CONFIG, ReusedConnection
 from lsq_pipeline.steps.extract import extract_day
 from lsq_pipeline.steps.plan import plan_days
 from lsq_pipeline.steps.transform import transform_days
 from lsq_pipeline.warehouse.schema import (
     MIGRATIONS,
-    ReusedConnection,
     SCHEMA_VERSION,
     Migration,
     WarehouseVersionError,
