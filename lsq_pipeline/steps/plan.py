@@ -11,10 +11,10 @@ from datetime import date
 import duckdb
 
 from lsq_pipeline.mapping import Mapping
-from lsq_pipeline.warehouse.sql import day_list_sql, literal, transaction
+from lsq_pipeline.warehouse.sql import day_list_sql, literal, literal_list, on_days, one_of, transaction
 from lsq_pipeline.tables.opportunities import MISSING_NOT_RECREATED
 from lsq_pipeline.tables.records import PlannedActivity, PlannedRecord
-from lsq_pipeline.tables.statuses import Action, ActivityStatus
+from lsq_pipeline.tables.statuses import Action, ActivityStatus, Kind, RecordStatus, Sent
 
 ACTIONS = tuple(Action)
 # A state row whose error is not one of LeadSquared's business errors (`MX...`): a timeout, a
@@ -23,17 +23,19 @@ RETRYABLE_SQL = "NOT starts_with(coalesce(error, ''), 'MX')"
 # Records whose last send failed, with the error and the failed sends: `failed` state rows, and
 # records never settled in the state whose journalled writes all failed or went unanswered
 # (e.g. a create that failed, then a Capture whose answer was lost), counted per run.
-FAILURES_SQL = """
-    SELECT source_id, error, coalesce(attempts, 0) AS attempts FROM opportunity_state WHERE status = 'failed'
+FAILURES_SQL = f"""
+    SELECT source_id, error, coalesce(attempts, 0) AS attempts FROM opportunity_state
+    WHERE status = {literal(RecordStatus.FAILED)}
     UNION ALL
     SELECT source_id, arg_max(error, sent_at), count(DISTINCT run_id) FROM push_journal
-    WHERE kind IN ('create', 'capture', 'update') AND status IN ('failed', 'unknown')
+    WHERE kind IN {literal_list((Kind.CREATE, Kind.CAPTURE, Kind.UPDATE))}
+      AND status IN {literal_list((Sent.FAILED, Sent.UNKNOWN))}
       AND source_id NOT IN (SELECT source_id FROM opportunity_state)
     GROUP BY source_id"""
 # Why a mode skips what upsert would send (sync_plan.reason, then the state row's error).
 SKIPPED_BY_MODE = {
-    "update_only": ("create", "mode update_only: no opportunity for this record, and this mode never creates"),
-    "create_only": ("update", "mode create_only: the opportunity exists, and this mode never updates"),
+    "update_only": (Action.CREATE, "mode update_only: no opportunity for this record, and this mode never creates"),
+    "create_only": (Action.UPDATE, "mode create_only: the opportunity exists, and this mode never updates"),
 }
 
 
@@ -129,11 +131,11 @@ def _plan_records(
         WITH failures AS ({FAILURES_SQL}
         ), forced AS (
             SELECT source_id FROM failures
-            WHERE source_id IN (SELECT unnest($retry_ids::VARCHAR[])) OR $retry_all
+            WHERE {one_of('source_id', retry_ids)} OR $retry_all
         ), retried AS (
             SELECT source_id FROM failures WHERE {RETRYABLE_SQL} AND attempts < $max_attempts
             UNION SELECT source_id FROM forced
-            UNION SELECT source_id FROM opportunity_state WHERE status = 'missing'
+            UNION SELECT source_id FROM opportunity_state WHERE status = {literal(RecordStatus.MISSING)}
         ), latest AS (  -- each record's latest version, found on the narrow columns
             SELECT CASE WHEN day IN {in_days} THEN day ELSE DATE '{last_day}' END AS day, day AS record_day,
                    source_id, source_updated_at, record_hash
@@ -142,30 +144,32 @@ def _plan_records(
             QUALIFY row_number() OVER (PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1
         ), refused_leads AS (  -- the lead fields of records whose last send was refused (for failed_hash)
             SELECT day, source_id, lead_fields FROM opportunity_records
-            WHERE source_id IN (SELECT source_id FROM opportunity_state WHERE status = 'failed')
+            WHERE source_id IN (SELECT source_id FROM opportunity_state WHERE status = {literal(RecordStatus.FAILED)})
         ), decided AS (
             SELECT l.day, l.source_id, l.record_day, l.record_hash, s.opportunity_id AS state_opportunity_id,
                 s.status AS state_status,
-                CASE WHEN s.status = 'failed'
+                CASE WHEN s.status = {literal(RecordStatus.FAILED)}
                           AND s.failed_hash = {failed_hash_sql('l.record_hash', 'f.lead_fields')}
                           AND (NOT {RETRYABLE_SQL} OR coalesce(s.attempts, 0) >= $max_attempts)
                           AND forced.source_id IS NULL
-                          THEN 'refused'
-                     WHEN s.source_id IS NULL OR s.opportunity_id IS NULL OR s.status = 'missing' THEN 'create'
-                     WHEN l.source_updated_at < s.source_updated_at THEN 'stale'
-                     WHEN l.record_hash = s.sent_hash THEN 'unchanged'
-                     ELSE 'update' END AS upsert_action,
-                CASE WHEN upsert_action = $skipped THEN 'skipped' ELSE upsert_action END AS action
+                          THEN {literal(Action.REFUSED)}
+                     WHEN s.source_id IS NULL OR s.opportunity_id IS NULL OR s.status = {literal(RecordStatus.MISSING)}
+                          THEN {literal(Action.CREATE)}
+                     WHEN l.source_updated_at < s.source_updated_at THEN {literal(Action.STALE)}
+                     WHEN l.record_hash = s.sent_hash THEN {literal(Action.UNCHANGED)}
+                     ELSE {literal(Action.UPDATE)} END AS upsert_action,
+                CASE WHEN upsert_action = $skipped THEN {literal(Action.SKIPPED)} ELSE upsert_action END AS action
             FROM latest l LEFT JOIN opportunity_state s USING (source_id)
             LEFT JOIN refused_leads f ON f.day = l.record_day AND f.source_id = l.source_id
             LEFT JOIN forced ON forced.source_id = l.source_id
         )
-        SELECT day, source_id, action, CASE WHEN action = 'create' THEN NULL ELSE state_opportunity_id END,
+        SELECT day, source_id, action,
+               CASE WHEN action = {literal(Action.CREATE)} THEN NULL ELSE state_opportunity_id END,
                record_day, record_hash,
-               CASE WHEN action = 'skipped' AND state_status = 'missing' THEN $missing_reason
-                    WHEN action = 'skipped' THEN $reason END
+               CASE WHEN action = {literal(Action.SKIPPED)} AND state_status = {literal(RecordStatus.MISSING)}
+                    THEN $missing_reason
+                    WHEN action = {literal(Action.SKIPPED)} THEN $reason END
         FROM decided""", {"skipped": skipped_action, "reason": skipped_reason, "missing_reason": MISSING_NOT_RECREATED,
-                          "retry_ids": list(retry_ids),
                           "retry_all": retry_all_failed, "max_attempts": max_attempts})
 
 
@@ -184,9 +188,9 @@ def _add_update_payloads(conn: duckdb.DuckDBPyConnection, mapping: Mapping, in_d
                   FROM sync_plan p
                   JOIN opportunity_records r ON r.day = p.record_day AND r.source_id = p.source_id
                   JOIN opportunity_state s ON s.source_id = p.source_id
-                  WHERE p.action = 'update' AND p.day IN {in_days})
+                  WHERE p.action = {literal(Action.UPDATE)} AND p.day IN {in_days})
         ) AS u
-        WHERE p.source_id = u.source_id AND p.action = 'update' AND p.day IN {in_days}""")
+        WHERE p.source_id = u.source_id AND p.action = {literal(Action.UPDATE)} AND p.day IN {in_days}""")
 
 
 def _plan_activities(conn: duckdb.DuckDBPyConnection, in_days: str) -> None:
@@ -197,13 +201,12 @@ def _plan_activities(conn: duckdb.DuckDBPyConnection, in_days: str) -> None:
         FROM activity_records a
         WHERE day IN {in_days}
           AND NOT EXISTS (SELECT 1 FROM activity_state s
-                          WHERE s.event_id = a.event_id AND s.status = 'created')""")
+                          WHERE s.event_id = a.event_id AND s.status = {literal(ActivityStatus.CREATED)})""")
 
 
 def planned_activities(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> int:
     """Activities planned for the days."""
-    return conn.execute("SELECT count(*) FROM activity_plan WHERE day IN (SELECT unnest($1::DATE[]))",
-                        [list(days)]).fetchone()[0]
+    return conn.execute(f"SELECT count(*) FROM activity_plan WHERE {on_days(days)}").fetchone()[0]
 
 
 def planned_by_action(conn: duckdb.DuckDBPyConnection, first: date, last: date) -> dict[str, int]:
@@ -218,9 +221,9 @@ def failed_records(conn: duckdb.DuckDBPyConnection, source_ids: Sequence[str], e
     return dict(conn.execute(
         f"""WITH failures AS ({FAILURES_SQL})
            SELECT f.source_id, max(r.day) FROM failures f JOIN opportunity_records r USING (source_id)
-           WHERE $2 OR f.source_id IN (SELECT unnest($1::VARCHAR[]))
+           WHERE $1 OR {one_of('f.source_id', source_ids)}
            GROUP BY f.source_id""",
-        [list(source_ids), every],
+        [every],
     ).fetchall())
 
 
@@ -230,10 +233,10 @@ def records_to_send(conn: duckdb.DuckDBPyConnection, days: Sequence[date], actio
         f"""
         SELECT day, source_id, opportunity_id, fields, full_fields, search_by_value, lead_fields,
                owner_email, note, record_hash, source_updated_at, {failed_hash_sql('record_hash', 'lead_fields')}
-        FROM sync_plan_payloads WHERE action = $1 AND day IN (SELECT unnest($2::DATE[]))
+        FROM sync_plan_payloads WHERE action = $1 AND {on_days(days)}
         ORDER BY source_updated_at, source_id
         """,
-        [action, list(days)],
+        [action],
     ).fetchall()
     return [
         PlannedRecord(day, source_id, opportunity_id, _object(fields), _object(full_fields), search_by_value,
@@ -251,7 +254,7 @@ def activities_to_send(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) ->
         SELECT p.day, p.event_id, p.source_id, s.opportunity_id, p.activity_event, p.owner_email, p.note, p.fields
         FROM activity_plan p
         LEFT JOIN opportunity_state s USING (source_id)
-        WHERE p.day IN (SELECT unnest($1::DATE[]))
+        WHERE {on_days(days, 'p.day')}
           AND p.event_id NOT IN (
               SELECT event_id FROM activity_state
               WHERE status IN ({literal(ActivityStatus.CREATED)}, {literal(ActivityStatus.UNKNOWN)}))
