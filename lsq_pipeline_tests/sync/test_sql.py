@@ -1,5 +1,6 @@
-"""Quoting: a name or a text with quotes in it stays one identifier / one literal in DuckDB. Keyed
-writes: they change their keys' rows alone, and on PostgreSQL read no other."""
+"""Quoting: a name or a text with quotes in it stays one identifier / one literal in DuckDB. Key and
+day filters: their rows on either warehouse, none for an empty list. Keyed writes: they change their
+keys' rows alone, and on PostgreSQL read no other."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import duckdb
 import pytest
 
 from lsq_pipeline.warehouse.connection import Warehouse
-from lsq_pipeline.warehouse.sql import day_list_sql, identifier, keyed_rows, literal, transaction
+from lsq_pipeline.warehouse.sql import day_list_sql, identifier, keyed_rows, literal, on_days, one_of, transaction
 
 
 def test_an_identifier_with_quotes_and_spaces_names_one_column():
@@ -32,6 +33,27 @@ def test_day_list_filters_by_days():
         f"SELECT d FROM (VALUES (DATE '2026-11-01'), (DATE '2026-11-02')) v(d) WHERE d IN {day_list_sql([date(2026, 11, 2)])}"
     ).fetchall()
     assert rows == [(date(2026, 11, 2),)]
+
+
+@pytest.mark.parametrize("warehouse_backend", ["duckdb", "postgres"], indirect=True)
+def test_key_and_day_filters_select_their_rows_and_none_when_empty(warehouse_backend, warehouse_target):
+    """`one_of` and `on_days` on either warehouse: a key with a quote is one key, and an empty list
+    selects nothing (SQL has no empty tuple)."""
+    quoted = "O'Neil'); DROP TABLE t; --"
+    with Warehouse(str(warehouse_target)).connect(log=print) as conn:
+        conn.execute("CREATE TABLE t (k VARCHAR, day DATE)")
+        conn.execute("INSERT INTO t VALUES ('k1', DATE '2026-11-01'), ('k2', DATE '2026-11-02'), "
+                     "($1, DATE '2026-11-03')", [quoted])
+
+        def keys(where: str) -> list[str]:
+            return sorted(row[0] for row in conn.execute(f"SELECT k FROM t WHERE {where}").fetchall())
+
+        assert keys(one_of("k", [quoted, "k1", "absent"])) == sorted([quoted, "k1"])
+        assert keys(one_of("k", [])) == []
+        assert keys(one_of("k", iter(["k2"]))) == ["k2"]
+        assert keys(on_days([date(2026, 11, 2), date(2026, 11, 3)])) == sorted(["k2", quoted])
+        assert keys(on_days([])) == []
+        assert keys(on_days([date(2026, 11, 1)], column="t.day")) == ["k1"]
 
 
 def _table_of_1000(conn: duckdb.DuckDBPyConnection) -> None:
@@ -62,6 +84,19 @@ def test_a_keyed_write_changes_its_keys_rows_and_no_other(warehouse_backend, war
     assert len(rows) == 1001
     assert (rows["k1"], rows["k2"], rows["new"], rows["k3"], rows["k4"], rows["k5"]) == (1, 2, 5, 0, 10, 10)
     assert sum(rows.values()) == 1 + 2 + 5 + 10 + 10
+
+
+@pytest.mark.parametrize("warehouse_backend", ["duckdb", "postgres"], indirect=True)
+def test_a_keyed_write_with_no_keys_only_adds_rows(warehouse_backend, warehouse_target):
+    """No keys: nothing is staged and nothing deleted; a row the write inserts is added."""
+    with Warehouse(str(warehouse_target)).connect(log=print) as conn:
+        _table_of_1000(conn)
+        with transaction(conn), keyed_rows(conn, "t", "k", []) as table:
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == (1000 if table == "t" else 0)
+            conn.execute(f"INSERT INTO {table} VALUES ('new', 5)")
+        rows = dict(conn.execute("SELECT k, n FROM t").fetchall())
+    assert len(rows) == 1001
+    assert rows["new"] == 5 and sum(rows.values()) == 5
 
 
 def test_on_postgres_a_keyed_write_reads_only_its_keys_rows(postgres_server, postgres_url):
