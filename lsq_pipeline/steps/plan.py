@@ -259,8 +259,7 @@ def activities_to_send(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) ->
               SELECT event_id FROM activity_state
               WHERE status IN ({literal(ActivityStatus.CREATED)}, {literal(ActivityStatus.UNKNOWN)}))
         ORDER BY s.opportunity_id, p.occurred_at, p.event_id
-        """,
-        [list(days)],
+        """
     ).fetchall()
     return [
         PlannedActivity(day, event_id, source_id, opportunity_id, int(event), owner, note, _object(fields))
