@@ -1,7 +1,7 @@
 """The account's API budget as LeadSquared enforces it: a sliding window per rate class and a daily count.
 
-Rate classes: the "Bulk APIs" of LeadSquared's rate-limits page (here the lead bulk routes) are
-`bulk`; every other route is `general`. A bulk call also counts against the general window
+Rate classes: the "Bulk APIs" of LeadSquared's rate-limits page are `bulk`, every other route
+`general`, as the routing table (`routes.py`) says for each route. A bulk call also counts against the general window
 when `bulk_counts_against_general` (the pages do not say; the default is the safe side). The
 daily count covers every class and restarts with `new_day()` (`POST /sandbox/day`).
 """
@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from lsq_pipeline.sandbox.exceptions import MXAPIRateLimitExceededException
-
-BULK_ROUTES = frozenset({"LeadBulkCreate", "LeadBulkCreateOrUpdate"})
-"""Route names in LeadSquared's "Bulk APIs" class; every other route is `general`."""
+from lsq_pipeline.sandbox.routes import BULK_ROUTES
 
 PLANS: dict[str, tuple[int, int, int]] = {
     "lite": (2, 1, 34_560),
@@ -33,6 +31,7 @@ PLAN_SECONDS = 5.0
 
 
 def rate_class_of(route: str) -> str:
+    """The rate class of the API call named `route`."""
     return "bulk" if route in BULK_ROUTES else "general"
 
 

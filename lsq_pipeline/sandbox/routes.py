@@ -26,9 +26,10 @@ GET, POST = frozenset({"GET"}), frozenset({"POST"})
 class Route:
     """One row: which requests it takes, the handler that answers them, and what the server does first.
 
-    `endpoint` names a LeadSquared API call (stats, rate class, `fault_endpoints`): such a call is
-    held, delayed, rate limited and may meet a fault. `None`: the sandbox's own, none of that.
+    `endpoint` names a LeadSquared API call (stats, `fault_endpoints`): such a call is held,
+    delayed, rate limited and may meet a fault. `None`: the sandbox's own, none of that.
     `is_write`: the call commits, so its answer can be lost afterwards (`lost_response_rate`).
+    `rate_class`: the window the call counts against, `bulk` for LeadSquared's "Bulk APIs", else `general`.
     `below`: the row takes every path under `path/` (an id at the end) instead of `path` itself.
     """
 
@@ -37,6 +38,7 @@ class Route:
     handler: Handler
     endpoint: str | None = None
     is_write: bool = False
+    rate_class: str = "general"
     checks_keys: bool = True
     below: bool = False
 
@@ -46,9 +48,9 @@ class Route:
         return path.startswith(self.path + "/") if self.below else path == self.path
 
 
-def _api(path: str, endpoint: str, handler: Handler, *, is_write: bool) -> Route:
+def _api(path: str, endpoint: str, handler: Handler, *, is_write: bool, rate_class: str = "general") -> Route:
     """A LeadSquared API call: POST only, keys checked."""
-    return Route(POST, path.lower(), handler, endpoint, is_write)
+    return Route(POST, path.lower(), handler, endpoint, is_write, rate_class)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -60,9 +62,10 @@ ROUTES: tuple[Route, ...] = (
          responses.get_opportunities_by_id, is_write=False),
     _api("/v2/ProspectActivity.svc/Bulk/CustomActivity/Add/ByOpportunityId", "BulkActivities",
          responses.bulk_add_activities, is_write=True),
-    _api("/v2/LeadManagement.svc/Lead/Bulk/Create", "LeadBulkCreate", responses.bulk_create_leads, is_write=True),
+    _api("/v2/LeadManagement.svc/Lead/Bulk/Create", "LeadBulkCreate", responses.bulk_create_leads, is_write=True,
+         rate_class="bulk"),
     _api("/v2/LeadManagement.svc/Lead/Bulk/CreateOrUpdate", "LeadBulkCreateOrUpdate",
-         responses.bulk_create_or_update_leads, is_write=True),
+         responses.bulk_create_or_update_leads, is_write=True, rate_class="bulk"),
     Route(METHODS, "/sandbox/health", responses.health, checks_keys=False),
     Route(GET, "/sandbox/leads", responses.list_leads),
     Route(GET, "/sandbox/opportunities", responses.list_opportunities),
@@ -79,6 +82,8 @@ ROUTES: tuple[Route, ...] = (
 
 API_ENDPOINTS = frozenset(route.endpoint for route in ROUTES if route.endpoint is not None)
 """The LeadSquared API calls' names, as `fault_endpoints` and `/sandbox/stats` spell them."""
+BULK_ROUTES = frozenset(route.endpoint for route in ROUTES if route.rate_class == "bulk")
+"""The API calls in LeadSquared's "Bulk APIs" rate class; every other one is `general`."""
 
 
 def find_route(method: str, path: str) -> Route | None:
