@@ -8,6 +8,7 @@ import sys
 from datetime import date, datetime, timezone
 
 from lsq_pipeline.commands.project import add_account_argument, checked_settings
+from lsq_pipeline.tables.statuses import Action
 
 
 def _parse_day(text: str) -> date:
@@ -23,7 +24,7 @@ def print_day(label: str, summary) -> None:
     planned = summary.planned
     print(
         f"{label}  created {summary.created:4d}  updated {summary.updated:4d}  "
-        f"unchanged {planned.get('unchanged', 0):4d}  rejected {summary.rejected:3d}  "
+        f"unchanged {planned.get(Action.UNCHANGED, 0):4d}  rejected {summary.rejected:3d}  "
         f"failed {summary.failed:3d}  activities {summary.activities:3d}  API calls {summary.api_calls:3d}"
     )
     if not summary.success:
@@ -79,9 +80,10 @@ def _print_outcome(label: str, summary, dry_run: bool) -> None:
     if dry_run:
         planned = summary.planned
         print(
-            f"{label} (dry run, nothing sent): create {planned.get('create', 0)}, update "
-            f"{planned.get('update', 0)}, unchanged {planned.get('unchanged', 0)}, stale "
-            f"{planned.get('stale', 0)}, skipped by the mode {planned.get('skipped', 0)}, rejected {summary.rejected}"
+            f"{label} (dry run, nothing sent): create {planned.get(Action.CREATE, 0)}, update "
+            f"{planned.get(Action.UPDATE, 0)}, unchanged {planned.get(Action.UNCHANGED, 0)}, stale "
+            f"{planned.get(Action.STALE, 0)}, skipped by the mode {planned.get(Action.SKIPPED, 0)}, "
+            f"rejected {summary.rejected}"
         )
     else:
         print_day(label, summary)

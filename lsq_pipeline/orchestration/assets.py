@@ -36,6 +36,7 @@ from lsq_pipeline.steps.reconcile import ReconcileSummary, reconcile
 from lsq_pipeline.steps.transform import transform_days
 from lsq_pipeline.tables.runs import action_counts, record_errors
 from lsq_pipeline.tables.report import known_opportunities, summarize_state
+from lsq_pipeline.tables.statuses import Action
 from lsq_pipeline.warehouse.schema import ensure_schema
 
 WAREHOUSE_POOL = "lsq_warehouse"
@@ -212,14 +213,15 @@ def sync_plan(context: dg.AssetExecutionContext, resources: AccountResources, ke
         known = known_opportunities(conn)
         context.log.debug(f"plan {days[0]}..{days[-1]}: {counts}")
         for_each_day(context, keys["sync_plan"], days, partial(plan_of_day, conn))
-    batches = {action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE) for action in ("create", "update")}
+    batches = {action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE)
+               for action in (Action.CREATE, Action.UPDATE)}
     yield dg.MaterializeResult(metadata={
         "mode": dg.MetadataValue.text(mapping.opportunity.mode),
-        "run_create_batches": dg.MetadataValue.int(batches["create"]),
-        "run_update_batches": dg.MetadataValue.int(batches["update"]),
+        "run_create_batches": dg.MetadataValue.int(batches[Action.CREATE]),
+        "run_update_batches": dg.MetadataValue.int(batches[Action.UPDATE]),
     })
     threshold = source.max_change_share if config.max_change_share is None else config.max_change_share
-    yield checks.change_share(keys["sync_plan"], counts.get("update", 0), known, threshold)
+    yield checks.change_share(keys["sync_plan"], counts.get(Action.UPDATE, 0), known, threshold)
 
 
 def push(context: dg.AssetExecutionContext, resources: AccountResources, keys: Keys) -> Results:

@@ -9,6 +9,7 @@ from lsq_pipeline.orchestration.metadata import DRIFT_PREVIEW_ROWS, preview, sel
 from lsq_pipeline.orchestration.translator import op_name
 from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline.tables.report import summarize_state
+from lsq_pipeline.tables.statuses import RecordStatus
 
 REJECT_RATE = "reject_rate_below_threshold"
 CHANGE_SHARE = "change_share_below_threshold"
@@ -102,7 +103,7 @@ def leadsquared_checks(settings: AccountSettings, keys: dict[str, dg.AssetKey]) 
         """What LeadSquared holds, checked against the state table the read-back just wrote."""
         with getattr(context.resources, warehouse_key).get_connection() as conn:
             state = summarize_state(conn, DRIFT_PREVIEW_ROWS)
-        drifted, missing = state.statuses.get("drifted", 0), state.statuses.get("missing", 0)
+        drifted, missing = state.statuses.get(RecordStatus.DRIFTED, 0), state.statuses.get(RecordStatus.MISSING, 0)
         yield from selected(context, dg.AssetCheckResult(
             asset_key=held,
             check_name="one_opportunity_per_record",
@@ -115,8 +116,8 @@ def leadsquared_checks(settings: AccountSettings, keys: dict[str, dg.AssetKey]) 
             passed=drifted == 0 and missing == 0,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
-                "in_sync": dg.MetadataValue.int(state.statuses.get("in_sync", 0)),
-                "pending_read_back": dg.MetadataValue.int(state.statuses.get("pending", 0)),
+                "in_sync": dg.MetadataValue.int(state.statuses.get(RecordStatus.IN_SYNC, 0)),
+                "pending_read_back": dg.MetadataValue.int(state.statuses.get(RecordStatus.PENDING, 0)),
                 "drifted": dg.MetadataValue.int(drifted),
                 "missing": dg.MetadataValue.int(missing),
                 "drift": dg.MetadataValue.md(

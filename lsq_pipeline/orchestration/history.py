@@ -16,9 +16,11 @@ from lsq_pipeline.orchestration.metadata import API_CALLS
 from lsq_pipeline.orchestration.resources import WarehouseResource
 from lsq_pipeline.warehouse.schema import ensure_schema
 from lsq_pipeline.tables.runs import RunRecord, batches_sent, record_run
+from lsq_pipeline.tables.statuses import Kind, RunStatus
 
 # The client's endpoint each journal kind goes to, for runs that died before the push's metadata.
-ENDPOINT_OF_KIND = {"create": "bulk_add", "capture": "capture", "update": "bulk_update", "activity": "bulk_activities"}
+ENDPOINT_OF_KIND = {Kind.CREATE: "bulk_add", Kind.CAPTURE: "capture", Kind.UPDATE: "bulk_update",
+                    Kind.ACTIVITY: "bulk_activities"}
 API_CALLS_PREFIX = f"{API_CALLS}_"
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
@@ -83,13 +85,13 @@ def record_run_outcome(
     blocked = failed_error_checks(instance, run.run_id, blocking=True)
     checks_failed = failed_error_checks(instance, run.run_id, blocking=False)
     if run.status == dg.DagsterRunStatus.SUCCESS and checks_failed:
-        status, reason = "check_failed", "check failed: " + ", ".join(checks_failed)
+        status, reason = RunStatus.CHECK_FAILED, "check failed: " + ", ".join(checks_failed)
     elif run.status == dg.DagsterRunStatus.SUCCESS:
-        status, reason = "succeeded", None
+        status, reason = RunStatus.SUCCEEDED, None
     elif blocked:
-        status, reason = "blocked", "blocked by " + ", ".join(blocked)
+        status, reason = RunStatus.BLOCKED, "blocked by " + ", ".join(blocked)
     else:
-        status, reason = "failed", _failure_message(instance, run.run_id) or f"run {run.status.value}"
+        status, reason = RunStatus.FAILED, _failure_message(instance, run.run_id) or f"run {run.status.value}"
     metadata = _metadata_by_asset(instance, run.run_id, keys)
     push, reconcile = metadata.get("leadsquared/opportunities"), metadata.get("opportunity_state", {})
     stats = instance.get_run_record_by_id(run.run_id)

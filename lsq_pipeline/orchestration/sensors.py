@@ -20,6 +20,7 @@ from lsq_pipeline.orchestration.history import record_run_outcome
 from lsq_pipeline.orchestration.jobs import PLAN_ASSETS, SEND_ASSETS
 from lsq_pipeline.orchestration.translator import SOURCE_ASSETS
 from lsq_pipeline.settings import AccountSettings, source_days
+from lsq_pipeline.tables.statuses import RunStatus
 
 
 def sends_for(run: dg.DagsterRun, settings: AccountSettings, keys: dict[str, dg.AssetKey]) -> bool:
@@ -76,7 +77,7 @@ def _run_outcome_sensors(
         if sends_for(context.dagster_run, settings, keys):
             with built() as account:
                 row = record_run_outcome(context.instance, context.dagster_run, account.warehouse, keys)
-                if row and row["status"] == "check_failed":  # a green run whose ERROR check failed
+                if row and row["status"] == RunStatus.CHECK_FAILED:  # a green run whose ERROR check failed
                     _alert(context, account.alert_webhook, row)
 
     @dg.run_failure_sensor(
@@ -95,7 +96,7 @@ def _run_outcome_sensors(
                 context.log.info(f"run {context.dagster_run.run_id} failed and will be retried: no alert yet")
                 return
             _alert(context, account.alert_webhook, row or {
-                "run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name, "status": "failed",
+                "run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name, "status": RunStatus.FAILED,
                 "first_day": None, "last_day": None, "reason": context.failure_event.message,
             })
 

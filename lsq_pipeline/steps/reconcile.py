@@ -21,6 +21,7 @@ from lsq_pipeline.tables.records import ReadBack
 from lsq_pipeline.mapping import Adoption
 from lsq_pipeline.tables.statuses import RecordStatus
 from lsq_pipeline.warehouse.connection import ReusedConnection
+from lsq_pipeline.warehouse.sql import literal, literal_list
 
 LEADSQUARED_DATETIME = "%m/%d/%Y %I:%M:%S %p"
 SENT_DATETIME = "%Y-%m-%d %H:%M:%S"
@@ -141,17 +142,18 @@ def not_yet(row: Tracked, held: dict, differing: Sequence[str]) -> bool:
 def _tracked(conn_factory, event_code: int, full: bool) -> list[Tracked]:
     """The rows to read back: pending and missing ones (every known one when `full`). An adopted
     record's expected fields are what was sent with the fields LeadSquared kept laid over them."""
+    statuses = "TRUE" if full else f"s.status IN {literal_list((RecordStatus.PENDING, RecordStatus.MISSING))}"
     with conn_factory() as conn:
         rows = conn.execute(
             f"""
             SELECT s.source_id, s.opportunity_id, s.status, s.sent_fields, s.earlier_sent_fields, s.remote_modified_on,
-                   CASE WHEN s.status = 'pending'
+                   CASE WHEN s.status = {literal(RecordStatus.PENDING)}
                         THEN greatest(epoch(now()) - epoch(coalesce(s.read_back_since, s.last_synced_at)::TIMESTAMPTZ), 0)
                         ELSE 0 END,
                    s.read_back_since, s.confirmed_at, a.on_existing, a.keep_owner, a.kept_fields
             FROM opportunity_state s LEFT JOIN opportunity_adoption a USING (source_id)
             WHERE s.opportunity_id IS NOT NULL AND s.event_code = $1
-              AND {"TRUE" if full else "s.status IN ('pending', 'missing')"}
+              AND {statuses}
             """,
             [event_code],
         ).fetchall()

@@ -148,10 +148,10 @@ def run_journal(conn: duckdb.DuckDBPyConnection, run_id: str) -> RunJournal:
         "SELECT kind || ':' || status, count(*) FROM push_journal WHERE run_id = $1 GROUP BY ALL", [run_id]
     ).fetchall())
     failed = conn.execute(
-        """SELECT count(DISTINCT source_id) FROM push_journal
-           WHERE run_id = $1 AND kind <> 'activity' AND status = 'failed'
-             AND source_id NOT IN (SELECT source_id FROM push_journal
-                                   WHERE run_id = $1 AND kind <> 'activity' AND status = 'ok')""",
+        f"""SELECT count(DISTINCT source_id) FROM push_journal
+           WHERE run_id = $1 AND kind <> {literal(Kind.ACTIVITY)} AND status = {literal(Sent.FAILED)}
+             AND source_id NOT IN (SELECT source_id FROM push_journal WHERE run_id = $1
+                                   AND kind <> {literal(Kind.ACTIVITY)} AND status = {literal(Sent.OK)})""",
         [run_id],
     ).fetchone()[0]
     return RunJournal(answered, failed)

@@ -12,7 +12,7 @@ import duckdb
 
 from lsq_pipeline.tables.journal import record_outcomes
 from lsq_pipeline.tables.records import JournalEntry, ReadBack
-from lsq_pipeline.tables.statuses import CREATE_KINDS, Kind, RecordStatus, Sent
+from lsq_pipeline.tables.statuses import CREATE_KINDS, Action, Kind, RecordStatus, Sent
 from lsq_pipeline.warehouse.sql import keyed_rows, literal, literal_list, on_days, one_of, queried_keys, transaction
 
 EARLIER_VERSIONS_KEPT = 5
@@ -205,14 +205,14 @@ def _mark_skipped(conn: duckdb.DuckDBPyConnection, event_code: int, days: Sequen
     (a known opportunity keeps its id and what was last sent). A `missing` record skipped under
     `update_only` keeps the status its read-back gave (`missing`, or found after all): it is
     reported as missing, never re-created."""
-    skipped = f"{on_days(days)} AND action = 'skipped' AND reason IS DISTINCT FROM $1"
+    skipped = f"{on_days(days)} AND action = {literal(Action.SKIPPED)} AND reason IS DISTINCT FROM $1"
     keys = queried_keys(conn, f"SELECT source_id FROM sync_plan WHERE {skipped}", [MISSING_NOT_RECREATED])
     with keyed_rows(conn, "opportunity_state", "source_id", keys) as state:
         conn.execute(
             f"""
             INSERT INTO {state} (source_id, event_code, status, error, last_synced_at)
-            SELECT source_id, $2, 'skipped', reason, now() FROM sync_plan WHERE {skipped}
-            ON CONFLICT (source_id) DO UPDATE SET status = 'skipped', error = excluded.error,
+            SELECT source_id, $2, {literal(RecordStatus.SKIPPED)}, reason, now() FROM sync_plan WHERE {skipped}
+            ON CONFLICT (source_id) DO UPDATE SET status = excluded.status, error = excluded.error,
                                                   last_synced_at = excluded.last_synced_at
             """,
             [MISSING_NOT_RECREATED, event_code],
@@ -233,8 +233,8 @@ def _settle_read_back(conn: duckdb.DuckDBPyConnection, updates: Sequence[ReadBac
                 drift_fields = u.drift_fields, error = u.error, last_synced_at = now(),
                 confirmed_at = CASE WHEN u.confirmed THEN now() ELSE s.confirmed_at END,
                 read_back_since = CASE WHEN u.rewritten THEN now()
-                                       WHEN u.status IN ('pending', 'missing') THEN coalesce(s.read_back_since, now())
-                                       END
+                                       WHEN u.status IN {literal_list((RecordStatus.PENDING, RecordStatus.MISSING))}
+                                       THEN coalesce(s.read_back_since, now()) END
             FROM (
                 SELECT unnest($1) AS source_id, unnest($2) AS status, unnest($3) AS lead_id,
                        unnest($4) AS remote_fields, unnest($5::TIMESTAMP[]) AS remote_modified_on,
@@ -258,8 +258,9 @@ def found_again(conn: duckdb.DuckDBPyConnection, source_ids: Sequence[str]) -> N
     with keyed_rows(conn, "opportunity_state", "source_id", source_ids) as state:
         conn.execute(
             f"""
-            UPDATE {state} SET status = 'pending', error = NULL, read_back_since = now(), last_synced_at = now()
-            WHERE status = 'missing' AND {one_of('source_id', source_ids)}
+            UPDATE {state} SET status = {literal(RecordStatus.PENDING)}, error = NULL, read_back_since = now(),
+                last_synced_at = now()
+            WHERE status = {literal(RecordStatus.MISSING)} AND {one_of('source_id', source_ids)}
             """
         )
 
@@ -325,7 +326,8 @@ def _mark_rejected(conn: duckdb.DuckDBPyConnection, event_code: int, days: Seque
         inserted = conn.execute(
             f"""
             INSERT INTO {state} (source_id, event_code, status, error, last_synced_at)
-            SELECT source_id, $1, 'rejected', string_agg(field || ': ' || reason, '; ' ORDER BY field), now()
+            SELECT source_id, $1, {literal(RecordStatus.REJECTED)},
+                   string_agg(field || ': ' || reason, '; ' ORDER BY field), now()
             FROM rejects
             WHERE {rejected}
               AND source_id NOT IN (SELECT source_id FROM {state})

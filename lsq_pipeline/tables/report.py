@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 import duckdb
 
+from lsq_pipeline.tables.statuses import CREATE_KINDS, ActivityStatus, RecordStatus, Sent
+from lsq_pipeline.warehouse.sql import literal, literal_list
+
+
 @dataclass(frozen=True)
 class StateSummary:
     """The state tables as a person reads them after a reconcile."""
@@ -33,21 +37,22 @@ def summarize_state(conn: duckdb.DuckDBPyConnection, drift_preview_rows: int) ->
     statuses = status_counts(conn)
     opportunities = conn.execute(
         "SELECT count(*) FROM opportunity_state WHERE opportunity_id IS NOT NULL").fetchone()[0]
-    activities = conn.execute("SELECT count(*) FROM activity_state WHERE status = 'created'").fetchone()[0]
+    activities = conn.execute(
+        f"SELECT count(*) FROM activity_state WHERE status = {literal(ActivityStatus.CREATED)}").fetchone()[0]
     doubled = conn.execute(
-        """
+        f"""
         SELECT 'opportunity ' || opportunity_id || ' serves ' || string_agg(source_id, ', ')
         FROM opportunity_state WHERE opportunity_id IS NOT NULL
         GROUP BY opportunity_id HAVING count(*) > 1
         UNION ALL
         SELECT 'record ' || source_id || ' got ' || string_agg(DISTINCT opportunity_id, ', ')
-        FROM push_journal WHERE status = 'ok' AND kind IN ('create', 'capture')
+        FROM push_journal WHERE status = {literal(Sent.OK)} AND kind IN {literal_list(CREATE_KINDS)}
         GROUP BY source_id HAVING count(DISTINCT opportunity_id) > 1
         """
     ).fetchall()
     drifted = conn.execute(
-        """SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
-           WHERE status = 'drifted' ORDER BY source_id LIMIT $1""",
+        f"""SELECT source_id, opportunity_id, array_to_string(drift_fields, ', ') FROM opportunity_state
+           WHERE status = {literal(RecordStatus.DRIFTED)} ORDER BY source_id LIMIT $1""",
         [drift_preview_rows],
     ).fetchall()
     return StateSummary(statuses, opportunities, activities, [row[0] for row in doubled], drifted)

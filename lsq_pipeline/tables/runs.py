@@ -13,8 +13,11 @@ from datetime import date, datetime
 
 import duckdb
 
-from lsq_pipeline.warehouse.schema import ACTIONS, OUTCOMES
-from lsq_pipeline.warehouse.sql import keyed_rows, on_days, transaction
+from lsq_pipeline.tables.statuses import REJECT, Kind, Outcome, RunStatus, Sent
+from lsq_pipeline.warehouse.sql import keyed_rows, literal, literal_list, on_days, transaction
+
+RUN_KINDS = (Kind.CREATE, Kind.UPDATE, Kind.CAPTURE, Kind.ACTIVITY)
+"""The journal kinds `sync_runs` counts, in the order of its columns."""
 
 ERROR_COLUMNS = ("run_id", "kind", "day", "source_id", "event_id", "field", "error", "payload")
 # The field a LeadSquared error names: "... for field 'mx_Custom_5' ...", "A Lead with same Phone
@@ -22,6 +25,11 @@ ERROR_COLUMNS = ("run_id", "kind", "day", "source_id", "event_id", "field", "err
 _FIELD_IN_ERROR = r"""coalesce(nullif(regexp_extract(error, 'field ''([^'']+)''', 1), ''),
                                nullif(regexp_extract(error, 'with same (\w+)', 1), ''),
                                nullif(regexp_extract(error, '(mx_[A-Za-z0-9_]+)', 1), ''))"""
+
+_FAILED_ROW = f"""status IN {literal_list((Sent.FAILED, Sent.UNKNOWN))} AND NOT (kind = {literal(Kind.CREATE)}
+    AND source_id IN (SELECT source_id FROM push_journal WHERE run_id = $1 AND kind = {literal(Kind.CAPTURE)}))"""
+"""A journal row of the run `$1` that failed: refused or unanswered, and not a create the run handed
+on to Capture (that one was attempted, not failed)."""
 
 
 @dataclass
@@ -32,7 +40,7 @@ class RunRecord:
     job: str
     first_day: date
     last_day: date
-    status: str
+    status: RunStatus
     started_at: datetime | None = None
     ended_at: datetime | None = None
     mode: str | None = None
@@ -51,7 +59,8 @@ class RunRecord:
 def batches_sent(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
     """The batches a run sent, by journal kind: its write calls, when the push died before its metadata."""
     return dict(conn.execute(
-        "SELECT kind, count(DISTINCT batch_id) FROM push_journal WHERE run_id = $1 AND status <> 'not_sent' GROUP BY kind",
+        f"""SELECT kind, count(DISTINCT batch_id) FROM push_journal
+            WHERE run_id = $1 AND status <> {literal(Sent.NOT_SENT)} GROUP BY kind""",
         [run_id],
     ).fetchall())
 
@@ -66,25 +75,24 @@ def action_counts(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[d
         conn.execute(
             f"""SELECT action, count(*) FROM sync_plan WHERE {on_days(days)} GROUP BY action
                 UNION ALL
-                SELECT 'activity', count(*) FROM activity_plan WHERE {on_days(days)}"""
+                SELECT {literal(Kind.ACTIVITY)}, count(*) FROM activity_plan WHERE {on_days(days)}"""
         ).fetchall()
     )
     rows = conn.execute(
         f"""
-        SELECT kind, count(*) FILTER (status <> 'not_sent'), count(*) FILTER (status = 'ok'),
-               count(*) FILTER (status IN ('failed', 'unknown') AND NOT (kind = 'create' AND source_id IN (
-                   SELECT source_id FROM push_journal WHERE run_id = $1 AND kind = 'capture')))
+        SELECT kind, count(*) FILTER (status <> {literal(Sent.NOT_SENT)}),
+               count(*) FILTER (status = {literal(Sent.OK)}), count(*) FILTER ({_FAILED_ROW})
         FROM push_journal WHERE run_id = $1 AND {on_days(days)} GROUP BY kind
         """,
         [run_id],
     ).fetchall()
-    counts = {f"{outcome}_{action}": 0 for action in ACTIONS for outcome in OUTCOMES}
-    for action in ("create", "update", "activity"):
-        counts[f"planned_{action}"] = planned.get(action, 0)
+    counts = {f"{outcome}_{kind}": 0 for kind in RUN_KINDS for outcome in Outcome}
+    for kind in (Kind.CREATE, Kind.UPDATE, Kind.ACTIVITY):
+        counts[f"{Outcome.PLANNED}_{kind}"] = planned.get(kind, 0)
     for kind, attempted, succeeded, failed in rows:
-        counts[f"attempted_{kind}"] = attempted
-        counts[f"succeeded_{kind}"] = succeeded
-        counts[f"failed_{kind}"] = failed
+        counts[f"{Outcome.ATTEMPTED}_{kind}"] = attempted
+        counts[f"{Outcome.SUCCEEDED}_{kind}"] = succeeded
+        counts[f"{Outcome.FAILED}_{kind}"] = failed
     return counts
 
 
@@ -98,11 +106,9 @@ def record_errors(conn: duckdb.DuckDBPyConnection, run_id: str, days: Sequence[d
             INSERT INTO {errors}
             SELECT run_id, kind, day, source_id, event_id, {_FIELD_IN_ERROR}, error, payload
             FROM push_journal
-            WHERE run_id = $1 AND status IN ('failed', 'unknown')
-              AND NOT (kind = 'create' AND source_id IN (
-                  SELECT source_id FROM push_journal WHERE run_id = $1 AND kind = 'capture'))
+            WHERE run_id = $1 AND {_FAILED_ROW}
             UNION ALL
-            SELECT $1, 'reject', day, source_id, NULL, field, reason,
+            SELECT $1, {literal(REJECT)}, day, source_id, NULL, field, reason,
                    to_json({{'source_file': source_file, 'row_number': row_number, 'value': value}})
             FROM rejects WHERE {on_days(days)}
             """,

@@ -1,5 +1,6 @@
 """The values the sync writes in its status, kind and action columns, named once: what the plan
-decides, what the journal records of each write, and where each record and activity stands."""
+decides, what the journal records of each write, where each record and activity stands, and how
+each run ended."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ class Kind(StrEnum):
 
 CREATE_KINDS = (Kind.CREATE, Kind.CAPTURE)
 """The journal's kinds that create an opportunity."""
+
+REJECT = "reject"
+"""`sync_errors.kind` of a source row the transform rejected; its other kinds are the journal's."""
 
 
 class Sent(StrEnum):
@@ -66,3 +70,24 @@ class ActivityStatus(StrEnum):
     CREATED = "created"
     FAILED = "failed"
     UNKNOWN = "unknown"
+
+
+class RunStatus(StrEnum):
+    """`sync_runs.status`: how a sync run ended."""
+
+    SUCCEEDED = "succeeded"
+    CHECK_FAILED = "check_failed"
+    """The run succeeded, but one of its non-blocking ERROR checks failed."""
+    BLOCKED = "blocked"
+    """A blocking check stopped the run."""
+    FAILED = "failed"
+
+
+class Outcome(StrEnum):
+    """`sync_runs.<outcome>_<kind>` (`planned_create`, `failed_activity`...): what became of a
+    run's records of one journal kind."""
+
+    PLANNED = "planned"
+    ATTEMPTED = "attempted"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"

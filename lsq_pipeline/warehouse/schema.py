@@ -85,17 +85,15 @@ CREATE TABLE IF NOT EXISTS push_journal (
 )
 
 
-ACTIONS = ("create", "update", "capture", "activity")
-OUTCOMES = ("planned", "attempted", "succeeded", "failed")
-"""`sync_runs` has a column per outcome and action: `planned_create`, `failed_activity`..."""
 RUN_HISTORY_DDL: tuple[str, ...] = (
     """
 CREATE TABLE IF NOT EXISTS sync_runs (
     run_id VARCHAR PRIMARY KEY, job VARCHAR, first_day DATE, last_day DATE, mode VARCHAR,
     status VARCHAR, reason VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
-    """
-    + ",\n    ".join(f"{outcome}_{action} INTEGER" for action in ACTIONS for outcome in OUTCOMES)
-    + """,
+    planned_create INTEGER, attempted_create INTEGER, succeeded_create INTEGER, failed_create INTEGER,
+    planned_update INTEGER, attempted_update INTEGER, succeeded_update INTEGER, failed_update INTEGER,
+    planned_capture INTEGER, attempted_capture INTEGER, succeeded_capture INTEGER, failed_capture INTEGER,
+    planned_activity INTEGER, attempted_activity INTEGER, succeeded_activity INTEGER, failed_activity INTEGER,
     api_calls JSON, api_calls_total INTEGER, rate_limited_calls INTEGER, items_per_second DOUBLE,
     budget_exhausted BOOLEAN, errors INTEGER
 )""",
@@ -105,7 +103,8 @@ CREATE TABLE IF NOT EXISTS sync_errors (
     field VARCHAR, error VARCHAR, payload JSON
 )""",
 )
-"""The run history (`tables.runs`) as the migration that made it wrote it."""
+"""The run history (`tables.runs`) as the migration that made it wrote it: a column per outcome and
+journal kind (`statuses.Outcome`, `runs.RUN_KINDS`)."""
 
 
 SYNC_PLAN_PAYLOADS_VIEW = """CREATE VIEW sync_plan_payloads AS
