@@ -52,6 +52,7 @@ from lsq_pipeline.leadsquared.models import (
     GetOpportunitiesRequest,
     LeadAttribute,
     LeadBatchResult,
+    LeadCallStatus,
     OpportunityAdd,
     OpportunityGroup,
     OpportunityRecord,
@@ -215,14 +216,14 @@ class LeadSquaredClient(Transport):
             except (AuthenticationError, DailyBudgetExhausted):
                 raise
             except (TransientError, RateLimitedError) as error:
-                return [LeadBatchResult(status="unknown", **span, **_error_fields(error))]
+                return [LeadBatchResult(status=LeadCallStatus.UNKNOWN, **span, **_error_fields(error))]
             except LeadSquaredError as error:
-                return [LeadBatchResult(status="refused", **span, **_error_fields(error))]
+                return [LeadBatchResult(status=LeadCallStatus.REFUSED, **span, **_error_fields(error))]
             refusal = ErrorBody.model_validate(answer.body) if isinstance(answer.body, dict) else ErrorBody()
             if refusal.status == "Error":
-                return [LeadBatchResult(status="refused", **span, exception_type=refusal.exception_type,
+                return [LeadBatchResult(status=LeadCallStatus.REFUSED, **span, exception_type=refusal.exception_type,
                                         exception_message=refusal.exception_message)]
-            return [LeadBatchResult(status="answered", **span)]
+            return [LeadBatchResult(status=LeadCallStatus.ANSWERED, **span)]
 
         return self._run_batches(endpoint, numbered, run)
 

@@ -9,6 +9,7 @@ are ignored, and the per-row failure keys (`ExceptionType`, `ExceptionMessage`) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -308,16 +309,22 @@ class RowResult(ApiModel):
     exception_message: str | None = None
 
 
+class LeadCallStatus(StrEnum):
+    """What became of one lead bulk call. Whether a given lead exists is learned from the next Bulk Add."""
+
+    ANSWERED = "answered"
+    """HTTP 200: every lead of the call whose unique field was new now exists."""
+    REFUSED = "refused"
+    """An error answer: none, or only some, of the leads may exist."""
+    UNKNOWN = "unknown"
+    """No answer after the retries."""
+
+
 class LeadBatchResult(ApiModel):
     """The outcome of one lead bulk call, covering the leads `first` to `first + count - 1` of those given.
+    The answer's shape is not documented, so nothing but its kind (`status`) is read from it."""
 
-    The answer's shape is not documented, so nothing but its kind is read from it:
-    `answered` (HTTP 200: every lead of the call whose unique field was new now exists),
-    `refused` (an error answer: none, or only some, of the leads may exist), or `unknown` (no
-    answer after the retries). Whether a given lead exists is learned from the next Bulk Add.
-    """
-
-    status: Literal["answered", "refused", "unknown"]
+    status: LeadCallStatus
     first: int
     count: int
     exception_type: str | None = None

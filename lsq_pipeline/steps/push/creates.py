@@ -21,6 +21,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 
 from lsq_pipeline.leadsquared import (
     CaptureOpportunityDetails,
@@ -76,13 +77,22 @@ def _call_failed(result: RowResult) -> bool:
     return result.exception_type in CALL_FAILURES
 
 
+class WorkKind(StrEnum):
+    """What a unit of the general lane sends."""
+
+    ADD = "add"
+    """Bulk Add, up to 25 records."""
+    CAPTURE = "capture"
+    """Records Bulk Add could not create (e.g. no lead)."""
+    CAPTURE_LEAD = "capture_lead"
+    """Unsent leads' first records; the rest of their records go to Bulk Add once the captures answer."""
+
+
 @dataclass
 class Work:
-    """One unit of the general lane: `add` (Bulk Add, up to 25 records), `capture` (records Bulk
-    Add could not create, e.g. no lead) or `capture_lead` (unsent leads' first records; the rest of their
-    records go to Bulk Add once the captures answer)."""
+    """One unit of the general lane."""
 
-    kind: str
+    kind: WorkKind
     rows: list[PlannedRecord]
     rest: list[PlannedRecord]
 
@@ -134,14 +144,15 @@ class CreateQueue:
             while not self._aborted:
                 if self._to_capture:
                     count = min(CAPTURES_PER_UNIT, len(self._to_capture))
-                    return self._start(Work("capture", [self._to_capture.popleft() for _ in range(count)], []))
+                    return self._start(Work(WorkKind.CAPTURE, [self._to_capture.popleft() for _ in range(count)], []))
                 if len(self._ready) >= MAX_ITEMS_PER_WRITE:
-                    return self._start(Work("add", self._pop_ready(MAX_ITEMS_PER_WRITE), []))
+                    return self._start(Work(WorkKind.ADD, self._pop_ready(MAX_ITEMS_PER_WRITE), []))
                 if self._unsent:
                     groups = [self._unsent.pop() for _ in range(min(CAPTURES_PER_UNIT, len(self._unsent)))]
-                    return self._start(Work("capture_lead", [g[0] for g in groups], [r for g in groups for r in g[1:]]))
+                    return self._start(Work(WorkKind.CAPTURE_LEAD, [g[0] for g in groups],
+                                                 [r for g in groups for r in g[1:]]))
                 if self._ready and not self._bulk_busy:
-                    return self._start(Work("add", self._pop_ready(MAX_ITEMS_PER_WRITE), []))
+                    return self._start(Work(WorkKind.ADD, self._pop_ready(MAX_ITEMS_PER_WRITE), []))
                 if not self._bulk_busy and not self._general_busy:
                     self._changed.notify_all()
                     return None
@@ -254,11 +265,11 @@ class Creates:
                 to_capture: list[PlannedRecord] = []
                 to_add: list[PlannedRecord] = []
                 try:
-                    if work.kind == "add":
+                    if work.kind == WorkKind.ADD:
                         to_capture = self._add_batch(work.rows)
                     else:
                         to_add = self._capture(work.rows, rounds)
-                        if work.kind == "capture_lead":
+                        if work.kind == WorkKind.CAPTURE_LEAD:
                             self.progress.done("leads", len(work.rows))
                 finally:
                     queue.work_done(work, to_capture=to_capture, to_add=to_add)

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lsq_pipeline.leadsquared import LeadBatchResult
+from lsq_pipeline.leadsquared import LeadBatchResult, LeadCallStatus
 from lsq_pipeline.tables.records import JournalEntry
 from lsq_pipeline.tables.statuses import Kind, Sent
 
@@ -100,7 +100,7 @@ class PushSummary:
         with self._lock:
             self.lead_calls += len(calls)
             for call in calls:
-                if call.status == "answered":
+                if call.status == LeadCallStatus.ANSWERED:
                     self.leads_sent += call.count
                 else:
                     self.lead_calls_failed += 1
