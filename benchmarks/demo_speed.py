@@ -128,6 +128,8 @@ class Timers:
             finally:
                 timers.add(name, time.perf_counter() - started)
 
+        if hasattr(original, "cache_clear"):  # a cached function (use_project_instance) is still cleared
+            wrapper.cache_clear = original.cache_clear
         setattr(owner, attribute, wrapper)
 
     def wrap_context(self, owner: object, attribute: str, name: str) -> None:
@@ -207,12 +209,14 @@ def child(folder: Path) -> None:
     timers.wrap(history, "record_run_outcome", "after: record_run_outcome")
     timers.wrap(runs, "summarize", "after: summarize (DuckDB)")
     timers.wrap(dg.DagsterInstance, "get", "DagsterInstance.get (new instance)")
-    timers.wrap(assets.extract_rules, "extract_days", "sync: extract_days")
-    timers.wrap(assets.validate, "transform_days", "sync: transform_days")
-    timers.wrap(assets.plan_rules, "plan_days", "sync: plan_days")
+    # The steps and table_metadata are wrapped under the names the assets module calls them by.
+    timers.wrap(assets, "extract_days", "sync: extract_days")
+    timers.wrap(assets, "transform_days", "sync: transform_days")
+    timers.wrap(assets, "plan_days", "sync: plan_days")
     timers.wrap(Pusher, "push", "sync: Pusher.push")
-    timers.wrap(assets, "reconcile", "sync: reconcile")  # the name the assets module calls
-    timers.wrap(metadata, "table_metadata", "step: table_metadata (asset metadata queries)")
+    timers.wrap(assets, "reconcile", "sync: reconcile")
+    for owner in (assets, metadata):
+        timers.wrap(owner, "table_metadata", "step: table_metadata (asset metadata queries)")
     timers.wrap(duckdb, "connect", "duckdb.connect (any)")
     timers.wrap_context(WarehouseResource, "get_connection", "WarehouseResource.get_connection")
     original_attempt = LeadSquaredClient._attempt
