@@ -15,6 +15,7 @@ from lsq_pipeline.leadsquared.models import EndpointStats
 from lsq_pipeline.steps.plan import ACTIONS, planned_activities, planned_by_action
 from lsq_pipeline.steps.transform import rejects_by_field
 from lsq_pipeline.tables.runs import ERROR_COLUMNS, day_errors
+from lsq_pipeline.tables.report import day_status_counts
 from lsq_pipeline.warehouse.schema import table_slice
 
 EMPTY = EndpointStats()
@@ -89,6 +90,12 @@ def opportunities_of_day(
             if first else "none"
         ),
     }
+
+
+def state_of_day(conn: duckdb.DuckDBPyConnection, day: date) -> dict[str, object]:
+    """Where the records of the day (their latest version) stand after the reconcile: `day_<status>`
+    for every status."""
+    return {f"day_{status}": dg.MetadataValue.int(count) for status, count in day_status_counts(conn, day).items()}
 
 
 def activities_of_day(counts: dict[str, int]) -> dict[str, object]:

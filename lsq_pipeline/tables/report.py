@@ -4,6 +4,7 @@ two opportunities, drift), and one record's state row (`lsq-pipeline state`, the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import duckdb
 
@@ -30,6 +31,23 @@ class StateSummary:
 def status_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Source records by state status, in the order of the statuses' names."""
     return dict(conn.execute("SELECT status, count(*) FROM opportunity_state GROUP BY status ORDER BY status").fetchall())
+
+
+def day_status_counts(conn: duckdb.DuckDBPyConnection, day: date) -> dict[str, int]:
+    """Where the records whose latest version is of `day` stand now (each record counted on one
+    day only, so the days sum to the table), every status counted, 0 included."""
+    rows = conn.execute(
+        """WITH latest AS (
+               SELECT source_id, max(day) AS day FROM (
+                   SELECT source_id, day FROM sync_plan
+                   UNION ALL SELECT source_id, day FROM rejects WHERE source_id IS NOT NULL)
+               GROUP BY source_id)
+           SELECT state.status, count(*) FROM opportunity_state AS state JOIN latest USING (source_id)
+           WHERE latest.day = $1 GROUP BY state.status""",
+        [day],
+    ).fetchall()
+    held = dict(rows)
+    return {status.value: held.get(status.value, 0) for status in RecordStatus}
 
 
 def summarize_state(conn: duckdb.DuckDBPyConnection, drift_preview_rows: int) -> StateSummary:

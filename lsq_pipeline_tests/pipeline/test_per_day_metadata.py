@@ -52,3 +52,9 @@ def test_a_three_day_backfill_gives_each_day_its_own_counts(make_pipeline, wareh
     state = figures("opportunity_state")
     assert all("dagster/row_count" not in f and f["table_total_rows"] == pipeline.scalar(
         "SELECT count(*) FROM opportunity_state") for f in state.values())
+    # ... and where the records of each day (their latest version) stand: every status counted, the
+    # days summing to the table.
+    statuses = dict(pipeline.query("SELECT status, count(*) FROM opportunity_state GROUP BY status"))
+    for status in ("in_sync", "rejected", "pending", "failed"):
+        assert sum(f[f"day_{status}"] for f in state.values()) == statuses.get(status, 0), status
+    assert len({f["day_in_sync"] for f in state.values()}) > 1
