@@ -18,6 +18,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lsq_pipeline.leadsquared.budget import BudgetSettings
+from lsq_pipeline.sources import Sources
 from lsq_pipeline.warehouse.connection import Warehouse, is_postgres, postgres_url_problem, schema_problem
 from lsq_pipeline.steps.reconcile import READ_BACK_GRACE_SECONDS
 
@@ -68,6 +69,8 @@ class SourceSettings(BaseModel):
                                                                  "before the push")
     max_change_share: float = Field(0.5, ge=0, le=1, description="share of known opportunities a run may "
                                                                  "update before it stops")
+    max_gone_share: float = Field(0.2, ge=0, le=1, description="share of known records a snapshot may lose at "
+                                                               "once before the run stops (a broken upstream)")
     max_attempts: int = Field(5, ge=1, description="sends of a transiently failed record before it waits")
     read_back_grace_seconds: float = Field(
         READ_BACK_GRACE_SECONDS, ge=0,
@@ -121,6 +124,8 @@ class AccountAttributes(AlertSettings, LeadSquaredSettings, WarehouseSettings, S
 
     model_config = ConfigDict(extra="forbid")
 
+    source: Sources | None = Field(None, description="applications and events: each files, table or query "
+                                                     "(with database, asset, day_column); none: source_dir")
     account: str = Field(DEFAULT_ACCOUNT, pattern=r"^[a-z][a-z0-9_]*$",
                          description="asset-key prefix; names the jobs, schedule, sensors, pools ('default': none)")
     access_key_env: str = Field("", description="NAME of the variable holding the access key")
@@ -188,6 +193,13 @@ class AccountSettings(AccountAttributes):
                              "or sandbox: true for the embedded sandbox")
         return self
 
+    @model_validator(mode="after")
+    def _one_source_form(self) -> AccountSettings:
+        if self.source is not None and "source_dir" in self.model_fields_set:
+            raise ValueError(f"account {self.account}: source and source_dir are both set: source_dir is the "
+                             "short form of source: {applications: {files: ...}, events: {files: ...}}")
+        return self
+
     # --- names -------------------------------------------------------------------------------
 
     @property
@@ -238,6 +250,16 @@ class AccountSettings(AccountAttributes):
     def uses_sandbox(self) -> bool:
         return self.sandbox
 
+    def sources(self) -> Sources:
+        """Where the records come from (`source`, else the short form `source_dir`), relative paths
+        taken from `root`."""
+        return (self.source or Sources.of_folder(self.source_dir)).resolved(self.root)
+
+    @property
+    def daily(self) -> bool:
+        """Daily partitions (files, or a day column); otherwise each run reads a snapshot."""
+        return self.sources().daily
+
     def first_partition_day(self) -> date:
         """`first_day`: required, so the partitions never move with the folders on disk."""
         if not self.first_day:
@@ -287,7 +309,8 @@ def settings_from(attributes: dict[str, object]) -> AccountSettings:
 def settings_error(error: ValidationError, account: str) -> SettingsError:
     """A validation error as one line naming each bad setting, never a value."""
     problems = "; ".join(
-        f"{_setting_name(account, str(e['loc'][0]))}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+        f"{_setting_name(account, '.'.join(str(part) for part in e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+        if e["loc"] else e["msg"].removeprefix("Value error, ")
         for e in error.errors(include_input=False)
     )
     return SettingsError(f"bad configuration: {problems}")

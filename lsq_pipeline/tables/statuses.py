@@ -62,6 +62,8 @@ class RecordStatus(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     SKIPPED = "skipped"
+    GONE_FROM_SOURCE = "gone_from_source"
+    """Synced once, no longer in a snapshot source: nothing in LeadSquared is deleted or changed."""
 
 
 class ActivityStatus(StrEnum):
