@@ -5,6 +5,7 @@ split into days by a column (`day_column`)."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,12 @@ from lsq_pipeline.warehouse.connection import is_postgres, postgres_url_problem
 
 SourceKind = Literal["files", "table", "query"]
 RecordSet = Literal["applications", "events"]
+
+
+def snapshot_day(at: datetime | None = None) -> date:
+    """The day a snapshot run works on: the UTC date of `at` (the run's creation; default now).
+    The warehouse's tables stay keyed by day, so a snapshot is filed under the day it was taken."""
+    return (at or datetime.now(timezone.utc)).astimezone(timezone.utc).date()
 
 
 class SourceTable(BaseModel):
