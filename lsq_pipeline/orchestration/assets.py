@@ -26,7 +26,7 @@ from lsq_pipeline.orchestration.metadata import (
     preview, rejects_of_day, run_figures, selected, state_of_day, table_metadata, table_of_day)
 from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseResource
 from lsq_pipeline.orchestration.source import SourceResource
-from lsq_pipeline.orchestration.translator import Translate, account_specs, keys_of, op_name
+from lsq_pipeline.orchestration.translator import Translate, account_specs, keys_of, op_name, source_specs
 from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline.steps.extract import extract_days
 from lsq_pipeline.steps.plan import failed_records, plan_days
@@ -371,7 +371,7 @@ def build_assets(
         warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
         specs = account_specs(settings, partitions, mapping, translate)
         account = _Account(settings, keys_of(specs), execute or run_step)
-        source_files = [specs["source/applications"], specs["source/events"]]
+        source_files = source_specs(specs)
         return ([*source_files, *_step_assets(account, partitions, specs)],
                 [checks.leadsquared_checks(settings, account.keys)], account.keys)
 

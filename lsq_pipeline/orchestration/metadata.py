@@ -12,6 +12,7 @@ import duckdb
 
 from lsq_pipeline.leadsquared import ClientStats
 from lsq_pipeline.leadsquared.models import EndpointStats
+from lsq_pipeline.sources import SourceTable
 from lsq_pipeline.steps.plan import ACTIONS, planned_activities, planned_by_action
 from lsq_pipeline.steps.transform import rejects_by_field
 from lsq_pipeline.tables.runs import ERROR_COLUMNS, day_errors
@@ -24,6 +25,8 @@ PREVIEW_ROWS = 5
 PREVIEW_CELL_CHARS = 60
 DRIFT_PREVIEW_ROWS = 20
 ERROR_PREVIEW_ROWS = 20
+QUERY_CHARS = 2000
+"""A source query is shown as text up to this length: enough to recognise it, not a whole file."""
 
 
 def _cell(value: object) -> str:
@@ -52,6 +55,38 @@ def table_metadata(
         "table": dg.MetadataValue.text(table),
         "preview": dg.MetadataValue.md(preview(written.columns, written.sample) if written.sample else "no rows"),
     }
+
+
+def _query_text(query: str) -> dg.MetadataValue:
+    return dg.MetadataValue.text(query if len(query) <= QUERY_CHARS else query[: QUERY_CHARS - 1] + "…")
+
+
+def _database(database: str) -> dg.MetadataValue:
+    return dg.MetadataValue.text(database) if "://" in database else dg.MetadataValue.path(database)
+
+
+def source_asset_metadata(source: SourceTable) -> dict[str, object]:
+    """What the external asset of a table or query source shows: its table (`dagster/table_name`)
+    or its query as text (truncated), and the database it is read from (none: the warehouse)."""
+    metadata: dict[str, object] = (
+        {"dagster/table_name": source.table} if source.table else {"query": _query_text(source.query or "")})
+    if source.database:
+        metadata["database"] = _database(source.database)
+    return metadata
+
+
+def extract_source_metadata(source: SourceTable, rows_read: int) -> dict[str, dg.MetadataValue]:
+    """What the extract read one record set from: the source's kind, its folder, table or query (as
+    text, truncated), and the rows the run read."""
+    if source.kind == "files":
+        read_from = {"source_files": dg.MetadataValue.path(source.files or "")}
+    elif source.kind == "query":
+        read_from = {"source_query": _query_text(source.query or "")}
+    else:
+        read_from = {"source_table": dg.MetadataValue.text(source.table or source.asset or "")}
+    return {"source_kind": dg.MetadataValue.text(source.kind), **read_from,
+            **({"source_database": _database(source.database)} if source.database else {}),
+            "run_rows_read": dg.MetadataValue.int(rows_read)}
 
 
 def table_of_day(conn: duckdb.DuckDBPyConnection, table: str, day: date) -> dict[str, object]:
@@ -153,11 +188,14 @@ def for_each_day(
     metadata_of: Callable[[date], dict[str, object]],
 ) -> None:
     """Each day's own figures on that day's materialization of `asset_key` (when the run selects
-    it): a range run is one run, yet each day shows what it holds, and the days sum to the run."""
+    it): a range run is one run, yet each day shows what it holds, and the days sum to the run. A
+    snapshot's asset is unpartitioned: its one day's figures go on its materialization."""
     if asset_key not in context.selected_asset_keys:
         return
+    partitioned = context.assets_def.partitions_def is not None
     for day in days:
-        context.add_asset_metadata(metadata_of(day), asset_key=asset_key, partition_key=day.isoformat())
+        context.add_asset_metadata(metadata_of(day), asset_key=asset_key,
+                                   partition_key=day.isoformat() if partitioned else None)
 
 
 def selected(

@@ -3,21 +3,33 @@ owners, deps, freshness, automation and column lineage, each put through the acc
 translation (YAML `translation:`, or a subclass's `get_asset_spec`) in lineage order, so a renamed
 upstream key is what its downstream assets depend on.
 
+The graph starts at the source of each record set: its export files (`source/applications`, an
+observed csv asset), its table or query (the same key, an external asset with `dagster/table_name`
+or the query), or the upstream Dagster asset that writes the table (`asset:`, e.g. a dbt model),
+which the extract then depends on in place of an asset of ours.
+
 The mapping is a column-to-field map, so the column lineage of what LeadSquared holds is exact:
-`mx_Custom_3` <- `raw_applications.amount`. `opportunity_records` keeps its fields in one JSON
-column, so the lineage goes from the raw tables' columns straight to the LeadSquared fields."""
+`mx_Custom_3` <- `raw_applications.amount` for export files, and for a table or query the source's
+own column, `mx_Custom_3` <- `analytics.loan_applications.amount` (on the source's asset).
+`opportunity_records` keeps its fields in one JSON column, so the lineage goes from those columns
+straight to the LeadSquared fields."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 from dagster._utils.schedules import get_smallest_cron_interval
 
-from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline.mapping import FieldSpec, Mapping, template_columns
+from lsq_pipeline.orchestration.metadata import source_asset_metadata
+from lsq_pipeline.orchestration.upstream import upstream_key
+from lsq_pipeline.settings import AccountSettings
+from lsq_pipeline.sources import RecordSet, SourceTable
+from lsq_pipeline.warehouse.connection import Warehouse
 
 STEPS = ("source", "extract", "transform", "plan", "push", "reconcile")
 """The steps, as a translation's templates see them (`{{ data.step }}`)."""
@@ -50,6 +62,9 @@ class _Asset:
 
 SOURCE_ASSETS = {"applications.csv": "source/applications", "events.csv": "source/events"}
 """The export file of each source asset."""
+RECORD_SETS: dict[RecordSet, tuple[str, str]] = {"applications": ("source/applications", "raw_applications"),
+                                                 "events": ("source/events", "raw_events")}
+"""Each record set's source asset and the raw table the extract loads it into."""
 ASSETS: dict[str, _Asset] = {
     "source/applications": _Asset("source", "Each day's applications.csv in the source folder, as exported; reported "
                                   "by the source_files_arrived sensor (size and modified time), so a late export "
@@ -179,39 +194,109 @@ def automation_condition(settings: AccountSettings) -> dg.AutomationCondition | 
     return dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window())
 
 
+def _record_set_of(name: str) -> RecordSet | None:
+    """The record set whose source asset or raw table `name` is."""
+    return next((record_set for record_set, names in RECORD_SETS.items() if name in names), None)
+
+
+def _where(source: SourceTable) -> str:
+    if not source.database:
+        return "in the warehouse"
+    return "in a PostgreSQL database" if source.on_postgres() else f"in the DuckDB file {Path(source.database).name}"
+
+
+def _source_description(record_set: RecordSet, source: SourceTable) -> str:
+    """A table or query source's external asset, described."""
+    what = f"the table {source.table}" if source.table else "the query in this asset's metadata"
+    read = (f"the extract reads each day's rows by {source.day_column}" if source.day_column
+            else "each run of the extract reads it whole (a snapshot)")
+    return f"The {record_set} as {what} holds them, {_where(source)}; {read}."
+
+
+def _raw_description(record_set: RecordSet, source: SourceTable) -> str:
+    read = f"each day's rows by {source.day_column}" if source.day_column else "the whole source at each run"
+    return f"The {record_set} read from the source's {source.kind} ({read}), the mapping's columns as text."
+
+
+def _source_kinds(source: SourceTable, location: Warehouse) -> set[str]:
+    """A files source is csv; a table or query is the kind of the database it is read from."""
+    if source.kind == "files":
+        return {"csv"}
+    return {"postgres" if source.on_postgres() else "duckdb" if source.database else location.kind}
+
+
+def _source_metadata(settings: AccountSettings, name: str, source: SourceTable) -> dict[str, object]:
+    if source.kind != "files":
+        return source_asset_metadata(source)
+    file_name = next(file for file, source_name in SOURCE_ASSETS.items() if source_name == name)
+    return {"path": dg.MetadataValue.path(str(settings.path("source_dir") / "YYYY-MM-DD" / file_name))}
+
+
+def _column_source(source: SourceTable | None, names: tuple[str, str], keys: dict[str, dg.AssetKey]) -> dg.AssetKey:
+    """Where the columns of a record set come from, for the column lineage: the source's own asset for
+    a table or query (the upstream asset, or our external one), the raw table for export files."""
+    source_name, raw_name = names
+    return keys[source_name] if source and source.kind != "files" else keys[raw_name]
+
+
 def account_specs(
-    settings: AccountSettings, partitions: dg.PartitionsDefinition, mapping: Mapping | None,
+    settings: AccountSettings, partitions: dg.PartitionsDefinition | None, mapping: Mapping | None,
     translate: Translate | None = None,
 ) -> dict[str, dg.AssetSpec]:
-    """The account's asset specs by name, translated, each depending on its upstream's translated key."""
-    location = settings.warehouse_location()
+    """The account's asset specs by name, translated, each depending on its upstream's translated key.
+    A record set read from an upstream asset (`asset:`) has no source asset of ours: its raw table
+    depends on that asset's key; an account without events has no `source/events`."""
+    location, sources = settings.warehouse_location(), settings.sources()
     specs: dict[str, dg.AssetSpec] = {}
+    keys: dict[str, dg.AssetKey] = {}
+    """What a dependent depends on, by name: a spec's (translated) key, or an upstream asset's."""
+    for record_set, (source_name, _) in RECORD_SETS.items():
+        if (source := sources.of(record_set)) and source.asset:
+            keys[source_name] = upstream_key(source)
     for name, asset in ASSETS.items():
+        record_set = _record_set_of(name)
+        source = sources.of(record_set) if record_set else None
+        if asset.step == "source" and (source is None or source.asset):
+            continue
         metadata: dict[str, object] = {}
+        description, kinds = asset.description, set(asset.kinds)
         if asset.table:
             metadata["dagster/table_name"] = location.table_name(asset.table)
-        if asset.step == "source":
-            file_name = next(file for file, source in SOURCE_ASSETS.items() if source == name)
-            metadata["path"] = dg.MetadataValue.path(str(settings.path("source_dir") / "YYYY-MM-DD" / file_name))
+        if asset.step == "source" and source:
+            metadata.update(_source_metadata(settings, name, source))
+            kinds = _source_kinds(source, location)
+            if source.kind != "files":
+                description = _source_description(record_set, source)
+        if asset.step == "extract" and source and source.kind != "files":
+            description = _raw_description(record_set, source)
         if name == "leadsquared/opportunities" and mapping:
-            metadata.update(opportunities_metadata(mapping, specs["raw_applications"].key))
+            metadata.update(opportunities_metadata(
+                mapping, _column_source(sources.applications, RECORD_SETS["applications"], keys)))
         if name == "leadsquared/activities" and mapping:
-            metadata.update(activities_metadata(mapping, specs["raw_events"].key))
+            metadata.update(activities_metadata(mapping, _column_source(sources.events, RECORD_SETS["events"], keys)))
+        fresh = (name == "opportunity_state" or (source is not None and asset.step == (
+            "source" if source.kind == "files" else "extract")))
         base = dg.AssetSpec(
             account_key(settings, name),
-            deps=[specs[upstream].key for upstream in asset.deps],
-            description=asset.description,
-            kinds={*({location.kind} if asset.table else set()), asset.step, *asset.kinds},
+            deps=[keys[upstream] for upstream in asset.deps if upstream in keys],
+            description=description,
+            kinds={*({location.kind} if asset.table else set()), asset.step, *kinds},
             owners=settings.owners,
             group_name=settings.account,
             partitions_def=partitions,
-            freshness_policy=freshness_policy(settings) if name in ("source/applications", "source/events",
-                                                                       "opportunity_state") else None,
+            freshness_policy=freshness_policy(settings) if fresh else None,
             automation_condition=None if asset.step == "source" else automation_condition(settings),
             metadata=metadata,
         )
         specs[name] = translate(StepAsset(asset.step, name, base)) if translate else base
+        keys[name] = specs[name].key
     return specs
+
+
+def source_specs(specs: dict[str, dg.AssetSpec]) -> list[dg.AssetSpec]:
+    """The account's own source assets (export files, a table's or query's external asset): none for
+    a record set read from an upstream asset, or for no events."""
+    return [specs[source_name] for source_name, _ in RECORD_SETS.values() if source_name in specs]
 
 
 def keys_of(specs: dict[str, dg.AssetSpec]) -> dict[str, dg.AssetKey]:
