@@ -82,6 +82,7 @@ def plan_days(
     max_attempts: int = 5,
     retry_ids: Sequence[str] = (),
     retry_all_failed: bool = False,
+    snapshot: bool = False,
 ) -> dict[str, int]:
     """Replace the days' rows in sync_plan and activity_plan, in one transaction. sync_plan holds
     decisions, not copies: each row names the record's version (`record_day`, `record_hash`) and
@@ -102,7 +103,9 @@ def plan_days(
     command) do the same for refused records and for those out of attempts. A `missing` record
     (not found by the read-back past its grace) is planned `create` the same way (`skipped` under
     `update_only`); the push reads it back once more before it re-creates it. Such records are
-    planned under the run's last day.
+    planned under the run's last day. In a `snapshot` (the day holds the whole source) only the
+    day's records are planned: a record the snapshot no longer has is gone from the source
+    (`steps/gone.py`), never retried or re-created.
     """
     days = sorted(set(days))
     if not days:
@@ -111,7 +114,7 @@ def plan_days(
     with transaction(conn):
         conn.execute(f"DELETE FROM sync_plan WHERE day IN {in_days}")
         conn.execute(f"DELETE FROM activity_plan WHERE day IN {in_days}")
-        _plan_records(conn, in_days, days[-1], mapping, max_attempts, retry_ids, retry_all_failed)
+        _plan_records(conn, in_days, days[-1], mapping, max_attempts, retry_ids, retry_all_failed, snapshot)
         _add_update_payloads(conn, mapping, in_days)
         _plan_activities(conn, in_days)
         rows = conn.execute(f"SELECT action, count(*) FROM sync_plan WHERE day IN {in_days} GROUP BY action").fetchall()
@@ -121,10 +124,10 @@ def plan_days(
 
 def _plan_records(
     conn: duckdb.DuckDBPyConnection, in_days: str, last_day: date, mapping: Mapping, max_attempts: int,
-    retry_ids: Sequence[str], retry_all_failed: bool,
+    retry_ids: Sequence[str], retry_all_failed: bool, snapshot: bool,
 ) -> None:
     """Insert into sync_plan the decision on each record of the days (`in_days`) and on each
-    record a retry plans again (under `last_day`), as `plan_days` tells."""
+    record a retry plans again (under `last_day`, none in a `snapshot`), as `plan_days` tells."""
     skipped_action, skipped_reason = SKIPPED_BY_MODE.get(mapping.opportunity.mode, (None, None))
     conn.execute(f"""
         INSERT INTO sync_plan (day, source_id, action, opportunity_id, record_day, record_hash, reason)
@@ -140,7 +143,7 @@ def _plan_records(
             SELECT CASE WHEN day IN {in_days} THEN day ELSE DATE '{last_day}' END AS day, day AS record_day,
                    source_id, source_updated_at, record_hash
             FROM opportunity_records
-            WHERE day IN {in_days} OR source_id IN (SELECT source_id FROM retried)
+            WHERE day IN {in_days} OR (NOT $snapshot AND source_id IN (SELECT source_id FROM retried))
             QUALIFY row_number() OVER (PARTITION BY source_id ORDER BY source_updated_at DESC, day DESC) = 1
         ), refused_leads AS (  -- the lead fields of records whose last send was refused (for failed_hash)
             SELECT day, source_id, lead_fields FROM opportunity_records
@@ -170,7 +173,7 @@ def _plan_records(
                     THEN $missing_reason
                     WHEN action = {literal(Action.SKIPPED)} THEN $reason END
         FROM decided""", {"skipped": skipped_action, "reason": skipped_reason, "missing_reason": MISSING_NOT_RECREATED,
-                          "retry_all": retry_all_failed, "max_attempts": max_attempts})
+                          "retry_all": retry_all_failed, "max_attempts": max_attempts, "snapshot": snapshot})
 
 
 def _add_update_payloads(conn: duckdb.DuckDBPyConnection, mapping: Mapping, in_days: str) -> None:

@@ -250,6 +250,33 @@ def _settle_read_back(conn: duckdb.DuckDBPyConnection, updates: Sequence[ReadBac
         )
 
 
+def mark_gone_from_source(
+    conn: duckdb.DuckDBPyConnection, gone: Sequence[str], back: Sequence[str], snapshot_day: date
+) -> None:
+    """A snapshot's verdict on the records it lacks and those it has again, in one transaction:
+    `gone` records become `gone_from_source` (nothing in LeadSquared is deleted or changed: their
+    opportunity id and what was last sent stay, and the read-back leaves them alone); gone records
+    `back` in the source, that this run did not write, wait `pending` with a new grace, so the
+    read-back confirms what LeadSquared holds (`in_sync`, or `drifted` when it changed meanwhile)."""
+    with transaction(conn):
+        with keyed_rows(conn, "opportunity_state", "source_id", gone) as state:
+            conn.execute(
+                f"""
+                UPDATE {state} SET status = {literal(RecordStatus.GONE_FROM_SOURCE)}, read_back_since = NULL,
+                    error = $1
+                WHERE {one_of('source_id', gone)}
+                """,
+                [f"not in the source's snapshot of {snapshot_day.isoformat()}"],
+            )
+        with keyed_rows(conn, "opportunity_state", "source_id", back) as state:
+            conn.execute(
+                f"""
+                UPDATE {state} SET status = {literal(RecordStatus.PENDING)}, error = NULL, read_back_since = now()
+                WHERE status = {literal(RecordStatus.GONE_FROM_SOURCE)} AND {one_of('source_id', back)}
+                """
+            )
+
+
 def found_again(conn: duckdb.DuckDBPyConnection, source_ids: Sequence[str]) -> None:
     """`missing` records that the push read back once more before re-creating them, and found: they
     were only slow. Back to `pending` with a new grace, so this run's read-back settles them."""
