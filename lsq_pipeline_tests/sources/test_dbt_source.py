@@ -1,0 +1,72 @@
+"""A real dbt project as the source, in one dg project with dagster-dbt's DbtProjectComponent: a
+seed and two models built by `dbt build` (a table, and a view whose SQL names the DuckDB file's
+stem), two accounts each reading one model by its asset key alone, the lineage in `dg list defs`
+starting at the dbt model, every record in sync, and a changed seed row sent as one Bulk Update of
+the changed fields."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lsq_pipeline_tests.sources.dg_project import TeamProject, team_project
+
+ACCOUNTS = {"acme": "loan_applications", "globex": "loan_applications_view"}
+"""Each account and the dbt model it reads: the table, and the view."""
+ROWS = 6  # the seed's applications
+WRITES = ("BulkAdd", "BulkUpdate", "Capture", "BulkActivities", "LeadBulkCreate", "LeadBulkCreateOrUpdate")
+
+
+@pytest.fixture
+def team(tmp_path: Path) -> Iterator[TeamProject]:
+    project = team_project(tmp_path)
+    try:
+        yield project
+    finally:
+        project.stop_sandboxes()
+
+
+def _built(team: TeamProject) -> TeamProject:
+    """The dbt project built into its DuckDB file, and an account on each model."""
+    team.add_dbt_project()
+    team.dbt("build")
+    for account, model in ACCOUNTS.items():
+        team.add_account(account, {"applications": {"database": str(team.analytics), "asset": model}})
+    return team
+
+
+@pytest.mark.timeout(300)
+def test_the_dbt_models_are_upstream_of_the_extract_as_executable_dbt_assets(team):
+    assets = _built(team).listed_assets()
+    for account, model in ACCOUNTS.items():
+        assert model in assets[f"{account}/raw_applications"]["dependency_keys"]
+        assert assets[model]["is_executable"] and "dbt" in assets[model]["kinds"]  # not a dangling external
+        assert f"{account}/source/applications" not in assets  # the model stands for the source
+    assert (team.defs / ".local_defs_state").is_dir()  # dagster-dbt parsed its copy of the project
+
+
+@pytest.mark.timeout(300)
+def test_a_synced_dbt_model_ends_in_sync_and_a_changed_seed_row_is_one_update_of_its_fields(team):
+    _built(team).listed_assets()  # dg prepares the dbt project's state, as a team's first `dg` call does
+    for account in ACCOUNTS:
+        team.sync(account)
+        assert team.statuses(account) == {"in_sync": ROWS}, account
+
+    team.set_seed_value("APP-0000003", amount="2700000", updated_at="2026-11-04 10:00:00")
+    team.dbt("build")
+    for account in ACCOUNTS:  # the table and the view both carry the change
+        calls_before = team.sandbox(account, "stats")["Calls"]
+        team.sync(account)
+        calls = team.sandbox(account, "stats")["Calls"]
+        sent = {name: calls[name] - calls_before.get(name, 0) for name in WRITES if name in calls}
+        assert {name: count for name, count in sent.items() if count} == {"BulkUpdate": 1}, account
+        [payload] = [json.loads(row[0]) for row in team.warehouse(
+            account, "SELECT payload FROM push_journal WHERE kind = 'update'")]
+        assert sorted(field["SchemaName"] for field in payload["Fields"]) == ["mx_Custom_3", "mx_Custom_7"]
+        [opportunity] = [opportunity for opportunity in team.sandbox(account, "opportunities")["Opportunities"]
+                         if opportunity["Fields"]["mx_Custom_1"] == "APP-0000003"]
+        assert opportunity["Fields"]["mx_Custom_3"] == "2700000"
+        assert team.statuses(account) == {"in_sync": ROWS}, account
