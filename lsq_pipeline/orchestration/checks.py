@@ -1,5 +1,6 @@
-"""One account's asset checks: the two guards that stop a run before anything is pushed (a bad
-export, a plan that changes too much), and what LeadSquared holds checked against the state table."""
+"""One account's asset checks: the guards that stop a run before anything is pushed (a bad
+export, a plan that changes too much, a snapshot that lost too many records), and what LeadSquared
+holds checked against the state table."""
 
 from collections.abc import Iterator
 
@@ -13,6 +14,7 @@ from lsq_pipeline.tables.statuses import RecordStatus
 
 REJECT_RATE = "reject_rate_below_threshold"
 CHANGE_SHARE = "change_share_below_threshold"
+GONE_SHARE = "gone_share_below_threshold"
 
 
 def reject_rate_spec(rejects: dg.AssetKey) -> dg.AssetCheckSpec:
@@ -71,6 +73,38 @@ def change_share(sync_plan: dg.AssetKey, planned_updates: int, known: int, thres
             "threshold": dg.MetadataValue.float(threshold),
             "planned_updates": dg.MetadataValue.int(planned_updates),
             "known_opportunities": dg.MetadataValue.int(known),
+        },
+    )
+
+
+def gone_share_spec(sync_plan: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        GONE_SHARE,
+        asset=sync_plan,
+        description="A snapshot lacks at most LSQ_MAX_GONE_SHARE of the known records; above it (a broken "
+        "upstream, an empty table) the run stops before the push and nothing is marked gone. Override per "
+        "run with the asset's config `max_gone_share`.",
+        blocking=True,
+    )
+
+
+def gone_share(sync_plan: dg.AssetKey, gone: int, known: int, threshold: float) -> dg.AssetCheckResult:
+    """The records the snapshot lacks as a share of the records known before it."""
+    share = gone / known if known else 0.0
+    return dg.AssetCheckResult(
+        asset_key=sync_plan,
+        check_name=GONE_SHARE,
+        passed=share <= threshold,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None if share <= threshold else (
+            f"the snapshot lacks {share:.0%} of the {known} known records (limit {threshold:.0%}); "
+            "if the source really lost them, re-run with a higher max_gone_share"
+        ),
+        metadata={
+            "gone_share": dg.MetadataValue.float(round(share, 4)),
+            "threshold": dg.MetadataValue.float(threshold),
+            "gone_records": dg.MetadataValue.int(gone),
+            "known_records": dg.MetadataValue.int(known),
         },
     )
 

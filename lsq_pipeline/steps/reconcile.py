@@ -140,9 +140,11 @@ def not_yet(row: Tracked, held: dict, differing: Sequence[str]) -> bool:
 
 
 def _tracked(conn_factory, event_code: int, full: bool) -> list[Tracked]:
-    """The rows to read back: pending and missing ones (every known one when `full`). An adopted
-    record's expected fields are what was sent with the fields LeadSquared kept laid over them."""
-    statuses = "TRUE" if full else f"s.status IN {literal_list((RecordStatus.PENDING, RecordStatus.MISSING))}"
+    """The rows to read back: pending and missing ones (every known one when `full`, but those gone
+    from the source: nothing is changed for them, not even a repair). An adopted record's expected
+    fields are what was sent with the fields LeadSquared kept laid over them."""
+    statuses = (f"s.status IS DISTINCT FROM {literal(RecordStatus.GONE_FROM_SOURCE)}" if full
+                else f"s.status IN {literal_list((RecordStatus.PENDING, RecordStatus.MISSING))}")
     with conn_factory() as conn:
         rows = conn.execute(
             f"""

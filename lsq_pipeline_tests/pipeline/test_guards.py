@@ -56,3 +56,20 @@ def test_a_plan_updating_more_than_the_change_share_is_blocked_unless_overridden
     assert pipeline.scalar("SELECT count(*) FROM push_journal WHERE run_id = $1 AND kind = 'update' AND status = 'ok'",
                            [allowed.run_id]) == known
     assert all(float(o["Fields"]["mx_Custom_3"]) == 99999 for o in pipeline.remote())
+
+
+def test_the_gone_share_check_blocks_above_its_threshold_and_an_empty_snapshot_too():
+    from lsq_pipeline.orchestration.checks import GONE_SHARE, gone_share, gone_share_spec
+
+    plan = dg.AssetKey("sync_plan")
+    assert gone_share_spec(plan).blocking and gone_share_spec(plan).name == GONE_SHARE
+    at_limit = gone_share(plan, gone=2, known=10, threshold=0.2)
+    assert at_limit.passed and at_limit.severity == dg.AssetCheckSeverity.ERROR
+    assert at_limit.metadata["gone_share"].value == 0.2 and at_limit.metadata["known_records"].value == 10
+    above = gone_share(plan, gone=5, known=10, threshold=0.2)
+    assert not above.passed and "lacks 50% of the 10 known records" in above.description
+    assert "max_gone_share" in above.description
+    assert gone_share(plan, gone=5, known=10, threshold=0.6).passed
+    empty = gone_share(plan, gone=10, known=10, threshold=0.2)  # a source that returned no rows
+    assert not empty.passed and empty.metadata["gone_share"].value == 1.0
+    assert gone_share(plan, gone=0, known=0, threshold=0.0).passed  # a first snapshot knows nothing yet
