@@ -115,7 +115,8 @@ class LeadSquaredSyncComponent(dg.Component, dg.Resolvable, AccountAttributes):
 
         try:
             settings = self.settings(context.project_root)
-            settings.first_partition_day()
+            if settings.daily:  # a snapshot account has no partitions, so no first day
+                settings.first_partition_day()
         except SettingsError as error:
             raise SettingsError(f"{context.path / 'defs.yaml'}: {error}") from None
         return build_definitions(settings, translate=self.get_asset_spec, execute=self.execute)

@@ -282,9 +282,13 @@ class AccountSettings(AccountAttributes):
             raise SettingsError(f"{self.setting_name('api_host')} is set, so {' and '.join(unset)} must be set too")
 
     def check_paths(self) -> None:
-        """Fail, naming the setting, when the source or the mapping is not there."""
-        if not self.path("source_dir").is_dir():
-            raise SettingsError(f"{self.setting_name('source_dir')}: {self.path('source_dir')} is not a folder")
+        """Fail, naming the setting, when the source's folders or the mapping are not there."""
+        sources = self.sources()
+        for record_set in ("applications", "events"):
+            source = sources.of(record_set)
+            if source is not None and source.kind == "files" and not Path(source.files).is_dir():
+                setting = "source_dir" if self.source is None else f"source.{record_set}.files"
+                raise SettingsError(f"{self.setting_name(setting)}: {source.files} is not a folder")
         if not self.path("mapping").is_file():
             raise SettingsError(f"{self.setting_name('mapping')}: {self.path('mapping')} is not a file")
         if not is_postgres(self.warehouse) and self.path("warehouse").is_dir():

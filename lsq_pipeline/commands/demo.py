@@ -96,7 +96,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     ok = True
     for day in days:
         run = launch(settings, day, day)
-        summary = summarize(settings, run, day, day)
+        summary = summarize(settings, run)
         writes += summary.write_calls
         ok = ok and summary.success
         print_day(day.isoformat(), summary)

@@ -49,6 +49,8 @@ def _run_sync(args: argparse.Namespace) -> int:
         return 2
     from lsq_pipeline.orchestration.runs import launch, run_config, summarize
 
+    if not settings.daily:
+        return _run_snapshot(settings, args)
     if args.partition:
         first = last = args.partition
     elif args.from_day and args.to_day:
@@ -69,11 +71,29 @@ def _run_sync(args: argparse.Namespace) -> int:
         return 2
     config = None if args.dry_run else run_config(settings, args.full_reconcile, args.max_change_share)
     run = launch(settings, first, last, dry_run=args.dry_run, full_reconcile=args.full_reconcile, config=config)
-    summary = summarize(settings, run, first, last)
+    summary = summarize(settings, run)
     label = f"{first}" if first == last else f"{first}..{last}"
     _print_outcome(label, summary, args.dry_run)
     account = f" --account {args.account}" if args.account else ""
     return _run_exit(run, summary, f"lsq-pipeline sync{account} --from {first} --to {last}")
+
+
+def _run_snapshot(settings, args: argparse.Namespace) -> int:
+    """A snapshot account's sync: the whole source, no days to give."""
+    from lsq_pipeline.orchestration.runs import launch, run_config, summarize
+
+    given = [option for option, value in (("--partition", args.partition), ("--from", args.from_day),
+                                          ("--to", args.to_day)) if value]
+    if given:
+        print(f"lsq-pipeline sync: account {settings.account} reads a snapshot (a table or query without "
+              f"day_column), it has no days: run it without {', '.join(given)}", file=sys.stderr)
+        return 2
+    config = None if args.dry_run else run_config(settings, args.full_reconcile, args.max_change_share)
+    run = launch(settings, None, None, dry_run=args.dry_run, full_reconcile=args.full_reconcile, config=config)
+    summary = summarize(settings, run)
+    _print_outcome("snapshot", summary, args.dry_run)
+    account = f" --account {args.account}" if args.account else ""
+    return _run_exit(run, summary, f"lsq-pipeline sync{account}")
 
 
 def _print_outcome(label: str, summary, dry_run: bool) -> None:
@@ -103,7 +123,8 @@ def _run_exit(run, summary, again: str) -> int:
 
 def add_sync_command(subparsers: argparse._SubParsersAction) -> None:
     """`lsq-pipeline sync`: one run on the persistent Dagster instance (it shows in the UI)."""
-    parser = subparsers.add_parser("sync", help="run the sync job for a day or a range of days")
+    parser = subparsers.add_parser(
+        "sync", help="run the sync job for a day or a range of days (a snapshot account: no day, the whole source)")
     parser.add_argument("--partition", type=_parse_day, metavar="DAY", help="one day, YYYY-MM-DD")
     parser.add_argument("--from", dest="from_day", type=_parse_day, metavar="DAY", help="first day of a range")
     parser.add_argument("--to", dest="to_day", type=_parse_day, metavar="DAY", help="last day of a range")
@@ -139,10 +160,11 @@ def _run_retry(args: argparse.Namespace) -> int:
     if not found:
         print("Nothing to retry: no failed record matches.")
         return 0 if not not_failed else 2
-    first, last = min(found.values()), max(found.values())  # the days that hold them, and no other
+    # the days that hold them, and no other; a snapshot's retry plans them under its run's day
+    first, last = (min(found.values()), max(found.values())) if settings.daily else (None, None)
     config = run_config(settings, retry_source_ids=sorted(found))
     run = launch(settings, first, last, dry_run=args.dry_run, config=config, retry=True)
-    summary = summarize(settings, run, first, last)
+    summary = summarize(settings, run)
     _print_outcome(f"retry of {len(found)} failed records", summary, args.dry_run)
     return _run_exit(run, summary, "lsq-pipeline " + " ".join(sys.argv[1:]))
 

@@ -1,4 +1,5 @@
-"""One account's sync as daily-partitioned assets: extract -> transform -> plan -> push -> reconcile.
+"""One account's sync as assets: extract -> transform -> plan -> push -> reconcile, daily-partitioned,
+or unpartitioned for a snapshot source (each run reads the whole source, filed under the run's day).
 
 Every asset processes the days of its run in order (a backfill over a range is one run), and
 every step is safe to re-run: each replaces its own days, and the push resolves creates that
@@ -20,6 +21,7 @@ from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.mapping import Mapping
 from lsq_pipeline.orchestration import checks
 from lsq_pipeline.orchestration.alerts import AlertWebhook
+from lsq_pipeline.orchestration.history import run_snapshot_day
 from lsq_pipeline.orchestration.liveness import run_is_alive
 from lsq_pipeline.orchestration.metadata import (
     DRIFT_PREVIEW_ROWS, activities_of_day, api_metadata, figures_of, for_each_day, opportunities_of_day, plan_of_day,
@@ -130,13 +132,22 @@ def _results(outcome: object) -> Results:
         yield from outcome
 
 
+def snapshot_run(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run is a snapshot account's: its assets are unpartitioned."""
+    return context.assets_def.partitions_def is None
+
+
 def run_days(context: dg.AssetExecutionContext) -> list[date]:
-    """The run's partition days, oldest first."""
+    """The run's partition days, oldest first; a snapshot run's one day, the run's UTC date."""
+    if snapshot_run(context):
+        return [run_snapshot_day(context.instance, context.run.run_id)]
     return sorted(date.fromisoformat(key) for key in context.partition_keys)
 
 
-def daily_partitions(settings: AccountSettings) -> dg.DailyPartitionsDefinition:
-    """Daily partitions from the account's first day (`first_day`, else its oldest export)."""
+def account_partitions(settings: AccountSettings) -> dg.DailyPartitionsDefinition | None:
+    """Daily partitions from the account's `first_day`; none for a snapshot account."""
+    if not settings.daily:
+        return None
     return dg.DailyPartitionsDefinition(start_date=settings.first_partition_day().isoformat())
 
 
@@ -204,7 +215,7 @@ def sync_plan(context: dg.AssetExecutionContext, resources: AccountResources, ke
     mapping = source.load_mapping()
     with resources.warehouse.get_connection() as conn:
         ensure_schema(conn)
-        if config.retry_source_ids or config.retry_all_failed:
+        if (config.retry_source_ids or config.retry_all_failed) and not snapshot_run(context):
             _retry_on_their_days(conn, days, config)
         counts = plan_days(
             conn, days, mapping, max_attempts=source.max_attempts,
@@ -310,7 +321,8 @@ def opportunity_state(
 
 def _retry_on_their_days(conn, days: list[date], config: PlanConfig) -> None:
     """A retry materializes the days that hold its records, never another: a record retried in a
-    run that does not cover its latest day fails the plan, naming the record and the day."""
+    run that does not cover its latest day fails the plan, naming the record and the day. (A
+    snapshot has no partitions: its retry plans the records under the run's day.)"""
     found = failed_records(conn, config.retry_source_ids, config.retry_all_failed)
     outside = sorted((day, source_id) for source_id, day in found.items() if day not in days)
     if outside:
@@ -359,7 +371,7 @@ class _Account:
 
 
 def build_assets(
-    settings: AccountSettings, partitions: dg.PartitionsDefinition, mapping: Mapping | None,
+    settings: AccountSettings, partitions: dg.PartitionsDefinition | None, mapping: Mapping | None,
     translate: Translate | None = None, execute: Execute | None = None,
 ) -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], list[dg.AssetChecksDefinition], dict[str, dg.AssetKey]]:
     """The export files, the five steps of one account and what LeadSquared holds (its column
@@ -376,7 +388,7 @@ def build_assets(
                 [checks.leadsquared_checks(settings, account.keys)], account.keys)
 
 
-def _step_assets(account: _Account, partitions: dg.PartitionsDefinition, specs: dict[str, dg.AssetSpec]):
+def _step_assets(account: _Account, partitions: dg.PartitionsDefinition | None, specs: dict[str, dg.AssetSpec]):
     """The five steps as multi-assets, each wiring its specs to its step function: an op named
     after the account and the step (its description the function's docstring), in its pool."""
     settings, keys = account.settings, account.keys
@@ -384,7 +396,8 @@ def _step_assets(account: _Account, partitions: dg.PartitionsDefinition, specs: 
     def step_asset(op: str, body: StepBody, names: tuple[str, ...], pool: str, **args):
         return dg.multi_asset(
             specs=[specs[name] for name in names], name=op_name(settings, op), description=inspect.getdoc(body),
-            partitions_def=partitions, backfill_policy=SINGLE_RUN, required_resource_keys=resource_keys(settings),
+            partitions_def=partitions, backfill_policy=SINGLE_RUN if partitions else None,
+            required_resource_keys=resource_keys(settings),
             pool=settings.name(pool), **args)
 
     @step_asset("extract", extract, ("raw_applications", "raw_events"), WAREHOUSE_POOL, can_subset=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from lsq_pipeline.orchestration.alerts import AlertWebhook
-from lsq_pipeline.orchestration.assets import Execute, build_assets, daily_partitions
+from lsq_pipeline.orchestration.assets import Execute, account_partitions, build_assets
 from lsq_pipeline.orchestration.jobs import build_jobs, build_schedule
 from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseResource
 from lsq_pipeline.orchestration.sensors import build_sensors
@@ -55,7 +55,7 @@ def build_definitions(
     a missing one fails the run, when it starts); `translate` turns each asset's spec into the
     account's own (keys, groups, owners...), `execute` runs each step (default: as it is)."""
     mapping = load_mapping(settings.path("mapping")) if settings.path("mapping").is_file() else None
-    partitions = daily_partitions(settings)
+    partitions = account_partitions(settings)
     resources = build_resources(settings)
     assets, checks, keys = build_assets(settings, partitions, mapping, translate, execute)
     return dg.Definitions(

@@ -14,6 +14,7 @@ import dagster as dg
 
 from lsq_pipeline.orchestration.metadata import API_CALLS
 from lsq_pipeline.orchestration.resources import WarehouseResource
+from lsq_pipeline.sources import snapshot_day
 from lsq_pipeline.warehouse.schema import ensure_schema
 from lsq_pipeline.tables.runs import RunRecord, batches_sent, record_run
 from lsq_pipeline.tables.statuses import Kind, RunStatus
@@ -25,13 +26,23 @@ API_CALLS_PREFIX = f"{API_CALLS}_"
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
-def run_day_range(run: dg.DagsterRun) -> tuple[date, date] | None:
-    """The run's first and last day, from its partition tags; None for an unpartitioned run."""
+def run_snapshot_day(instance: dg.DagsterInstance, run_id: str) -> date:
+    """The day an unpartitioned run (a snapshot account's) works on: the UTC date the run was
+    created, the same for each of its steps even when the run goes past midnight."""
+    return snapshot_day(instance.get_run_record_by_id(run_id).create_timestamp)
+
+
+def run_day_range(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[date, date]:
+    """The run's first and last day, from its partition tags; a snapshot run's day for an
+    unpartitioned run."""
     if run.tags.get("dagster/partition"):
         day = date.fromisoformat(run.tags["dagster/partition"])
         return day, day
     start, end = (run.tags.get(tag) for tag in RANGE_TAGS)
-    return (date.fromisoformat(start), date.fromisoformat(end)) if start and end else None
+    if start and end:
+        return date.fromisoformat(start), date.fromisoformat(end)
+    day = run_snapshot_day(instance, run.run_id)
+    return day, day
 
 
 def _metadata_by_asset(instance: dg.DagsterInstance, run_id: str,
@@ -76,12 +87,10 @@ def _timestamp(seconds: float | None) -> datetime | None:
 
 def record_run_outcome(
     instance: dg.DagsterInstance, run: dg.DagsterRun, warehouse: WarehouseResource, keys: dict[str, dg.AssetKey]
-) -> dict[str, object] | None:
-    """Write the run's `sync_runs` row and `sync_errors`; returns the row (None: no days). `keys`:
-    the account's asset keys by name."""
-    days = run_day_range(run)
-    if days is None:
-        return None
+) -> dict[str, object]:
+    """Write the run's `sync_runs` row and `sync_errors`; returns the row. `keys`: the account's
+    asset keys by name."""
+    days = run_day_range(instance, run)
     blocked = failed_error_checks(instance, run.run_id, blocking=True)
     checks_failed = failed_error_checks(instance, run.run_id, blocking=False)
     if run.status == dg.DagsterRunStatus.SUCCESS and checks_failed:

@@ -1,4 +1,5 @@
-"""One account's jobs and schedule: the sync, its dry run, the retry, and the daily sync of the previous day."""
+"""One account's jobs and schedule: the sync, its dry run, the retry, and the scheduled sync (of the previous
+day, or of a snapshot for an unpartitioned account)."""
 
 from __future__ import annotations
 
@@ -46,9 +47,10 @@ def build_jobs(settings: AccountSettings, asset_keys: dict[str, dg.AssetKey]) ->
             settings.name("retry_job"),
             selection=keys("sync_plan", *SEND_ASSETS),
             description="Send failed records again now: set sync_plan's config `retry_source_ids` (or "
-            "`retry_all_failed: true`); refused versions and records out of attempts included. Launch it "
-            "over the days that hold the records' latest versions (`lsq-pipeline retry` does): a retry "
-            "materializes those days and no other.",
+            "`retry_all_failed: true`); refused versions and records out of attempts included. " + (
+                "Launch it over the days that hold the records' latest versions (`lsq-pipeline retry` does): "
+                "a retry materializes those days and no other." if settings.daily else
+                "The records are sent from their latest version, planned under the run's day."),
             **common,
         ),
     ]
@@ -67,7 +69,10 @@ def keys_of_job(job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition) -> dict
 
 
 def build_schedule(settings: AccountSettings) -> dg.ScheduleDefinition:
-    """The daily sync of the day that just ended, on the account's cron (UTC)."""
+    """The daily sync of the day that just ended, on the account's cron (UTC); a snapshot account's
+    sync of the whole source, one a tick."""
+    if not settings.daily:
+        return _snapshot_schedule(settings)
 
     @dg.schedule(
         cron_schedule=settings.schedule,
@@ -85,3 +90,17 @@ def build_schedule(settings: AccountSettings) -> dg.ScheduleDefinition:
         return dg.RunRequest(run_key=f"scheduled-{day}", partition_key=day)
 
     return daily_sync_schedule
+
+
+def _snapshot_schedule(settings: AccountSettings) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        cron_schedule=settings.schedule,
+        job_name=settings.name("sync_job"),
+        execution_timezone="UTC",
+        name=settings.name("daily_sync_schedule"),
+        description="Sync a snapshot of the whole source, one a tick: only what changed since the last run is sent.",
+    )
+    def snapshot_sync_schedule(context: dg.ScheduleEvaluationContext):
+        return dg.RunRequest(run_key=f"snapshot-{context.scheduled_execution_time.isoformat()}")
+
+    return snapshot_sync_schedule

@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 from filelock import FileLock
 
+from lsq_pipeline.orchestration.history import record_run_outcome, run_day_range
 from lsq_pipeline.orchestration.jobs import keys_of_job, settings_of
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
 from lsq_pipeline.orchestration.metadata import API_CALLS
@@ -133,8 +134,8 @@ def run_config(
 
 def launch(
     settings: AccountSettings,
-    first: date,
-    last: date,
+    first: date | None,
+    last: date | None,
     dry_run: bool = False,
     full_reconcile: bool = False,
     quiet: bool = True,
@@ -143,20 +144,20 @@ def launch(
 ) -> dg.DagsterRun:
     """Run the account's sync (or its dry run, or its retry job) over `first`..`last` as ONE run
     on the project instance, on the job's executor, and write it to the run history (no daemon
-    watches command-line runs).
+    watches command-line runs). A snapshot account's run has no days (None): it reads the whole
+    source, filed under the run's day.
 
     `quiet` keeps the console to the push's progress (every ~10 s, info) and warnings; the full
     event log is in the UI. A dry retry plans only (`sync_plan`)."""
     instance = use_project_instance()
     job_name = settings.name("retry_job" if retry else "dry_run_job" if dry_run else "sync_job")
-    tags = (
-        {"dagster/partition": first.isoformat()}
-        if first == last
-        else {
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        }
-    )
+    if first is None or last is None:
+        tags = {}
+    elif first == last:
+        tags = {"dagster/partition": first.isoformat()}
+    else:
+        tags = {"dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat()}
     # No daemon retries a command-line run: when it dies, the command says how to run it again.
     tags = {**tags, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), "dagster/max_retries": "0"}
     release_dead_runs(instance)
@@ -169,8 +170,6 @@ def launch(
     result = dg.execute_job(job, instance=instance, run_config=config, tags=tags, asset_selection=selection)
     run = instance.get_run_by_id(result.run_id)
     if not dry_run:
-        from lsq_pipeline.orchestration.history import record_run_outcome
-
         record_run_outcome(instance, run, code_location().resources[settings.resource_key("warehouse")],
                            asset_keys(settings))
     return run
@@ -199,8 +198,10 @@ def warehouse_of(settings: AccountSettings) -> WarehouseResource:
     return code_location().resources[settings.resource_key("warehouse")]
 
 
-def summarize(settings: AccountSettings, run: dg.DagsterRun, first: date, last: date) -> DaySummary:
+def summarize(settings: AccountSettings, run: dg.DagsterRun) -> DaySummary:
+    """What the run did for its days (its partitions, or a snapshot run's day)."""
     instance = use_project_instance()
+    first, last = run_day_range(instance, run)
     read_calls = records_waiting = 0
     write_calls: int | None = None
     day_spent = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 import dagster as dg
 
@@ -44,12 +45,14 @@ def _alert(context: dg.RunStatusSensorContext, webhook: AlertWebhook, summary: d
 
 
 def build_sensors(
-    settings: AccountSettings, partitions: dg.PartitionsDefinition, resources: dict[str, dg.ConfigurableResource],
+    settings: AccountSettings, partitions: dg.PartitionsDefinition | None, resources: dict[str, dg.ConfigurableResource],
     keys: dict[str, dg.AssetKey],
 ) -> list[dg.SensorDefinition]:
-    """`record_successful_runs`, `alert_on_failed_runs`, `source_files_arrived`, and the automation
-    sensor when the account has an `automation_condition`."""
-    sensors = [*_run_outcome_sensors(settings, resources, keys), _source_files_sensor(settings, partitions, keys)]
+    """`record_successful_runs`, `alert_on_failed_runs`, `source_files_arrived` when a record set
+    comes from export files, and the automation sensor when the account has an `automation_condition`."""
+    sensors = _run_outcome_sensors(settings, resources, keys)
+    if exported_files(settings):
+        sensors.append(_source_files_sensor(settings, partitions, keys))
     if settings.automation_condition:
         sensors.append(_automation_sensor(settings, keys))
     return sensors
@@ -77,7 +80,7 @@ def _run_outcome_sensors(
         if sends_for(context.dagster_run, settings, keys):
             with built() as account:
                 row = record_run_outcome(context.instance, context.dagster_run, account.warehouse, keys)
-                if row and row["status"] == RunStatus.CHECK_FAILED:  # a green run whose ERROR check failed
+                if row["status"] == RunStatus.CHECK_FAILED:  # a green run whose ERROR check failed
                     _alert(context, account.alert_webhook, row)
 
     @dg.run_failure_sensor(
@@ -95,18 +98,28 @@ def _run_outcome_sensors(
             if context.dagster_run.tags.get(WILL_RETRY_TAG) == "true":
                 context.log.info(f"run {context.dagster_run.run_id} failed and will be retried: no alert yet")
                 return
-            _alert(context, account.alert_webhook, row or {
-                "run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name, "status": RunStatus.FAILED,
-                "first_day": None, "last_day": None, "reason": context.failure_event.message,
-            })
+            _alert(context, account.alert_webhook, row)
 
     return [record_successful_runs, alert_on_failed_runs]
+
+
+def exported_files(settings: AccountSettings) -> dict[str, tuple[Path, str]]:
+    """The export files the account's sources are: each file's name, with its folder and its
+    source asset's name, for the record sets read from `files:` (none for tables and queries)."""
+    sources = settings.sources()
+    found = {}
+    for file_name, name in SOURCE_ASSETS.items():
+        source = sources.of(name.removeprefix("source/"))
+        if source is not None and source.kind == "files":
+            found[file_name] = (Path(source.files), name)
+    return found
 
 
 def _source_files_sensor(
     settings: AccountSettings, partitions: dg.PartitionsDefinition, keys: dict[str, dg.AssetKey],
 ) -> dg.SensorDefinition:
     """`source_files_arrived`: each day's export files reported once they have settled."""
+    exports = exported_files(settings)
 
     @dg.sensor(
         name=settings.name("source_files_arrived"),
@@ -127,30 +140,31 @@ def _source_files_sensor(
         partition_keys = set(partitions.get_partition_keys())
         now = time.time()
         events, settling = [], []
-        for day in source_days(source.source_path()):
-            for file_name, name in SOURCE_ASSETS.items():
-                path = source.source_path() / day.isoformat() / file_name
-                if day.isoformat() not in partition_keys or not path.is_file():
-                    continue
-                seen = [path.stat().st_size, path.stat().st_mtime]
-                known = files.setdefault(f"{day}/{file_name}", {"seen": seen, "since": now, "reported": None})
-                if known["seen"] != seen:
-                    known.update(seen=seen, since=now)
-                if known["reported"] == seen:
-                    continue
-                if now - known["since"] < source.file_settle_seconds:
-                    settling.append(f"{day}/{file_name}")
-                    continue
-                known["reported"] = seen
-                events.append(dg.AssetMaterialization(
-                    asset_key=keys[name],
-                    partition=day.isoformat(),
-                    metadata={
-                        "path": dg.MetadataValue.path(str(path)),
-                        "size_bytes": dg.MetadataValue.int(seen[0]),
-                        "modified_at": dg.MetadataValue.timestamp(seen[1]),
-                    },
-                ))
+        arrived = sorted((day, file_name) for file_name, (folder, _) in exports.items() for day in source_days(folder))
+        for day, file_name in arrived:
+            folder, name = exports[file_name]
+            path = folder / day.isoformat() / file_name
+            if day.isoformat() not in partition_keys or not path.is_file():
+                continue
+            seen = [path.stat().st_size, path.stat().st_mtime]
+            known = files.setdefault(f"{day}/{file_name}", {"seen": seen, "since": now, "reported": None})
+            if known["seen"] != seen:
+                known.update(seen=seen, since=now)
+            if known["reported"] == seen:
+                continue
+            if now - known["since"] < source.file_settle_seconds:
+                settling.append(f"{day}/{file_name}")
+                continue
+            known["reported"] = seen
+            events.append(dg.AssetMaterialization(
+                asset_key=keys[name],
+                partition=day.isoformat(),
+                metadata={
+                    "path": dg.MetadataValue.path(str(path)),
+                    "size_bytes": dg.MetadataValue.int(seen[0]),
+                    "modified_at": dg.MetadataValue.timestamp(seen[1]),
+                },
+            ))
         context.update_cursor(json.dumps(files))
         if events:
             return dg.SensorResult(asset_events=events)
