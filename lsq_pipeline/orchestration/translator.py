@@ -186,11 +186,16 @@ def freshness_policy(settings: AccountSettings) -> dg.FreshnessPolicy:
 
 
 def automation_condition(settings: AccountSettings) -> dg.AutomationCondition | None:
-    """`eager`: Dagster's eager condition over every day, not only the latest (`eager()` alone
-    would leave a late export of an older day without its run): a day runs once both its export
-    files are reported, again when one changes, never while a run of it is in progress."""
+    """`eager`: for export files, Dagster's eager condition over every day, not only the latest
+    (`eager()` alone would leave a late export of an older day without its run): a day runs once
+    both its export files are reported, again when one changes, never while a run of it is in
+    progress. For a table or query, `eager()` as it is: the sync runs after its upstream asset
+    materializes, for the latest day only (a table has no late day of its own, and an update of
+    an unpartitioned upstream reaches every day)."""
     if settings.automation_condition != "eager":
         return None
+    if settings.sources().applications.kind != "files":
+        return dg.AutomationCondition.eager()
     return dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window())
 
 

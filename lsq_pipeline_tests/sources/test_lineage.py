@@ -5,6 +5,7 @@ column lineage names the source's own columns, and a run reads an upstream asset
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -176,3 +177,15 @@ def test_an_upstream_asset_of_another_code_location_is_read_from_its_latest_mate
 def test_an_asset_key_is_read_as_dagster_writes_it(tmp_path, asset):
     specs = account_specs(upstream_account(tmp_path, asset=asset), DAYS, MAPPING)
     assert {dep.asset_key for dep in specs["raw_applications"].deps} == {dg.AssetKey.from_user_string(asset)}
+
+
+def test_with_eager_automation_the_latest_day_syncs_after_the_upstream_asset_materializes(tmp_path):
+    settings = upstream_account(tmp_path).model_copy(update={"automation_condition": "eager"})
+    defs = dg.Definitions.merge(dg.Definitions(assets=[loan_applications]), build_definitions(settings))
+    instance, now = dg.DagsterInstance.ephemeral(), datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
+    assert first.total_requested == 0
+    instance.report_runless_asset_event(dg.AssetMaterialization("loan_applications"))
+    after = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now, cursor=first.cursor)
+    assert after.get_requested_partitions(acme("raw_applications")) == {"2026-11-19"}  # not every day since first_day
