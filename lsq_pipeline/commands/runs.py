@@ -51,6 +51,10 @@ def _run_sync(args: argparse.Namespace) -> int:
 
     if not settings.daily:
         return _run_snapshot(settings, args)
+    if args.max_gone_share is not None:
+        print(f"lsq-pipeline sync: --max-gone-share is for a snapshot source (a table or query without day_column); "
+              f"account {settings.account} is synced by day", file=sys.stderr)
+        return 2
     if args.partition:
         first = last = args.partition
     elif args.from_day and args.to_day:
@@ -88,7 +92,8 @@ def _run_snapshot(settings, args: argparse.Namespace) -> int:
         print(f"lsq-pipeline sync: account {settings.account} reads a snapshot (a table or query without "
               f"day_column), it has no days: run it without {', '.join(given)}", file=sys.stderr)
         return 2
-    config = None if args.dry_run else run_config(settings, args.full_reconcile, args.max_change_share)
+    config = None if args.dry_run else run_config(settings, args.full_reconcile, args.max_change_share,
+                                                  max_gone_share=args.max_gone_share)
     run = launch(settings, None, None, dry_run=args.dry_run, full_reconcile=args.full_reconcile, config=config)
     summary = summarize(settings, run)
     _print_outcome("snapshot", summary, args.dry_run)
@@ -135,6 +140,11 @@ def add_sync_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-change-share", type=float, metavar="SHARE",
         help="this run may update up to this share of known opportunities (default LSQ_MAX_CHANGE_SHARE, 0.5)",
+    )
+    parser.add_argument(
+        "--max-gone-share", type=float, metavar="SHARE",
+        help="a snapshot account: this run may find up to this share of known records gone from the source "
+             "(default LSQ_MAX_GONE_SHARE, 0.2)",
     )
     add_account_argument(parser)
     parser.set_defaults(handler=_run_sync)

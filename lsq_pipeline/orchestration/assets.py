@@ -19,6 +19,7 @@ import dagster as dg
 
 from lsq_pipeline.leadsquared import MAX_ITEMS_PER_WRITE, DailyBudgetExhausted
 from lsq_pipeline.mapping import Mapping
+from lsq_pipeline.sources import Sources
 from lsq_pipeline.orchestration import checks
 from lsq_pipeline.orchestration.alerts import AlertWebhook
 from lsq_pipeline.orchestration.history import run_snapshot_day
@@ -31,6 +32,7 @@ from lsq_pipeline.orchestration.source import SourceResource
 from lsq_pipeline.orchestration.translator import Translate, account_specs, keys_of, op_name, source_specs
 from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline.steps.extract import extract_days
+from lsq_pipeline.steps.gone import gone_share, settle_gone
 from lsq_pipeline.steps.plan import failed_records, plan_days
 from lsq_pipeline.steps.push.summary import PushSummary
 from lsq_pipeline.steps.push.push import Pusher
@@ -154,6 +156,8 @@ def account_partitions(settings: AccountSettings) -> dg.DailyPartitionsDefinitio
 class PlanConfig(dg.Config):
     max_change_share: float | None = None
     """Overrides LSQ_MAX_CHANGE_SHARE for this run (e.g. 1.0 for a deliberate mass update)."""
+    max_gone_share: float | None = None
+    """Overrides LSQ_MAX_GONE_SHARE for this run (a snapshot source that really lost its records)."""
     retry_source_ids: list[str] = []
     """Failed records to send again now, refused or out of attempts (the `retry` command)."""
     retry_all_failed: bool = False
@@ -166,12 +170,14 @@ class ReconcileConfig(dg.Config):
     behind the pipeline's back)."""
 
 
-def extract(context: dg.AssetExecutionContext, resources: AccountResources, keys: Keys) -> Results:
-    """Load the day's export files into DuckDB. Re-running a day replaces that day's rows."""
+def extract(context: dg.AssetExecutionContext, resources: AccountResources, keys: Keys, sources: Sources) -> Results:
+    """Load the days' records from the account's `sources` (files, a table or a query) into the raw
+    tables. Re-running a day replaces that day's rows (a snapshot replaces them all)."""
     days = run_days(context)
+    mapping = resources.source.load_mapping()
     with resources.warehouse.get_connection() as conn:
         ensure_schema(conn)
-        loaded = extract_days(conn, resources.source.source_path(), days)
+        loaded = extract_days(conn, sources, days, mapping)
         for day, files in loaded.items():
             context.log.debug(f"{day}: {files['applications']} applications, {files['events']} events")
             for warning in files.get("warnings", []):
@@ -209,7 +215,9 @@ def transform(context: dg.AssetExecutionContext, resources: AccountResources, ke
 
 def sync_plan(context: dg.AssetExecutionContext, resources: AccountResources, keys: Keys, config: PlanConfig) -> Results:
     """What to send: creates, updates with only the changed fields, activities; unchanged and
-    stale records send nothing. Computed against the state table, so re-planning is harmless."""
+    stale records send nothing. Computed against the state table, so re-planning is harmless.
+    A snapshot's plan also counts the synced records it lacks (`planned_gone`), marked gone only
+    once the push is done."""
     source = resources.source
     days = run_days(context)
     mapping = source.load_mapping()
@@ -220,8 +228,10 @@ def sync_plan(context: dg.AssetExecutionContext, resources: AccountResources, ke
         counts = plan_days(
             conn, days, mapping, max_attempts=source.max_attempts,
             retry_ids=config.retry_source_ids, retry_all_failed=config.retry_all_failed,
+            snapshot=snapshot_run(context),
         )
         known = known_opportunities(conn)
+        gone = gone_share(conn, days) if snapshot_run(context) else None
         context.log.debug(f"plan {days[0]}..{days[-1]}: {counts}")
         for_each_day(context, keys["sync_plan"], days, partial(plan_of_day, conn))
     batches = {action: -(-counts.get(action, 0) // MAX_ITEMS_PER_WRITE)
@@ -230,9 +240,13 @@ def sync_plan(context: dg.AssetExecutionContext, resources: AccountResources, ke
         "mode": dg.MetadataValue.text(mapping.opportunity.mode),
         "run_create_batches": dg.MetadataValue.int(batches[Action.CREATE]),
         "run_update_batches": dg.MetadataValue.int(batches[Action.UPDATE]),
+        **({"planned_gone": dg.MetadataValue.int(gone.gone)} if gone is not None else {}),
     })
     threshold = source.max_change_share if config.max_change_share is None else config.max_change_share
     yield checks.change_share(keys["sync_plan"], counts.get(Action.UPDATE, 0), known, threshold)
+    if gone is not None:
+        threshold = source.max_gone_share if config.max_gone_share is None else config.max_gone_share
+        yield checks.gone_share(keys["sync_plan"], gone.gone, gone.known, threshold)
 
 
 def push(context: dg.AssetExecutionContext, resources: AccountResources, keys: Keys) -> Results:
@@ -288,6 +302,10 @@ def opportunity_state(
     mapping = source.load_mapping()
     client = resources.leadsquared.get_client()
     before = client.stats()
+    gone = None
+    if snapshot_run(context):  # the plan's gone-share check passed: the snapshot's verdict stands
+        with warehouse.get_connection() as conn:
+            gone = settle_gone(conn, days)
     try:
         summary = reconcile(warehouse.get_connection, client, mapping.opportunity.event_code, days, full=config.full,
                             crm_owned=mapping.opportunity.crm_owned(), repaired=mapping.opportunity.repaired(),
@@ -305,6 +323,7 @@ def opportunity_state(
         **run_figures(
             **figures_of(summary, RECONCILE_FIGURE_NAMES, RECONCILE_FIGURES_LEFT_OUT),
             full_reconcile=config.full, daily_budget_exhausted=day_spent,
+            **(figures_of(gone, {}) if gone is not None else {}),
         ),
         "run_drift_details": dg.MetadataValue.md(
             preview(["source_id", "opportunity_id", "field", "sent", "held", "modified_on", "repaired"],
@@ -402,15 +421,18 @@ def _step_assets(account: _Account, partitions: dg.PartitionsDefinition | None, 
 
     @step_asset("extract", extract, ("raw_applications", "raw_events"), WAREHOUSE_POOL, can_subset=True)
     def extract_op(context: dg.AssetExecutionContext):
-        yield from account.as_step(context, "extract", extract)
+        yield from account.as_step(context, "extract", partial(extract, sources=account.settings.sources()))
 
     @step_asset("transform", transform, ("opportunity_records", "activity_records", "rejects"), WAREHOUSE_POOL,
                 can_subset=True, check_specs=[checks.reject_rate_spec(keys["rejects"])])
     def transform_op(context: dg.AssetExecutionContext):
         yield from account.as_step(context, "transform", transform)
 
-    @step_asset("sync_plan", sync_plan, ("sync_plan",), WAREHOUSE_POOL,
-                check_specs=[checks.change_share_spec(keys["sync_plan"])])
+    plan_checks = [checks.change_share_spec(keys["sync_plan"])]
+    if not settings.daily:
+        plan_checks.append(checks.gone_share_spec(keys["sync_plan"]))
+
+    @step_asset("sync_plan", sync_plan, ("sync_plan",), WAREHOUSE_POOL, check_specs=plan_checks)
     def sync_plan_op(context: dg.AssetExecutionContext, config: PlanConfig):
         yield from account.as_step(context, "plan", sync_plan, config)
 

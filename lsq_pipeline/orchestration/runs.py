@@ -113,6 +113,7 @@ def run_config(
     max_change_share: float | None = None,
     retry_source_ids: list[str] | None = None,
     retry_all_failed: bool = False,
+    max_gone_share: float | None = None,
 ) -> dict:
     """The run config of the account's sync (or retry) job for the command line's options."""
     ops: dict[str, dict] = {}
@@ -122,6 +123,7 @@ def run_config(
         key: value
         for key, value in (
             ("max_change_share", max_change_share),
+            ("max_gone_share", max_gone_share),
             ("retry_source_ids", retry_source_ids),
             ("retry_all_failed", retry_all_failed or None),
         )
