@@ -12,8 +12,6 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lsq_pipeline.warehouse.schema import APPLICATION_COLUMNS, EVENT_COLUMNS
-
 FieldType = Literal["string", "number", "date", "datetime", "dropdown", "email", "phone"]
 FormulaGuard = Literal["reject", "quote", "off"]
 OnExisting = Literal["overwrite", "fill_empty", "keep"]
@@ -243,6 +241,24 @@ class Mapping(_Strict):
     opportunity: OpportunitySpec
     events: EventsSpec
 
+    def application_columns(self) -> list[str]:
+        """The applications' source columns the mapping reads, in first use order."""
+        opp = self.opportunity
+        specs = [*opp.lead.capture_fields.values(), *opp.fields.values(), *([opp.note] if opp.note else [])]
+        columns = [opp.source_id.column, opp.updated_at_column, opp.lead.search_by.column, opp.owner.column,
+                   *(column for spec in specs for column in _spec_columns(spec)),
+                   *(template_columns(opp.status_comment.template) if opp.status_comment else [])]
+        return list(dict.fromkeys(columns))
+
+    def event_columns(self) -> list[str]:
+        """The events' source columns the mapping reads, in first use order."""
+        events = self.events
+        specs = [*([events.note] if events.note else []),
+                 *(spec for activity in events.types.values() for spec in activity.fields.values())]
+        columns = [events.id_column, events.source_id_column, events.type_column, events.occurred_at_column,
+                   events.owner_column, *(column for spec in specs for column in _spec_columns(spec))]
+        return list(dict.fromkeys(columns))
+
     def opportunity_field_names(self) -> list[str]:
         """Every schema name the opportunity sends, in the order of `fields` JSON."""
         opp = self.opportunity
@@ -250,6 +266,11 @@ class Mapping(_Strict):
         if opp.status_comment:
             names.append(opp.status_comment.field)
         return names
+
+
+def _spec_columns(spec: FieldSpec) -> list[str]:
+    """The source columns a value reads: its column, or its template's placeholders."""
+    return [spec.column] if spec.column is not None else template_columns(spec.template or "")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -270,50 +291,34 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def _check_cross_references(mapping: Mapping) -> list[str]:
-    """Checks across sections: columns exist, schema names are unique, templates name columns."""
+    """Checks across sections: schema names are unique, templates and ownership where they apply.
+    The columns are the source's: whether they exist is found when the source is read."""
     problems: list[str] = []
     opp = mapping.opportunity
 
-    def column_ok(path: str, column: str | None, columns: tuple[str, ...], file: str) -> None:
-        if column is not None and column not in columns:
-            problems.append(f"{path}: column {column!r} is not in {file} ({', '.join(columns)})")
-
-    def spec_ok(path: str, spec: FieldSpec, columns: tuple[str, ...], file: str, template_ok: bool = False) -> None:
-        column_ok(f"{path}.column", spec.column, columns, file)
+    def spec_ok(path: str, spec: FieldSpec, template_ok: bool = False) -> None:
         if not template_ok and (spec.owner != "source" or spec.on_drift != "report"):
             problems.append(f"{path}: 'owner' and 'on_drift' apply to opportunity.fields only")
         if spec.template is not None and not template_ok:
             problems.append(f"{path}.template: templates are supported in opportunity.fields and "
                             "opportunity.note only; give a column")
-        for name in template_columns(spec.template or ""):
-            column_ok(f"{path}.template", name, columns, file)
 
-    apps = "applications.csv"
-    column_ok("opportunity.source_id.column", opp.source_id.column, APPLICATION_COLUMNS, apps)
-    column_ok("opportunity.updated_at_column", opp.updated_at_column, APPLICATION_COLUMNS, apps)
-    column_ok("opportunity.lead.search_by.column", opp.lead.search_by.column, APPLICATION_COLUMNS, apps)
-    column_ok("opportunity.owner.column", opp.owner.column, APPLICATION_COLUMNS, apps)
     for name, spec in opp.lead.capture_fields.items():
-        spec_ok(f"opportunity.lead.capture_fields.{name}", spec, APPLICATION_COLUMNS, apps)
+        spec_ok(f"opportunity.lead.capture_fields.{name}", spec)
     if opp.lead.search_by.field in opp.lead.capture_fields:
         problems.append(
             f"opportunity.lead.capture_fields.{opp.lead.search_by.field}: duplicate lead field "
             "(the search_by field is sent already)"
         )
-    for name, spec in opp.fields.items():
-        spec_ok(f"opportunity.fields.{name}", spec, APPLICATION_COLUMNS, apps, template_ok=True)
     if opp.note:
-        spec_ok("opportunity.note", opp.note, APPLICATION_COLUMNS, apps, template_ok=True)
+        spec_ok("opportunity.note", opp.note, template_ok=True)
         if opp.note.owner != "source" or opp.note.on_drift != "report":
             problems.append("opportunity.note: 'owner' and 'on_drift' apply to opportunity.fields only")
     if opp.status_comment and opp.status_field in opp.crm_owned():
         problems.append(f"opportunity.status_field: {opp.status_field!r} is owned by the CRM; "
                         "its status comment would never follow it (drop one of the two)")
-    if opp.status_comment:
-        for name in template_columns(opp.status_comment.template):
-            column_ok("opportunity.status_comment.template", name, APPLICATION_COLUMNS, apps)
-        if opp.status_field not in opp.fields:
-            problems.append(f"opportunity.status_field: {opp.status_field!r} is not in opportunity.fields")
+    if opp.status_comment and opp.status_field not in opp.fields:
+        problems.append(f"opportunity.status_field: {opp.status_field!r} is not in opportunity.fields")
     declared = [
         ("opportunity.source_id.field", opp.source_id.field),
         ("opportunity.owner.field", opp.owner.field),
@@ -327,14 +332,11 @@ def _check_cross_references(mapping: Mapping) -> list[str]:
         problems.append(f"opportunity: duplicate schema name among {[name for _, name in declared]}")
 
     events = mapping.events
-    evs = "events.csv"
-    for key in ("id_column", "source_id_column", "type_column", "occurred_at_column", "owner_column"):
-        column_ok(f"events.{key}", getattr(events, key), EVENT_COLUMNS, evs)
     if events.note:
-        spec_ok("events.note", events.note, EVENT_COLUMNS, evs)
+        spec_ok("events.note", events.note)
     for type_name, activity in events.types.items():
         for name, spec in activity.fields.items():
-            spec_ok(f"events.types.{type_name}.fields.{name}", spec, EVENT_COLUMNS, evs)
+            spec_ok(f"events.types.{type_name}.fields.{name}", spec)
     return problems
 
 

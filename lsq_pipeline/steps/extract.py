@@ -1,235 +1,121 @@
-"""Extract: one day's export files into the raw tables, every column as text, all or nothing."""
+"""Extract: the run's records of each record set (applications, events) from its source (daily
+export files, a table or a query) into the raw tables, every value as text, all or nothing."""
 
 from __future__ import annotations
 
-import csv
-import re
 from datetime import date
 from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.warehouse.sql import day_list_sql, identifier, literal, transaction
-from lsq_pipeline.warehouse.schema import RAW_TABLES, SOURCE_FILES
+from lsq_pipeline.mapping import Mapping
+from lsq_pipeline.sources import RecordSet, Sources, SourceTable
+from lsq_pipeline.steps.read_files import ReadTogetherFailed, SourceFileError, check_file, day_file, stage_files
+from lsq_pipeline.steps.read_tables import StagedRows, stage_table
+from lsq_pipeline.warehouse.schema import APPLICATION_COLUMNS, EVENT_COLUMNS, add_raw_columns
+from lsq_pipeline.warehouse.sql import day_list_sql, identifier, transaction
 
-HEADER_PROBE_BYTES = 1 << 16
-LINE_END = re.compile(b"(\r\n|\r|\n)")
-
-
-class SourceFileError(Exception):
-    """A source file that cannot be loaded; the message names the file and the problem."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
+RAW_TABLES: dict[RecordSet, str] = {"applications": "raw_applications", "events": "raw_events"}
 
 
-def _probe(path: Path) -> bytes:
-    """The file's first bytes: enough for its header line."""
-    with path.open("rb") as handle:
-        return handle.read(HEADER_PROBE_BYTES)
+def _columns(mapping: Mapping | None) -> dict[RecordSet, list[str]]:
+    """The source columns each record set is read for: the mapping's, else the demo's."""
+    if mapping is None:
+        return {"applications": list(APPLICATION_COLUMNS), "events": list(EVENT_COLUMNS)}
+    return {"applications": mapping.application_columns(), "events": mapping.event_columns()}
 
 
-def _read_header(path: Path) -> list[str]:
-    if not path.is_file():
-        raise SourceFileError(path, "file is missing")
-    probe = _probe(path)
-    if not probe.strip(b"\xef\xbb\xbf \t\r\n"):
-        raise SourceFileError(path, "file is empty (no header row)")
-    header_line = LINE_END.split(probe.removeprefix(b"\xef\xbb\xbf"), maxsplit=1)[0]
-    try:
-        text = header_line.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise SourceFileError(path, f"not UTF-8: byte 0x{header_line[error.start]:02x} in the header") from None
-    try:
-        names = next(csv.reader([text], strict=True))
-    except csv.Error as error:
-        raise SourceFileError(path, f"the header row cannot be read as CSV: {error}") from None
-    # Header names match ignoring case and surrounding spaces (" Email " is email), as DuckDB binds them.
-    return [name.strip().lower() for name in names]
+def _keys(mapping: Mapping | None) -> dict[RecordSet, str]:
+    """The column that keys each record set's records (duplicates in a snapshot are found by it)."""
+    if mapping is None:
+        return {"applications": "application_id", "events": "event_id"}
+    return {"applications": mapping.opportunity.source_id.column, "events": mapping.events.id_column}
 
 
-def _check_columns(path: Path, header: list[str], expected: tuple[str, ...]) -> list[str]:
-    """Raise on missing or repeated columns; return warnings for extra ones."""
-    missing = [column for column in expected if column not in header]
-    if missing:
-        hint = ""
-        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
-            hint = " (the header has one column: wrong delimiter? comma expected)"
-        raise SourceFileError(path, f"missing required columns: {', '.join(missing)}{hint}")
-    repeated = sorted({column for column in header if header.count(column) > 1})
-    if repeated:
-        raise SourceFileError(path, f"columns given twice: {', '.join(repeated)}")
-    extra = [column for column in header if column not in expected]
-    if extra:
-        return [f"{path}: extra columns ignored: {', '.join(extra)}"]
-    return []
-
-
-def _first_bad_record(path: Path, width: int) -> str | None:
-    """Where a file DuckDB's sniffer gave up on breaks the CSV rules, found with the csv module."""
-    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
-        reader = csv.reader(handle, strict=True)
-        try:
-            next(reader, None)
-            for number, record in enumerate(reader, start=1):
-                if record and len(record) != width:
-                    return f"record {number} (line {reader.line_num}) has {len(record)} fields, the header has {width}"
-        except csv.Error as error:
-            return f"line {reader.line_num}: {error}"
-    with path.open("rb") as handle:
-        data = handle.read()
-    if b"\r\n" in data and re.search(b"(?<!\r)\n", data):
-        return "line ends mix CRLF and LF: export it with one kind of line end"
-    return None
-
-
-def _csv_problem(message: str, path: Path, width: int) -> str:
-    """DuckDB's CSV error, shortened to what a person fixing the file needs."""
-    if "CSV Error on Line" not in message and "Invalid unicode" not in message:
-        # The sniffer gave up, or guessed the header away (a binder error): find the line ourselves.
-        found = _first_bad_record(path, width)
-        if found:
-            return f"cannot be read as CSV: {found}"
-    lines = message.strip().splitlines()
-    where = next((line.strip() for line in lines if line.startswith("CSV Error on Line")), lines[0])
-    if "Invalid unicode" in message:
-        return f"not UTF-8 ({where.removeprefix('Invalid Input Error: ')}): export it as UTF-8"
-    detail = next((line.strip() for line in lines[1:] if line.strip() and not line.startswith("Original Line")), "")
-    return f"cannot be read as CSV: {where} {detail}".strip()
-
-
-def _read_sql(staged: str, columns: list[str], file: str) -> str:
-    """Append the records (the quoted `columns`) of the files `$paths` to the table `staged`, each
-    file's in file order, `file` giving their file's index in `$paths`. No row_number window: it
-    would make DuckDB read and insert on one thread."""
-    return f"""
-        INSERT INTO {staged}
-        SELECT {file}, {', '.join(columns)}
-        FROM read_csv($paths, header = true, delim = ',', quote = '"', escape = '"',
-                      all_varchar = true, auto_detect = true, strict_mode = true,
-                      encoding = 'utf-8')
-    """
-
-
-def _header_line(path: Path) -> bytes:
-    """The file's first line with its line end: files whose header lines are the same bytes read
-    alike in one read_csv (same columns in the same order, same line ends)."""
-    return b"".join(LINE_END.split(_probe(path), maxsplit=1)[:2])
-
-
-class _ReadTogetherFailed(Exception):
-    """Reading a table's files in one statement failed: read them again one by one."""
-
-
-def _staged(file_name: str) -> str:
-    """The temporary table that holds `file_name`'s records as read, before they replace the raw rows."""
-    return identifier("_extracted_" + file_name.removesuffix(".csv"))
-
-
-def _read(conn: duckdb.DuckDBPyConnection, source_dir: Path, days: list[date], file_name: str,
-          together: bool) -> dict[int, tuple[int, int]]:
-    """Read the days' `file_name` into its staged table; returns {file: (first rowid, records)}
-    for each file (the index of its day in `days`) that has records.
-
-    The files are read `together` in one read_csv when their header lines are the same (DuckDB
-    reads them in parallel), else one by one. The table's rowids number the records
-    consecutively in the order read (DuckDB keeps insertion order, its default
-    `preserve_insertion_order`; that a file's rowids are consecutive is checked): a record's
-    `row_number` is its rowid minus the rowid of its file's first record, plus one.
-    """
-    staged, columns = _staged(file_name), [identifier(column) for column in SOURCE_FILES[file_name]]
-    # `file` has the type of read_csv's `file_index`: DuckDB 1.5 fails an insert that casts it.
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE {staged} (file UBIGINT, {', '.join(f'{c} VARCHAR' for c in columns)})")
-    paths = [source_dir / day.isoformat() / file_name for day in days]
-    if together and len({_header_line(path) for path in paths}) == 1:
-        try:
-            conn.execute(_read_sql(staged, columns, "file_index"), {"paths": [str(path) for path in paths]})
-        except duckdb.Error:
-            raise _ReadTogetherFailed from None
-    else:
-        for file, path in enumerate(paths):
-            try:
-                conn.execute(_read_sql(staged, columns, str(file)), {"paths": [str(path)]})
-            except duckdb.Error as error:
-                width = len(_read_header(path))
-                raise SourceFileError(path, _csv_problem(str(error), path, width)) from None
-    read = {file: (first, count) for file, first, count, span in conn.execute(
-        f"SELECT file, min(rowid), count(*), max(rowid) - min(rowid) + 1 FROM {staged} GROUP BY file").fetchall()
-        if count == span}
-    if len(read) != conn.execute(f"SELECT count(DISTINCT file) FROM {staged}").fetchone()[0]:
-        raise RuntimeError(f"{file_name}: a file's records were not read consecutively; row_number would be wrong")
-    return read
-
-
-def _replace(conn: duckdb.DuckDBPyConnection, days: list[date], file_name: str,
-             read: dict[int, tuple[int, int]]) -> None:
-    """Replace the days' rows of `file_name`'s raw table with its staged records."""
-    columns = [identifier(column) for column in SOURCE_FILES[file_name]]
-    files = ", ".join(
-        f"({file}, DATE {literal(day.isoformat())}, {literal(f'{day.isoformat()}/{file_name}')}, {read[file][0]})"
-        for file, day in enumerate(days) if file in read)
-    table = identifier(RAW_TABLES[file_name])
-    conn.execute(f"DELETE FROM {table} WHERE day IN {day_list_sql(days)}")
-    if files:
-        conn.execute(f"""
-            INSERT INTO {table} (day, source_file, row_number, {', '.join(columns)})
-            SELECT f.day, f.source_file, e.rowid - f.first + 1, {', '.join(f'e.{c}' for c in columns)}
-            FROM {_staged(file_name)} AS e JOIN (VALUES {files}) AS f(file, day, source_file, first) USING (file)""")
-
-
-def _check_headers(day_dir: Path) -> list[str]:
-    """Raise on a day whose files are missing or lack columns; return warnings for extra columns."""
-    if not day_dir.is_dir():
-        raise SourceFileError(day_dir, f"no source folder for {day_dir.name}")
-    warnings: list[str] = []
-    for file_name, columns in SOURCE_FILES.items():
-        path = day_dir / file_name
-        warnings += _check_columns(path, _read_header(path), columns)
+def _check_files(sources: Sources, columns: dict[RecordSet, list[str]], days: list[date]) -> dict[date, list[str]]:
+    """Raise on a day whose files are missing or lack columns; return each day's warnings (extra columns)."""
+    warnings: dict[date, list[str]] = {day: [] for day in days}
+    for record_set, source in _file_sources(sources):
+        folder = Path(source.files)
+        for day in days:
+            day_dir = folder / day.isoformat()
+            if not day_dir.is_dir():
+                raise SourceFileError(day_dir, f"no source folder for {day_dir.name}")
+            warnings[day] += check_file(day_file(day_dir, record_set), columns[record_set])
     return warnings
 
 
-def extract_days(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, days: list[date]) -> dict[date, dict]:
-    """Load `<source_dir>/<day>/applications.csv` and `events.csv` of every day into the raw tables.
+def _file_sources(sources: Sources) -> list[tuple[RecordSet, SourceTable]]:
+    return [(name, source) for name in RAW_TABLES if (source := sources.of(name)) is not None and source.files]
 
-    Every day's headers are checked before anything loads; then each day's rows are deleted and
-    its files loaded, all days in one transaction (one commit, so one write of the new blocks,
-    instead of one per day), so a re-run replaces the days and a bad file (raised as
-    `SourceFileError`) leaves nothing half-loaded. Returns per day `{"applications": n,
-    "events": m, "warnings": [...]}`; `row_number` is the data record's number in its file
-    (1 = the first record after the header).
+
+def extract_days(conn: duckdb.DuckDBPyConnection, source: Sources | str | Path, days: list[date],
+                 mapping: Mapping | None = None) -> dict[date, dict]:
+    """Load the days' records of every record set of `source` (a folder of daily files is the
+    short form of `Sources.of_folder`) into the raw tables, read for the `mapping`'s columns
+    (the demo's without one).
+
+    Every file's header is checked, and every table or query read, before anything is written;
+    then the days' raw rows are replaced (a snapshot source replaces every day's rows, under the
+    run's one day), all record sets in one transaction (one commit, so one write of the new
+    blocks), so a re-run replaces the days and a bad source (`SourceFileError`, `SourceError`)
+    leaves nothing half-loaded. A record set without a source (no events) loads no rows.
+    Returns per day `{"applications": n, "events": m, "warnings": [...]}`.
     """
-    source_dir = Path(source_dir)
-    loaded = {day: {"warnings": _check_headers(source_dir / day.isoformat())} for day in days}
+    sources = source if isinstance(source, Sources) else Sources.of_folder(str(source))
+    days = list(dict.fromkeys(days))
+    columns = _columns(mapping)
+    loaded = {day: {"warnings": warnings} for day, warnings in _check_files(sources, columns, days).items()}
+    for record_set, table in RAW_TABLES.items():
+        add_raw_columns(conn, table, columns[record_set])
     try:
-        counts = _load_all(conn, source_dir, days, together=True)
-    except _ReadTogetherFailed:
+        counts = _load_all(conn, sources, columns, _keys(mapping), days, together=True)
+    except ReadTogetherFailed:
         # Read one by one: names the bad file, or loads files that cannot be read together.
-        counts = _load_all(conn, source_dir, days, together=False)
-    for file_name, rows in counts.items():
-        for day, count in rows.items():
-            loaded[day][file_name.removesuffix(".csv")] = count
+        counts = _load_all(conn, sources, columns, _keys(mapping), days, together=False)
+    for record_set, rows in counts.items():
+        for day in days:
+            loaded[day][record_set] = rows.get(day, 0)
     return loaded
 
 
-def _load_all(conn: duckdb.DuckDBPyConnection, source_dir: Path, days: list[date],
-              together: bool) -> dict[str, dict[date, int]]:
-    """Read every source file, then replace the raw tables' rows of the days in one transaction.
-    The reads come before it: DuckDB scans a table made inside an open transaction on one thread."""
-    unique_days = list(dict.fromkeys(days))
+def _stage(conn: duckdb.DuckDBPyConnection, sources: Sources, record_set: RecordSet, columns: list[str], key: str,
+           days: list[date], together: bool) -> StagedRows | None:
+    source = sources.of(record_set)
+    if source is None:
+        return None
+    if source.files:
+        return stage_files(conn, Path(source.files), record_set, columns, days, together)
+    return stage_table(conn, source, record_set, columns, key, days)
+
+
+def _load_all(conn: duckdb.DuckDBPyConnection, sources: Sources, columns: dict[RecordSet, list[str]],
+              keys: dict[RecordSet, str], days: list[date], together: bool) -> dict[str, dict[date, int]]:
+    """Read every record set, then replace the raw tables' rows in one transaction. The reads come
+    before it: DuckDB scans a table made inside an open transaction on one thread."""
+    staged: dict[RecordSet, StagedRows | None] = {}
     try:
-        reads = {file_name: _read(conn, source_dir, unique_days, file_name, together) for file_name in SOURCE_FILES}
+        for record_set in RAW_TABLES:
+            staged[record_set] = _stage(conn, sources, record_set, columns[record_set], keys[record_set], days, together)
         with transaction(conn):
-            for file_name, read in reads.items():
-                _replace(conn, unique_days, file_name, read)
+            for record_set, table in RAW_TABLES.items():
+                _replace(conn, table, columns[record_set], days, staged[record_set], whole=not sources.daily)
     finally:
-        for file_name in SOURCE_FILES:
-            conn.execute(f"DROP TABLE IF EXISTS {_staged(file_name)}")
-    return {file_name: {day: read.get(file, (0, 0))[1] for file, day in enumerate(unique_days)}
-            for file_name, read in reads.items()}
+        for record_set in RAW_TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS {identifier(f'_extracted_{record_set}')}")
+    return {record_set: rows.counts if rows else {} for record_set, rows in staged.items()}
 
 
-def extract_day(conn: duckdb.DuckDBPyConnection, source_dir: str | Path, day: date) -> dict:
+def _replace(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], days: list[date],
+             rows: StagedRows | None, whole: bool) -> None:
+    """Replace the days' rows of a raw table (every row, for a snapshot) with the staged ones."""
+    conn.execute(f"DELETE FROM {table}" + ("" if whole else f" WHERE day IN {day_list_sql(days)}"))
+    if rows is not None and rows.select:
+        quoted = ", ".join(identifier(column) for column in columns)
+        conn.execute(f"INSERT INTO {table} (day, source_file, row_number, {quoted}, source_problem) {rows.select}")
+
+
+def extract_day(conn: duckdb.DuckDBPyConnection, source: Sources | str | Path, day: date,
+                mapping: Mapping | None = None) -> dict:
     """`extract_days` of one day: `{"applications": n, "events": m, "warnings": [...]}`."""
-    return extract_days(conn, source_dir, [day])[day]
+    return extract_days(conn, source, [day], mapping)[day]

@@ -75,15 +75,19 @@ class _Query:
     def check(self, table: str, days: str, key: str, version: str | None,
               outputs: list[tuple[str, str]], extra: dict[str, list[str]] | None = None) -> Check:
         """The check of `table`'s rows: the latest version of a key in a day wins (a NULL key
-        never supersedes), ordered by `version` then by row."""
+        never supersedes), ordered by `version` then by row. A row the extract gave a
+        `source_problem` neither supersedes nor is superseded: it is rejected with that reason,
+        under its key's column."""
         narrow = [int(key[1:])] + ([int(version[1:])] if version else [])
+        key_column = self.rules[int(key[1:])].column
+        extra = {**(extra or {}), key_column: [*(extra or {}).get(key_column, []), "source_problem"]}
         # A hash aggregate, not a window: the winner of each (day, key) is the row with a NULL
         # version if any (it is rejected), else the highest version, then the last row.
         winner = (f"arg_max(row_number, ({version} IS NULL, coalesce({version}, TIMESTAMP '-infinity'), row_number))"
                   if version else "max(row_number)")
         latest = f"""
             SELECT day, {winner} AS row_number, {key} AS key FROM ({self._converted_sql(table, days, narrow)})
-            GROUP BY day, {key}, CASE WHEN {key} IS NULL THEN row_number END"""
+            GROUP BY day, {key}, CASE WHEN {key} IS NULL OR source_problem IS NOT NULL THEN row_number END"""
         reasons = self.reasons(extra)
         problems = ", ".join(f"{sql} AS r{i}" for i, (_, _, sql) in enumerate(reasons))
         shown = f"chr(0), {literal(NUL_STORED_AS)}"

@@ -308,6 +308,24 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+RAW_PROBLEM_COLUMN = "source_problem"
+"""A raw row's reason to be rejected whatever its values (read from a table or query: its day column
+is empty, or a snapshot gives its key twice); NULL for a row to check."""
+
+
+def add_raw_columns(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str]) -> None:
+    """Give a raw table the source columns the mapping reads that it lacks, and `source_problem`,
+    as VARCHAR, when a run starts: a raw table is the run's working table, its columns the
+    mapping's whatever the source (the demo's are there from the start)."""
+    columns = [*columns, RAW_PROBLEM_COLUMN]
+    have = {name.lower() for (name,) in conn.execute(
+        """SELECT column_name FROM duckdb_columns() WHERE table_name = $1
+           AND database_name = current_database() AND schema_name = current_schema()""", [table]).fetchall()}
+    for column in columns:
+        if column.lower() not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {identifier(column)} VARCHAR")
+
+
 class WarehouseVersionError(RuntimeError):
     """The warehouse was made by a newer release than this one: opening it could lose data."""
 
