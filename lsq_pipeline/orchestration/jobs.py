@@ -33,7 +33,8 @@ def build_jobs(settings: AccountSettings, asset_keys: dict[str, dg.AssetKey]) ->
             settings.name("sync_job"),
             selection=keys(*PLAN_ASSETS, *SEND_ASSETS),
             description="Extract, transform, plan, push to LeadSquared and reconcile the selected days.",
-            metadata={SETTINGS_METADATA: settings.model_dump_json(),
+            metadata={SETTINGS_METADATA: settings.model_dump_json(  # source_dir is the short form of source
+                          exclude={"source_dir"} if settings.source else None),
                       KEYS_METADATA: {name: key.to_user_string() for name, key in asset_keys.items()}},
             **common,
         ),
