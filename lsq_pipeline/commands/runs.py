@@ -26,6 +26,7 @@ def print_day(label: str, summary) -> None:
         f"{label}  created {summary.created:4d}  updated {summary.updated:4d}  "
         f"unchanged {planned.get(Action.UNCHANGED, 0):4d}  rejected {summary.rejected:3d}  "
         f"failed {summary.failed:3d}  activities {summary.activities:3d}  API calls {summary.api_calls:3d}"
+        + _gone(summary)
     )
     if not summary.success:
         print(
@@ -33,6 +34,11 @@ def print_day(label: str, summary) -> None:
             f"created {summary.created}, updated {summary.updated}, activities {summary.activities}, "
             f"failed {summary.failed} (see the run in the UI: lsq-pipeline ui)"
         )
+
+
+def _gone(summary) -> str:
+    """A snapshot run's records gone from the source (marked so only when the run gets past its check)."""
+    return "" if summary.gone is None else f"  gone from source {summary.gone:3d}"
 
 
 DAILY_BUDGET_SPENT_EXIT = 3
@@ -108,7 +114,7 @@ def _print_outcome(label: str, summary, dry_run: bool) -> None:
             f"{label} (dry run, nothing sent): create {planned.get(Action.CREATE, 0)}, update "
             f"{planned.get(Action.UPDATE, 0)}, unchanged {planned.get(Action.UNCHANGED, 0)}, stale "
             f"{planned.get(Action.STALE, 0)}, skipped by the mode {planned.get(Action.SKIPPED, 0)}, "
-            f"rejected {summary.rejected}"
+            f"rejected {summary.rejected}" + ("" if summary.gone is None else f", gone from source {summary.gone}")
         )
     else:
         print_day(label, summary)

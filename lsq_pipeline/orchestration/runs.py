@@ -193,6 +193,8 @@ class DaySummary:
     write_calls: int
     daily_budget_exhausted: bool = False
     records_waiting: int = 0
+    gone: int | None = None
+    """A snapshot run: the synced records its snapshot lacks (the plan's `planned_gone`)."""
 
 
 def warehouse_of(settings: AccountSettings) -> WarehouseResource:
@@ -207,6 +209,7 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun) -> DaySummary:
     read_calls = records_waiting = 0
     write_calls: int | None = None
     day_spent = False
+    gone: int | None = None
     seen: set[dg.AssetKey] = set()
     push_key = asset_keys(settings)["leadsquared/opportunities"]
     for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
@@ -215,6 +218,8 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun) -> DaySummary:
             continue
         seen.add(materialization.asset_key)
         pushed = materialization.asset_key == push_key
+        if "planned_gone" in materialization.metadata:
+            gone = materialization.metadata["planned_gone"].value
         calls = materialization.metadata.get(API_CALLS)
         if calls is not None:
             if pushed:
@@ -243,4 +248,5 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun) -> DaySummary:
         write_calls=write_calls,
         daily_budget_exhausted=day_spent,
         records_waiting=records_waiting,
+        gone=gone,
     )
