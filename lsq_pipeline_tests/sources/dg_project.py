@@ -12,9 +12,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import requests
 import yaml
+from dagster._core.instance.ref import InstanceRef
 
 from lsq_pipeline.sandbox import stop_sandbox
 from lsq_pipeline.settings import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
@@ -116,6 +118,7 @@ class TeamProject:
         """An account on the embedded sandbox reading `source` (the `source:` attribute) with the
         demo's mapping."""
         (self.root / "data" / "mapping.yaml").write_bytes(MAPPING.read_bytes())
+        (self.root / "data" / account).mkdir()
         self.write_defs(account, {"type": "lsq_pipeline.LeadSquaredSyncComponent", "attributes": {
             "account": account, "sandbox": True, "source": source, "mapping": "data/mapping.yaml",
             "warehouse": f"data/{account}/warehouse.duckdb", "sandbox_dir": f"data/{account}/sandbox",
@@ -139,6 +142,14 @@ class TeamProject:
 
     def statuses(self, account: str) -> dict[str, int]:
         return dict(self.warehouse(account, "SELECT status, count(*) FROM opportunity_state GROUP BY 1"))
+
+    def failed_checks(self) -> set[str]:
+        """The asset checks that failed in the latest run on the project's Dagster instance."""
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home))) as instance:
+            [run] = instance.get_runs(limit=1)
+            evaluations = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+            return {event.dagster_event.event_specific_data.check_name for event in evaluations
+                    if not event.dagster_event.event_specific_data.passed}
 
     def sandbox(self, account: str, what: str) -> dict:
         """The account's embedded sandbox's `/sandbox/<what>` (stats, opportunities)."""

@@ -50,7 +50,7 @@ def test_the_dbt_models_are_upstream_of_the_extract_as_executable_dbt_assets(tea
 
 @pytest.mark.timeout(300)
 def test_a_synced_dbt_model_ends_in_sync_and_a_changed_seed_row_is_one_update_of_its_fields(team):
-    _built(team).listed_assets()  # dg prepares the dbt project's state, as a team's first `dg` call does
+    _built(team)  # no `dg` call yet: dagster-dbt reads the manifest `dbt build` left in the project
     for account in ACCOUNTS:
         team.sync(account)
         assert team.statuses(account) == {"in_sync": ROWS}, account
