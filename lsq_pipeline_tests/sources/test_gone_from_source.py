@@ -13,6 +13,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.runs import run_config
 from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline_tests.pipeline.harness import MAPPING, Pipeline, key_variable
@@ -158,9 +159,8 @@ def test_only_a_snapshot_account_has_the_gone_share_check(pipeline):
         return {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
 
     assert "gone_share_below_threshold" in plan_checks(pipeline.definitions())
-    daily = AccountSettings(**{**pipeline.settings().model_dump(exclude={"source"}), "source_dir": str(pipeline.source_dir),
-                               "first_day": "2026-11-01"})
-    from lsq_pipeline.orchestration.definitions import build_definitions
+    daily = AccountSettings(**{**pipeline.settings().model_dump(exclude={"source"}),
+                               "source_dir": str(pipeline.source_dir), "first_day": "2026-11-01"})
     assert "change_share_below_threshold" in plan_checks(build_definitions(daily))
     assert "gone_share_below_threshold" not in plan_checks(build_definitions(daily))
 

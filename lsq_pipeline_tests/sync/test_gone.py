@@ -3,6 +3,7 @@ how the state marks them and brings them back, and that the plan never sends any
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -135,8 +136,10 @@ def test_a_gone_record_back_changed_is_updated_with_its_changed_fields_only(conn
                                updated_at="2026-11-03T09:00:00Z")
     snapshot(DAY3, [*_apps("APP-1"), changed])
     plan_days(conn, [DAY3], mapping, snapshot=True)
-    assert conn.execute("SELECT action, opportunity_id, fields FROM sync_plan_payloads WHERE source_id = 'APP-2'"
-                        ).fetchall() == [("update", "OPP-APP-2", '{"mx_Custom_3":"2600000","mx_Custom_7":"2026-11-03 09:00:00"}')]
+    [(action, opportunity_id, fields)] = conn.execute(
+        "SELECT action, opportunity_id, fields FROM sync_plan_payloads WHERE source_id = 'APP-2'").fetchall()
+    assert (action, opportunity_id) == ("update", "OPP-APP-2")
+    assert json.loads(fields) == {"mx_Custom_3": "2600000", "mx_Custom_7": "2026-11-03 09:00:00"}
     # The push wrote it (pending, as after any write): the reconcile step leaves that row as it is.
     conn.execute("UPDATE opportunity_state SET status = 'pending', error = NULL, read_back_since = now() "
                  "WHERE source_id = 'APP-2'")
