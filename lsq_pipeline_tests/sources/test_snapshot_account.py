@@ -1,23 +1,27 @@
 """A snapshot account (a table or query without day_column) in Dagster and on the command line: its
 assets and jobs unpartitioned, its schedule one snapshot a tick, no file sensor and no first_day;
-eager automation syncs it after its upstream asset materializes; `lsq-pipeline sync` runs it with no
-day and refuses days in one line."""
+eager automation syncs it after its upstream asset materializes; `lsq-pipeline sync` runs a DuckDB
+table's snapshot with no day (a second run sends nothing) and refuses days in one line."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
+from lsq_pipeline.demo.generate import generate
 from lsq_pipeline.demo.project import DATA
 from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.jobs import PLAN_ASSETS, SEND_ASSETS
 from lsq_pipeline.settings import AccountSettings, settings_from
 from lsq_pipeline_tests.sources.dg_project import TeamProject, team_project
 
+WRITES = ("BulkAdd", "BulkUpdate", "Capture", "BulkActivities", "LeadBulkCreate", "LeadBulkCreateOrUpdate")
 SOURCE = {"applications": {"table": "analytics.loan_applications", "database": "data/analytics.duckdb"},
           "events": {"table": "analytics.loan_events", "database": "data/analytics.duckdb"}}
 
@@ -117,3 +121,41 @@ def test_the_command_line_refuses_days_for_a_snapshot_account_in_one_line(team):
         assert refused.returncode == 2 and not refused.stdout
         [line] = refused.stderr.strip().splitlines()
         assert "acme" in line and "snapshot" in line and days[0] in line, line
+
+
+def _analytics_tables(team: TeamProject) -> int:
+    """Generated applications (each one's latest version: a snapshot holds a key once) and their
+    events as typed tables in the team's analytics.duckdb; returns the applications."""
+    exports = team.root / "exports"
+    generate(exports, rows=20, days=1, seed=7, start_day=date(2026, 11, 1), dirty_rate=0.0)
+    [day] = exports.iterdir()
+    with duckdb.connect(str(team.analytics)) as conn:
+        conn.execute(f"""CREATE TABLE loan_applications AS SELECT * FROM read_csv('{day / "applications.csv"}')
+                         QUALIFY row_number() OVER (PARTITION BY application_id ORDER BY updated_at DESC) = 1""")
+        conn.execute(f"CREATE TABLE loan_events AS SELECT * FROM read_csv('{day / 'events.csv'}')")
+        return conn.execute("SELECT count(*) FROM loan_applications").fetchone()[0]
+
+
+@pytest.mark.timeout(300)
+def test_a_duckdb_table_snapshot_syncs_with_no_day_and_a_second_run_sends_nothing(team):
+    rows = _analytics_tables(team)
+    team.add_account("acme", {"applications": {"table": "loan_applications", "database": str(team.analytics)},
+                              "events": {"table": "loan_events", "database": str(team.analytics)}})
+    first = team.sync("acme")
+    assert first.stdout.startswith(f"snapshot  created {rows:4d}"), first.stdout
+    assert team.statuses("acme") == {"in_sync": rows}
+    assert team.warehouse("acme", "SELECT DISTINCT day FROM opportunity_records") == [
+        (datetime.now(timezone.utc).date(),)]  # filed under the run's (UTC) day
+
+    calls_before = team.sandbox("acme", "stats")["Calls"]
+    again = team.sync("acme")
+    calls = team.sandbox("acme", "stats")["Calls"]
+    assert not {name for name in WRITES if calls.get(name, 0) != calls_before.get(name, 0)}, calls
+    assert f"created    0  updated    0  unchanged {rows:4d}" in again.stdout, again.stdout
+    assert team.statuses("acme") == {"in_sync": rows}
+
+    history = team.run("lsq-pipeline", "history", "--account", "acme").stdout.strip().splitlines()
+    assert len(history) == 3 and all("succeeded" in line for line in history[1:]), history
+    assert "in_sync" in team.run("lsq-pipeline", "state", "--account", "acme").stdout
+    nothing = team.run("lsq-pipeline", "retry", "--account", "acme", "--all-failed")
+    assert "Nothing to retry" in nothing.stdout
