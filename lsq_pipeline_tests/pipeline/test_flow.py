@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
 import requests
 
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.harness import rewrite_rows
-
-pytestmark = pytest.mark.parametrize("warehouse_backend", ["duckdb", "postgres"], indirect=True)
 
 DAY2 = FIRST_DAY + timedelta(days=1)
 DAY3 = FIRST_DAY + timedelta(days=2)

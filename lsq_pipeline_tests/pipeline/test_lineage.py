@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import time
+from urllib.parse import urlsplit
 
 import dagster as dg
-import duckdb
 
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 from lsq_pipeline_tests.pipeline.test_history import receiver  # noqa: F401 - a fixture
@@ -18,8 +18,16 @@ PATH = ["source/applications", "raw_applications", "opportunity_records", "sync_
         "opportunity_state"]
 
 
-def test_the_graph_runs_from_the_export_file_to_leadsquared_with_column_lineage(make_pipeline):
-    graph = make_pipeline(rows=5).definitions().resolve_asset_graph()
+def table_named(pipeline, table: str) -> str:
+    """How Dagster names a warehouse table: the DuckDB file's stem or the PostgreSQL database, then its schema."""
+    if pipeline.settings().warehouse_location().on_postgres:
+        return f"{urlsplit(str(pipeline.warehouse)).path.strip('/')}.public.{table}"
+    return f"warehouse.main.{table}"
+
+
+def test_the_graph_runs_from_the_export_file_to_leadsquared_with_column_lineage(make_pipeline, warehouse_backend):
+    pipeline = make_pipeline(rows=5)
+    graph = pipeline.definitions().resolve_asset_graph()
     for upstream, downstream in zip(PATH, PATH[1:]):
         node = graph.get(dg.AssetKey.from_user_string(downstream))
         assert dg.AssetKey.from_user_string(upstream) in node.parent_keys, (upstream, downstream)
@@ -34,9 +42,9 @@ def test_the_graph_runs_from_the_export_file_to_leadsquared_with_column_lineage(
     assert "ActivityEvent" in activities.metadata["dagster/column_lineage"].deps_by_column
     source = graph.get(dg.AssetKey(["source", "applications"]))
     assert source.kinds == {"csv", "source"} and not source.is_materializable and source.freshness_policy is not None
-    assert graph.get(dg.AssetKey("opportunity_state")).kinds == {"duckdb", "reconcile", "leadsquared"}
+    assert graph.get(dg.AssetKey("opportunity_state")).kinds == {warehouse_backend, "reconcile", "leadsquared"}
     assert {node.group_name for node in graph.asset_nodes} == {"default"}  # one group per account
-    assert graph.get(dg.AssetKey("raw_events")).metadata["dagster/table_name"] == "warehouse.main.raw_events"
+    assert graph.get(dg.AssetKey("raw_events")).metadata["dagster/table_name"] == table_named(pipeline, "raw_events")
 
 
 def test_the_push_step_materializes_leadsquared_and_the_checks_read_it_back(make_pipeline):
@@ -90,7 +98,7 @@ def test_a_green_run_whose_error_check_failed_alerts_and_is_recorded_as_check_fa
     pipeline = make_pipeline(rows=20)
     pipeline.overrides = {"alert_webhook_env": "LSQ_TEST_ALERT_WEBHOOK"}
     assert pipeline.run(FIRST_DAY).success
-    with duckdb.connect(str(pipeline.warehouse)) as conn:  # the last record claims the first one's opportunity
+    with pipeline.settings().warehouse_location().connect() as conn:  # the last record claims the first one's opportunity
         [(claimed,)] = conn.execute(
             """UPDATE opportunity_state SET opportunity_id = (
                    SELECT arg_min(opportunity_id, source_id) FROM opportunity_state WHERE opportunity_id IS NOT NULL)

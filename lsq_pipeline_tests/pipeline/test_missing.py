@@ -18,9 +18,6 @@ from lsq_pipeline_tests.pipeline.test_read_lag import write_calls
 LAG, GRACE = 30.0, 2.0
 
 
-pytestmark = pytest.mark.parametrize("warehouse_backend", ["duckdb", "postgres"], indirect=True)
-
-
 @pytest.fixture
 def pipeline(tmp_path, start_sandbox, warehouse_target):
     source = tmp_path / "source"

@@ -8,15 +8,13 @@ from collections import Counter
 from datetime import timedelta
 
 import dagster as dg
-import pytest
 
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
 
 DAYS = [FIRST_DAY + timedelta(days=n) for n in range(3)]
 
 
-@pytest.mark.parametrize("warehouse_backend", ["duckdb", "postgres"], indirect=True)
-def test_a_three_day_backfill_gives_each_day_its_own_counts(make_pipeline, warehouse_backend):
+def test_a_three_day_backfill_gives_each_day_its_own_counts(make_pipeline):
     pipeline = make_pipeline(rows=60, days=3, dirty_rate=0.05)
     result = pipeline.run(DAYS[0], DAYS[-1])
     assert result.success
