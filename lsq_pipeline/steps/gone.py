@@ -52,13 +52,18 @@ def _known(alias: str = "s") -> str:
             f"AND {alias}.status IS DISTINCT FROM {literal(RecordStatus.GONE_FROM_SOURCE)}")
 
 
+def lacked_sql(days: Sequence[date]) -> str:
+    """SELECT of the synced records (gone already or not) that the days' snapshot lacks."""
+    return f"""SELECT s.source_id FROM opportunity_state s
+               LEFT JOIN ({_in_snapshot(days)}) AS present USING (source_id)
+               WHERE s.opportunity_id IS NOT NULL AND present.source_id IS NULL"""
+
+
 def gone_records(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> list[str]:
     """Synced records, not already gone, that the days' snapshot lacks, by source id."""
     rows = conn.execute(
-        f"""SELECT s.source_id FROM opportunity_state s
-            LEFT JOIN ({_in_snapshot(days)}) AS present USING (source_id)
-            WHERE {_known()} AND present.source_id IS NULL
-            ORDER BY s.source_id"""
+        f"""SELECT source_id FROM opportunity_state s WHERE {_known()} AND source_id IN ({lacked_sql(days)})
+            ORDER BY source_id"""
     ).fetchall()
     return [source_id for (source_id,) in rows]
 

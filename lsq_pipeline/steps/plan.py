@@ -11,6 +11,7 @@ from datetime import date
 import duckdb
 
 from lsq_pipeline.mapping import Mapping
+from lsq_pipeline.steps.gone import lacked_sql
 from lsq_pipeline.warehouse.sql import day_list_sql, literal, literal_list, on_days, one_of, transaction
 from lsq_pipeline.tables.opportunities import MISSING_NOT_RECREATED
 from lsq_pipeline.tables.records import PlannedActivity, PlannedRecord
@@ -105,7 +106,7 @@ def plan_days(
     `update_only`); the push reads it back once more before it re-creates it. Such records are
     planned under the run's last day. In a `snapshot` (the day holds the whole source) only the
     day's records are planned: a record the snapshot no longer has is gone from the source
-    (`steps/gone.py`), never retried or re-created.
+    (`steps/gone.py`), never retried or re-created, and its events are not planned.
     """
     days = sorted(set(days))
     if not days:
@@ -116,7 +117,7 @@ def plan_days(
         conn.execute(f"DELETE FROM activity_plan WHERE day IN {in_days}")
         _plan_records(conn, in_days, days[-1], mapping, max_attempts, retry_ids, retry_all_failed, snapshot)
         _add_update_payloads(conn, mapping, in_days)
-        _plan_activities(conn, in_days)
+        _plan_activities(conn, in_days, f"source_id NOT IN ({lacked_sql(days)})" if snapshot else "TRUE")
         rows = conn.execute(f"SELECT action, count(*) FROM sync_plan WHERE day IN {in_days} GROUP BY action").fetchall()
         activities = conn.execute(f"SELECT count(*) FROM activity_plan WHERE day IN {in_days}").fetchone()[0]
     return {action: 0 for action in ACTIONS} | dict(rows) | {"activities": activities}
@@ -196,13 +197,14 @@ def _add_update_payloads(conn: duckdb.DuckDBPyConnection, mapping: Mapping, in_d
         WHERE p.source_id = u.source_id AND p.action = {literal(Action.UPDATE)} AND p.day IN {in_days}""")
 
 
-def _plan_activities(conn: duckdb.DuckDBPyConnection, in_days: str) -> None:
-    """Insert into activity_plan the days' events whose activity was not created yet."""
+def _plan_activities(conn: duckdb.DuckDBPyConnection, in_days: str, of_records: str) -> None:
+    """Insert into activity_plan the days' events whose activity was not created yet, of the
+    records `of_records` admits (in a snapshot, none of a record gone from the source)."""
     conn.execute(f"""
         INSERT INTO activity_plan (day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at)
         SELECT day, event_id, source_id, activity_event, owner_email, note, fields, occurred_at
         FROM activity_records a
-        WHERE day IN {in_days}
+        WHERE day IN {in_days} AND {of_records}
           AND NOT EXISTS (SELECT 1 FROM activity_state s
                           WHERE s.event_id = a.event_id AND s.status = {literal(ActivityStatus.CREATED)})""")
 

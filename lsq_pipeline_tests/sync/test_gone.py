@@ -14,7 +14,7 @@ from lsq_pipeline.steps.gone import back_in_source, gone_records, gone_share, se
 from lsq_pipeline.steps.plan import plan_days
 from lsq_pipeline.steps.transform import transform_days
 
-from .conftest import DAY, good_application, write_day
+from .conftest import DAY, good_application, good_event, write_day
 
 DAY2 = DAY + timedelta(days=1)
 DAY3 = DAY + timedelta(days=2)
@@ -23,8 +23,8 @@ DAY3 = DAY + timedelta(days=2)
 @pytest.fixture
 def snapshot(conn, tmp_path: Path, mapping):
     """Load one snapshot of applications, filed under `day` (the run's day)."""
-    def load(day, applications):
-        write_day(tmp_path, day, applications)
+    def load(day, applications, events=None):
+        write_day(tmp_path, day, applications, events)
         extract_day(conn, tmp_path, day)
         transform_days(conn, [day], mapping)
     return load
@@ -158,3 +158,13 @@ def test_a_snapshot_never_retries_a_record_it_lacks(conn, snapshot, mapping, sta
     # Daily exports are not whole: there the record is retried from its latest version.
     plan_days(conn, [DAY2], mapping)
     assert sorted(conn.execute("SELECT source_id FROM sync_plan").fetchall()) == [("APP-1",), ("APP-2",)]
+
+
+def test_the_events_of_a_record_gone_from_the_snapshot_are_not_planned(conn, snapshot, mapping):
+    snapshot(DAY, _apps("APP-1", "APP-2"))
+    _synced(conn)
+    events = [good_event(event_id="EVT-1", application_id="APP-1"), good_event(event_id="EVT-2", application_id="APP-2")]
+    snapshot(DAY2, _apps("APP-1"), events)
+    assert plan_days(conn, [DAY2], mapping, snapshot=True)["activities"] == 1
+    assert conn.execute("SELECT event_id FROM activity_plan").fetchall() == [("EVT-1",)]
+    assert plan_days(conn, [DAY2], mapping)["activities"] == 2  # daily exports: every event of the day
