@@ -1,8 +1,8 @@
 """A real dbt project as the source, in one dg project with dagster-dbt's DbtProjectComponent: a
 seed and two models built by `dbt build` (a table, and a view whose SQL names the DuckDB file's
 stem), two accounts each reading one model by its asset key alone, the lineage in `dg list defs`
-starting at the dbt model, every record in sync, and a changed seed row sent as one Bulk Update of
-the changed fields."""
+starting at the dbt models, every record of each in sync, and a changed seed row sent as one Bulk
+Update of the changed fields."""
 
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ def team(tmp_path: Path) -> Iterator[TeamProject]:
         project.stop_sandboxes()
 
 
-def _built(team: TeamProject) -> TeamProject:
-    """The dbt project built into its DuckDB file, and an account on each model."""
+def _built(team: TeamProject, accounts: dict[str, str] = ACCOUNTS) -> TeamProject:
+    """The dbt project built into its DuckDB file (no `dg` call yet: dagster-dbt reads the manifest
+    `dbt build` left in the project), and an account on each model of `accounts`."""
     team.add_dbt_project()
     team.dbt("build")
-    for account, model in ACCOUNTS.items():
+    for account, model in accounts.items():
         team.add_account(account, {"applications": {"database": str(team.analytics), "asset": model}})
     return team
 
@@ -49,24 +50,31 @@ def test_the_dbt_models_are_upstream_of_the_extract_as_executable_dbt_assets(tea
 
 
 @pytest.mark.timeout(300)
-def test_a_synced_dbt_model_ends_in_sync_and_a_changed_seed_row_is_one_update_of_its_fields(team):
-    _built(team)  # no `dg` call yet: dagster-dbt reads the manifest `dbt build` left in the project
-    for account in ACCOUNTS:
-        team.sync(account)
-        assert team.statuses(account) == {"in_sync": ROWS}, account
+def test_a_dbt_view_naming_its_file_stem_syncs_in_full(team):
+    _built(team, {"globex": "loan_applications_view"})
+    team.sync("globex")
+    assert team.statuses("globex") == {"in_sync": ROWS}
+    assert len(team.sandbox("globex", "opportunities")["Opportunities"]) == ROWS
+
+
+@pytest.mark.timeout(300)
+def test_a_synced_dbt_table_ends_in_sync_and_a_changed_seed_row_is_one_update_of_its_fields(team):
+    _built(team, {"acme": "loan_applications"})
+    team.sync("acme")
+    assert team.statuses("acme") == {"in_sync": ROWS}
 
     team.set_seed_value("APP-0000003", amount="2700000", updated_at="2026-11-04 10:00:00")
     team.dbt("build")
-    for account in ACCOUNTS:  # the table and the view both carry the change
-        calls_before = team.sandbox(account, "stats")["Calls"]
-        team.sync(account)
-        calls = team.sandbox(account, "stats")["Calls"]
-        sent = {name: calls[name] - calls_before.get(name, 0) for name in WRITES if name in calls}
-        assert {name: count for name, count in sent.items() if count} == {"BulkUpdate": 1}, account
-        [payload] = [json.loads(row[0]) for row in team.warehouse(
-            account, "SELECT payload FROM push_journal WHERE kind = 'update'")]
-        assert sorted(field["SchemaName"] for field in payload["Fields"]) == ["mx_Custom_3", "mx_Custom_7"]
-        [opportunity] = [opportunity for opportunity in team.sandbox(account, "opportunities")["Opportunities"]
-                         if opportunity["Fields"]["mx_Custom_1"] == "APP-0000003"]
-        assert opportunity["Fields"]["mx_Custom_3"] == "2700000"
-        assert team.statuses(account) == {"in_sync": ROWS}, account
+    calls_before = team.sandbox("acme", "stats")["Calls"]
+    team.sync("acme")
+
+    calls = team.sandbox("acme", "stats")["Calls"]
+    sent = {name: calls[name] - calls_before.get(name, 0) for name in WRITES if name in calls}
+    assert {name: count for name, count in sent.items() if count} == {"BulkUpdate": 1}
+    [payload] = [json.loads(row[0]) for row in team.warehouse(
+        "acme", "SELECT payload FROM push_journal WHERE kind = 'update'")]
+    assert sorted(field["SchemaName"] for field in payload["Fields"]) == ["mx_Custom_3", "mx_Custom_7"]
+    [opportunity] = [opportunity for opportunity in team.sandbox("acme", "opportunities")["Opportunities"]
+                     if opportunity["Fields"]["mx_Custom_1"] == "APP-0000003"]
+    assert opportunity["Fields"]["mx_Custom_3"] == "2700000"
+    assert team.statuses("acme") == {"in_sync": ROWS}
