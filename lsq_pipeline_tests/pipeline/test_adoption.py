@@ -174,13 +174,14 @@ def lost(status: str, error: str | None) -> bool:
         status == "failed" and (error or "").split(":")[0] in ("TransientError", "RateLimitedError"))
 
 
-def test_keep_with_lost_answers_adopts_and_resolves_our_own_creates_with_overwrite(tmp_path, start_sandbox):
+def test_keep_with_lost_answers_adopts_and_resolves_our_own_creates_with_overwrite(tmp_path, start_sandbox,
+                                                                                   warehouse_target):
     losing_sandbox = start_sandbox(lost_response_rate=0.3, seed=7)
     source = tmp_path / "source"
     generate(source, rows=40, days=1, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
     # Without leads in bulk every new record goes Bulk Add (no lead) -> Capture, whose lost answers
     # are never re-sent: the record goes back to Bulk Add, a create of our own.
-    pipeline = Pipeline(source_dir=source, warehouse=tmp_path / "warehouse.duckdb", sandbox_url=losing_sandbox.url,
+    pipeline = Pipeline(source_dir=source, warehouse=warehouse_target, sandbox_url=losing_sandbox.url,
                         leads_in_bulk=False, overrides={"max_attempts": 10, "retry_backoff_seconds": 0.01})
     with_mapping(pipeline, adoption_mapping("keep", True))
     records = applications(pipeline)
@@ -225,13 +226,13 @@ def test_keep_with_lost_answers_adopts_and_resolves_our_own_creates_with_overwri
             assert (source_id,) not in adopted
 
 
-def test_a_create_whose_answer_was_lost_is_ours_whatever_on_existing_says(tmp_path, start_sandbox):
+def test_a_create_whose_answer_was_lost_is_ours_whatever_on_existing_says(tmp_path, start_sandbox, warehouse_target):
     """Decided up front: an unanswered create in the journal makes the record's next create ours
     (OverwriteFields), even if that lost create had met an opportunity made before this tool."""
     sandbox = start_sandbox(seed=3)
     source = tmp_path / "source"
     generate(source, rows=8, days=1, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
-    pipeline = Pipeline(source_dir=source, warehouse=tmp_path / "warehouse.duckdb", sandbox_url=sandbox.url,
+    pipeline = Pipeline(source_dir=source, warehouse=warehouse_target, sandbox_url=sandbox.url,
                         overrides={"max_retries": 1, "retry_backoff_seconds": 0.01})
     with_mapping(pipeline, adoption_mapping("keep", None))
     records = applications(pipeline)

@@ -61,10 +61,10 @@ def test_new_leads_are_created_in_bulk_then_known_ones_are_not_asked_about(make_
     assert "someone.new@mail.example" not in {lead["Fields"]["EmailAddress"] for lead in pipeline.remote("leads")}
 
 
-def test_with_leads_in_bulk_off_a_missing_lead_goes_from_bulk_add_to_capture(tmp_path, sandbox):
+def test_with_leads_in_bulk_off_a_missing_lead_goes_from_bulk_add_to_capture(tmp_path, sandbox, warehouse_target):
     source = tmp_path / "source"
     generate(source, rows=40, days=1, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
-    pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, leads_in_bulk=False)
+    pipeline = Pipeline(source, warehouse_target, sandbox.url, leads_in_bulk=False)
     assert pipeline.run(FIRST_DAY).success
     records = pipeline.scalar("SELECT count(DISTINCT source_id) FROM opportunity_records")
     calls = pipeline.stats()["Calls"]

@@ -43,14 +43,14 @@ def _source(tmp_path: Path, rows: int = 60) -> tuple[Path, list[dict]]:
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("profile", ["documented", "terse"])
-def test_one_refused_value_never_takes_the_good_rows_with_it(tmp_path, profile, start_sandbox):
+def test_one_refused_value_never_takes_the_good_rows_with_it(tmp_path, profile, start_sandbox, warehouse_target):
     source, rows = _source(tmp_path)
     long_names = {row["application_id"] for row in rows if len(row["applicant_name"].strip()) > 12}
     assert 0 < len(long_names) < len(rows) // 2
     # The account allows 12 characters for Applicant Name; the mapping allows 100.
     account = _account(name_length=12, lead_emails={row["email"].strip().lower() for row in rows})
     sandbox = start_sandbox(account=account, profile=profile)
-    pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url)
+    pipeline = Pipeline(source, warehouse_target, sandbox.url)
     assert pipeline.run(FIRST_DAY).success
     remote = pipeline.remote_by_source()
     calls = pipeline.stats()["Calls"]
@@ -74,14 +74,14 @@ def test_one_refused_value_never_takes_the_good_rows_with_it(tmp_path, profile, 
 
 
 @pytest.mark.timeout(120)
-def test_without_a_declared_duplicate_rule_no_opportunity_is_created(tmp_path, start_sandbox):
+def test_without_a_declared_duplicate_rule_no_opportunity_is_created(tmp_path, start_sandbox, warehouse_target):
     source, rows = _source(tmp_path, rows=20)
     mapping = yaml.safe_load(MAPPING.read_text(encoding="utf-8"))
     mapping["opportunity"]["source_id"]["duplicate_rule"] = False
     mapping_path = tmp_path / "mapping.yaml"
     mapping_path.write_text(yaml.safe_dump(mapping), encoding="utf-8")
     sandbox = start_sandbox(account=_account(duplicate_rule=False), profile="field")
-    pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, mapping=mapping_path)
+    pipeline = Pipeline(source, warehouse_target, sandbox.url, mapping=mapping_path)
     assert pipeline.run(FIRST_DAY).success
     assert pipeline.remote() == []
     assert pipeline.run(FIRST_DAY).success  # a re-run creates nothing either, and sends nothing
@@ -94,13 +94,13 @@ def test_without_a_declared_duplicate_rule_no_opportunity_is_created(tmp_path, s
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("profile", ["documented", "terse", "field"])
-def test_a_missing_lead_goes_to_capture_whatever_the_answer_says(tmp_path, profile, start_sandbox):
+def test_a_missing_lead_goes_to_capture_whatever_the_answer_says(tmp_path, profile, start_sandbox, warehouse_target):
     source, rows = _source(tmp_path, rows=30)
     # Half the leads exist: those records go through Bulk Add, the others through Capture (leads
     # in bulk off, so that Bulk Add meets the missing leads).
     emails = sorted({row["email"].strip().lower() for row in rows})
     sandbox = start_sandbox(account=_account(lead_emails=emails[::2]), profile=profile)
-    pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, leads_in_bulk=False)
+    pipeline = Pipeline(source, warehouse_target, sandbox.url, leads_in_bulk=False)
     assert pipeline.run(FIRST_DAY).success
     remote = pipeline.remote_by_source()
     calls = pipeline.stats()["Calls"]
