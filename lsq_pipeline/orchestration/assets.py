@@ -25,11 +25,13 @@ from lsq_pipeline.orchestration.alerts import AlertWebhook
 from lsq_pipeline.orchestration.history import run_snapshot_day
 from lsq_pipeline.orchestration.liveness import run_is_alive
 from lsq_pipeline.orchestration.metadata import (
-    DRIFT_PREVIEW_ROWS, activities_of_day, api_metadata, figures_of, for_each_day, opportunities_of_day, plan_of_day,
-    preview, rejects_of_day, run_figures, selected, state_of_day, table_metadata, table_of_day)
+    DRIFT_PREVIEW_ROWS, activities_of_day, api_metadata, extract_source_metadata, figures_of, for_each_day,
+    opportunities_of_day, plan_of_day, preview, rejects_of_day, run_figures, selected, state_of_day, table_metadata,
+    table_of_day)
 from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseResource
 from lsq_pipeline.orchestration.source import SourceResource
-from lsq_pipeline.orchestration.translator import Translate, account_specs, keys_of, op_name, source_specs
+from lsq_pipeline.orchestration.translator import RECORD_SETS, Translate, account_specs, keys_of, op_name, source_specs
+from lsq_pipeline.orchestration.upstream import run_sources
 from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline.steps.extract import extract_days
 from lsq_pipeline.steps.gone import gone_share, settle_gone
@@ -188,8 +190,9 @@ def extract(context: dg.AssetExecutionContext, resources: AccountResources, keys
         })
         for_each_day(context, keys["raw_events"], days, partial(table_of_day, conn, "raw_events"))
     run = {"run_days": dg.MetadataValue.int(len(days))}
-    for name in ("raw_applications", "raw_events"):
-        yield from selected(context, dg.MaterializeResult(asset_key=keys[name], metadata=run))
+    for record_set, (_, name) in RECORD_SETS.items():
+        read = extract_source_metadata(sources.of(record_set), sum(loaded[day][record_set] for day in days))
+        yield from selected(context, dg.MaterializeResult(asset_key=keys[name], metadata={**run, **read}))
 
 
 def transform(context: dg.AssetExecutionContext, resources: AccountResources, keys: Keys) -> Results:
@@ -421,7 +424,7 @@ def _step_assets(account: _Account, partitions: dg.PartitionsDefinition | None, 
 
     @step_asset("extract", extract, ("raw_applications", "raw_events"), WAREHOUSE_POOL, can_subset=True)
     def extract_op(context: dg.AssetExecutionContext):
-        yield from account.as_step(context, "extract", partial(extract, sources=account.settings.sources()))
+        yield from account.as_step(context, "extract", partial(extract, sources=run_sources(context, account.settings)))
 
     @step_asset("transform", transform, ("opportunity_records", "activity_records", "rejects"), WAREHOUSE_POOL,
                 can_subset=True, check_specs=[checks.reject_rate_spec(keys["rejects"])])

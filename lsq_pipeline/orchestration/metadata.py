@@ -75,9 +75,11 @@ def source_asset_metadata(source: SourceTable) -> dict[str, object]:
     return metadata
 
 
-def extract_source_metadata(source: SourceTable, rows_read: int) -> dict[str, dg.MetadataValue]:
+def extract_source_metadata(source: SourceTable | None, rows_read: int) -> dict[str, dg.MetadataValue]:
     """What the extract read one record set from: the source's kind, its folder, table or query (as
-    text, truncated), and the rows the run read."""
+    text, truncated), and the rows the run read; nothing for a record set without a source."""
+    if source is None:
+        return {}
     if source.kind == "files":
         read_from = {"source_files": dg.MetadataValue.path(source.files or "")}
     elif source.kind == "query":

@@ -1,7 +1,8 @@
 """The lineage of a table, query or upstream-asset source, as Dagster shows it: an upstream asset
 (`asset:`) is the extract's dependency with no source asset of ours, a table or query without it
 is the external asset `source/applications` with its table name or query, the LeadSquared fields'
-column lineage names the source's own columns, and a run reads an upstream asset's table name."""
+column lineage names the source's own columns, and a run reads an upstream asset's table name
+(and the extract's metadata names the table it read and the rows)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from lsq_pipeline.demo.project import DATA
@@ -189,3 +191,49 @@ def test_with_eager_automation_the_latest_day_syncs_after_the_upstream_asset_mat
     instance.report_runless_asset_event(dg.AssetMaterialization("loan_applications"))
     after = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now, cursor=first.cursor)
     assert after.get_requested_partitions(acme("raw_applications")) == {"2026-11-19"}  # not every day since first_day
+
+
+def three_applications(analytics: Path) -> None:
+    """Three applications in `main.loan_applications` of the DuckDB file `analytics`, as a dbt model leaves them."""
+    with duckdb.connect(str(analytics)) as conn:
+        conn.execute("""
+            CREATE TABLE loan_applications AS
+            SELECT printf('APP-%07d', n) AS application_id, 'Applicant Number' || n AS applicant_name,
+                   'applicant' || n || '@mail.example' AS email, printf('09%09d', n) AS phone,
+                   'Home Loan' AS product, 100000 + n * 1000 AS amount, 'New' AS stage,
+                   'priya.sharma@lendco.example' AS owner_email,
+                   TIMESTAMPTZ '2026-11-01 09:00:00+00' AS created_at, TIMESTAMPTZ '2026-11-01 09:30:00+00' AS updated_at
+            FROM range(1, 4) AS t(n)""")
+
+
+def extract_in_a_run(root: Path, upstream: dg.AssetsDefinition | None) -> tuple[dg.ExecuteInProcessResult, AccountSettings]:
+    """The extract of a snapshot account whose applications are the asset loan_applications alone,
+    in definitions holding `upstream` (none: an asset of another code location)."""
+    three_applications(root / "analytics.duckdb")
+    (root / "data").mkdir()  # the warehouse's folder
+    settings = account(root, {"asset": "loan_applications", "database": "analytics.duckdb"}, events=None)
+    job = dg.define_asset_job("extract", selection=[acme("raw_applications")])
+    defs = dg.Definitions.merge(dg.Definitions(assets=[upstream] if upstream else [], jobs=[job]),
+                                build_definitions(settings))
+    result = defs.resolve_job_def("extract").execute_in_process(instance=dg.DagsterInstance.ephemeral(),
+                                                                raise_on_error=False)
+    return result, settings
+
+
+def test_the_extract_reads_the_upstream_assets_table_and_names_it_with_the_rows_read(tmp_path):
+    result, settings = extract_in_a_run(tmp_path, loan_applications)
+    assert result.success
+    [raw] = result.asset_materializations_for_node("acme__extract")
+    metadata = {name: value.value for name, value in raw.metadata.items()}
+    assert (metadata["source_kind"], metadata["source_table"], metadata["run_rows_read"]) == ("table", DBT_TABLE, 3)
+    assert metadata["source_database"] == str(tmp_path / "analytics.duckdb")
+    with settings.warehouse_location().connect(read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM raw_applications").fetchone()[0] == 3
+
+
+def test_an_upstream_asset_without_a_table_name_fails_the_extract_naming_it(tmp_path):
+    result, _ = extract_in_a_run(tmp_path, None)
+    assert not result.success
+    [failure] = [event for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "account acme: source applications: the asset loan_applications has no dagster/table_name" in (
+        failure.event_specific_data.error.message)
