@@ -24,10 +24,12 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
     ("local_scale.py", ["--rows", "3000", "--days", "2", "--warehouse", "postgres"], ["-> PASS"]),
     ("end_to_end.py", ["--rows", "300", "--warehouse", "postgres"], ["re-sync, no change, full reconcile: ok"]),
     ("client_throughput.py", ["--items", "100", "--skip-limited"], ["no limit, no latency: 100 updates"]),
+    ("table_sources.py", ["--rows", "3000", "--days", "3", "--repeat", "1"],
+     ["read whole table", "snapshot, no change: PostgreSQL / DuckDB table"]),
 ])
 def test_benchmark_runs_on_a_small_input(tmp_path: Path, script: str, arguments: list[str],
                                          expected: list[str]) -> None:
-    if "postgres" in arguments:
+    if "postgres" in arguments or script == "table_sources.py":  # table_sources starts a server of its own
         try:
             bindir()
         except PostgresUnavailable as missing:
