@@ -72,9 +72,11 @@ ASSETS: dict[str, _Asset] = {
     "source/events": _Asset("source", "Each day's events.csv in the source folder, as exported; reported by the "
                             "source_files_arrived sensor (size and modified time), so a late export shows as stale.",
                             kinds=("csv",)),
-    "raw_applications": _Asset("extract", "Each day's applications.csv, every column as text, as exported.",
+    "raw_applications": _Asset("extract", "Each day's applications export (CSV or Parquet), the mapping's columns "
+                               "as text, as exported.",
                                ("source/applications",), "raw_applications"),
-    "raw_events": _Asset("extract", "Each day's events.csv, every column as text, as exported.",
+    "raw_events": _Asset("extract", "Each day's events export (CSV or Parquet), the mapping's columns as text, "
+                         "as exported.",
                          ("source/events",), "raw_events"),
     "opportunity_records": _Asset("transform", "Accepted applications, normalised and mapped to LeadSquared "
                                   "fields; the latest version of a record in a day wins.",
