@@ -37,6 +37,11 @@ class Relation:
     source: SourceTable
     sql: str
     postgres_alias: str | None = None
+    postgres_from: str | None = None
+    """On PostgreSQL, the FROM item in PostgreSQL's dialect: the reads are sent whole through
+    `postgres_query`, so PostgreSQL answers the day range (or `IS NULL`) from its index; DuckDB's
+    scan of an attached table would split the range into many scans, and copy the whole table to
+    filter `IS NULL` itself."""
 
     def describe(self) -> str:
         """How messages name it: the table, or the query's first characters, and where it is."""
@@ -47,7 +52,7 @@ class Relation:
         """FROM-clause SQL of the rows matching `where_sql` (in the source's own dialect on PostgreSQL)."""
         if self.postgres_alias is None:
             return f"(SELECT * FROM {self.sql} WHERE {where_sql}) AS q"
-        sent = f"SELECT * FROM ({self.source.query}) q WHERE {where_sql}"
+        sent = f"SELECT * FROM {self.postgres_from} q WHERE {where_sql}"
         return f"postgres_query({literal(self.postgres_alias)}, {literal(sent)}) AS q"
 
 
@@ -107,11 +112,13 @@ def relation(source: SourceTable, record_set: str, alias: str | None) -> Relatio
     """The source's rows as SQL after FROM, its table name qualified by the attached catalog."""
     if source.query:
         if source.on_postgres():
-            return Relation(record_set, source, "", postgres_alias=alias)
+            return Relation(record_set, source, "", postgres_alias=alias, postgres_from=f"({source.query})")
         return Relation(record_set, source, f"({source.query}) AS source_query")
     parts = source.table.split(".")
     if alias is not None and source.on_postgres():
-        parts = [alias, *parts[-2:]]
+        on_server = ".".join(identifier(part) for part in parts[-2:])
+        return Relation(record_set, source, ".".join(identifier(part) for part in [alias, *parts[-2:]]),
+                        postgres_alias=alias, postgres_from=on_server)
     elif alias is not None and len(parts) < 3 and parts[0] != alias:
         parts = [alias, *parts]
     return Relation(record_set, source, ".".join(identifier(part) for part in parts))
@@ -129,7 +136,9 @@ def source_columns(conn: duckdb.DuckDBPyConnection, rel: Relation, alias: str | 
     """{lower-case name: (name, type)} of the source's columns; a missing table or a failing query
     raises `SourceError` in one line."""
     try:
-        described = conn.execute(f"DESCRIBE SELECT * FROM {rel.select('FALSE')}").fetchall()
+        # A table is described through the attached catalog, which names the tables there when it is missing.
+        sql = f"{rel.sql} AS q" if rel.source.table else rel.select("FALSE")
+        described = conn.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
     except duckdb.CatalogException as error:
         if rel.source.table:
             tables = _existing_tables(conn, alias)
