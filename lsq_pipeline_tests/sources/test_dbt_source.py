@@ -1,8 +1,8 @@
 """A real dbt project as the source, in one dg project with dagster-dbt's DbtProjectComponent: a
 seed and two models built by `dbt build` (a table, and a view whose SQL names the DuckDB file's
 stem), two accounts each reading one model by its asset key alone, the lineage in `dg list defs`
-starting at the dbt models, every record of each in sync, and a changed seed row sent as one Bulk
-Update of the changed fields."""
+starting at the dbt models, every record of each in sync (dbt and the sync also materialized in one
+`dg launch`), and a changed seed row sent as one Bulk Update of the changed fields."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from lsq_pipeline_tests.sources.dg_project import TeamProject, team_project
 ACCOUNTS = {"acme": "loan_applications", "globex": "loan_applications_view"}
 """Each account and the dbt model it reads: the table, and the view."""
 ROWS = 6  # the seed's applications
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}  # one process: the run's steps start faster
 WRITES = ("BulkAdd", "BulkUpdate", "Capture", "BulkActivities", "LeadBulkCreate", "LeadBulkCreateOrUpdate")
 
 
@@ -58,9 +59,11 @@ def test_a_dbt_view_naming_its_file_stem_syncs_in_full(team):
 
 
 @pytest.mark.timeout(300)
-def test_a_synced_dbt_table_ends_in_sync_and_a_changed_seed_row_is_one_update_of_its_fields(team):
-    _built(team, {"acme": "loan_applications"})
-    team.sync("acme")
+def test_the_dbt_table_and_the_sync_materialized_in_one_run_end_in_sync_and_a_changed_row_is_one_update(team):
+    team.add_dbt_project()
+    team.add_account("acme", {"applications": {"database": str(team.analytics), "asset": "loan_applications"}})
+    # Dagster runs dbt from its copy of the project (the profile's absolute path), then the sync.
+    team.run("dg", "launch", "--assets", "*", "--config-json", json.dumps(IN_PROCESS))
     assert team.statuses("acme") == {"in_sync": ROWS}
 
     team.set_seed_value("APP-0000003", amount="2700000", updated_at="2026-11-04 10:00:00")
