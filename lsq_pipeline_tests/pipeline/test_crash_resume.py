@@ -18,7 +18,7 @@ from lsq_pipeline_tests.pipeline.harness import Pipeline
 
 
 @pytest.mark.timeout(180)
-def test_lost_answers_then_a_rerun_ends_with_one_opportunity_per_record(tmp_path):
+def test_lost_answers_then_a_rerun_ends_with_one_opportunity_per_record(tmp_path, warehouse_target):
     source = tmp_path / "source"
     generate(source, rows=60, days=1, seed=8, start_day=FIRST_DAY, dirty_rate=0.0)
     state = tmp_path / "sandbox-state.jsonl"
@@ -30,7 +30,7 @@ def test_lost_answers_then_a_rerun_ends_with_one_opportunity_per_record(tmp_path
     with run_sandbox(
         account=account, rate_limit_calls=0, lost_response_rate=1.0, seed=2, state_path=state
     ) as broken:
-        pipeline = Pipeline(source, tmp_path / "warehouse.duckdb", broken.url)
+        pipeline = Pipeline(source, warehouse_target, broken.url)
         lost = pipeline.run(FIRST_DAY)
         assert lost.success
         landed = pipeline.remote_by_source()
@@ -57,11 +57,11 @@ def test_lost_answers_then_a_rerun_ends_with_one_opportunity_per_record(tmp_path
     assert len(activities) >= created_activities
 
 
-def _new_records(tmp_path, **settings) -> tuple[Pipeline, object]:
+def _new_records(tmp_path, warehouse_target, **settings) -> tuple[Pipeline, object]:
     """A few records whose leads are new, a warehouse, and the sandbox's state file (kept across its restarts)."""
     source = tmp_path / "source"
     generate(source, rows=4, days=1, seed=4, start_day=FIRST_DAY, dirty_rate=0.0, events=0)
-    return Pipeline(source, tmp_path / "warehouse.duckdb", "", **settings), tmp_path / "sandbox-state.jsonl"
+    return Pipeline(source, warehouse_target, "", **settings), tmp_path / "sandbox-state.jsonl"
 
 
 def _each_failed_with(pipeline: Pipeline, error: str) -> set[str]:
@@ -81,13 +81,13 @@ def _one_opportunity_each_in_sync(pipeline: Pipeline, accepted: set[str], remote
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("profile", ["documented", "field"])
-def test_a_create_whose_bulk_add_went_unanswered_is_never_captured_blindly(tmp_path, profile):
+def test_a_create_whose_bulk_add_went_unanswered_is_never_captured_blindly(tmp_path, profile, warehouse_target):
     """New leads, every answer lost (the writes land): the lead bulk create lands unanswered, Bulk
     Add creates the opportunity unanswered. A Capture then could make a second opportunity (the
     `field` profile's Capture ignores the duplicate rule), so none is sent: the record is `failed`
     (retryable), never missing from the state table, and the next run resolves it through Bulk
     Add's duplicate answer with no double."""
-    pipeline, state = _new_records(tmp_path, overrides={"retry_backoff_seconds": 0.01})
+    pipeline, state = _new_records(tmp_path, warehouse_target, overrides={"retry_backoff_seconds": 0.01})
     with run_sandbox(rate_limit_calls=0, lost_response_rate=1.0, seed=2, state_path=state, profile=profile) as broken:
         pipeline.sandbox_url = broken.url
         assert pipeline.run(FIRST_DAY).success
@@ -102,12 +102,12 @@ def test_a_create_whose_bulk_add_went_unanswered_is_never_captured_blindly(tmp_p
 
 
 @pytest.mark.timeout(240)
-def test_a_create_whose_captures_all_went_unanswered_is_failed_in_the_state_then_resolved(tmp_path):
+def test_a_create_whose_captures_all_went_unanswered_is_failed_in_the_state_then_resolved(tmp_path, warehouse_target):
     """`terse`: Bulk Add answers a duplicate without id, so the record goes to Capture; every
     Capture lands unanswered and the record goes back to Bulk Add, round after round. When the
     rounds run out it must not vanish from the state table: it is `failed` with the lost answer
     (retryable), and the next run settles it with no double."""
-    pipeline, state = _new_records(tmp_path, leads_in_bulk=False)
+    pipeline, state = _new_records(tmp_path, warehouse_target, leads_in_bulk=False)
     with run_sandbox(rate_limit_calls=0, lost_response_rate=1.0, fault_endpoints=["Capture"], seed=2,
                      state_path=state, profile="terse") as broken:
         pipeline.sandbox_url = broken.url

@@ -33,11 +33,12 @@ def _reconcile_metadata(result) -> dict:
     return {key: value.value for key, value in result.asset_materializations_for_node("opportunity_state")[0].metadata.items()}
 
 
-def test_the_push_stops_at_the_daily_count_and_the_next_day_finishes_without_a_double(tmp_path, start_sandbox) -> None:
+def test_the_push_stops_at_the_daily_count_and_the_next_day_finishes_without_a_double(tmp_path, start_sandbox,
+                                                                                      warehouse_target) -> None:
     source = tmp_path / "source"
     generate(source, rows=60, days=1, seed=11, start_day=FIRST_DAY, dirty_rate=0.0)
     sandbox = start_sandbox(daily_limit=DAILY_LIMIT)
-    pipeline = Pipeline(source_dir=source, warehouse=tmp_path / "warehouse.duckdb", sandbox_url=sandbox.url)
+    pipeline = Pipeline(source_dir=source, warehouse=warehouse_target, sandbox_url=sandbox.url)
     spent_days = 0
     reconcile_skipped = []
     for _ in range(20):  # each run gets one day of 12 calls
@@ -99,14 +100,14 @@ def test_a_redis_url_never_shows_in_the_resource(monkeypatch) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_the_command_line_says_the_day_is_spent_and_exits_3(tmp_path, start_sandbox) -> None:
+def test_the_command_line_says_the_day_is_spent_and_exits_3(tmp_path, start_sandbox, warehouse_target) -> None:
     source = tmp_path / "source"
     generate(source, rows=40, days=1, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
     sandbox = start_sandbox(daily_limit=DAILY_LIMIT)
-    env = subprocess_env(os.environ, sandbox_url=sandbox.url, source=source, warehouse=tmp_path / "warehouse.duckdb",
+    env = subprocess_env(os.environ, sandbox_url=sandbox.url, source=source, warehouse=warehouse_target,
                          dagster_home=home, rate_limit_db=tmp_path / "rate_limit.sqlite")
     # One Capture per record, so the day is spent among the creates (in bulk, 40 rows' leads
     # and opportunities take three calls and the day would be spent among the activities).
