@@ -40,6 +40,7 @@ def _built(team: TeamProject, accounts: dict[str, str] = ACCOUNTS) -> TeamProjec
     return team
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_dbt_models_are_upstream_of_the_extract_as_executable_dbt_assets(team):
     assets = _built(team).listed_assets()
@@ -50,6 +51,7 @@ def test_the_dbt_models_are_upstream_of_the_extract_as_executable_dbt_assets(tea
     assert (team.defs / ".local_defs_state").is_dir()  # dagster-dbt parsed its copy of the project
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_dbt_view_naming_its_file_stem_syncs_in_full(team):
     _built(team, {"globex": "loan_applications_view"})
@@ -58,6 +60,7 @@ def test_a_dbt_view_naming_its_file_stem_syncs_in_full(team):
     assert len(team.sandbox("globex", "opportunities")["Opportunities"]) == ROWS
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_dbt_table_and_the_sync_materialized_in_one_run_end_in_sync_and_a_changed_row_is_one_update(team):
     team.add_dbt_project()

@@ -97,6 +97,7 @@ def remote(team: TeamProject, account: str) -> dict[str, list[dict]]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_snapshot_sends_an_update_as_its_changed_fields_a_create_and_nothing_for_a_deleted_row(team, crm):
     server, database = crm
@@ -128,6 +129,7 @@ def test_a_snapshot_sends_an_update_as_its_changed_fields_a_create_and_nothing_f
         == [("APP-0000005",)]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_day_column_source_backfilled_over_three_days_sends_each_record_once_reading_each_day_in_postgres(
         team, crm):
@@ -156,6 +158,7 @@ def test_a_day_column_source_backfilled_over_three_days_sends_each_record_once_r
     assert all("WHERE" in line for line in reads), reads  # PostgreSQL never sends the whole table
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_snapshot_that_lost_half_its_rows_is_stopped_by_the_gone_share_check(team, crm):
     server, database = crm
