@@ -14,7 +14,8 @@ from lsq_pipeline_tests.pipeline.harness import Pipeline
 FIRST_DAY = date(2026, 11, 1)
 
 duckdb_only = pytest.mark.parametrize("warehouse_backend", ["duckdb"], indirect=True)
-"""For a test about the DuckDB file itself; its docstring says why PostgreSQL is left out."""
+"""For a test about the DuckDB file itself, or one whose minutes go to sleeping out a simulated
+delay, the same on either warehouse: its docstring says why PostgreSQL is left out."""
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

@@ -16,7 +16,7 @@ import pytest
 
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, run_is_alive
 from lsq_pipeline.demo.generate import generate
-from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY
+from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY, duckdb_only
 from lsq_pipeline_tests.pipeline.harness import Pipeline
 
 SECOND_DAY = FIRST_DAY + timedelta(days=1)
@@ -28,14 +28,18 @@ def _write_calls(pipeline: Pipeline) -> int:
 
 
 @pytest.mark.timeout(240)
-def test_a_second_run_leaves_the_rows_of_a_live_run_alone(tmp_path, start_sandbox):
+@duckdb_only
+def test_a_second_run_leaves_the_rows_of_a_live_run_alone(tmp_path, start_sandbox, warehouse_target):
+    """On a DuckDB file only: there the run's liveness decides whose `sent` rows are left alone. On
+    PostgreSQL a push holds the account's writer lock, so the second run waits for the first's push
+    to end and the two never overlap (two runs at once there: test_postgres_concurrency)."""
     source = tmp_path / "source"
     generate(source, rows=120, days=2, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
     # Every call takes 1.5 s, so the first run's push keeps calls in the air for a while.
     sandbox = start_sandbox(latency_ms=1500)
     instance = dg.DagsterInstance.ephemeral()
-    first = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, instance=instance)
-    second = Pipeline(source, tmp_path / "warehouse.duckdb", sandbox.url, instance=instance)
+    first = Pipeline(source, warehouse_target, sandbox.url, instance=instance)
+    second = Pipeline(source, warehouse_target, sandbox.url, instance=instance)
     outcome: dict = {}
     thread = threading.Thread(target=lambda: outcome.setdefault("first", first.run(FIRST_DAY)))
     thread.start()
