@@ -56,25 +56,35 @@ def change_share_spec(sync_plan: dg.AssetKey) -> dg.AssetCheckSpec:
     )
 
 
-def change_share(sync_plan: dg.AssetKey, planned_updates: int, known: int, threshold: float) -> dg.AssetCheckResult:
-    """The plan's updates as a share of the opportunities already known."""
-    share = planned_updates / known if known else 0.0
+def _share_within(
+    sync_plan: dg.AssetKey, check_name: str, figures: tuple[str, str, str], part: int, known: int,
+    threshold: float, problem: str,
+) -> dg.AssetCheckResult:
+    """`part` as a share of `known` at most `threshold`; `figures` names the share, the part and the
+    known count in the metadata; `problem` says what went over, formatted with the share."""
+    share = part / known if known else 0.0
+    share_name, part_name, known_name = figures
     return dg.AssetCheckResult(
         asset_key=sync_plan,
-        check_name=CHANGE_SHARE,
+        check_name=check_name,
         passed=share <= threshold,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=None if share <= threshold else (
-            f"the plan updates {share:.0%} of the {known} known opportunities (limit {threshold:.0%}); "
-            "if intended, re-run with a higher max_change_share"
-        ),
+        description=None if share <= threshold else problem.format(share=share, known=known, threshold=threshold),
         metadata={
-            "change_share": dg.MetadataValue.float(round(share, 4)),
+            share_name: dg.MetadataValue.float(round(share, 4)),
             "threshold": dg.MetadataValue.float(threshold),
-            "planned_updates": dg.MetadataValue.int(planned_updates),
-            "known_opportunities": dg.MetadataValue.int(known),
+            part_name: dg.MetadataValue.int(part),
+            known_name: dg.MetadataValue.int(known),
         },
     )
+
+
+def change_share(sync_plan: dg.AssetKey, planned_updates: int, known: int, threshold: float) -> dg.AssetCheckResult:
+    """The plan's updates as a share of the opportunities already known."""
+    return _share_within(
+        sync_plan, CHANGE_SHARE, ("change_share", "planned_updates", "known_opportunities"), planned_updates, known,
+        threshold, "the plan updates {share:.0%} of the {known} known opportunities (limit {threshold:.0%}); "
+                   "if intended, re-run with a higher max_change_share")
 
 
 def gone_share_spec(sync_plan: dg.AssetKey) -> dg.AssetCheckSpec:
@@ -90,23 +100,10 @@ def gone_share_spec(sync_plan: dg.AssetKey) -> dg.AssetCheckSpec:
 
 def gone_share(sync_plan: dg.AssetKey, gone: int, known: int, threshold: float) -> dg.AssetCheckResult:
     """The records the snapshot lacks as a share of the records known before it."""
-    share = gone / known if known else 0.0
-    return dg.AssetCheckResult(
-        asset_key=sync_plan,
-        check_name=GONE_SHARE,
-        passed=share <= threshold,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=None if share <= threshold else (
-            f"the snapshot lacks {share:.0%} of the {known} known records (limit {threshold:.0%}); "
-            "if the source really lost them, re-run with a higher max_gone_share"
-        ),
-        metadata={
-            "gone_share": dg.MetadataValue.float(round(share, 4)),
-            "threshold": dg.MetadataValue.float(threshold),
-            "gone_records": dg.MetadataValue.int(gone),
-            "known_records": dg.MetadataValue.int(known),
-        },
-    )
+    return _share_within(
+        sync_plan, GONE_SHARE, ("gone_share", "gone_records", "known_records"), gone, known, threshold,
+        "the snapshot lacks {share:.0%} of the {known} known records (limit {threshold:.0%}); "
+        "if the source really lost them, re-run with a higher max_gone_share")
 
 
 def leadsquared_checks(settings: AccountSettings, keys: dict[str, dg.AssetKey]) -> dg.AssetChecksDefinition:
