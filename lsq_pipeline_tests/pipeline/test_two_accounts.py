@@ -4,6 +4,7 @@ land only in its own LeadSquared, each budget holds, and state never crosses acc
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -31,7 +32,7 @@ def push_span(pipeline: Pipeline, run_id: str) -> tuple[float, float]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("budget_store", ["sqlite", "redis"])
-def test_two_accounts_synced_at_once_keep_apart(tmp_path, request, budget_store):
+def test_two_accounts_synced_at_once_keep_apart(tmp_path, request, budget_store, warehouse_target):
     shared = {"rate_limit_calls": WINDOW[0], "rate_limit_seconds": WINDOW[1], "bulk_rate_limit_calls": WINDOW[0]}
     if budget_store == "redis":
         shared["rate_limit_redis_env"] = key_variable(request.getfixturevalue("redis_url"))
@@ -45,8 +46,10 @@ def test_two_accounts_synced_at_once_keep_apart(tmp_path, request, budget_store)
         for account, sandbox, seed in (("acme", acme_lsq, 3), ("globex", globex_lsq, 4)):
             folder = tmp_path / account
             generate(folder / "source", rows=40, days=1, seed=seed, start_day=FIRST_DAY, dirty_rate=0.0)
+            # a DuckDB file each; one PostgreSQL database for both, each account in its own schema
+            warehouse = folder / "warehouse.duckdb" if isinstance(warehouse_target, Path) else warehouse_target
             pipelines[account] = Pipeline(
-                source_dir=folder / "source", warehouse=folder / "warehouse.duckdb", sandbox_url=sandbox.url,
+                source_dir=folder / "source", warehouse=warehouse, sandbox_url=sandbox.url,
                 access_key=f"{account}-access", secret_key=f"{account}-secret", account=account,
                 # one budget file for both, as two instances of one deployment would share it
                 overrides={**shared, "rate_limit_db": str(tmp_path / "rate_limit.sqlite")},
