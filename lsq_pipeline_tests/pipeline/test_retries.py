@@ -29,7 +29,7 @@ def failed_rows(pipeline) -> dict[str, tuple[str, int]]:
 @pytest.mark.timeout(300)
 def test_transient_failures_are_retried_by_later_runs_until_out_of_attempts(make_pipeline, sandbox, start_sandbox):
     pipeline = make_pipeline(rows=40, days=3)
-    pipeline.overrides = {"max_attempts": 2}
+    pipeline.overrides = {"max_attempts": 2, "retry_backoff_seconds": 0.01}  # the client's own retries, quickly
     down = start_sandbox(fault_rate=1.0, seed=3)
     pipeline.sandbox_url = down.url
     first = pipeline.run(FIRST_DAY)
