@@ -30,7 +30,7 @@ def test_lost_answers_then_a_rerun_ends_with_one_opportunity_per_record(tmp_path
     with run_sandbox(
         account=account, rate_limit_calls=0, lost_response_rate=1.0, seed=2, state_path=state
     ) as broken:
-        pipeline = Pipeline(source, warehouse_target, broken.url)
+        pipeline = Pipeline(source, warehouse_target, broken.url, overrides={"retry_backoff_seconds": 0.01})
         lost = pipeline.run(FIRST_DAY)
         assert lost.success
         landed = pipeline.remote_by_source()
