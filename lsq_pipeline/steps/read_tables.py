@@ -124,8 +124,14 @@ def relation(source: SourceTable, record_set: str, alias: str | None) -> Relatio
     return Relation(record_set, source, ".".join(identifier(part) for part in parts))
 
 
+SYSTEM_SCHEMAS = ("information_schema", "pg_catalog")
+"""PostgreSQL's own catalogs, which an attached database lists among its tables: some 200 names
+that would bury the team's few in a missing table's message."""
+
+
 def _existing_tables(conn: duckdb.DuckDBPyConnection, alias: str | None) -> list[str]:
     catalog = f"database_name = {literal(alias)}" if alias else "database_name = current_database()"
+    catalog += f" AND schema_name NOT IN ({', '.join(literal(schema) for schema in SYSTEM_SCHEMAS)})"
     return [name for (name,) in conn.execute(
         f"""SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE {catalog}
             UNION ALL SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE {catalog} AND NOT internal

@@ -198,6 +198,13 @@ def test_a_postgres_table_and_query_pushed_down(wh, postgres_server, mapping):
     wh.execute("DETACH pg")
 
 
+def test_a_missing_postgres_table_names_the_tables_there_without_postgres_catalogs(wh, postgres_server, mapping):
+    url = postgres_server.url(_postgres_source(postgres_server, mapping))
+    with pytest.raises(SourceError, match=r"^applications: table public.loan_application does not exist in "
+                                          r"PostgreSQL .* \(tables there: public.loan_applications\)$"):
+        extract_days(wh, _apps(table="public.loan_application", database=url), DAYS, mapping)
+
+
 def test_a_failing_postgres_query_is_one_line(wh, postgres_server, mapping):
     url = postgres_server.url(_postgres_source(postgres_server, mapping))
     with pytest.raises(SourceError, match=r"^the applications query 'SELECT nope FROM loan_applications' in "
