@@ -125,11 +125,31 @@ def _run_exit(run, summary, again: str) -> int:
     runs it again, safely), 3 (the day's call budget spent)."""
     print(f"Run {run.run_id} {'succeeded' if run.is_success else 'FAILED'}; see it in the UI (lsq-pipeline ui).")
     if not run.is_success:
-        print(f"Running it again is safe (calls left in the air are resolved, nothing is doubled): {again}")
+        _print_why(run, again)
     if run.is_success and summary.daily_budget_exhausted:
         print_daily_budget_spent(summary)
         return DAILY_BUDGET_SPENT_EXIT
     return 0 if run.is_success else 1
+
+
+def _print_why(run, again: str) -> None:
+    """Why the run failed, and what to do: a guard says which flag lets one run past it once it is
+    understood (the reject rate has none: rows are fixed in the source, or `max_reject_rate`
+    raised); a failed step is safe to run again (calls in the air are resolved)."""
+    from lsq_pipeline.orchestration.checks import CHANGE_SHARE, GONE_SHARE
+    from lsq_pipeline.orchestration.runs import why_failed
+
+    override_of_check = {CHANGE_SHARE: "--max-change-share", GONE_SHARE: "--max-gone-share"}
+    stops = why_failed(run)
+    for stop in stops:
+        print(f"Stopped by {stop.check}: {stop.reason}" if stop.check else f"Failed: {stop.reason}")
+    guards = [stop.check for stop in stops if stop.check]
+    if guards:
+        flags = " ".join(f"{override_of_check[check]} N" for check in guards if check in override_of_check)
+        print("Nothing was sent. Look at the source first; if it is right, run it again past the guard: "
+              + (f"{again} {flags}" if flags else "raise the account's max_reject_rate"))
+    else:
+        print(f"Running it again is safe (calls left in the air are resolved, nothing is doubled): {again}")
 
 
 def add_sync_command(subparsers: argparse._SubParsersAction) -> None:

@@ -177,6 +177,35 @@ def launch(
     return run
 
 
+@dataclass(frozen=True)
+class Stop:
+    """Why a run failed, in a line a person acts on: a blocking check that stopped it before the
+    push (`check` its name), or a step that failed (its error's first line)."""
+
+    check: str | None
+    reason: str
+
+
+def why_failed(run: dg.DagsterRun) -> list[Stop]:
+    """The failed blocking checks of the run, else its failed steps, each once."""
+    instance = use_project_instance()
+    stops: dict[str, Stop] = {}
+    for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if not evaluation.passed and evaluation.blocking:
+            stops.setdefault(evaluation.check_name, Stop(evaluation.check_name, evaluation.description or "failed"))
+    if stops:
+        return list(stops.values())
+    for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
+        event = record.event_log_entry.dagster_event
+        error = event.event_specific_data.error
+        while error is not None and error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
+            error = error.cause
+        message = (error.message if error is not None else "failed").strip().splitlines()[0]
+        stops.setdefault(event.step_key, Stop(None, f"{event.step_key}: {message}"))
+    return list(stops.values())
+
+
 @dataclass
 class DaySummary:
     """What a run did for its days, read from the warehouse and the run's materializations."""

@@ -178,6 +178,10 @@ def test_the_command_line_counts_the_gone_records_and_its_flag_lets_them_through
 
         stopped = team.sync("acme", ok=False)
         assert stopped.returncode == 1 and "gone from source   5" in stopped.stdout, stopped.stdout
+        # The command says why, and which flag lets one run past the guard; not "run it again".
+        assert "Stopped by gone_share_below_threshold: the snapshot lacks 50% of the 10 known records" in stopped.stdout
+        assert "lsq-pipeline sync --account acme --max-gone-share N" in stopped.stdout, stopped.stdout
+        assert "Running it again is safe" not in stopped.stdout
         assert team.statuses("acme") == {"in_sync": 10}
         let_through = team.sync("acme", "--max-gone-share", "0.6")
         assert "gone from source   5" in let_through.stdout and "succeeded" in let_through.stdout
@@ -186,5 +190,11 @@ def test_the_command_line_counts_the_gone_records_and_its_flag_lets_them_through
         team.add_account("daily", {"applications": {"files": "data/exports"}}, first_day="2026-11-01")
         refused = team.sync("daily", "--partition", "2026-11-01", "--max-gone-share", "0.6", ok=False)
         assert refused.returncode == 2 and "--max-gone-share is for a snapshot source" in refused.stderr
+        # A source that cannot be read fails its step: the command names the step and the cause.
+        team.add_account("broken", {"applications": {"table": "analytics.no_such_table", "database": "data/analytics.duckdb"}})
+        failed = team.sync("broken", ok=False)
+        assert failed.returncode == 1, failed.stdout
+        assert "Failed: broken__extract: " in failed.stdout and "no_such_table does not exist" in failed.stdout, failed.stdout
+        assert "Running it again is safe" in failed.stdout
     finally:
         team.stop_sandboxes()
