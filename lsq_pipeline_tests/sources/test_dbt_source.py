@@ -7,27 +7,16 @@ starting at the dbt models, every record of each in sync (dbt and the sync also 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from lsq_pipeline_tests.sources.dg_project import TeamProject, team_project
+from lsq_pipeline_tests.sources.dg_project import TeamProject
 
 ACCOUNTS = {"acme": "loan_applications", "globex": "loan_applications_view"}
 """Each account and the dbt model it reads: the table, and the view."""
 ROWS = 6  # the seed's applications
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}  # one process: the run's steps start faster
 WRITES = ("BulkAdd", "BulkUpdate", "Capture", "BulkActivities", "LeadBulkCreate", "LeadBulkCreateOrUpdate")
-
-
-@pytest.fixture
-def team(tmp_path: Path) -> Iterator[TeamProject]:
-    project = team_project(tmp_path)
-    try:
-        yield project
-    finally:
-        project.stop_sandboxes()
 
 
 def _built(team: TeamProject, accounts: dict[str, str] = ACCOUNTS) -> TeamProject:

@@ -17,7 +17,7 @@ from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.runs import run_config
 from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline_tests.pipeline.harness import MAPPING, Pipeline, key_variable
-from lsq_pipeline_tests.sources.dg_project import team_project
+from lsq_pipeline_tests.sources.dg_project import TeamProject
 
 on_both_warehouses = pytest.mark.parametrize("warehouse_backend", ["duckdb", "postgres"], indirect=True)
 
@@ -166,35 +166,31 @@ def test_only_a_snapshot_account_has_the_gone_share_check(pipeline):
 
 
 @pytest.mark.timeout(300)
-def test_the_command_line_counts_the_gone_records_and_its_flag_lets_them_through(tmp_path: Path):
-    team = team_project(tmp_path)
-    try:
-        ten_applications(team.analytics)
-        team.add_account("acme", {"applications": {"table": TABLE, "database": "data/analytics.duckdb"}})
-        (team.root / "data" / "acme").mkdir(exist_ok=True)  # the account's warehouse and sandbox
-        team.sync("acme")
-        with duckdb.connect(str(team.analytics)) as conn:
-            conn.execute(f"DELETE FROM {TABLE} WHERE application_id <= 'APP-0000005'")
+def test_the_command_line_counts_the_gone_records_and_its_flag_lets_them_through(team: TeamProject):
+    ten_applications(team.analytics)
+    team.add_account("acme", {"applications": {"table": TABLE, "database": "data/analytics.duckdb"}})
+    (team.root / "data" / "acme").mkdir(exist_ok=True)  # the account's warehouse and sandbox
+    team.sync("acme")
+    with duckdb.connect(str(team.analytics)) as conn:
+        conn.execute(f"DELETE FROM {TABLE} WHERE application_id <= 'APP-0000005'")
 
-        stopped = team.sync("acme", ok=False)
-        assert stopped.returncode == 1 and "gone from source   5" in stopped.stdout, stopped.stdout
-        # The command says why, and which flag lets one run past the guard; not "run it again".
-        assert "Stopped by gone_share_below_threshold: the snapshot lacks 50% of the 10 known records" in stopped.stdout
-        assert "lsq-pipeline sync --account acme --max-gone-share N" in stopped.stdout, stopped.stdout
-        assert "Running it again is safe" not in stopped.stdout
-        assert team.statuses("acme") == {"in_sync": 10}
-        let_through = team.sync("acme", "--max-gone-share", "0.6")
-        assert "gone from source   5" in let_through.stdout and "succeeded" in let_through.stdout
-        assert team.statuses("acme") == {"in_sync": 5, "gone_from_source": 5}
-        (team.root / "data" / "exports").mkdir()
-        team.add_account("daily", {"applications": {"files": "data/exports"}}, first_day="2026-11-01")
-        refused = team.sync("daily", "--partition", "2026-11-01", "--max-gone-share", "0.6", ok=False)
-        assert refused.returncode == 2 and "--max-gone-share is for a snapshot source" in refused.stderr
-        # A source that cannot be read fails its step: the command names the step and the cause.
-        team.add_account("broken", {"applications": {"table": "analytics.no_such_table", "database": "data/analytics.duckdb"}})
-        failed = team.sync("broken", ok=False)
-        assert failed.returncode == 1, failed.stdout
-        assert "Failed: broken__extract: " in failed.stdout and "no_such_table does not exist" in failed.stdout, failed.stdout
-        assert "Running it again is safe" in failed.stdout
-    finally:
-        team.stop_sandboxes()
+    stopped = team.sync("acme", ok=False)
+    assert stopped.returncode == 1 and "gone from source   5" in stopped.stdout, stopped.stdout
+    # The command says why, and which flag lets one run past the guard; not "run it again".
+    assert "Stopped by gone_share_below_threshold: the snapshot lacks 50% of the 10 known records" in stopped.stdout
+    assert "lsq-pipeline sync --account acme --max-gone-share N" in stopped.stdout, stopped.stdout
+    assert "Running it again is safe" not in stopped.stdout
+    assert team.statuses("acme") == {"in_sync": 10}
+    let_through = team.sync("acme", "--max-gone-share", "0.6")
+    assert "gone from source   5" in let_through.stdout and "succeeded" in let_through.stdout
+    assert team.statuses("acme") == {"in_sync": 5, "gone_from_source": 5}
+    (team.root / "data" / "exports").mkdir()
+    team.add_account("daily", {"applications": {"files": "data/exports"}}, first_day="2026-11-01")
+    refused = team.sync("daily", "--partition", "2026-11-01", "--max-gone-share", "0.6", ok=False)
+    assert refused.returncode == 2 and "--max-gone-share is for a snapshot source" in refused.stderr
+    # A source that cannot be read fails its step: the command names the step and the cause.
+    team.add_account("broken", {"applications": {"table": "analytics.no_such_table", "database": "data/analytics.duckdb"}})
+    failed = team.sync("broken", ok=False)
+    assert failed.returncode == 1, failed.stdout
+    assert "Failed: broken__extract: " in failed.stdout and "no_such_table does not exist" in failed.stdout, failed.stdout
+    assert "Running it again is safe" in failed.stdout

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from lsq_pipeline_tests.postgres import PostgresServer
-from lsq_pipeline_tests.sources.dg_project import TeamProject, team_project
+from lsq_pipeline_tests.sources.dg_project import TeamProject
 
 TABLE = "crm.loan_applications"
 COLUMNS = ("application_id", "applicant_name", "email", "phone", "product", "amount", "stage", "owner_email",
@@ -32,15 +31,6 @@ PRODUCTS = ("Personal Loan", "Home Loan", "Auto Loan")
 STAGES = ("New", "Documents Pending", "Under Review")
 WRITES = ("BulkAdd", "BulkUpdate", "Capture", "BulkActivities", "LeadBulkCreate", "LeadBulkCreateOrUpdate")
 FIRST_DAY = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def team(tmp_path: Path) -> Iterator[TeamProject]:
-    project = team_project(tmp_path)
-    try:
-        yield project
-    finally:
-        project.stop_sandboxes()
 
 
 @pytest.fixture

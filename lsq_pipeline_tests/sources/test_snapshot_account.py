@@ -6,7 +6,6 @@ table's snapshot with no day (a second run sends nothing) and refuses days in on
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from lsq_pipeline.demo.project import DATA
 from lsq_pipeline.orchestration.definitions import build_definitions
 from lsq_pipeline.orchestration.jobs import PLAN_ASSETS, SEND_ASSETS
 from lsq_pipeline.settings import AccountSettings, settings_from
-from lsq_pipeline_tests.sources.dg_project import TeamProject, team_project
+from lsq_pipeline_tests.sources.dg_project import TeamProject
 
 WRITES = ("BulkAdd", "BulkUpdate", "Capture", "BulkActivities", "LeadBulkCreate", "LeadBulkCreateOrUpdate")
 SOURCE = {"applications": {"table": "analytics.loan_applications", "database": "data/analytics.duckdb"},
@@ -101,15 +100,6 @@ def test_eager_syncs_a_snapshot_after_its_upstream_asset_materializes(tmp_path):
     assert requested == set(sync) - {acme("raw_events")}, requested  # the extract reads both record sets
     materialize(*sync)
     assert evaluate(third.cursor, 3).total_requested == 0  # synced: nothing until the model changes again
-
-
-@pytest.fixture
-def team(tmp_path: Path) -> Iterator[TeamProject]:
-    project = team_project(tmp_path)
-    try:
-        yield project
-    finally:
-        project.stop_sandboxes()
 
 
 @pytest.mark.timeout(300)
