@@ -26,7 +26,7 @@ from lsq_pipeline.orchestration.history import run_snapshot_day
 from lsq_pipeline.orchestration.liveness import run_is_alive
 from lsq_pipeline.orchestration.metadata import (
     DRIFT_PREVIEW_ROWS, activities_of_day, api_metadata, extract_source_metadata, figures_of, for_each_day,
-    opportunities_of_day, plan_of_day, preview, rejects_of_day, run_figures, selected, state_of_day, table_metadata,
+    opportunities_of_day, plan_of_day, preview, rejects_of_day, run_figures, selected, states_of_days, table_metadata,
     table_of_day)
 from lsq_pipeline.orchestration.resources import LeadSquaredResource, WarehouseResource
 from lsq_pipeline.orchestration.source import SourceResource
@@ -320,7 +320,7 @@ def opportunity_state(
     with warehouse.get_connection() as conn:
         state = summarize_state(conn, DRIFT_PREVIEW_ROWS)
         table = table_metadata(conn, "opportunity_state", "TRUE", [])
-        for_each_day(context, keys["opportunity_state"], days, partial(state_of_day, conn))
+        for_each_day(context, keys["opportunity_state"], days, states_of_days(conn, days).__getitem__)
     table["table_total_rows"] = table.pop("dagster/row_count")  # the whole table, never a day's rows
     yield dg.MaterializeResult(metadata={
         **run_figures(

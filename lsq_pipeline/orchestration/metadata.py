@@ -16,7 +16,7 @@ from lsq_pipeline.sources import SourceTable
 from lsq_pipeline.steps.plan import ACTIONS, planned_activities, planned_by_action
 from lsq_pipeline.steps.transform import rejects_by_field
 from lsq_pipeline.tables.runs import ERROR_COLUMNS, day_errors
-from lsq_pipeline.tables.report import day_status_counts
+from lsq_pipeline.tables.report import status_counts_by_day
 from lsq_pipeline.warehouse.schema import table_slice
 
 EMPTY = EndpointStats()
@@ -129,10 +129,11 @@ def opportunities_of_day(
     }
 
 
-def state_of_day(conn: duckdb.DuckDBPyConnection, day: date) -> dict[str, object]:
-    """Where the records of the day (their latest version) stand after the reconcile: `day_<status>`
-    for every status."""
-    return {f"day_{status}": dg.MetadataValue.int(count) for status, count in day_status_counts(conn, day).items()}
+def states_of_days(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> dict[date, dict[str, object]]:
+    """Where the records of each day (their latest version) stand after the reconcile:
+    `day_<status>` for every status."""
+    return {day: {f"day_{status}": dg.MetadataValue.int(count) for status, count in counts.items()}
+            for day, counts in status_counts_by_day(conn, days).items()}
 
 
 def activities_of_day(counts: dict[str, int]) -> dict[str, object]:
