@@ -78,6 +78,7 @@ def _run_state(args: argparse.Namespace) -> int:
                 print(f"No warehouse yet ({location.describe()} has no state table): nothing has run.")
                 return 0
             counts = report.status_counts(conn)
+            activities = report.activity_status_counts(conn)
             in_status = report.records_in_status(conn, args.status, STATE_ROWS_SHOWN) if args.status else None
             record = report.record_state(conn, args.source_id) if args.source_id else None
             journal = journal_history(conn, args.source_id) if args.source_id else []
@@ -88,6 +89,9 @@ def _run_state(args: argparse.Namespace) -> int:
     print(f"{location.describe()}: {total} source records")
     for status, count in counts.items():
         print(f"  {status:<10} {count}")
+    if activities:
+        print(f"{sum(activities.values())} source events: "
+              + ", ".join(f"{status} {count}" for status, count in activities.items()))
     if in_status is not None:
         _print_records_in_status(args.status, in_status)
     if args.source_id:
@@ -100,6 +104,8 @@ def _run_state(args: argparse.Namespace) -> int:
 
 def _print_records_in_status(status: str, found) -> None:
     print(f"\n{found.total} records {status}" + (":" if found.rows else "."))
+    if not found.rows:
+        return
     table = [[_cell_text(cell) for cell in row] for row in found.rows]
     _print_table(["source_id", "opportunity_id", "error", "last_synced_at"], table)
     if found.total > len(found.rows):

@@ -25,8 +25,8 @@ def print_day(label: str, summary) -> None:
     print(
         f"{label}  created {summary.created:4d}  updated {summary.updated:4d}  "
         f"unchanged {planned.get(Action.UNCHANGED, 0):4d}  rejected {summary.rejected:3d}  "
-        f"failed {summary.failed:3d}  activities {summary.activities:3d}  API calls {summary.api_calls:3d}"
-        + _gone(summary)
+        f"failed {summary.failed:3d}  activities {summary.activities:3d}{_activities_failed(summary)}  "
+        f"API calls {summary.api_calls:3d}" + _gone(summary)
     )
     if not summary.success:
         print(
@@ -34,6 +34,11 @@ def print_day(label: str, summary) -> None:
             f"created {summary.created}, updated {summary.updated}, activities {summary.activities}, "
             f"failed {summary.failed} (see the run in the UI: lsq-pipeline ui)"
         )
+
+
+def _activities_failed(summary) -> str:
+    """Activities LeadSquared refused: said only when there are some (`lsq-pipeline state` lists them)."""
+    return f" ({summary.activities_failed} failed)" if summary.activities_failed else ""
 
 
 def _gone(summary) -> str:

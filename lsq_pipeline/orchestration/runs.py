@@ -218,6 +218,7 @@ class DaySummary:
     rejected: int
     failed: int
     activities: int
+    activities_failed: int
     api_calls: int
     write_calls: int
     daily_budget_exhausted: bool = False
@@ -273,6 +274,7 @@ def summarize(settings: AccountSettings, run: dg.DagsterRun) -> DaySummary:
         rejected=rejected,
         failed=journal.records_failed,
         activities=journal.answered.get("activity:ok", 0),
+        activities_failed=journal.answered.get("activity:failed", 0),
         api_calls=read_calls + write_calls,
         write_calls=write_calls,
         daily_budget_exhausted=day_spent,

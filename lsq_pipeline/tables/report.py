@@ -34,6 +34,11 @@ def status_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return dict(conn.execute("SELECT status, count(*) FROM opportunity_state GROUP BY status ORDER BY status").fetchall())
 
 
+def activity_status_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Source events by `activity_state` status (created, failed, unknown)."""
+    return dict(conn.execute("SELECT status, count(*) FROM activity_state GROUP BY status ORDER BY status").fetchall())
+
+
 def status_counts_by_day(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> dict[date, dict[str, int]]:
     """Where the records whose latest version is of each of `days` stand now (each record counted
     on one day only, so the days sum to the table), every status counted, 0 included: one read of

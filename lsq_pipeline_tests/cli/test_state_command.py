@@ -12,6 +12,24 @@ import pytest
 from lsq_pipeline_tests.cli.test_first_run import clean_env, lsq, project
 
 SPOILT = "APP-9999999"
+NEW_HIRE = "new.hire@lendco.example"
+
+
+def with_an_event_of_a_new_hire(folder: Path) -> Path:
+    """The project with one event owned by a user the mapping knows and LeadSquared does not: an
+    activity LeadSquared refuses."""
+    mapping = folder / "data" / "mapping.yaml"
+    mapping.write_text(mapping.read_text().replace(
+        "    users:\n", f"    users:\n      {NEW_HIRE}: 0b6f2c1e-1a2b-4c3d-8e9f-000000000099\n", 1))
+    [events] = (folder / "data" / "source").glob("*/events.csv")
+    with events.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    rows[0]["owner_email"] = NEW_HIRE
+    with events.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
 
 
 def with_a_spoilt_record(folder: Path) -> Path:
@@ -35,20 +53,25 @@ def test_state_of_a_missing_warehouse_creates_nothing(tmp_path):
 
 @pytest.mark.timeout(600)
 def test_state_of_a_duckdb_file_reads_and_leaves_the_file_free(tmp_path):
-    folder = with_a_spoilt_record(project(tmp_path, rows=20, days=1))
+    folder = with_an_event_of_a_new_hire(with_a_spoilt_record(project(tmp_path, rows=20, days=1)))
     demo = lsq(folder, "demo")
     assert demo.returncode == 0, demo.stdout + demo.stderr
     warehouse = folder / "data" / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         counts = dict(conn.execute("SELECT status, count(*) FROM opportunity_state GROUP BY ALL").fetchall())
+        events = dict(conn.execute("SELECT status, count(*) FROM activity_state GROUP BY ALL").fetchall())
         [synced] = conn.execute("SELECT min(source_id) FROM opportunity_state WHERE status = 'in_sync'").fetchone()
     assert counts.get("in_sync") and counts.get("rejected"), counts
+    assert events.get("created") and events.get("failed") == 1, events
+    [day_line] = [line for line in demo.stdout.splitlines() if "  created " in line]
+    assert f"activities {events['created']:3d} (1 failed)  API calls" in day_line  # a refusal is said
 
     state = lsq(folder, "state")
     assert state.returncode == 0, state.stderr
     assert f"{sum(counts.values())} source records" in state.stdout
     for status, count in counts.items():
         assert f"  {status:<10} {count}" in state.stdout
+    assert f"{sum(events.values())} source events: created {events['created']}, failed 1" in state.stdout
     with duckdb.connect(str(warehouse)) as conn:  # read-write, at once: the command holds nothing
         conn.execute("SELECT count(*) FROM opportunity_state").fetchone()
 
@@ -69,6 +92,10 @@ def test_state_of_a_duckdb_file_reads_and_leaves_the_file_free(tmp_path):
     assert any(line.startswith(("create ", "capture ")) and " ok " in line for line in journal.splitlines())
     with duckdb.connect(str(warehouse)) as conn:
         conn.execute("SELECT 1").fetchone()
+
+    none = lsq(folder, "state", "--status", "drifted")
+    assert none.returncode == 0, none.stderr
+    assert none.stdout.rstrip().endswith("0 records drifted.")
 
     rejected = lsq(folder, "state", "--source-id", SPOILT)
     assert rejected.returncode == 0, rejected.stderr
