@@ -160,6 +160,8 @@ class Warehouse:
     def _open_file(self, log: Callable[[str], None], read_only: bool) -> duckdb.DuckDBPyConnection:
         """Open the file, waiting up to `lock_timeout_seconds` while another process holds it."""
         config = {**FILE_CONFIG, "memory_limit": self.memory_limit}
+        if not read_only:  # a new file's folder may not exist yet (an account whose source is a table)
+            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         next_report, delay = started + LOCK_REPORT_SECONDS, 0.02
         while True:

@@ -1,6 +1,7 @@
-"""The warehouse's PostgreSQL password never travels in a URL: a URL that carries one is refused,
-naming libpq's PGPASSWORD and ~/.pgpass, without showing it; libpq's own ways then work, for the
-tables (DuckDB's postgres extension) and for the writer lock (psycopg2) alike."""
+"""Opening the warehouse. A DuckDB file is made where it is named, its folder too. The PostgreSQL
+password never travels in a URL: a URL that carries one is refused, naming libpq's PGPASSWORD and
+~/.pgpass, without showing it; libpq's own ways then work, for the tables (DuckDB's postgres
+extension) and for the writer lock (psycopg2) alike."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import duckdb
 import pytest
 
 from lsq_pipeline.settings import SettingsError
@@ -32,6 +34,20 @@ def _open(url: str, **env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     return subprocess.run([sys.executable, "-c", OPEN, url], env={**clean, **env}, capture_output=True,
                           text=True, timeout=60, check=True).stdout
+
+
+def test_a_new_file_is_made_with_its_folder_and_a_reader_makes_neither(tmp_path):
+    from lsq_pipeline.warehouse.connection import Warehouse
+
+    target = tmp_path / "data" / "globex" / "warehouse.duckdb"  # an account with no source folder there
+    with pytest.raises(duckdb.IOException):
+        with Warehouse(str(target)).connect(print, read_only=True):
+            pass
+    assert not target.parent.exists()
+    with Warehouse(str(target)).connect(print) as conn:
+        conn.execute("CREATE TABLE t AS SELECT 1 AS one")
+    with duckdb.connect(str(target), read_only=True) as conn:
+        assert conn.execute("SELECT one FROM t").fetchone() == (1,)
 
 
 def test_a_url_with_a_password_is_refused_without_showing_it(monkeypatch):
