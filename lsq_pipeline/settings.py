@@ -27,7 +27,7 @@ SANDBOX_SECRET_KEY = "sandbox-secret-key"
 DEFAULT_ACCOUNT = "default"
 ENV_PREFIX = "LSQ_"
 ExecutorName = Literal["in_process", "multiprocess", "inherit"]
-_PATHS = frozenset({"source_dir", "mapping", "sandbox_dir", "rate_limit_db"})
+_PATHS = frozenset({"source_dir", "mapping", "sandbox_dir", "sandbox_account", "rate_limit_db"})
 """The path settings a resource takes, relative ones from the account's `root`; an empty one means none."""
 
 
@@ -43,6 +43,8 @@ class LeadSquaredSettings(BudgetSettings):
     sandbox: bool = Field(False, description="true: sync against the embedded LeadSquared sandbox (a local "
                                              "HTTP server the run starts) instead of api_host")
     sandbox_dir: str = Field("data/sandbox", description="state folder of the embedded sandbox")
+    sandbox_account: str = Field("", description="account definition YAML (users, opportunity and activity "
+                                                 "types) the embedded sandbox starts with (empty: the packaged one)")
     api_host: str = Field("", description="LeadSquared API host, e.g. https://api-in21.leadsquared.com "
                                           "(required unless sandbox is true)")
     rate_limit_db: str = Field("data/rate_limit.sqlite",
@@ -282,7 +284,8 @@ class AccountSettings(AccountAttributes):
             raise SettingsError(f"{self.setting_name('api_host')} is set, so {' and '.join(unset)} must be set too")
 
     def check_paths(self) -> None:
-        """Fail, naming the setting, when the source's folders or the mapping are not there."""
+        """Fail, naming the setting, when the source's folders, the mapping or the sandbox's
+        account definition are not there."""
         sources = self.sources()
         for record_set in ("applications", "events"):
             source = sources.of(record_set)
@@ -294,6 +297,18 @@ class AccountSettings(AccountAttributes):
         if not is_postgres(self.warehouse) and self.path("warehouse").is_dir():
             raise SettingsError(f"{self.setting_name('warehouse')}: {self.path('warehouse')} is a folder, "
                                 "not a DuckDB file")
+        if self.uses_sandbox and self.sandbox_account:
+            self.check_sandbox_account()
+
+    def check_sandbox_account(self) -> None:
+        """The embedded sandbox's account definition must load: a bad one fails the run naming the
+        attribute, not as a server that did not start."""
+        from lsq_pipeline.sandbox.account import account_file_problem
+
+        path = self.path("sandbox_account")
+        problem = f"{path} is not a file" if not path.is_file() else account_file_problem(path)
+        if problem:
+            raise SettingsError(f"{self.setting_name('sandbox_account')}: {problem}")
 
     def check_ready(self) -> None:
         """Everything a run needs from the disk and the environment."""

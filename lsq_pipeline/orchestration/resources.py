@@ -36,7 +36,8 @@ class LeadSquaredResource(dg.ConfigurableResource, LeadSquaredSettings):
     """The LeadSquared account: a rate-limited, concurrent, retrying client that never doubles a record.
 
     Its settings are the account's `LeadSquaredSettings`. `sandbox` true means the embedded sandbox
-    (one local process shared by every process of this machine, state under `sandbox_dir`);
+    (one local process shared by every process of this machine, state under `sandbox_dir`, account
+    definition `sandbox_account` or the packaged one);
     otherwise `api_host` is required. Keys come from `dg.EnvVar`; they are sent in headers only and
     never appear in logs, errors or metadata.
     """
@@ -65,6 +66,7 @@ class LeadSquaredResource(dg.ConfigurableResource, LeadSquaredSettings):
             bulk_rate_limit_calls=limits.bulk.calls,
             bulk_rate_limit_seconds=limits.bulk.seconds,
             daily_limit=limits.daily_calls,
+            account=Path(self.sandbox_account) if self.sandbox_account else None,
         )
 
     def get_client(self) -> LeadSquaredClient:

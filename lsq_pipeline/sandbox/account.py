@@ -180,3 +180,20 @@ def load_account(path: str | Path | None = None) -> Account:
             for err in exc.errors()
         )
         raise AccountError(f"invalid account file {path}: {problems}") from exc
+
+
+def account_file_problem(path: str | Path) -> str | None:
+    """Why `path` does not load as an account definition, in one line naming the file (not
+    readable, not YAML, or its first invalid key); None when it loads."""
+    try:
+        load_account(path)
+    except AccountError as error:
+        cause = error.__cause__
+        if isinstance(cause, ValidationError):
+            first = cause.errors(include_input=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "<root>"
+            return f"invalid account file {path}: {where}: {first['msg'].removeprefix('Value error, ')}"
+        if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None:
+            return f"cannot read account file {path}: {cause.problem} (line {cause.problem_mark.line + 1})"
+        return str(error).splitlines()[0]
+    return None

@@ -85,10 +85,14 @@ def _terminate(pid: int | None) -> None:
         time.sleep(0.05)
 
 
-def _options_fingerprint(access_key: str, secret_key: str, limits: dict, idle: float, profile: str) -> dict:
-    """What the server was started with; keys only as a hash, never in clear in a file."""
+def _options_fingerprint(access_key: str, secret_key: str, limits: dict, idle: float, profile: str,
+                         account: Path | None) -> dict:
+    """What the server was started with; keys only as a hash, never in clear in a file. The account
+    definition by path and content, so an edited file starts a new server."""
     digest = hashlib.sha256(f"{access_key}\0{secret_key}".encode()).hexdigest()
-    return {"keys_sha256": digest, **limits, "idle_timeout": float(idle), "profile": profile}
+    account_digest = hashlib.sha256(account.read_bytes()).hexdigest() if account else None
+    return {"keys_sha256": digest, **limits, "idle_timeout": float(idle), "profile": profile,
+            "account": str(account) if account else None, "account_sha256": account_digest}
 
 
 def _limit_arguments(limits: dict) -> list[str]:
@@ -124,21 +128,24 @@ def ensure_sandbox(
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     profile: str = "documented",
     read_lag_seconds: float | None = None,
+    account: Path | None = None,
 ) -> str:
     """The base URL of the one sandbox serving `state_dir`, started detached if none is alive.
 
     Rate limits are those of `SandboxOptions` (None = the plan's, else the default);
-    `read_lag_seconds` None = the profile's. The server
-    keeps its state in `state_dir/state.jsonl`, logs to `state_dir/server.log` and exits by
-    itself after `idle_timeout` seconds without calls. A server started under another `profile`
-    (or other options) is replaced.
+    `read_lag_seconds` None = the profile's; `account` (an account definition YAML) None = the
+    packaged one. The server keeps its state in `state_dir/state.jsonl`, logs to
+    `state_dir/server.log` and exits by itself after `idle_timeout` seconds without calls. A server
+    started under another `profile` (or other options, or another content of the `account` file)
+    is replaced.
     """
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     limits = {"plan": plan, "rate_limit_calls": rate_limit_calls, "rate_limit_seconds": rate_limit_seconds,
               "bulk_rate_limit_calls": bulk_rate_limit_calls, "bulk_rate_limit_seconds": bulk_rate_limit_seconds,
               "daily_limit": daily_limit, "read_lag_seconds": read_lag_seconds}
-    wanted = _options_fingerprint(access_key, secret_key, limits, idle_timeout, profile)
+    account = Path(account).resolve() if account else None
+    wanted = _options_fingerprint(access_key, secret_key, limits, idle_timeout, profile, account)
     with _locked(state_dir):
         info = _read_server_file(state_dir)
         alive = _is_sandbox_process(info.get("pid")) and _healthy(info.get("url"))
@@ -155,6 +162,8 @@ def _spawn(state_dir: Path, options: dict, access_key: str, secret_key: str, lim
                "--state", str(state_dir / STATE_FILE), *limit_arguments,
                "--idle-timeout", str(options["idle_timeout"]), "--profile", options["profile"],
                "--server-file", str(server_file)]
+    if options["account"]:
+        command += ["--account", options["account"]]
     env = {**os.environ, "LSQ_ACCESS_KEY": access_key, "LSQ_SECRET_KEY": secret_key}  # not in argv: ps shows argv
     with (state_dir / LOG_FILE).open("ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,

@@ -84,6 +84,22 @@ def test_a_profile_change_replaces_the_server(state_dir):
     assert json.loads((state_dir / "server.json").read_text())["options"]["profile"] == "field"
 
 
+def test_the_server_starts_on_the_account_file_given_and_an_edit_of_it_replaces_the_server(state_dir, tmp_path):
+    keys = {"x-LSQ-AccessKey": "k1", "x-LSQ-SecretKey": "s1"}
+    account = tmp_path / "team_account.yaml"
+    account.write_text("users: [{id: u-1, email: officer@acme.example}]\n"
+                       "leads: [{id: seed-lead, fields: {EmailAddress: seed@acme.example}}]\n")
+    url = ensure_sandbox(state_dir, access_key="k1", secret_key="s1", rate_limit_calls=0, account=account)
+    leads = requests.get(url + "/sandbox/leads", headers=keys, timeout=5).json()["Leads"]
+    assert [lead["Fields"]["EmailAddress"] for lead in leads] == ["seed@acme.example"]  # the file's seed lead
+    assert ensure_sandbox(state_dir, access_key="k1", secret_key="s1", rate_limit_calls=0, account=account) == url
+    pid = json.loads((state_dir / "server.json").read_text())["pid"]
+    account.write_text(account.read_text().replace("users: [", "users: [{id: u-2, email: second@acme.example}, "))
+    ensure_sandbox(state_dir, access_key="k1", secret_key="s1", rate_limit_calls=0, account=account)
+    assert not _is_sandbox_process(pid)  # the edited file started a new server
+    assert json.loads((state_dir / "server.json").read_text())["options"]["account"] == str(account.resolve())
+
+
 def test_idle_server_exits_by_itself(tmp_path):
     folder = tmp_path / "idle"
     ensure_sandbox(folder, access_key="k", secret_key="s", idle_timeout=1)
