@@ -72,13 +72,20 @@ def failed_error_checks(instance: dg.DagsterInstance, run_id: str, blocking: boo
     return failed
 
 
-def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-    for record in records:
+def failed_steps(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
+    """Each failed step of the run with its error's first line, the step's own error rather than
+    Dagster's wrapper around it (`SourceError: applications: ...`)."""
+    failed: dict[str, str] = {}
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
         error = record.event_log_entry.dagster_event.event_specific_data.error
-        if error is not None:
-            return f"{record.event_log_entry.step_key}: {error.message.strip().splitlines()[0]}"
-    return None
+        while error is not None and error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
+            error = error.cause
+        message = error.message.strip().splitlines()[0] if error is not None and error.message.strip() else "failed"
+        qualified, _, rest = message.partition(": ")
+        if error is not None and rest and qualified.endswith(error.cls_name):
+            message = f"{error.cls_name}: {rest}"
+        failed.setdefault(record.event_log_entry.step_key, message)
+    return failed
 
 
 def _timestamp(seconds: float | None) -> datetime | None:
@@ -100,7 +107,9 @@ def record_run_outcome(
     elif blocked:
         status, reason = RunStatus.BLOCKED, "blocked by " + ", ".join(blocked)
     else:
-        status, reason = RunStatus.FAILED, _failure_message(instance, run.run_id) or f"run {run.status.value}"
+        failed = failed_steps(instance, run.run_id)
+        status, reason = RunStatus.FAILED, next((f"{step}: {line}" for step, line in failed.items()),
+                                                f"run {run.status.value}")
     metadata = _metadata_by_asset(instance, run.run_id, keys)
     push, reconcile = metadata.get("leadsquared/opportunities"), metadata.get("opportunity_state", {})
     stats = instance.get_run_record_by_id(run.run_id)

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 from filelock import FileLock
 
-from lsq_pipeline.orchestration.history import record_run_outcome, run_day_range
+from lsq_pipeline.orchestration.history import failed_steps, record_run_outcome, run_day_range
 from lsq_pipeline.orchestration.jobs import keys_of_job, settings_of
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
 from lsq_pipeline.orchestration.metadata import API_CALLS
@@ -196,14 +196,7 @@ def why_failed(run: dg.DagsterRun) -> list[Stop]:
             stops.setdefault(evaluation.check_name, Stop(evaluation.check_name, evaluation.description or "failed"))
     if stops:
         return list(stops.values())
-    for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
-        event = record.event_log_entry.dagster_event
-        error = event.event_specific_data.error
-        while error is not None and error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
-            error = error.cause
-        message = (error.message if error is not None else "failed").strip().splitlines()[0]
-        stops.setdefault(event.step_key, Stop(None, f"{event.step_key}: {message}"))
-    return list(stops.values())
+    return [Stop(None, f"{step}: {line}") for step, line in failed_steps(instance, run.run_id).items()]
 
 
 @dataclass

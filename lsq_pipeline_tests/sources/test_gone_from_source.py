@@ -169,8 +169,7 @@ def test_only_a_snapshot_account_has_the_gone_share_check(pipeline):
 def test_the_command_line_counts_the_gone_records_and_its_flag_lets_them_through(team: TeamProject):
     ten_applications(team.analytics)
     team.add_account("acme", {"applications": {"table": TABLE, "database": "data/analytics.duckdb"}})
-    (team.root / "data" / "acme").mkdir(exist_ok=True)  # the account's warehouse and sandbox
-    team.sync("acme")
+    team.sync("acme")  # its warehouse's folder, data/acme/, is made by the run
     with duckdb.connect(str(team.analytics)) as conn:
         conn.execute(f"DELETE FROM {TABLE} WHERE application_id <= 'APP-0000005'")
 
@@ -192,5 +191,8 @@ def test_the_command_line_counts_the_gone_records_and_its_flag_lets_them_through
     team.add_account("broken", {"applications": {"table": "analytics.no_such_table", "database": "data/analytics.duckdb"}})
     failed = team.sync("broken", ok=False)
     assert failed.returncode == 1, failed.stdout
-    assert "Failed: broken__extract: " in failed.stdout and "no_such_table does not exist" in failed.stdout, failed.stdout
+    assert "Failed: broken__extract: SourceError: " in failed.stdout, failed.stdout  # the step's error, not Dagster's wrapper
+    assert "no_such_table does not exist" in failed.stdout, failed.stdout
+    [(reason,)] = team.warehouse("broken", "SELECT reason FROM sync_runs WHERE status = 'failed'")
+    assert reason.startswith("broken__extract: SourceError: ") and "no_such_table does not exist" in reason, reason
     assert "Running it again is safe" in failed.stdout
