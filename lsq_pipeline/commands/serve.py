@@ -4,6 +4,7 @@ and the Dagster UI."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -37,8 +38,12 @@ def _run_ui(args: argparse.Namespace) -> int:
     use_project_instance()
     project = selected_project()
     tool = Path(sys.executable).with_name("dg" if project else "dagster")
-    if not tool.exists():
-        raise MissingExtra(f"lsq-pipeline ui needs {tool.name}, which is not installed: pip install 'lsq_pipeline[ui]'")
+    missing = [name for name, there in ((tool.name, tool.exists()),
+                                        ("dagster-webserver", importlib.util.find_spec("dagster_webserver")))
+               if not there]
+    if missing:
+        raise MissingExtra(f"the Dagster UI needs {' and '.join(missing)}, which is not installed: "
+                           "pip install 'lsq_pipeline[ui]'")
     if project:
         # --use-active-venv with VIRTUAL_ENV keeps dg on this environment.
         command = [str(tool), "dev", "--use-active-venv", "--port", str(args.port)]

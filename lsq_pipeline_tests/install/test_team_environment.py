@@ -174,6 +174,9 @@ def test_a_team_installs_the_wheel_into_its_own_dg_project(tmp_path: Path) -> No
                      "--out", "generated"], empty, env, ok=False)
     assert generate.returncode == 1 and "Traceback" not in generate.stderr
     assert generate.stderr.strip().endswith("pip install 'lsq_pipeline[demo]'")
+    ui = _run([str(bin_ / "lsq-pipeline"), "ui"], project, env, ok=False)  # dg is there, the webserver is not
+    assert ui.returncode == 1 and "Traceback" not in ui.stderr
+    assert ui.stderr.strip().endswith("needs dagster-webserver, which is not installed: pip install 'lsq_pipeline[ui]'")
     acme_yaml = project / "src" / "acme_data" / "defs" / "acme" / "defs.yaml"
     acme_yaml.write_text(acme_yaml.read_text().replace("attributes:\n", "attributes:\n  rate_limit_redis_env: ACME_REDIS\n"))
     _run(dg + ["check", "defs"], project, env)  # whether Redis is used is decided when a run starts
