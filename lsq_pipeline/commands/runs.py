@@ -79,7 +79,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     start, today = settings.first_partition_day(), datetime.now(timezone.utc).date()
     if first < start:
         print(f"lsq-pipeline sync: {first} is before the account's first day {start} "
-              f"({settings.setting_name('first_day')}, else the oldest day folder)", file=sys.stderr)
+              f"({settings.setting_name('first_day')})", file=sys.stderr)
         return 2
     if last >= today:
         print(f"lsq-pipeline sync: {last} has not ended yet (UTC): a day is synced once it is over", file=sys.stderr)
