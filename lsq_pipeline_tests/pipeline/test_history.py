@@ -136,10 +136,10 @@ def test_the_success_sensor_records_a_successful_run(make_pipeline):
 
 def test_a_failed_run_that_will_be_retried_alerts_only_on_its_last_try(make_pipeline, receiver, monkeypatch):
     url, received = receiver
-    monkeypatch.setenv("LSQ_TEST_ALERT_WEBHOOK", url)
     pipeline = make_pipeline(rows=30, days=1, dirty_rate=0.5)
     pipeline.overrides = {"max_reject_rate": 0.1, "alert_webhook_env": "LSQ_TEST_ALERT_WEBHOOK"}
     sensor = pipeline.definitions().resolve_sensor_def("alert_on_failed_runs")
+    monkeypatch.setenv("LSQ_TEST_ALERT_WEBHOOK", url)  # set after the load: the URL is read when an alert goes out
 
     def fail_and_tell(will_retry: str) -> str:
         result = pipeline.run(FIRST_DAY)
