@@ -1,17 +1,24 @@
-"""The demo outside any dg project: it lays out a small dg project of its own, and the commands
-then work on it from its folder, from any folder below it, or with --project; `ui` serves it with
-`dg dev`."""
+"""The demo outside any dg project: it lays out a small dg project of its own (in ./lsq-demo or
+--dir), and the commands then work on it from its folder, from any folder below it, or with
+--project from anywhere, on its warehouse and its Dagster instance (DAGSTER_HOME when set);
+`ui` serves it with `dg dev`."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import sqlite3
 import subprocess
 import time
 
 import pytest
 import requests
+import yaml
 
 from lsq_pipeline.commands.demo import DEMO_DIR
+from lsq_pipeline.demo.project import DATA, FIRST_DAY
+from lsq_pipeline.orchestration.runs import SHIPPED_INSTANCE
 from lsq_pipeline_tests.cli.test_first_run import COMMAND, clean_env, lsq
 from lsq_pipeline_tests.processes import free_port, stop_group
 
@@ -40,6 +47,60 @@ def test_the_commands_find_the_demo_project_from_inside_it_or_by_project(demo_pr
     assert wrong.returncode == 2 and "--account acme: no such account (defined: demo)" in wrong.stderr
     nowhere = lsq(tmp_path, "state", "--project", str(tmp_path))
     assert nowhere.returncode == 2 and f"--project {tmp_path}: no dg project there" in nowhere.stderr
+
+
+@pytest.mark.parametrize("command, expected", [
+    (("sync", "--partition", FIRST_DAY, "--dry-run"), f"{FIRST_DAY} (dry run, nothing sent): create 0, update 0,"),
+    (("retry", "--all-failed", "--dry-run"), "Nothing to retry: no failed record matches."),
+    (("warehouse", "upgrade"), "DuckDB {warehouse} already opens with this release's DuckDB: nothing to upgrade."),
+    (("warehouse", "copy", "--to", "{postgres}"), "Copying DuckDB {warehouse} into PostgreSQL {postgres}, schema demo"),
+], ids=["sync", "retry", "warehouse-upgrade", "warehouse-copy"])
+@pytest.mark.timeout(300)
+def test_every_command_works_on_the_project_named_by_project_from_a_folder_outside_it(
+        demo_project, tmp_path, request, command, expected):
+    # From an empty folder the packaged default account would find no data/source there, and
+    # would write its warehouse and instance into that folder.
+    places = {"warehouse": demo_project / "data" / "warehouse.duckdb"}
+    if "{postgres}" in command:
+        places["postgres"] = request.getfixturevalue("postgres_url")
+    result = lsq(tmp_path, *(part.format(**places) for part in command), "--project", str(demo_project))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert expected.format(**places) in result.stdout
+    for run_id in re.findall(r"^Run (\S+) succeeded", result.stdout, re.MULTILINE):
+        assert (demo_project / "instance" / "history" / "runs" / f"{run_id}.db").is_file(), "not the project's instance"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_dagster_home_the_project_instance_is_made_with_the_shipped_settings(demo_project):
+    shipped = SHIPPED_INSTANCE.read_text()
+    assert (demo_project / "instance" / "dagster.yaml").read_text() == shipped
+    settings = yaml.safe_load(shipped)
+    assert settings["run_retries"]["enabled"] and settings["run_retries"]["retry_on_asset_or_op_failure"] is False
+    assert settings["run_monitoring"]["enabled"] and settings["concurrency"]["pools"]["default_limit"] == 1
+
+
+@pytest.mark.timeout(300)
+def test_demo_dir_lays_out_the_project_there_and_dagster_home_holds_its_runs(tmp_path):
+    here, home, folder = tmp_path / "here", tmp_path / "home", tmp_path / "elsewhere" / "my-demo"
+    here.mkdir()
+    # One packaged day where the demo looks for its source: the layout keeps it, and one run is synced.
+    shutil.copytree(DATA / "source" / FIRST_DAY, folder / "data" / "source" / FIRST_DAY)
+    demo = lsq(here, "demo", "--dir", str(folder), env=clean_env(DAGSTER_HOME=str(home)))
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert f"Demo project: {folder}" in demo.stdout and f"{FIRST_DAY}  created" in demo.stdout
+    assert f"Warehouse: DuckDB {folder / 'data' / 'warehouse.duckdb'}" in demo.stdout
+    assert list(here.iterdir()) == []
+    assert {path.name for path in folder.iterdir()} == {"pyproject.toml", "lsq_demo", "data"}, "no instance/"
+    assert (folder / "lsq_demo" / "defs" / "demo" / "defs.yaml").is_file()
+    assert (folder / "data" / "mapping.yaml").is_file() and (folder / "data" / "sandbox").is_dir()
+    assert (home / "dagster.yaml").read_text() == SHIPPED_INSTANCE.read_text()
+    sync = lsq(here, "sync", "--project", str(folder), "--partition", FIRST_DAY, env=clean_env(DAGSTER_HOME=str(home)))
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    run_id = re.search(r"^Run (\S+) succeeded", sync.stdout, re.MULTILINE)[1]
+    with sqlite3.connect(home / "history" / "runs.db") as storage:
+        runs = {found for (found,) in storage.execute("SELECT run_id FROM runs")}
+    assert run_id in runs and (home / "history" / "runs" / f"{run_id}.db").is_file()
+    assert not (folder / "instance").exists() and list(here.iterdir()) == []
 
 
 @pytest.mark.slow
