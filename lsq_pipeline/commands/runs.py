@@ -170,12 +170,13 @@ def add_sync_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-change-share", type=float, metavar="SHARE",
-        help="this run may update up to this share of known opportunities (default LSQ_MAX_CHANGE_SHARE, 0.5)",
+        help="this run may update up to this share of known opportunities "
+             "(default: the account's max_change_share, 0.5 unless set)",
     )
     parser.add_argument(
         "--max-gone-share", type=float, metavar="SHARE",
         help="a snapshot account: this run may find up to this share of known records gone from the source "
-             "(default LSQ_MAX_GONE_SHARE, 0.2)",
+             "(default: the account's max_gone_share, 0.2 unless set)",
     )
     add_account_argument(parser)
     parser.set_defaults(handler=_run_sync)
