@@ -19,8 +19,10 @@ from lsq_pipeline.orchestration.assets import (
 )
 from lsq_pipeline.orchestration.history import record_run_outcome
 from lsq_pipeline.orchestration.jobs import PLAN_ASSETS, SEND_ASSETS
-from lsq_pipeline.orchestration.translator import SOURCE_ASSETS
+from lsq_pipeline.orchestration.translator import RECORD_SETS
 from lsq_pipeline.settings import AccountSettings, source_days
+from lsq_pipeline.sources import RecordSet
+from lsq_pipeline.steps.read_files import SourceFileError, day_file
 from lsq_pipeline.tables.statuses import RunStatus
 
 
@@ -103,16 +105,37 @@ def _run_outcome_sensors(
     return [record_successful_runs, alert_on_failed_runs]
 
 
-def exported_files(settings: AccountSettings) -> dict[str, tuple[Path, str]]:
-    """The export files the account's sources are: each file's name, with its folder and its
-    source asset's name, for the record sets read from `files:` (none for tables and queries)."""
+def exported_files(settings: AccountSettings) -> dict[RecordSet, tuple[Path, str]]:
+    """The export folders the account's sources are: each record set read from `files:`, with its
+    folder and its source asset's name (none for tables and queries)."""
     sources = settings.sources()
     found = {}
-    for file_name, name in SOURCE_ASSETS.items():
-        source = sources.of(name.removeprefix("source/"))
+    for record_set, (name, _) in RECORD_SETS.items():
+        source = sources.of(record_set)
         if source is not None and source.kind == "files":
-            found[file_name] = (Path(source.files), name)
+            found[record_set] = (Path(source.files), name)
     return found
+
+
+def _arrived_files(
+    exports: dict[RecordSet, tuple[Path, str]], partition_keys: set[str],
+) -> tuple[list[tuple[str, Path, str]], list[str]]:
+    """Each day's file of each record set, CSV or Parquet as the extract picks it (day, path, source
+    asset's name), for the days that are partitions; and the problem of each day the extract would
+    refuse (both files there), whose file is left out."""
+    found, problems = [], []
+    for record_set, (folder, name) in exports.items():
+        for day in (day.isoformat() for day in source_days(folder)):
+            if day not in partition_keys:
+                continue
+            try:
+                path = day_file(folder / day, record_set)
+            except SourceFileError as error:
+                problems.append(str(error))
+                continue
+            if path.is_file():
+                found.append((day, path, name))
+    return sorted(found), problems
 
 
 def _source_files_sensor(
@@ -126,10 +149,11 @@ def _source_files_sensor(
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys=resource_keys(settings, "source"),
-        description="Reports each day's export file once it has arrived or changed and then stayed "
-        "unchanged for file_settle_seconds (size, modified time), on the source/applications and "
-        "source/events assets: the UI shows when each export came, a late one shows as stale, and "
-        "with automation_condition: eager the day then syncs. Launches nothing itself.",
+        description="Reports each day's export file (CSV or Parquet) once it has arrived or changed and "
+        "then stayed unchanged for file_settle_seconds (size, modified time), on the source/applications "
+        "and source/events assets: the UI shows when each export came, a late one shows as stale, and "
+        "with automation_condition: eager the day then syncs. A day with both a CSV and a Parquet file "
+        "of a record set is skipped, its problem in the log. Launches nothing itself.",
     )
     def source_files_arrived(context: dg.SensorEvaluationContext):
         """The cursor keeps, per day and file, its size and modified time, since when they are
@@ -137,28 +161,25 @@ def _source_files_sensor(
         runless materialization of that day's partition."""
         source = source_resource(context.resources, settings)
         files: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
-        partition_keys = set(partitions.get_partition_keys())
         now = time.time()
         events, settling = [], []
-        arrived = sorted((day, file_name) for file_name, (folder, _) in exports.items() for day in source_days(folder))
-        for day, file_name in arrived:
-            folder, name = exports[file_name]
-            path = folder / day.isoformat() / file_name
-            if day.isoformat() not in partition_keys or not path.is_file():
-                continue
+        arrived, problems = _arrived_files(exports, set(partitions.get_partition_keys()))
+        for problem in problems:
+            context.log.warning(f"not reported: {problem}")
+        for day, path, name in arrived:
             seen = [path.stat().st_size, path.stat().st_mtime]
-            known = files.setdefault(f"{day}/{file_name}", {"seen": seen, "since": now, "reported": None})
+            known = files.setdefault(f"{day}/{path.name}", {"seen": seen, "since": now, "reported": None})
             if known["seen"] != seen:
                 known.update(seen=seen, since=now)
             if known["reported"] == seen:
                 continue
             if now - known["since"] < source.file_settle_seconds:
-                settling.append(f"{day}/{file_name}")
+                settling.append(f"{day}/{path.name}")
                 continue
             known["reported"] = seen
             events.append(dg.AssetMaterialization(
                 asset_key=keys[name],
-                partition=day.isoformat(),
+                partition=day,
                 metadata={
                     "path": dg.MetadataValue.path(str(path)),
                     "size_bytes": dg.MetadataValue.int(seen[0]),
@@ -168,8 +189,9 @@ def _source_files_sensor(
         context.update_cursor(json.dumps(files))
         if events:
             return dg.SensorResult(asset_events=events)
-        return dg.SkipReason(f"waiting for files to settle: {', '.join(settling)}" if settling
-                             else "no new or changed export file")
+        waiting = [f"waiting for files to settle: {', '.join(settling)}"] if settling else []
+        refused = [f"not reported: {'; '.join(problems)}"] if problems else []
+        return dg.SkipReason("; ".join([*waiting, *refused]) or "no new or changed export file")
 
     return source_files_arrived
 

@@ -4,7 +4,7 @@ translation (YAML `translation:`, or a subclass's `get_asset_spec`) in lineage o
 upstream key is what its downstream assets depend on.
 
 The graph starts at the source of each record set: its export files (`source/applications`, an
-observed csv asset), its table or query (the same key, an external asset with `dagster/table_name`
+observed asset of CSV or Parquet files), its table or query (the same key, an external asset with `dagster/table_name`
 or the query), or the upstream Dagster asset that writes the table (`asset:`, e.g. a dbt model),
 which the extract then depends on in place of an asset of ours.
 
@@ -60,18 +60,16 @@ class _Asset:
     kinds: tuple[str, ...] = ()
 
 
-SOURCE_ASSETS = {"applications.csv": "source/applications", "events.csv": "source/events"}
-"""The export file of each source asset."""
 RECORD_SETS: dict[RecordSet, tuple[str, str]] = {"applications": ("source/applications", "raw_applications"),
                                                  "events": ("source/events", "raw_events")}
 """Each record set's source asset and the raw table the extract loads it into."""
 ASSETS: dict[str, _Asset] = {
-    "source/applications": _Asset("source", "Each day's applications.csv in the source folder, as exported; reported "
-                                  "by the source_files_arrived sensor (size and modified time), so a late export "
-                                  "shows as stale.", kinds=("csv",)),
-    "source/events": _Asset("source", "Each day's events.csv in the source folder, as exported; reported by the "
-                            "source_files_arrived sensor (size and modified time), so a late export shows as stale.",
-                            kinds=("csv",)),
+    "source/applications": _Asset("source", "Each day's applications export (CSV or Parquet) in its folder, as "
+                                  "exported; reported by the source_files_arrived sensor (size and modified time), "
+                                  "so a late export shows as stale.", kinds=("csv",)),
+    "source/events": _Asset("source", "Each day's events export (CSV or Parquet) in its folder, as exported; "
+                            "reported by the source_files_arrived sensor (size and modified time), so a late "
+                            "export shows as stale.", kinds=("csv",)),
     "raw_applications": _Asset("extract", "Each day's applications export (CSV or Parquet), the mapping's columns "
                                "as text, as exported.",
                                ("source/applications",), "raw_applications"),
@@ -232,11 +230,12 @@ def _source_kinds(source: SourceTable, location: Warehouse) -> set[str]:
     return {"postgres" if source.on_postgres() else "duckdb" if source.database else location.kind}
 
 
-def _source_metadata(settings: AccountSettings, name: str, source: SourceTable) -> dict[str, object]:
+def _source_metadata(record_set: RecordSet, source: SourceTable) -> dict[str, object]:
+    """A table's or query's own metadata; for export files, where each day's file is, in the record
+    set's own folder, CSV or Parquet."""
     if source.kind != "files":
         return source_asset_metadata(source)
-    file_name = next(file for file, source_name in SOURCE_ASSETS.items() if source_name == name)
-    return {"path": dg.MetadataValue.path(str(settings.path("source_dir") / "YYYY-MM-DD" / file_name))}
+    return {"path": dg.MetadataValue.path(str(Path(source.files) / "YYYY-MM-DD" / f"{record_set}.{{csv,parquet}}"))}
 
 
 def _column_source(source: SourceTable | None, names: tuple[str, str], keys: dict[str, dg.AssetKey]) -> dg.AssetKey:
@@ -270,7 +269,7 @@ def account_specs(
         if asset.table:
             metadata["dagster/table_name"] = location.table_name(asset.table)
         if asset.step == "source" and source:
-            metadata.update(_source_metadata(settings, name, source))
+            metadata.update(_source_metadata(record_set, source))
             kinds = _source_kinds(source, location)
             if source.kind != "files":
                 description = _source_description(record_set, source)

@@ -1,4 +1,5 @@
-"""Export files and automation: `source_files_arrived` reports a file once it has settled, and with
+"""Export files and automation: `source_files_arrived` reports a file, CSV or Parquet, once it has
+settled (a day with both is skipped, saying why), and with
 `automation_condition: eager` a day is requested once both its files are reported, a late export of
 an older day included; the automation sensor ships off and tags its runs as the account's."""
 
@@ -9,6 +10,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
+import duckdb
 
 from lsq_pipeline.orchestration.assets import ACCOUNT_TAG
 from lsq_pipeline.orchestration.definitions import build_definitions
@@ -57,6 +59,54 @@ def test_a_file_is_reported_once_it_has_settled_and_again_once_a_change_settles(
     result, _ = tick(defs, pipeline.instance, cursor)
     [again] = result.asset_events
     assert again.metadata["size_bytes"].value == path.stat().st_size
+
+
+def as_parquet(csv_path, parquet_path) -> None:
+    duckdb.execute(f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{parquet_path}' (FORMAT parquet)")
+
+
+def test_a_day_exported_as_parquet_is_reported_with_its_path_and_size_once_settled(make_pipeline, tmp_path):
+    pipeline = make_pipeline(rows=10, days=1)
+    day = FIRST_DAY.isoformat()
+    watched = tmp_path / "incoming"
+    (watched / day).mkdir(parents=True)
+    defs = account(watched)
+    for name in ("applications", "events"):
+        as_parquet(pipeline.source_dir / day / f"{name}.csv", watched / day / f"{name}.parquet")
+
+    result, cursor = tick(defs, pipeline.instance, None)
+    assert not result.asset_events and f"{day}/applications.parquet" in result.skip_message
+    assert f"{day}/events.parquet" in result.skip_message
+    time.sleep(SETTLE + 0.1)
+    result, cursor = tick(defs, pipeline.instance, cursor)
+    reported = {event.asset_key: event for event in result.asset_events}
+    assert set(reported) == {dg.AssetKey(["source", "applications"]), dg.AssetKey(["source", "events"])}
+    applications = reported[dg.AssetKey(["source", "applications"])]
+    path = watched / day / "applications.parquet"
+    assert applications.partition == day and applications.metadata["path"].value == str(path)
+    assert applications.metadata["size_bytes"].value == path.stat().st_size
+    result, _ = tick(defs, pipeline.instance, cursor)
+    assert not result.asset_events and "no new or changed export file" in result.skip_message
+
+
+def test_a_day_with_both_a_csv_and_a_parquet_file_is_skipped_saying_why(make_pipeline, tmp_path):
+    pipeline = make_pipeline(rows=10, days=2)
+    first, second = FIRST_DAY.isoformat(), (FIRST_DAY + timedelta(days=1)).isoformat()
+    watched = tmp_path / "incoming"
+    for day in (first, second):
+        shutil.copytree(pipeline.source_dir / day, watched / day)
+    as_parquet(watched / first / "applications.csv", watched / first / "applications.parquet")
+    defs = account(watched)
+
+    _, cursor = tick(defs, pipeline.instance, None)
+    time.sleep(SETTLE + 0.1)
+    result, cursor = tick(defs, pipeline.instance, cursor)
+    reported = {(event.asset_key.to_user_string(), event.partition) for event in result.asset_events}
+    assert reported == {("source/events", first), ("source/applications", second), ("source/events", second)}
+    result, _ = tick(defs, pipeline.instance, cursor)
+    assert not result.asset_events
+    assert "both applications.csv and applications.parquet" in result.skip_message
+    assert str(watched / first) in result.skip_message
 
 
 def test_eager_requests_each_day_whose_files_are_reported_a_late_older_day_included(make_pipeline):

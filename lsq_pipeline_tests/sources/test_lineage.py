@@ -96,9 +96,18 @@ def test_export_files_keep_their_observed_csv_assets_and_the_raw_tables_column_l
                                          "source_dir": "data/source"}), DAYS, MAPPING)
     source = specs["source/applications"]
     assert source.kinds == {"csv", "source"} and source.freshness_policy is not None
-    assert source.metadata["path"].value == str(tmp_path / "data" / "source" / "YYYY-MM-DD" / "applications.csv")
+    day_file = tmp_path / "data" / "source" / "YYYY-MM-DD" / "applications.{csv,parquet}"
+    assert source.metadata["path"].value == str(day_file)
+    assert "CSV or Parquet" in source.description
     assert specs["raw_applications"].freshness_policy is None
     assert column_deps(specs["leadsquared/opportunities"], "mx_Custom_3") == [(acme("raw_applications"), "amount")]
+
+
+def test_each_record_set_read_from_its_own_folder_shows_that_folder_as_its_path(tmp_path):
+    specs = account_specs(account(tmp_path, {"files": "exports/applications"}, {"files": "/srv/events"}), DAYS, MAPPING)
+    paths = {name: specs[f"source/{name}"].metadata["path"].value for name in ("applications", "events")}
+    applications = tmp_path / "exports" / "applications" / "YYYY-MM-DD" / "applications.{csv,parquet}"
+    assert paths == {"applications": str(applications), "events": "/srv/events/YYYY-MM-DD/events.{csv,parquet}"}
 
 
 def test_no_events_means_no_events_source_asset(tmp_path):
