@@ -34,12 +34,17 @@ def tick(defs: dg.Definitions, instance, cursor):
     return result, result.cursor
 
 
-def test_a_file_is_reported_once_it_has_settled_and_again_once_a_change_settles(make_pipeline, tmp_path):
+def one_watched_day(make_pipeline, tmp_path):
+    """A generated day, and an empty export folder for it that the account watches."""
     pipeline = make_pipeline(rows=10, days=1)
     day = FIRST_DAY.isoformat()
     watched = tmp_path / "incoming"
     (watched / day).mkdir(parents=True)
-    defs = account(watched)
+    return pipeline, day, watched, account(watched)
+
+
+def test_a_file_is_reported_once_it_has_settled_and_again_once_a_change_settles(make_pipeline, tmp_path):
+    pipeline, day, watched, defs = one_watched_day(make_pipeline, tmp_path)
     shutil.copy(pipeline.source_dir / day / "applications.csv", watched / day)
 
     result, cursor = tick(defs, pipeline.instance, None)
@@ -66,11 +71,7 @@ def as_parquet(csv_path, parquet_path) -> None:
 
 
 def test_a_day_exported_as_parquet_is_reported_with_its_path_and_size_once_settled(make_pipeline, tmp_path):
-    pipeline = make_pipeline(rows=10, days=1)
-    day = FIRST_DAY.isoformat()
-    watched = tmp_path / "incoming"
-    (watched / day).mkdir(parents=True)
-    defs = account(watched)
+    pipeline, day, watched, defs = one_watched_day(make_pipeline, tmp_path)
     for name in ("applications", "events"):
         as_parquet(pipeline.source_dir / day / f"{name}.csv", watched / day / f"{name}.parquet")
 
