@@ -11,7 +11,7 @@ import duckdb
 from lsq_pipeline.mapping import Mapping
 from lsq_pipeline.sources import RecordSet, Sources, SourceTable
 from lsq_pipeline.steps.read_files import ReadTogetherFailed, SourceFileError, check_file, day_file, stage_files
-from lsq_pipeline.steps.read_tables import StagedRows, stage_table
+from lsq_pipeline.steps.read_tables import StagedRows, stage_table, staged_table
 from lsq_pipeline.warehouse.schema import APPLICATION_COLUMNS, EVENT_COLUMNS, add_raw_columns
 from lsq_pipeline.warehouse.sql import day_list_sql, identifier, transaction
 
@@ -102,7 +102,7 @@ def _load_all(conn: duckdb.DuckDBPyConnection, sources: Sources, columns: dict[R
                 _replace(conn, table, columns[record_set], days, staged[record_set], whole=not sources.daily)
     finally:
         for record_set in RAW_TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {identifier(f'_extracted_{record_set}')}")
+            conn.execute(f"DROP TABLE IF EXISTS {staged_table(record_set)}")
     return {record_set: rows.counts if rows else {} for record_set, rows in staged.items()}
 
 

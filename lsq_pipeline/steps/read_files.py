@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from lsq_pipeline.steps.read_tables import StagedRows, as_text
+from lsq_pipeline.steps.read_tables import StagedRows, staged_table, text_columns
 from lsq_pipeline.warehouse.sql import identifier, literal
 
 HEADER_PROBE_BYTES = 1 << 16
@@ -126,11 +126,6 @@ class ReadTogetherFailed(Exception):
     """Reading a table's files in one statement failed: read them again one by one."""
 
 
-def _staged(record_set: str) -> str:
-    """The temporary table that holds a record set's rows as read, before they replace the raw rows."""
-    return identifier(f"_extracted_{record_set}")
-
-
 def day_file(day_dir: Path, record_set: str) -> Path:
     """The day's file of a record set: its CSV, else its Parquet file (the CSV named when neither is there)."""
     csv_path, parquet_path = day_dir / f"{record_set}.csv", day_dir / f"{record_set}.parquet"
@@ -160,10 +155,8 @@ def check_file(path: Path, columns: list[str]) -> list[str]:
 
 
 def _read_parquet(conn: duckdb.DuckDBPyConnection, staged: str, columns: list[str], file: int, path: Path) -> None:
-    found = _parquet_columns(path)
-    values = ", ".join(as_text(identifier(found[c.lower()][0]), found[c.lower()][1]) for c in columns)
     try:
-        conn.execute(f"INSERT INTO {staged} SELECT {file}, {values} FROM read_parquet({literal(str(path))})")
+        conn.execute(f"INSERT INTO {staged} SELECT {file}, {text_columns(_parquet_columns(path), columns)} FROM read_parquet({literal(str(path))})")
     except duckdb.Error as error:
         raise SourceFileError(path, f"cannot be read as Parquet: {str(error).strip().splitlines()[0]}") from None
 
@@ -179,7 +172,7 @@ def _read(conn: duckdb.DuckDBPyConnection, paths: list[Path], record_set: str, c
     `preserve_insertion_order`; that a file's rowids are consecutive is checked): a record's
     `row_number` is its rowid minus the rowid of its file's first record, plus one.
     """
-    staged, quoted = _staged(record_set), [identifier(column) for column in columns]
+    staged, quoted = staged_table(record_set), [identifier(column) for column in columns]
     # `file` has the type of read_csv's `file_index`: DuckDB 1.5 fails an insert that casts it.
     conn.execute(f"CREATE OR REPLACE TEMP TABLE {staged} (file UBIGINT, {', '.join(f'{c} VARCHAR' for c in quoted)})")
     all_csv = all(path.suffix == ".csv" for path in paths)
@@ -217,6 +210,6 @@ def stage_files(conn: duckdb.DuckDBPyConnection, folder: Path, record_set: str, 
         f"({file}, DATE {literal(day.isoformat())}, {literal(f'{day.isoformat()}/{paths[file].name}')}, {read[file][0]})"
         for file, day in enumerate(days) if file in read)
     quoted = ", ".join(f"e.{identifier(column)}" for column in columns)
-    select = (f"SELECT f.day, f.source_file, e.rowid - f.first + 1, {quoted}, NULL FROM {_staged(record_set)} AS e "
+    select = (f"SELECT f.day, f.source_file, e.rowid - f.first + 1, {quoted}, NULL FROM {staged_table(record_set)} AS e "
               f"JOIN (VALUES {files}) AS f(file, day, source_file, first) USING (file)") if files else ""
-    return StagedRows(_staged(record_set), select, {day: read.get(file, (0, 0))[1] for file, day in enumerate(days)})
+    return StagedRows(staged_table(record_set), select, {day: read.get(file, (0, 0))[1] for file, day in enumerate(days)})

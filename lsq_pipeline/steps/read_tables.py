@@ -183,6 +183,18 @@ def as_text(column: str, type_name: str) -> str:
     return f"CAST({column} AS VARCHAR)"
 
 
+def text_columns(found: dict[str, tuple[str, str]], columns: list[str]) -> str:
+    """SQL of the `columns` of a typed source (`found`: {lower-case name: (name, type)}) as canonical
+    text, each under its mapping name."""
+    return ", ".join(f"{as_text(identifier(found[c.lower()][0]), found[c.lower()][1])} AS {identifier(c)}"
+                     for c in columns)
+
+
+def staged_table(record_set: str) -> str:
+    """The temporary table that holds a record set's rows as read, before they replace the raw rows."""
+    return identifier(f"_extracted_{record_set}")
+
+
 def _bound(day: date, type_name: str) -> str:
     kind = type_name.upper()
     if kind == "DATE":
@@ -235,13 +247,12 @@ def stage_table(conn: duckdb.DuckDBPyConnection, source: SourceTable, record_set
     filed under the run's one day), into a temporary table. Rows of a NULL day column are read
     once per run, filed under its last day, each with its reason; in a snapshot, every row of a
     key given more than once is marked with a reason naming the key."""
-    staged = identifier(f"_extracted_{record_set}")
+    staged = staged_table(record_set)
     with attached(conn, source, record_set) as alias:
         rel = relation(source, record_set, alias)
         found = source_columns(conn, rel, alias)
         check_columns(rel, found, [*columns, *([source.day_column] if source.day_column else [])])
-        values = ", ".join(f"{as_text(identifier(found[c.lower()][0]), found[c.lower()][1])} AS {identifier(c)}"
-                           for c in columns)
+        values = text_columns(found, columns)
         try:
             if source.day_column:
                 _stage_days(conn, rel, found, staged, values, days)
