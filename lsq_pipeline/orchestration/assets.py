@@ -157,9 +157,9 @@ def account_partitions(settings: AccountSettings) -> dg.DailyPartitionsDefinitio
 
 class PlanConfig(dg.Config):
     max_change_share: float | None = None
-    """Overrides LSQ_MAX_CHANGE_SHARE for this run (e.g. 1.0 for a deliberate mass update)."""
+    """Overrides the account's max_change_share for this run (e.g. 1.0 for a deliberate mass update)."""
     max_gone_share: float | None = None
-    """Overrides LSQ_MAX_GONE_SHARE for this run (a snapshot source that really lost its records)."""
+    """Overrides the account's max_gone_share for this run (a snapshot source that really lost its records)."""
     retry_source_ids: list[str] = []
     """Failed records to send again now, refused or out of attempts (the `retry` command)."""
     retry_all_failed: bool = False

@@ -21,7 +21,7 @@ def reject_rate_spec(rejects: dg.AssetKey) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         REJECT_RATE,
         asset=rejects,
-        description="The share of rejected application rows stays under LSQ_MAX_REJECT_RATE; "
+        description="The share of rejected application rows stays under the account's max_reject_rate; "
         "above it the run stops before anything is pushed (a bad export).",
         blocking=True,
     )
@@ -49,7 +49,7 @@ def change_share_spec(sync_plan: dg.AssetKey) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         CHANGE_SHARE,
         asset=sync_plan,
-        description="The plan updates at most LSQ_MAX_CHANGE_SHARE of the known opportunities; above it "
+        description="The plan updates at most the account's max_change_share of the known opportunities; above it "
         "(a broken mapping, a corrupted export) the run stops before the push. Override per run "
         "with the asset's config `max_change_share`.",
         blocking=True,
@@ -91,7 +91,7 @@ def gone_share_spec(sync_plan: dg.AssetKey) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         GONE_SHARE,
         asset=sync_plan,
-        description="A snapshot lacks at most LSQ_MAX_GONE_SHARE of the known records; above it (a broken "
+        description="A snapshot lacks at most the account's max_gone_share of the known records; above it (a broken "
         "upstream, an empty table) the run stops before the push and nothing is marked gone. Override per "
         "run with the asset's config `max_gone_share`.",
         blocking=True,
