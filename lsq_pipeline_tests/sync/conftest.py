@@ -1,5 +1,5 @@
-"""Fixtures for the sync tests: a warehouse (a DuckDB file under tmp_path, and a PostgreSQL database)
-and the demo mapping."""
+"""Fixtures for the sync tests: a warehouse (a DuckDB file under tmp_path, and a PostgreSQL database),
+the demo mapping, and a day of rows written, extracted and transformed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lsq_pipeline.warehouse.connection import Warehouse
 from lsq_pipeline.mapping import Mapping, load_mapping
+from lsq_pipeline.steps.extract import extract_day
+from lsq_pipeline.steps.transform import transform_days
+from lsq_pipeline.warehouse.connection import Warehouse
 from lsq_pipeline.warehouse.schema import APPLICATION_COLUMNS, EVENT_COLUMNS, ensure_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +39,17 @@ def conn(warehouse: Warehouse):
 @pytest.fixture(scope="session")
 def mapping() -> Mapping:
     return load_mapping(DEMO_MAPPING)
+
+
+@pytest.fixture
+def load_day(conn, tmp_path: Path, mapping):
+    """Write one day's applications (and events) under tmp_path, extract it and transform it, as a
+    run does before it plans; a snapshot is loaded the same way, filed under the run's day."""
+    def load(day: date, applications: list[dict], events: list[dict] | None = None) -> None:
+        write_day(tmp_path, day, applications, events)
+        extract_day(conn, tmp_path, day)
+        transform_days(conn, [day], mapping)
+    return load
 
 
 def good_application(**changes: str) -> dict[str, str]:

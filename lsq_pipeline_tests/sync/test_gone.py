@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from lsq_pipeline.steps.extract import extract_day
 from lsq_pipeline.steps.gone import back_in_source, gone_records, gone_share, settle_gone
 from lsq_pipeline.steps.plan import plan_days
-from lsq_pipeline.steps.transform import transform_days
 
-from .conftest import DAY, good_application, good_event, write_day
+from .conftest import DAY, good_application, good_event
 
 DAY2 = DAY + timedelta(days=1)
 DAY3 = DAY + timedelta(days=2)
-
-
-@pytest.fixture
-def snapshot(conn, tmp_path: Path, mapping):
-    """Load one snapshot of applications, filed under `day` (the run's day)."""
-    def load(day, applications, events=None):
-        write_day(tmp_path, day, applications, events)
-        extract_day(conn, tmp_path, day)
-        transform_days(conn, [day], mapping)
-    return load
 
 
 def _synced(conn, status: str = "in_sync") -> None:
@@ -51,11 +38,11 @@ def _apps(*ids: str) -> list[dict]:
             for source_id in ids]
 
 
-def test_a_synced_record_the_next_snapshot_lacks_is_gone_and_keeps_its_opportunity(conn, snapshot, mapping):
-    snapshot(DAY, _apps("APP-1", "APP-2", "APP-3", "APP-4"))
+def test_a_synced_record_the_next_snapshot_lacks_is_gone_and_keeps_its_opportunity(conn, load_day, mapping):
+    load_day(DAY, _apps("APP-1", "APP-2", "APP-3", "APP-4"))
     _synced(conn)
     sent_before = conn.execute("SELECT sent_fields FROM opportunity_state WHERE source_id = 'APP-2'").fetchone()
-    snapshot(DAY2, _apps("APP-1", "APP-3", "APP-4"))
+    load_day(DAY2, _apps("APP-1", "APP-3", "APP-4"))
 
     assert gone_records(conn, [DAY2]) == ["APP-2"]
     share = gone_share(conn, [DAY2])
@@ -73,49 +60,49 @@ def test_a_synced_record_the_next_snapshot_lacks_is_gone_and_keeps_its_opportuni
     assert {source_id: row[0] for source_id, row in _state(conn).items() if source_id != "APP-2"} == {
         "APP-1": "in_sync", "APP-3": "in_sync", "APP-4": "in_sync"}
     # Gone once: the next snapshot without it neither counts it again nor changes its row.
-    snapshot(DAY3, _apps("APP-1", "APP-3", "APP-4"))
+    load_day(DAY3, _apps("APP-1", "APP-3", "APP-4"))
     assert gone_share(conn, [DAY3]) == type(share)(0, 3)
     assert settle_gone(conn, [DAY3]).gone_from_source == 0
 
 
-def test_a_row_rejected_in_the_snapshot_is_still_in_the_source(conn, snapshot):
-    snapshot(DAY, _apps("APP-1", "APP-2"))
+def test_a_row_rejected_in_the_snapshot_is_still_in_the_source(conn, load_day):
+    load_day(DAY, _apps("APP-1", "APP-2"))
     _synced(conn)
-    snapshot(DAY2, [*_apps("APP-1"), good_application(application_id="APP-2", email="not-an-email")])
+    load_day(DAY2, [*_apps("APP-1"), good_application(application_id="APP-2", email="not-an-email")])
     assert conn.execute("SELECT count(*) FROM rejects WHERE source_id = 'APP-2'").fetchone()[0] > 0
     assert gone_records(conn, [DAY2]) == []
 
 
-def test_records_never_synced_are_never_gone(conn, snapshot):
-    snapshot(DAY, _apps("APP-1"))
+def test_records_never_synced_are_never_gone(conn, load_day):
+    load_day(DAY, _apps("APP-1"))
     _synced(conn)
     conn.execute("""INSERT INTO opportunity_state (source_id, event_code, status, error, last_synced_at) VALUES
                     ('APP-8', 12002, 'rejected', 'email: bad', now()), ('APP-9', 12002, 'failed', 'timeout', now())""")
-    snapshot(DAY2, _apps("APP-1"))
+    load_day(DAY2, _apps("APP-1"))
     assert gone_records(conn, [DAY2]) == []
     assert gone_share(conn, [DAY2]).known == 1
 
 
-def test_an_empty_snapshot_lacks_every_known_record(conn, snapshot):
-    snapshot(DAY, _apps("APP-1", "APP-2"))
+def test_an_empty_snapshot_lacks_every_known_record(conn, load_day):
+    load_day(DAY, _apps("APP-1", "APP-2"))
     _synced(conn)
-    snapshot(DAY2, [])
+    load_day(DAY2, [])
     share = gone_share(conn, [DAY2])
     assert (share.gone, share.known, share.share) == (2, 2, 1.0)
 
 
-def test_a_first_snapshot_has_nothing_to_lose(conn, snapshot):
-    snapshot(DAY, _apps("APP-1"))
+def test_a_first_snapshot_has_nothing_to_lose(conn, load_day):
+    load_day(DAY, _apps("APP-1"))
     assert gone_share(conn, [DAY]).share == 0.0
 
 
-def test_a_gone_record_back_unchanged_sends_nothing_and_waits_for_the_read_back(conn, snapshot, mapping):
-    snapshot(DAY, _apps("APP-1", "APP-2"))
+def test_a_gone_record_back_unchanged_sends_nothing_and_waits_for_the_read_back(conn, load_day, mapping):
+    load_day(DAY, _apps("APP-1", "APP-2"))
     _synced(conn)
-    snapshot(DAY2, _apps("APP-1"))
+    load_day(DAY2, _apps("APP-1"))
     settle_gone(conn, [DAY2])
 
-    snapshot(DAY3, _apps("APP-1", "APP-2"))
+    load_day(DAY3, _apps("APP-1", "APP-2"))
     assert back_in_source(conn, [DAY3]) == ["APP-2"]
     planned = plan_days(conn, [DAY3], mapping, snapshot=True)
     assert conn.execute("SELECT action, opportunity_id FROM sync_plan WHERE source_id = 'APP-2'").fetchall() == [
@@ -126,15 +113,15 @@ def test_a_gone_record_back_unchanged_sends_nothing_and_waits_for_the_read_back(
     assert _state(conn)["APP-2"] == ("pending", "OPP-APP-2", None, True)
 
 
-def test_a_gone_record_back_changed_is_updated_with_its_changed_fields_only(conn, snapshot, mapping):
-    snapshot(DAY, _apps("APP-1", "APP-2"))
+def test_a_gone_record_back_changed_is_updated_with_its_changed_fields_only(conn, load_day, mapping):
+    load_day(DAY, _apps("APP-1", "APP-2"))
     _synced(conn)
-    snapshot(DAY2, _apps("APP-1"))
+    load_day(DAY2, _apps("APP-1"))
     settle_gone(conn, [DAY2])
 
     changed = good_application(application_id="APP-2", email="app-2@mail.example", amount="2600000",
                                updated_at="2026-11-03T09:00:00Z")
-    snapshot(DAY3, [*_apps("APP-1"), changed])
+    load_day(DAY3, [*_apps("APP-1"), changed])
     plan_days(conn, [DAY3], mapping, snapshot=True)
     [(action, opportunity_id, fields)] = conn.execute(
         "SELECT action, opportunity_id, fields FROM sync_plan_payloads WHERE source_id = 'APP-2'").fetchall()
@@ -148,11 +135,11 @@ def test_a_gone_record_back_changed_is_updated_with_its_changed_fields_only(conn
 
 
 @pytest.mark.parametrize("status", ["missing", "failed"])
-def test_a_snapshot_never_retries_a_record_it_lacks(conn, snapshot, mapping, status):
-    snapshot(DAY, _apps("APP-1", "APP-2"))
+def test_a_snapshot_never_retries_a_record_it_lacks(conn, load_day, mapping, status):
+    load_day(DAY, _apps("APP-1", "APP-2"))
     _synced(conn, status)
     conn.execute("UPDATE opportunity_state SET error = 'timeout', attempts = 1")
-    snapshot(DAY2, _apps("APP-1"))
+    load_day(DAY2, _apps("APP-1"))
     plan_days(conn, [DAY2], mapping, snapshot=True)
     assert conn.execute("SELECT source_id FROM sync_plan").fetchall() == [("APP-1",)]
     # Daily exports are not whole: there the record is retried from its latest version.
@@ -160,11 +147,11 @@ def test_a_snapshot_never_retries_a_record_it_lacks(conn, snapshot, mapping, sta
     assert sorted(conn.execute("SELECT source_id FROM sync_plan").fetchall()) == [("APP-1",), ("APP-2",)]
 
 
-def test_the_events_of_a_record_gone_from_the_snapshot_are_not_planned(conn, snapshot, mapping):
-    snapshot(DAY, _apps("APP-1", "APP-2"))
+def test_the_events_of_a_record_gone_from_the_snapshot_are_not_planned(conn, load_day, mapping):
+    load_day(DAY, _apps("APP-1", "APP-2"))
     _synced(conn)
     events = [good_event(event_id="EVT-1", application_id="APP-1"), good_event(event_id="EVT-2", application_id="APP-2")]
-    snapshot(DAY2, _apps("APP-1"), events)
+    load_day(DAY2, _apps("APP-1"), events)
     assert plan_days(conn, [DAY2], mapping, snapshot=True)["activities"] == 1
     assert conn.execute("SELECT event_id FROM activity_plan").fetchall() == [("EVT-1",)]
     assert plan_days(conn, [DAY2], mapping)["activities"] == 2  # daily exports: every event of the day

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import pytest
-
-from lsq_pipeline.steps.extract import extract_day
 from lsq_pipeline.steps.plan import plan_days
-from lsq_pipeline.steps.transform import transform_days
 
-from .conftest import DAY, good_application, good_event, write_day
+from .conftest import DAY, good_application, good_event
 
 DAY2 = DAY + timedelta(days=1)
-
-
-@pytest.fixture
-def load(conn, tmp_path: Path, mapping):
-    def load_day(day, applications, events=None):
-        write_day(tmp_path, day, applications, events)
-        extract_day(conn, tmp_path, day)
-        transform_days(conn, [day], mapping)
-    return load_day
 
 
 def _mark_synced(conn, source_id: str = "APP-1", opportunity_id: str | None = "OPP-1") -> None:
@@ -41,8 +27,8 @@ def _plan(conn) -> dict[str, tuple]:
     return {r[0]: (r[1], r[2], json.loads(r[3]) if r[3] else None, json.loads(r[4])) for r in rows}
 
 
-def test_new_records_are_created_with_all_fields(conn, load, mapping):
-    load(DAY, [good_application()])
+def test_new_records_are_created_with_all_fields(conn, load_day, mapping):
+    load_day(DAY, [good_application()])
     assert plan_days(conn, [DAY], mapping) == {
         "create": 1, "update": 0, "unchanged": 0, "stale": 0, "refused": 0, "skipped": 0, "activities": 0
     }
@@ -53,24 +39,24 @@ def test_new_records_are_created_with_all_fields(conn, load, mapping):
     assert row[:4] == ("asha@mail.example", "priya.sharma@lendco.example", "Loan application APP-1: Home Loan", True)
 
 
-def test_a_state_row_without_opportunity_id_is_created_again(conn, load, mapping):
-    load(DAY, [good_application()])
+def test_a_state_row_without_opportunity_id_is_created_again(conn, load_day, mapping):
+    load_day(DAY, [good_application()])
     _mark_synced(conn, opportunity_id=None)
     assert plan_days(conn, [DAY], mapping)["create"] == 1
 
 
-def test_unchanged_records_send_nothing(conn, load, mapping):
-    load(DAY, [good_application()])
+def test_unchanged_records_send_nothing(conn, load_day, mapping):
+    load_day(DAY, [good_application()])
     _mark_synced(conn)
-    load(DAY2, [good_application()])  # the same version exported again the next day
+    load_day(DAY2, [good_application()])  # the same version exported again the next day
     assert plan_days(conn, [DAY2], mapping)["unchanged"] == 1
     assert _plan(conn)["APP-1"][:3] == ("unchanged", "OPP-1", None)
 
 
-def test_update_sends_only_the_changed_fields(conn, load, mapping):
-    load(DAY, [good_application()])
+def test_update_sends_only_the_changed_fields(conn, load_day, mapping):
+    load_day(DAY, [good_application()])
     _mark_synced(conn)
-    load(DAY2, [good_application(amount="2600000", updated_at="2026-11-02T09:00:00Z")])
+    load_day(DAY2, [good_application(amount="2600000", updated_at="2026-11-02T09:00:00Z")])
     assert plan_days(conn, [DAY2], mapping)["update"] == 1
     action, opportunity_id, fields, full = _plan(conn)["APP-1"]
     assert (action, opportunity_id) == ("update", "OPP-1")
@@ -78,18 +64,18 @@ def test_update_sends_only_the_changed_fields(conn, load, mapping):
     assert full["mx_Custom_2"] == "Home Loan" and len(full) == 10
 
 
-def test_status_change_carries_the_status_comment(conn, load, mapping):
-    load(DAY, [good_application(stage="Approved")])
+def test_status_change_carries_the_status_comment(conn, load_day, mapping):
+    load_day(DAY, [good_application(stage="Approved")])
     _mark_synced(conn)
-    load(DAY2, [good_application(stage="Disbursed", updated_at="2026-11-02T09:00:00Z")])
+    load_day(DAY2, [good_application(stage="Disbursed", updated_at="2026-11-02T09:00:00Z")])
     plan_days(conn, [DAY2], mapping)
     assert _plan(conn)["APP-1"][2] == {"mx_Custom_5": "Disbursed", "mx_Custom_7": "2026-11-02 09:00:00",
                                        "Status": "Won", "mx_Custom_19": "Stage: Disbursed"}
 
 
-def _update_after_sending(conn, load, mapping, sent_differently: dict) -> dict:
+def _update_after_sending(conn, load_day, mapping, sent_differently: dict) -> dict:
     """Plan a record whose last sent fields differed from its current ones by `sent_differently`."""
-    load(DAY, [good_application()])
+    load_day(DAY, [good_application()])
     _mark_synced(conn)
     conn.execute("UPDATE opportunity_state SET sent_fields = json_merge_patch(sent_fields, ?), sent_hash = 'old'",
                  [json.dumps(sent_differently)])
@@ -97,40 +83,40 @@ def _update_after_sending(conn, load, mapping, sent_differently: dict) -> dict:
     return _plan(conn)["APP-1"][2]
 
 
-def test_status_comment_is_added_even_when_its_text_did_not_change(conn, load, mapping):
-    assert _update_after_sending(conn, load, mapping, {"Status": "Lost"}) == {
+def test_status_comment_is_added_even_when_its_text_did_not_change(conn, load_day, mapping):
+    assert _update_after_sending(conn, load_day, mapping, {"Status": "Lost"}) == {
         "Status": "Open", "mx_Custom_19": "Stage: New"}
 
 
-def test_a_field_no_longer_mapped_is_cleared(conn, load, mapping):
-    assert _update_after_sending(conn, load, mapping, {"mx_Custom_8": "x"}) == {"mx_Custom_8": ""}
+def test_a_field_no_longer_mapped_is_cleared(conn, load_day, mapping):
+    assert _update_after_sending(conn, load_day, mapping, {"mx_Custom_8": "x"}) == {"mx_Custom_8": ""}
 
 
-def test_an_older_version_than_the_synced_one_is_stale(conn, load, mapping):
-    load(DAY2, [good_application(amount="900", updated_at="2026-11-02T09:00:00Z")])
+def test_an_older_version_than_the_synced_one_is_stale(conn, load_day, mapping):
+    load_day(DAY2, [good_application(amount="900", updated_at="2026-11-02T09:00:00Z")])
     _mark_synced(conn)
-    load(DAY, [good_application(amount="100")])  # backfill of an earlier day, run afterwards
+    load_day(DAY, [good_application(amount="100")])  # backfill of an earlier day, run afterwards
     assert plan_days(conn, [DAY], mapping)["stale"] == 1
     assert _plan(conn)["APP-1"][:3] == ("stale", "OPP-1", None)
 
 
-def test_latest_version_across_the_planned_days(conn, load, mapping):
-    load(DAY, [good_application(amount="100")])
-    load(DAY2, [good_application(amount="200", updated_at="2026-11-02T09:00:00Z")])
+def test_latest_version_across_the_planned_days(conn, load_day, mapping):
+    load_day(DAY, [good_application(amount="100")])
+    load_day(DAY2, [good_application(amount="200", updated_at="2026-11-02T09:00:00Z")])
     assert plan_days(conn, [DAY, DAY2], mapping)["create"] == 1
     assert conn.execute("SELECT day, fields->>'mx_Custom_3' FROM sync_plan_payloads").fetchone() == (DAY2, "200")
 
 
-def test_replanning_replaces_the_days_rows(conn, load, mapping):
-    load(DAY, [good_application()])
+def test_replanning_replaces_the_days_rows(conn, load_day, mapping):
+    load_day(DAY, [good_application()])
     plan_days(conn, [DAY], mapping)
     _mark_synced(conn)
     plan_days(conn, [DAY], mapping)
     assert conn.execute("SELECT action FROM sync_plan_payloads").fetchall() == [("unchanged",)]
 
 
-def test_activities_already_created_are_not_planned_again(conn, load, mapping):
-    load(DAY, [good_application()], [good_event(), good_event(event_id="EVT-2")])
+def test_activities_already_created_are_not_planned_again(conn, load_day, mapping):
+    load_day(DAY, [good_application()], [good_event(), good_event(event_id="EVT-2")])
     conn.execute("INSERT INTO activity_state VALUES ('EVT-1', 'APP-1', 'OPP-1', 'ACT-1', 'created', NULL, ?)",
                  [datetime(2026, 11, 1, 12)])
     conn.execute("INSERT INTO activity_state VALUES ('EVT-2', 'APP-1', 'OPP-1', NULL, 'failed', 'boom', NULL)")
@@ -138,8 +124,8 @@ def test_activities_already_created_are_not_planned_again(conn, load, mapping):
     assert conn.execute("SELECT event_id, activity_event FROM activity_plan").fetchall() == [("EVT-2", 211)]
 
 
-def test_a_version_leadsquared_refused_is_not_sent_again_until_it_changes(conn, load, mapping):
-    load(DAY, [good_application()])
+def test_a_version_leadsquared_refused_is_not_sent_again_until_it_changes(conn, load_day, mapping):
+    load_day(DAY, [good_application()])
     conn.execute("""
         INSERT INTO opportunity_state (source_id, event_code, status, error, failed_hash, last_synced_at)
         SELECT source_id, 12002, 'failed', 'MXDuplicateEntryException: A Lead with same Phone already exists',
@@ -147,15 +133,15 @@ def test_a_version_leadsquared_refused_is_not_sent_again_until_it_changes(conn, 
         FROM opportunity_records""")
     assert plan_days(conn, [DAY], mapping)["refused"] == 1
     assert _plan(conn)["APP-1"][:3] == ("refused", None, None)
-    load(DAY2, [good_application(phone="+91 90000 00009")])  # only the lead's phone changed
+    load_day(DAY2, [good_application(phone="+91 90000 00009")])  # only the lead's phone changed
     assert plan_days(conn, [DAY2], mapping)["create"] == 1
 
 
-def test_a_version_replaced_after_the_plan_is_never_sent_under_the_old_decision(conn, load, mapping):
-    load(DAY, [good_application(amount="100")])
+def test_a_version_replaced_after_the_plan_is_never_sent_under_the_old_decision(conn, load_day, mapping):
+    load_day(DAY, [good_application(amount="100")])
     plan_days(conn, [DAY], mapping)
     assert conn.execute("SELECT fields->>'mx_Custom_3' FROM sync_plan_payloads").fetchall() == [("100",)]
-    load(DAY, [good_application(amount="300")])  # the day transformed again before the push
+    load_day(DAY, [good_application(amount="300")])  # the day transformed again before the push
     assert conn.execute("SELECT action FROM sync_plan").fetchall() == [("create",)]
     assert conn.execute("SELECT count(*) FROM sync_plan_payloads").fetchone()[0] == 0
     plan_days(conn, [DAY], mapping)
