@@ -12,11 +12,13 @@ import duckdb
 
 from lsq_pipeline.leadsquared import ClientStats
 from lsq_pipeline.leadsquared.models import EndpointStats
+from lsq_pipeline.orchestration.upstream import TABLE_NAME
 from lsq_pipeline.sources import SourceTable
 from lsq_pipeline.steps.plan import ACTIONS, planned_activities, planned_by_action
 from lsq_pipeline.steps.transform import rejects_by_field
 from lsq_pipeline.tables.runs import ERROR_COLUMNS, day_errors
 from lsq_pipeline.tables.report import status_counts_by_day
+from lsq_pipeline.warehouse.connection import is_postgres
 from lsq_pipeline.warehouse.schema import table_slice
 
 EMPTY = EndpointStats()
@@ -62,14 +64,14 @@ def _query_text(query: str) -> dg.MetadataValue:
 
 
 def _database(database: str) -> dg.MetadataValue:
-    return dg.MetadataValue.text(database) if "://" in database else dg.MetadataValue.path(database)
+    return dg.MetadataValue.text(database) if is_postgres(database) else dg.MetadataValue.path(database)
 
 
 def source_asset_metadata(source: SourceTable) -> dict[str, object]:
     """What the external asset of a table or query source shows: its table (`dagster/table_name`)
     or its query as text (truncated), and the database it is read from (none: the warehouse)."""
     metadata: dict[str, object] = (
-        {"dagster/table_name": source.table} if source.table else {"query": _query_text(source.query or "")})
+        {TABLE_NAME: source.table} if source.table else {"query": _query_text(source.query or "")})
     if source.database:
         metadata["database"] = _database(source.database)
     return metadata

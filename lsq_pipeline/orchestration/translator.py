@@ -26,9 +26,10 @@ from dagster._utils.schedules import get_smallest_cron_interval
 
 from lsq_pipeline.mapping import FieldSpec, Mapping, template_columns
 from lsq_pipeline.orchestration.metadata import source_asset_metadata
-from lsq_pipeline.orchestration.upstream import upstream_key
+from lsq_pipeline.orchestration.upstream import TABLE_NAME, upstream_key
 from lsq_pipeline.settings import AccountSettings
 from lsq_pipeline.sources import RecordSet, SourceTable
+from lsq_pipeline.steps.extract import RAW_TABLES
 from lsq_pipeline.warehouse.connection import Warehouse
 
 STEPS = ("source", "extract", "transform", "plan", "push", "reconcile")
@@ -60,8 +61,8 @@ class _Asset:
     kinds: tuple[str, ...] = ()
 
 
-RECORD_SETS: dict[RecordSet, tuple[str, str]] = {"applications": ("source/applications", "raw_applications"),
-                                                 "events": ("source/events", "raw_events")}
+RECORD_SETS: dict[RecordSet, tuple[str, str]] = {record_set: (f"source/{record_set}", table)
+                                                 for record_set, table in RAW_TABLES.items()}
 """Each record set's source asset and the raw table the extract loads it into."""
 ASSETS: dict[str, _Asset] = {
     "source/applications": _Asset("source", "Each day's applications export (CSV or Parquet) in its folder, as "
@@ -267,7 +268,7 @@ def account_specs(
         metadata: dict[str, object] = {}
         description, kinds = asset.description, set(asset.kinds)
         if asset.table:
-            metadata["dagster/table_name"] = location.table_name(asset.table)
+            metadata[TABLE_NAME] = location.table_name(asset.table)
         if asset.step == "source" and source:
             metadata.update(_source_metadata(record_set, source))
             kinds = _source_kinds(source, location)
