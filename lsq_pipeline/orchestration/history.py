@@ -59,17 +59,19 @@ def _metadata_by_asset(instance: dg.DagsterInstance, run_id: str,
     return found
 
 
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[dg.AssetCheckEvaluation]:
+    """The run's check evaluations that did not pass, in the order they were made."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    evaluations = (record.event_log_entry.dagster_event.event_specific_data for record in records)
+    return [evaluation for evaluation in evaluations if not evaluation.passed]
+
+
 def failed_error_checks(instance: dg.DagsterInstance, run_id: str, blocking: bool) -> list[str]:
     """The checks of the run that failed with severity ERROR, blocking ones or the others, as
     `asset: check`. WARN checks (the in-sync share) never count: they page nobody."""
-    failed = []
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if (not evaluation.passed and evaluation.blocking == blocking
-                and evaluation.severity == dg.AssetCheckSeverity.ERROR):
-            failed.append(f"{evaluation.asset_key.to_user_string()}: {evaluation.check_name}")
-    return failed
+    return [f"{evaluation.asset_key.to_user_string()}: {evaluation.check_name}"
+            for evaluation in failed_checks(instance, run_id)
+            if evaluation.blocking == blocking and evaluation.severity == dg.AssetCheckSeverity.ERROR]
 
 
 def failed_steps(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:

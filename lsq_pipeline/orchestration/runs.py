@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 from filelock import FileLock
 
-from lsq_pipeline.orchestration.history import failed_steps, record_run_outcome, run_day_range
+from lsq_pipeline.orchestration.history import failed_checks, failed_steps, record_run_outcome, run_day_range
 from lsq_pipeline.orchestration.jobs import keys_of_job, settings_of
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, release_dead_runs
 from lsq_pipeline.orchestration.metadata import API_CALLS
@@ -190,9 +190,8 @@ def why_failed(run: dg.DagsterRun) -> list[Stop]:
     """The failed blocking checks of the run, else its failed steps, each once."""
     instance = use_project_instance()
     stops: dict[str, Stop] = {}
-    for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if not evaluation.passed and evaluation.blocking:
+    for evaluation in failed_checks(instance, run.run_id):
+        if evaluation.blocking:
             stops.setdefault(evaluation.check_name, Stop(evaluation.check_name, evaluation.description or "failed"))
     if stops:
         return list(stops.values())
