@@ -26,6 +26,8 @@ DBT_PROJECT = Path(__file__).parent / "dbt_project"
 MAPPING = REPO / "data" / "mapping.yaml"
 BIN = Path(sys.executable).parent
 STEP_TIMEOUT = 180  # seconds for any one command
+WRITES = ("BulkAdd", "BulkUpdate", "Capture", "BulkActivities", "LeadBulkCreate", "LeadBulkCreateOrUpdate")
+"""The sandbox's endpoints that write to LeadSquared."""
 PYPROJECT = """\
 [project]
 name = "acme_data"
@@ -158,6 +160,16 @@ class TeamProject:
         answer = requests.get(f"{server['url']}/sandbox/{what}", headers=headers, timeout=10)
         answer.raise_for_status()
         return answer.json()
+
+    def writes(self, account: str) -> dict[str, int]:
+        """The calls that write (WRITES) the account's sandbox has answered so far, by endpoint."""
+        calls = self.sandbox(account, "stats")["Calls"]
+        return {name: calls[name] for name in WRITES if calls.get(name)}
+
+    def sent_since(self, account: str, before: dict[str, int]) -> dict[str, int]:
+        """The write calls (by endpoint) made since `writes(account)` returned `before`."""
+        after = self.writes(account)
+        return {name: count - before.get(name, 0) for name, count in after.items() if count != before.get(name, 0)}
 
     def stop_sandboxes(self) -> None:
         for state in (self.root / "data").glob("*/sandbox"):

@@ -29,7 +29,6 @@ CREATE INDEX ON {TABLE} (updated_at);
 OWNERS = ("priya.sharma@lendco.example", "arjun.mehta@lendco.example", "meera.iyer@lendco.example")
 PRODUCTS = ("Personal Loan", "Home Loan", "Auto Loan")
 STAGES = ("New", "Documents Pending", "Under Review")
-WRITES = ("BulkAdd", "BulkUpdate", "Capture", "BulkActivities", "LeadBulkCreate", "LeadBulkCreateOrUpdate")
 FIRST_DAY = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
 
@@ -69,16 +68,6 @@ def add_account(team: TeamProject, crm: tuple[PostgresServer, str], account: str
                      **({"first_day": FIRST_DAY.date().isoformat()} if "day_column" in source else {}))
 
 
-def writes(team: TeamProject, account: str) -> dict[str, int]:
-    calls = team.sandbox(account, "stats")["Calls"]
-    return {name: calls[name] for name in WRITES if calls.get(name)}
-
-
-def sent_since(team: TeamProject, account: str, before: dict[str, int]) -> dict[str, int]:
-    after = writes(team, account)
-    return {name: count - before.get(name, 0) for name, count in after.items() if count != before.get(name, 0)}
-
-
 def remote(team: TeamProject, account: str) -> dict[str, list[dict]]:
     """The sandbox's opportunities by the application id they carry."""
     found: dict[str, list[dict]] = {}
@@ -101,10 +90,10 @@ def test_a_snapshot_sends_an_update_as_its_changed_fields_a_create_and_nothing_f
     insert(crm, [application(7, FIRST_DAY + timedelta(days=4))])
     server.psql(f"DELETE FROM {TABLE} WHERE application_id = 'APP-0000005'", database)
     journal_of_deleted = team.warehouse("acme", "SELECT count(*) FROM push_journal WHERE source_id = 'APP-0000005'")
-    before, held = writes(team, "acme"), remote(team, "acme")
+    before, held = team.writes("acme"), remote(team, "acme")
     team.sync("acme")
 
-    sent = sent_since(team, "acme", before)
+    sent = team.sent_since("acme", before)
     assert sent.get("BulkUpdate") == 1 and sent.get("BulkAdd") == 1 and "Capture" not in sent, sent
     [payload] = [json.loads(row[0]) for row in team.warehouse(
         "acme", "SELECT payload FROM push_journal WHERE kind = 'update'")]
@@ -140,7 +129,7 @@ def test_a_day_column_source_backfilled_over_three_days_sends_each_record_once_r
     assert sorted(held) == [f"APP-{number:07d}" for number in range(1, 10)]
     assert all(len(opportunities) == 1 for opportunities in held.values())  # each record once
     assert held["APP-0000001"][0]["Fields"]["mx_Custom_3"] == "999000"  # in its latest version
-    assert "BulkUpdate" not in writes(team, "acme")
+    assert "BulkUpdate" not in team.writes("acme")
     with log.open(errors="replace") as handle:
         handle.seek(log_start)
         reads = [line for line in handle if "COPY" in line and '"loan_applications"' in line]
@@ -159,14 +148,14 @@ def test_a_snapshot_that_lost_half_its_rows_is_stopped_by_the_gone_share_check(t
 
     server.psql(f"DELETE FROM {TABLE} WHERE application_id IN "
                 "(SELECT application_id FROM crm.loan_applications ORDER BY application_id LIMIT 5)", database)
-    before, held = writes(team, "acme"), remote(team, "acme")
+    before, held = team.writes("acme"), remote(team, "acme")
     stopped = team.sync("acme", ok=False)
 
     assert stopped.returncode == 1
     assert team.failed_checks() == {"gone_share_below_threshold"}
-    assert writes(team, "acme") == before and remote(team, "acme") == held  # nothing sent
+    assert team.writes("acme") == before and remote(team, "acme") == held  # nothing sent
     assert team.statuses("acme") == {"in_sync": 10}
 
     team.sync("acme", "--max-gone-share", "0.6")  # the flag lets a real mass deletion through
     assert team.statuses("acme") == {"in_sync": 5, "gone_from_source": 5}
-    assert writes(team, "acme") == before
+    assert team.writes("acme") == before
