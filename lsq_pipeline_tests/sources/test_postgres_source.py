@@ -68,6 +68,15 @@ def add_account(team: TeamProject, crm: tuple[PostgresServer, str], account: str
                      **({"first_day": FIRST_DAY.date().isoformat()} if "day_column" in source else {}))
 
 
+def first_snapshot_synced(team: TeamProject, crm: tuple[PostgresServer, str], applications: int) -> None:
+    """`applications` rows a minute apart in the table, read as a snapshot by the account `acme` and
+    synced in full."""
+    insert(crm, [application(number, FIRST_DAY + timedelta(minutes=number)) for number in range(1, applications + 1)])
+    add_account(team, crm, "acme")
+    team.sync("acme")
+    assert team.statuses("acme") == {"in_sync": applications}
+
+
 def remote(team: TeamProject, account: str) -> dict[str, list[dict]]:
     """The sandbox's opportunities by the application id they carry."""
     found: dict[str, list[dict]] = {}
@@ -80,10 +89,7 @@ def remote(team: TeamProject, account: str) -> dict[str, list[dict]]:
 @pytest.mark.timeout(300)
 def test_a_snapshot_sends_an_update_as_its_changed_fields_a_create_and_nothing_for_a_deleted_row(team, crm):
     server, database = crm
-    insert(crm, [application(number, FIRST_DAY + timedelta(minutes=number)) for number in range(1, 7)])
-    add_account(team, crm, "acme")
-    team.sync("acme")
-    assert team.statuses("acme") == {"in_sync": 6}
+    first_snapshot_synced(team, crm, 6)
 
     server.psql(f"UPDATE {TABLE} SET amount = 777000, updated_at = '2026-11-05T10:00:00Z' "
                 "WHERE application_id = 'APP-0000002'", database)
@@ -141,10 +147,7 @@ def test_a_day_column_source_backfilled_over_three_days_sends_each_record_once_r
 @pytest.mark.timeout(300)
 def test_a_snapshot_that_lost_half_its_rows_is_stopped_by_the_gone_share_check(team, crm):
     server, database = crm
-    insert(crm, [application(number, FIRST_DAY + timedelta(minutes=number)) for number in range(1, 11)])
-    add_account(team, crm, "acme")
-    team.sync("acme")
-    assert team.statuses("acme") == {"in_sync": 10}
+    first_snapshot_synced(team, crm, 10)
 
     server.psql(f"DELETE FROM {TABLE} WHERE application_id IN "
                 "(SELECT application_id FROM crm.loan_applications ORDER BY application_id LIMIT 5)", database)
