@@ -59,13 +59,14 @@ def lacked_sql(days: Sequence[date]) -> str:
                WHERE s.opportunity_id IS NOT NULL AND present.source_id IS NULL"""
 
 
+def _gone_sql(days: Sequence[date]) -> str:
+    """SELECT of the synced records, not already gone, that the days' snapshot lacks."""
+    return f"SELECT source_id FROM opportunity_state s WHERE {_known()} AND source_id IN ({lacked_sql(days)})"
+
+
 def gone_records(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> list[str]:
     """Synced records, not already gone, that the days' snapshot lacks, by source id."""
-    rows = conn.execute(
-        f"""SELECT source_id FROM opportunity_state s WHERE {_known()} AND source_id IN ({lacked_sql(days)})
-            ORDER BY source_id"""
-    ).fetchall()
-    return [source_id for (source_id,) in rows]
+    return [source_id for (source_id,) in conn.execute(f"{_gone_sql(days)} ORDER BY source_id").fetchall()]
 
 
 def back_in_source(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> list[str]:
@@ -81,8 +82,10 @@ def back_in_source(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> lis
 def gone_share(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> GoneShare:
     """How many known records the days' snapshot lacks, and how many were known: an empty snapshot
     loses them all, which the gone-share check stops instead of marking every record gone."""
-    known = conn.execute(f"SELECT count(*) FROM opportunity_state s WHERE {_known()}").fetchone()[0]
-    return GoneShare(len(gone_records(conn, days)), known)
+    gone_count = f"SELECT count(*) FROM ({_gone_sql(days)}) AS gone"
+    gone, known = conn.execute(
+        f"SELECT ({gone_count}), count(*) FROM opportunity_state s WHERE {_known()}").fetchone()
+    return GoneShare(gone, known)
 
 
 def settle_gone(conn: duckdb.DuckDBPyConnection, days: Sequence[date]) -> GoneSummary:
