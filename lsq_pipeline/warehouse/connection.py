@@ -121,11 +121,19 @@ class Warehouse:
         """A DuckDB connection whose unqualified tables are the warehouse's, closed on exit. `log`
         hears about a DuckDB file's lock while the connection waits for it."""
         _mark_pandas_absent()
-        conn = self._open_postgres() if self.on_postgres else self._open_file(log, read_only)
+        if self.on_postgres:
+            conn = self._open_postgres()
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
+        conn = self._open_file(log, read_only)
         try:
             yield conn
         finally:
-            conn.close()
+            with _file_handles:
+                conn.close()
 
     @contextmanager
     def writer_lock(self, log: Callable[[str], None] = print) -> Iterator[None]:
@@ -166,7 +174,8 @@ class Warehouse:
         next_report, delay = started + LOCK_REPORT_SECONDS, 0.02
         while True:
             try:
-                return duckdb.connect(self.target, read_only=read_only, config=config)
+                with _file_handles:
+                    return duckdb.connect(self.target, read_only=read_only, config=config)
             except duckdb.IOException as error:
                 if newer_storage_version(error):
                     raise NewerDuckDBFile(
@@ -202,6 +211,11 @@ class Warehouse:
         return conn
 
 
+_file_handles = threading.Lock()
+"""Held while a DuckDB file's connection opens or closes. DuckDB shares one open database among a
+process's connections to a file, and two threads that open it at once, or open it while the last
+connection closes, can both try to attach it: one fails with "Unique file handle conflict". A run's
+push lanes, two runs in one process, and a daemon's sensors all open connections from threads."""
 _attached_databases: dict[tuple[int, str, str, str], duckdb.DuckDBPyConnection] = {}
 _attach_lock = threading.Lock()
 

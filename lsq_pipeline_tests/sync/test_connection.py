@@ -1,4 +1,5 @@
-"""Opening the warehouse. A DuckDB file is made where it is named, its folder too. The PostgreSQL
+"""Opening the warehouse. A DuckDB file is made where it is named, its folder too, and threads of one
+process open and close it at once without tripping over each other. The PostgreSQL
 password never travels in a URL: a URL that carries one is refused, naming libpq's PGPASSWORD and
 ~/.pgpass, without showing it; libpq's own ways then work, for the tables (DuckDB's postgres
 extension) and for the writer lock (psycopg2) alike."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import duckdb
 import pytest
@@ -48,6 +50,31 @@ def test_a_new_file_is_made_with_its_folder_and_a_reader_makes_neither(tmp_path)
         conn.execute("CREATE TABLE t AS SELECT 1 AS one")
     with duckdb.connect(str(target), read_only=True) as conn:
         assert conn.execute("SELECT one FROM t").fetchone() == (1,)
+
+
+def test_threads_open_and_close_one_file_at_once(tmp_path):
+    """DuckDB shares one open database among a process's connections to a file; two threads that
+    attach it at the same moment (one opening while the last connection closes) would fail with
+    "Unique file handle conflict". A run's push lanes and two runs in one process do just that."""
+    from lsq_pipeline.warehouse.connection import Warehouse
+
+    warehouse = Warehouse(str(tmp_path / "warehouse.duckdb"))
+    errors: list[BaseException] = []
+
+    def open_and_close() -> None:
+        for _ in range(300):
+            try:
+                with warehouse.connect(print) as conn:
+                    conn.execute("SELECT 1")
+            except Exception as error:  # noqa: BLE001 - every failure is the finding
+                errors.append(error)
+
+    threads = [threading.Thread(target=open_and_close) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
 
 
 def test_a_url_with_a_password_is_refused_without_showing_it(monkeypatch):
