@@ -1,10 +1,15 @@
 """Recovery is scoped to the dead run: two runs at once on an instance without pool limits (the
 ephemeral instance has none), the second starting its push while the first has calls in the
 air. The live run's journal rows are left alone and end answered; only a dead run's rows
-become `unknown`."""
+become `unknown`.
+
+The two runs share this test's process, so they share DuckDB's one open database of the file,
+where two transactions writing one record conflict; separate processes, as Dagster runs them,
+take the file's lock in turn instead. So the second day holds only records of its own."""
 
 from __future__ import annotations
 
+import csv
 import os
 import socket
 import threading
@@ -17,9 +22,18 @@ import pytest
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, run_is_alive
 from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY, duckdb_only
-from lsq_pipeline_tests.pipeline.harness import Pipeline
+from lsq_pipeline_tests.pipeline.harness import Pipeline, rewrite_rows
 
 SECOND_DAY = FIRST_DAY + timedelta(days=1)
+
+
+def _failures(result) -> list[str]:
+    """What made a run fail: its steps' errors and its failed blocking checks."""
+    errors = [event.step_failure_data.error.to_string() for event in result.get_step_failure_events()]
+    checks = [f"{event.asset_check_evaluation_data.check_name} failed" for event in result.all_events
+              if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+              and not event.asset_check_evaluation_data.passed]
+    return errors + checks
 
 
 def _write_calls(pipeline: Pipeline) -> int:
@@ -35,6 +49,11 @@ def test_a_second_run_leaves_the_rows_of_a_live_run_alone(tmp_path, start_sandbo
     to end and the two never overlap (two runs at once there: test_postgres_concurrency)."""
     source = tmp_path / "source"
     generate(source, rows=120, days=2, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
+    with (source / FIRST_DAY.isoformat() / "applications.csv").open(newline="") as handle:
+        first_day_ids = {row["application_id"] for row in csv.DictReader(handle)}
+    for name in ("applications.csv", "events.csv"):
+        rewrite_rows(source / SECOND_DAY.isoformat() / name,
+                     lambda row: None if row["application_id"] in first_day_ids else row)
     # Every call takes 1.5 s, so the first run's push keeps calls in the air for a while.
     sandbox = start_sandbox(latency_ms=1500)
     instance = dg.DagsterInstance.ephemeral()
@@ -52,7 +71,7 @@ def test_a_second_run_leaves_the_rows_of_a_live_run_alone(tmp_path, start_sandbo
 
     result = second.run(SECOND_DAY)
     thread.join(timeout=180)
-    assert result.success and outcome["first"].success
+    assert result.success and outcome["first"].success, _failures(result) + _failures(outcome["first"])
 
     first_id, second_id = outcome["first"].run_id, result.run_id
     rows = first.query("SELECT run_id, status, sent_at, answered_at FROM push_journal")
