@@ -204,8 +204,15 @@ class Deployment:
         return self.instance.get_run_by_id(run_id)
 
     def wait_finished(self, run_id: str, timeout: float) -> dg.DagsterRun:
-        return wait_until(f"run {run_id} to finish", lambda: (r := self.run(run_id)).status in TERMINAL and r,
-                          timeout, log=self.log, process=self.process)
+        """The run once it ended; a failed one once Dagster has also tagged whether it will be
+        retried (`dagster/will_retry` is added just after the status)."""
+        def finished() -> dg.DagsterRun | None:
+            run = self.run(run_id)
+            ended = run.status in TERMINAL and (run.status != dg.DagsterRunStatus.FAILURE
+                                                or "dagster/will_retry" in run.tags)
+            return run if ended else None
+
+        return wait_until(f"run {run_id} to finish", finished, timeout, log=self.log, process=self.process)
 
     def children(self, run_id: str) -> list[dg.DagsterRun]:
         return [record.dagster_run for record in self.instance.get_run_records(
