@@ -27,7 +27,10 @@ STARTUP_SECONDS = 180
 
 @pytest.fixture(scope="module")
 def demo_project(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("empty")
+    """`demo` run where ./lsq-demo holds one packaged day of source: the layout keeps it and syncs
+    that day. (The whole demo in an empty folder: the team environment test.)"""
+    folder = tmp_path_factory.mktemp("here")
+    shutil.copytree(DATA / "source" / FIRST_DAY, folder / DEMO_DIR / "data" / "source" / FIRST_DAY)
     demo = lsq(folder, "demo", timeout=600)
     assert demo.returncode == 0, demo.stderr
     assert "Overall: in_sync" in demo.stdout
