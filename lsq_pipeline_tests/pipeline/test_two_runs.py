@@ -1,20 +1,18 @@
-"""Recovery is scoped to the dead run: two runs at once on an instance without pool limits (the
-ephemeral instance has none), the second starting its push while the first has calls in the
+"""Recovery is scoped to the dead run: two runs at once on an instance without pool limits (a new
+local instance has none), the second starting its push while the first has calls in the
 air. The live run's journal rows are left alone and end answered; only a dead run's rows
-become `unknown`.
-
-The two runs share this test's process, so they share DuckDB's one open database of the file,
-where two transactions writing one record conflict; separate processes, as Dagster runs them,
-take the file's lock in turn instead. So the second day holds only records of its own."""
+become `unknown`. The first run is a process of its own, as Dagster runs are, on an instance
+both share: the two take the DuckDB file's lock in turn."""
 
 from __future__ import annotations
 
-import csv
+import multiprocessing
 import os
 import socket
-import threading
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -22,9 +20,14 @@ import pytest
 from lsq_pipeline.orchestration.liveness import HOST_TAG, PID_TAG, run_is_alive
 from lsq_pipeline.demo.generate import generate
 from lsq_pipeline_tests.pipeline.conftest import FIRST_DAY, duckdb_only
-from lsq_pipeline_tests.pipeline.harness import Pipeline, rewrite_rows
+from lsq_pipeline_tests.pipeline.harness import Pipeline
 
 SECOND_DAY = FIRST_DAY + timedelta(days=1)
+
+
+def _write_calls(pipeline: Pipeline) -> int:
+    calls = pipeline.stats()["Calls"]
+    return sum(calls.get(name, 0) for name in ("BulkAdd", "Capture", "BulkUpdate", "BulkActivities"))
 
 
 def _failures(result) -> list[str]:
@@ -36,9 +39,13 @@ def _failures(result) -> list[str]:
     return errors + checks
 
 
-def _write_calls(pipeline: Pipeline) -> int:
-    calls = pipeline.stats()["Calls"]
-    return sum(calls.get(name, 0) for name in ("BulkAdd", "Capture", "BulkUpdate", "BulkActivities"))
+def _run_first_day(source: Path, warehouse: Path, url: str, home: str) -> None:
+    """The first run, in a spawned process: exits 1, its failures on stderr, if it fails."""
+    with dg.DagsterInstance.from_config(home) as instance:
+        result = Pipeline(source, warehouse, url, instance=instance).run(FIRST_DAY)
+        if not result.success:
+            print(_failures(result), file=sys.stderr)
+            sys.exit(1)
 
 
 @pytest.mark.timeout(240)
@@ -49,38 +56,35 @@ def test_a_second_run_leaves_the_rows_of_a_live_run_alone(tmp_path, start_sandbo
     to end and the two never overlap (two runs at once there: test_postgres_concurrency)."""
     source = tmp_path / "source"
     generate(source, rows=120, days=2, seed=5, start_day=FIRST_DAY, dirty_rate=0.0)
-    with (source / FIRST_DAY.isoformat() / "applications.csv").open(newline="") as handle:
-        first_day_ids = {row["application_id"] for row in csv.DictReader(handle)}
-    for name in ("applications.csv", "events.csv"):
-        rewrite_rows(source / SECOND_DAY.isoformat() / name,
-                     lambda row: None if row["application_id"] in first_day_ids else row)
     # Every call takes 1.5 s, so the first run's push keeps calls in the air for a while.
     sandbox = start_sandbox(latency_ms=1500)
-    instance = dg.DagsterInstance.ephemeral()
-    first = Pipeline(source, warehouse_target, sandbox.url, instance=instance)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    instance = dg.DagsterInstance.local_temp(str(home))
+    first = multiprocessing.get_context("spawn").Process(
+        target=_run_first_day, args=(source, warehouse_target, sandbox.url, str(home)))
+    first.start()
     second = Pipeline(source, warehouse_target, sandbox.url, instance=instance)
-    outcome: dict = {}
-    thread = threading.Thread(target=lambda: outcome.setdefault("first", first.run(FIRST_DAY)))
-    thread.start()
     deadline = time.monotonic() + 120
-    while _write_calls(first) == 0 and time.monotonic() < deadline:
+    while _write_calls(second) == 0 and time.monotonic() < deadline and first.exitcode is None:
         time.sleep(0.1)
-    assert _write_calls(first) > 0, "the first run never started its push"
+    assert _write_calls(second) > 0, "the first run never started its push"
     (live,) = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.STARTED]
     assert run_is_alive(instance, live.run_id)
 
     result = second.run(SECOND_DAY)
-    thread.join(timeout=180)
-    assert result.success and outcome["first"].success, _failures(result) + _failures(outcome["first"])
+    first.join(timeout=180)
+    assert first.exitcode == 0, "the first run failed (its errors are on stderr)"
+    assert result.success, _failures(result)
 
-    first_id, second_id = outcome["first"].run_id, result.run_id
-    rows = first.query("SELECT run_id, status, sent_at, answered_at FROM push_journal")
+    first_id, second_id = live.run_id, result.run_id
+    rows = second.query("SELECT run_id, status, sent_at, answered_at FROM push_journal")
     second_started = min(sent for run_id, _, sent, _ in rows if run_id == second_id)
     in_the_air = [r for r in rows if r[0] == first_id and r[2] < second_started and r[3] > second_started]
     assert in_the_air, "the second run's push did not start while the first had calls in the air"
     assert {status for run_id, status, _, _ in rows if run_id == first_id} <= {"ok", "failed"}
-    assert not first.query("SELECT 1 FROM push_journal WHERE status IN ('unknown', 'sent')")
-    assert first.scalar("SELECT count(*) FROM activity_state WHERE status = 'unknown'") == 0
+    assert not second.query("SELECT 1 FROM push_journal WHERE status IN ('unknown', 'sent')")
+    assert second.scalar("SELECT count(*) FROM activity_state WHERE status = 'unknown'") == 0
     (pushed,) = [m for m in result.asset_materializations_for_node("push")][:1]
     assert pushed.metadata["run_unknown_from_dead_runs"].value == 0
 
