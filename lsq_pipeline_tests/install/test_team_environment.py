@@ -98,9 +98,12 @@ def test_a_team_installs_the_wheel_into_its_own_dg_project(tmp_path: Path) -> No
     pip, python, bin_ = venv / "bin" / "pip", venv / "bin" / "python", venv / "bin"
     env = _team_env(venv)
     newest = _newest_duckdb(pip)
-    _run([str(pip), "install", "--quiet", f"duckdb=={newest}", "dagster-duckdb"], tmp_path, env)
-    _run([str(pip), "install", "--quiet", str(_wheel(tmp_path / "build"))], tmp_path, env)
-    _run([str(pip), "install", "--quiet", "dagster-dg-cli", "create-dagster"], tmp_path, env)  # the team's dev tools
+    # --no-compile: a module compiles when first imported; byte-compiling every installed module
+    # up front costs the busy test machine more than the few this test imports.
+    install = [str(pip), "install", "--quiet", "--no-compile"]
+    _run([*install, f"duckdb=={newest}", "dagster-duckdb"], tmp_path, env)
+    _run([*install, str(_wheel(tmp_path / "build"))], tmp_path, env)
+    _run([*install, "dagster-dg-cli", "create-dagster"], tmp_path, env)  # the team's dev tools
     installed = _run([str(python), "-c", "import duckdb, lsq_pipeline; print(duckdb.__version__, lsq_pipeline.__file__)"],
                      tmp_path, env).stdout.split()
     assert installed[0] == newest, "installing lsq_pipeline changed the team's DuckDB"
