@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pytest
@@ -59,22 +59,19 @@ def test_threads_open_and_close_one_file_at_once(tmp_path):
     from lsq_pipeline.warehouse.connection import Warehouse
 
     warehouse = Warehouse(str(tmp_path / "warehouse.duckdb"))
-    errors: list[BaseException] = []
 
-    def open_and_close() -> None:
+    def open_and_close(_: int) -> list[str]:
+        errors = []
         for _ in range(300):
             try:
                 with warehouse.connect(print) as conn:
                     conn.execute("SELECT 1")
             except Exception as error:  # noqa: BLE001 - every failure is the finding
-                errors.append(error)
+                errors.append(str(error))
+        return errors
 
-    threads = [threading.Thread(target=open_and_close) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        assert [error for errors in pool.map(open_and_close, range(3)) for error in errors] == []
 
 
 def test_a_url_with_a_password_is_refused_without_showing_it(monkeypatch):
