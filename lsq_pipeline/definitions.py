@@ -22,10 +22,14 @@ def quietly(load: Callable[[], dg.Definitions]) -> dg.Definitions:
         return load()
 
 
-def load_packaged_account() -> dg.Definitions:
+def packaged_tree() -> dg.ComponentTree:
     import lsq_pipeline.defs
 
-    return quietly(lambda: dg.ComponentTree.from_module(defs_module=lsq_pipeline.defs, project_root=Path.cwd()).build_defs())
+    return dg.ComponentTree.from_module(defs_module=lsq_pipeline.defs, project_root=Path.cwd())
+
+
+def load_packaged_account() -> dg.Definitions:
+    return quietly(lambda: packaged_tree().build_defs())
 
 
 @dg.definitions

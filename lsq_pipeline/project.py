@@ -47,15 +47,20 @@ def find_project(start: Path) -> DgProject | None:
 def load_definitions(project: DgProject | None) -> dg.Definitions:
     """The project's Definitions (its defs folder, as `dg` loads it), or the packaged default
     account's when there is no project. A project whose package is not installed is imported from
-    its folder (`src/` or the root), as `dg dev` finds it."""
-    if project is None:
-        from lsq_pipeline.definitions import load_packaged_account
+    its folder (`src/` or the root), as `dg dev` finds it.
 
-        return load_packaged_account()
-    if importlib.util.find_spec(project.root_module) is None:
+    Only the defs folder is built: a whole project's build adds, for the UI, Dagster's catalogue
+    of every installed component type, which imports each component library (dbt's among them)
+    and costs a command, or a step's process, about two seconds of CPU it does not use."""
+    from lsq_pipeline.definitions import packaged_tree, quietly
+
+    if project is not None and importlib.util.find_spec(project.root_module) is None:
         source = project.root / "src"
         folder = source if (source / project.root_module).is_dir() else project.root
         sys.path.insert(0, str(folder))
-    from lsq_pipeline.definitions import quietly
 
-    return quietly(lambda: dg.load_from_defs_folder(path_within_project=project.root))
+    def build() -> dg.Definitions:
+        tree = packaged_tree() if project is None else dg.ComponentTree.for_project(path_within_project=project.root)
+        return tree.build_defs(tree.defs_module_path)
+
+    return quietly(build)
