@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -121,18 +121,11 @@ class Warehouse:
         """A DuckDB connection whose unqualified tables are the warehouse's, closed on exit. `log`
         hears about a DuckDB file's lock while the connection waits for it."""
         _mark_pandas_absent()
-        if self.on_postgres:
-            conn = self._open_postgres()
-            try:
-                yield conn
-            finally:
-                conn.close()
-            return
-        conn = self._open_file(log, read_only)
+        conn = self._open_postgres() if self.on_postgres else self._open_file(log, read_only)
         try:
             yield conn
         finally:
-            with _file_handles:
+            with nullcontext() if self.on_postgres else _file_handles:
                 conn.close()
 
     @contextmanager
